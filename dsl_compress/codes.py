@@ -1,0 +1,266 @@
+"""The table of diagnostic codes: one entry per code, shared by errors, the linter and `explain`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class CodeInfo:
+    """What a diagnostic code checks, why it matters, and how to fix it."""
+
+    name: str
+    summary: str
+    fix: str
+
+
+def _table(*rows: tuple[str, str, str, str]) -> dict[str, CodeInfo]:
+    return {code: CodeInfo(name, summary, fix) for code, name, summary, fix in rows}
+
+
+CODES: dict[str, CodeInfo] = _table(
+    # config_list validation
+    (
+        "C101",
+        "malformed-config-list",
+        "config_list must be a list of dicts.",
+        "Wrap each config in a dict inside one list.",
+    ),
+    ("C102", "unknown-key", "A key that no NNI 3.0 config accepts.", "Use the suggested key name."),
+    ("C103", "wrong-type", "A key's value has the wrong type.", "Give the type the message names."),
+    (
+        "C104",
+        "ratio-out-of-range",
+        "A ratio outside [0, 1] (or the key's narrower range).",
+        "Write a fraction, 0.5 means half.",
+    ),
+    (
+        "C105",
+        "bad-choice",
+        "A value outside the key's closed set of choices.",
+        "Use one of the listed values.",
+    ),
+    (
+        "C106",
+        "unknown-quant-dtype",
+        "quant_dtype is not int2..int8 or uint2..uint8.",
+        "Use e.g. int8 or uint8.",
+    ),
+    (
+        "C107",
+        "malformed-align",
+        "align needs module_name, target_name and dims.",
+        "Write all three keys.",
+    ),
+    (
+        "C108",
+        "missing-selector",
+        "A config with no op_types, op_names or op_names_re selects nothing.",
+        "Add a selector.",
+    ),
+    (
+        "C109",
+        "conflicting-keys",
+        "sparse_ratio and sparse_threshold in one setting.",
+        "Keep only one.",
+    ),
+    (
+        "C110",
+        "missing-key",
+        "A key the mode requires is absent.",
+        "Add the key; quant_dtype=None means int8.",
+    ),
+    (
+        "C111",
+        "unsupported-feature",
+        "Valid in NNI 3.0 but not supported by this engine.",
+        "Remove the key.",
+    ),
+    (
+        "C112",
+        "bad-granularity",
+        "A granularity list or string that cannot describe blocks.",
+        "Use out_channel, in_channel, per_channel or a list of ints.",
+    ),
+    # module selection and precedence
+    (
+        "S201",
+        "unknown-module-name",
+        "op_names names a module the model does not have.",
+        "Use a name from model.named_modules().",
+    ),
+    (
+        "S202",
+        "selects-nothing",
+        "A config or rule matches no module.",
+        "Check the spelling of names and types.",
+    ),
+    (
+        "S203",
+        "shadowed-setting",
+        "A later config sets a target an earlier config already set; the first wins.",
+        "Remove one config or narrow its selection.",
+    ),
+    (
+        "S204",
+        "aliased-module",
+        "One module object is reachable under several names.",
+        "Select it by one name only.",
+    ),
+    (
+        "S205",
+        "bad-regex",
+        "op_names_re holds an invalid regular expression.",
+        "Fix the expression.",
+    ),
+    # registry
+    (
+        "R301",
+        "unregistered-type",
+        "The module type has no settings template for this mode.",
+        "Register a template for it.",
+    ),
+    (
+        "R302",
+        "unknown-target",
+        "A target name that neither the template nor target_settings defines.",
+        "Use a template target or give target_settings.",
+    ),
+    (
+        "R303",
+        "malformed-template",
+        "A registered template is not a dict of dicts.",
+        "Follow the shape of the built-in templates.",
+    ),
+    # targets on the model
+    (
+        "T401",
+        "missing-parameter",
+        "A parameter target the module does not have.",
+        "Use one of the module's parameters or buffers.",
+    ),
+    (
+        "T402",
+        "unknown-input",
+        "An _input_ target that names no argument of forward().",
+        "Use _input_<index> or an argument name.",
+    ),
+    (
+        "T403",
+        "absent-tensor",
+        "The target tensor is None (for example bias=False); it is skipped.",
+        "Nothing to do, or drop the target.",
+    ),
+    # pruning
+    (
+        "P501",
+        "granularity-mismatch",
+        "The granularity does not fit the tensor's shape.",
+        "Pick block sizes that divide the dims.",
+    ),
+    (
+        "P502",
+        "granularity-kind",
+        "The granularity is not allowed for this kind of target.",
+        "out_channel/in_channel are for parameters, per_channel for activations.",
+    ),
+    (
+        "P503",
+        "align-source",
+        "An align points at a target that gets no mask.",
+        "Give the source a ratio, threshold or group.",
+    ),
+    (
+        "P504",
+        "align-cycle",
+        "Align targets point at each other in a cycle.",
+        "Break the cycle: one member needs a ratio.",
+    ),
+    (
+        "P505",
+        "global-group",
+        "A global group whose members disagree or have no ratio.",
+        "Give every member the same sparse_ratio.",
+    ),
+    (
+        "P506",
+        "dependency-group",
+        "A dependency group whose members disagree in ratio or metric shape.",
+        "Use one ratio and the same granularity.",
+    ),
+    (
+        "P507",
+        "metric-unsupported",
+        "The metric cannot be computed for this setting.",
+        "Choose another metric or granularity.",
+    ),
+    (
+        "P508",
+        "active-activation",
+        "A ratio or threshold on an input/output target; activations get masks only by align.",
+        "Use align.",
+    ),
+    (
+        "P509",
+        "align-shape",
+        "The aligned dims do not match the target's shape.",
+        "Check dims and the two tensors' sizes.",
+    ),
+    (
+        "P510",
+        "unknown-metric",
+        "The pruning metric is not one of level, l1, l2, fpgm, random, taylor.",
+        "Use one of those.",
+    ),
+    # quantization
+    (
+        "Q601",
+        "never-observed",
+        "An activation target saw no tensor during calibration.",
+        "Give calibration batches that reach it.",
+    ),
+    (
+        "Q602",
+        "missing-calibration",
+        "Activation quantization needs calibration batches.",
+        "Pass calib=[batch, ...].",
+    ),
+    # distillation
+    (
+        "D701",
+        "missing-link",
+        "A distillation link names a module the teacher does not have.",
+        "Link to a teacher module name.",
+    ),
+    (
+        "D702",
+        "no-outputs",
+        "loss() was called before student and teacher both ran forward.",
+        "Run teacher(x) and student(x) first.",
+    ),
+    (
+        "D703",
+        "shape-mismatch",
+        "Student and teacher outputs have different shapes.",
+        "Link modules with matching outputs.",
+    ),
+    # engine lifecycle
+    (
+        "X801",
+        "already-compressed",
+        "The model already carries a compression.",
+        "finalize() or restore() it first.",
+    ),
+    (
+        "X802",
+        "compression-closed",
+        "The compression was already finalized or restored.",
+        "Create a new compression.",
+    ),
+    (
+        "X803",
+        "bad-argument",
+        "An argument to a public function has the wrong form.",
+        "See the function's docstring.",
+    ),
+)

@@ -1,0 +1,141 @@
+"""The one Diagnostic type, its severity, source spans, and the error that carries diagnostics."""
+
+from __future__ import annotations
+
+import difflib
+import enum
+import warnings
+from dataclasses import dataclass, field
+from typing import Iterable, Sequence
+
+from dsl_compress.codes import CODES
+
+
+class Severity(str, enum.Enum):
+    """How bad a diagnostic is; errors stop compilation, warnings do not."""
+
+    ERROR = "error"
+    WARNING = "warning"
+    INFO = "info"
+
+
+@dataclass(frozen=True)
+class Span:
+    """A region of a source file: 1-based line and column, end exclusive."""
+
+    file: str | None
+    line: int
+    column: int
+    end_line: int
+    end_column: int
+
+    def __str__(self) -> str:
+        return f"{self.file or '<string>'}:{self.line}:{self.column}"
+
+
+@dataclass(frozen=True)
+class Diagnostic:
+    """One problem found in a rule set, a config_list, a model or the engine.
+
+    ``span`` locates it in a source file; ``subject`` locates it anywhere else
+    (``config_list[2].sparse_ratio``, ``module 'fc1' target 'weight'``).
+    """
+
+    code: str
+    severity: Severity
+    message: str
+    span: Span | None = field(default=None, compare=False)
+    subject: str | None = None
+    hint: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.code not in CODES:
+            raise ValueError(f"diagnostic code {self.code!r} is not in the code table")
+
+    @property
+    def location(self) -> str:
+        if self.span is not None:
+            return str(self.span)
+        return self.subject or "<input>"
+
+    def render(self, source_lines: Sequence[str] | None = None) -> str:
+        """Render like a compiler: location, severity[code], message, source, help."""
+        lines = [f"{self.location}: {self.severity.value}[{self.code}] {self.message}"]
+        if self.span is not None and source_lines and 0 < self.span.line <= len(source_lines):
+            lines.extend(_source_excerpt(self.span, source_lines[self.span.line - 1]))
+        if self.hint:
+            lines.append(f"  help: {self.hint}")
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.render()
+
+
+def _source_excerpt(span: Span, text: str) -> list[str]:
+    number = str(span.line)
+    pad = " " * len(number)
+    end = span.end_column if span.end_line == span.line else len(text) + 1
+    width = max(1, end - span.column)
+    return [
+        f"  {number} | {text}",
+        f"  {pad} | {' ' * (span.column - 1)}{'^' * width}",
+    ]
+
+
+class CompressionError(Exception):
+    """Raised with every error diagnostic found; nothing was modified when it is raised."""
+
+    def __init__(self, diagnostics: Iterable[Diagnostic]):
+        self.diagnostics = tuple(diagnostics)
+        super().__init__("\n".join(d.render() for d in self.diagnostics))
+
+    @property
+    def codes(self) -> list[str]:
+        return [d.code for d in self.diagnostics]
+
+
+class CompressionWarning(UserWarning):
+    """Category for warnings the engine emits through :mod:`warnings`."""
+
+
+def error(
+    code: str, message: str, *, subject: str | None = None, hint: str | None = None
+) -> Diagnostic:
+    return Diagnostic(code, Severity.ERROR, message, subject=subject, hint=hint)
+
+
+def warning(
+    code: str, message: str, *, subject: str | None = None, hint: str | None = None
+) -> Diagnostic:
+    return Diagnostic(code, Severity.WARNING, message, subject=subject, hint=hint)
+
+
+def fail(code: str, message: str, *, subject: str | None = None, hint: str | None = None) -> None:
+    """Raise a CompressionError holding one error diagnostic."""
+    raise CompressionError([error(code, message, subject=subject, hint=hint)])
+
+
+def raise_errors(diagnostics: Iterable[Diagnostic]) -> None:
+    """Raise one CompressionError carrying all errors, if there are any."""
+    errors = [d for d in diagnostics if d.severity is Severity.ERROR]
+    if errors:
+        raise CompressionError(errors)
+
+
+def emit_warnings(diagnostics: Iterable[Diagnostic]) -> None:
+    """Send warning diagnostics through :mod:`warnings` so callers see them."""
+    for diag in diagnostics:
+        if diag.severity is Severity.WARNING:
+            warnings.warn(diag.render(), CompressionWarning, stacklevel=3)
+
+
+def did_you_mean(word: str, candidates: Iterable[str], n: int = 3) -> str | None:
+    """A 'did you mean' hint from the closest candidates, or None."""
+    pool = [str(c) for c in candidates]
+    close = difflib.get_close_matches(word, pool, n=n, cutoff=0.6)
+    if not close:
+        lowered = {c.lower(): c for c in pool}
+        close = [lowered[w] for w in difflib.get_close_matches(word.lower(), lowered, n=n)]
+    if not close:
+        return None
+    return "did you mean " + " or ".join(repr(c) for c in close) + "?"

@@ -1,0 +1,158 @@
+"""The one engine: installs masks and simulated quantization on a model, and owns their lifecycle."""
+
+from __future__ import annotations
+
+import weakref
+from typing import Any, Mapping
+
+import torch
+from torch.nn.utils import parametrize
+
+from dsl_compress.diagnostics import error, fail, raise_errors
+from dsl_compress.distiller import DistillTarget, distill_loss, install_capture
+from dsl_compress.granularity import TargetKind
+from dsl_compress.modes import Mode
+from dsl_compress.plan import Plan
+from dsl_compress.quantizer import QuantParams
+from dsl_compress.taps import install_tap
+from dsl_compress.transforms import TargetTransform
+
+Key = tuple[str, str]
+
+# Models currently carrying a compression; weak so that a dropped model is forgotten.
+_ACTIVE: "weakref.WeakKeyDictionary[torch.nn.Module, Compression]" = weakref.WeakKeyDictionary()
+
+
+def check_not_compressed(model: torch.nn.Module, keys: list[Key]) -> None:
+    """A model (or one of its target tensors) may carry only one compression at a time."""
+    if model in _ACTIVE:
+        fail(
+            "X801",
+            "the model already carries a compression",
+            subject=type(model).__name__,
+            hint="call finalize() or restore() on it first, then compress again",
+        )
+    modules = dict(model.named_modules())
+    taken = [k for k in keys if parametrize.is_parametrized(modules[k[0]], k[1])]
+    raise_errors(
+        error(
+            "X801",
+            f"'{module}.{target}' is already parametrized",
+            subject=f"module '{module}' target '{target}'",
+            hint="remove the existing parametrization first",
+        )
+        for module, target in taken
+    )
+
+
+class Compression:
+    """Masks, quantization and distillation installed on one model, until finalize() or restore()."""
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        plan: Plan,
+        masks: Mapping[Key, torch.Tensor] | None = None,
+        quant: Mapping[Key, QuantParams] | None = None,
+        distill: tuple[torch.nn.Module, list[DistillTarget]] | None = None,
+        fused: bool = False,
+    ):
+        self.model = model
+        self.plan = plan
+        self._masks = dict(masks or {})
+        self._quant = dict(quant or {})
+        self._distill = distill
+        self._fused = fused
+        self._parametrized: list[Key] = []
+        self._handles: list[Any] = []
+        self._state = "new"
+
+    def attach(self) -> "Compression":
+        """Install every transform; on any failure the model is left exactly as it was."""
+        check_not_compressed(self.model, self._keys(TargetKind.PARAMETER))
+        try:
+            self._install_transforms()
+            if self._distill is not None:
+                teacher, targets = self._distill
+                self._handles.extend(install_capture(self.model, teacher, targets))
+        except BaseException:
+            self._remove(leave_parametrized=False)
+            raise
+        _ACTIVE[self.model] = self
+        self._state = "attached"
+        return self
+
+    def _keys(self, kind: TargetKind | None = None) -> list[Key]:
+        keys = list(dict.fromkeys([*self._quant, *self._masks]))
+        return [k for k in keys if kind is None or TargetKind.of(k[1]) is kind]
+
+    def _install_transforms(self) -> None:
+        modules = dict(self.model.named_modules())
+        for key in self._keys():
+            module = modules[key[0]]
+            transform = self._transform(key)
+            if TargetKind.of(key[1]) is TargetKind.PARAMETER:
+                parametrize.register_parametrization(module, key[1], transform, unsafe=True)
+                self._parametrized.append(key)
+            else:
+                self._handles.append(install_tap(module, key[1], transform))
+
+    def _transform(self, key: Key) -> TargetTransform:
+        entry = self.plan.find(*key, Mode.PRUNE)
+        method = entry.get("apply_method", "mul") if entry is not None else "mul"
+        return TargetTransform(self._masks.get(key), method, self._quant.get(key), self._fused)
+
+    def masks(self) -> dict[str, dict[str, torch.Tensor]]:
+        """{module: {target: bool mask}}; parameter masks have the full tensor shape."""
+        nested: dict[str, dict[str, torch.Tensor]] = {}
+        for (module, target), mask in self._masks.items():
+            nested.setdefault(module, {})[target] = mask
+        return nested
+
+    def quant_params(self) -> dict[str, dict[str, dict[str, Any]]]:
+        """{module: {target: {scale, zero_point, qmin, qmax, quant_dtype, quant_scheme}}}."""
+        nested: dict[str, dict[str, dict[str, Any]]] = {}
+        for (module, target), params in self._quant.items():
+            nested.setdefault(module, {})[target] = params.to_dict()
+        return nested
+
+    def loss(self) -> torch.Tensor:
+        """The distillation loss of the latest student and teacher forward passes."""
+        self._require("attached")
+        if self._distill is None:
+            fail("D702", "this compression has no distillation targets", subject="loss()")
+        return distill_loss(self._distill[1])
+
+    def finalize(self) -> torch.nn.Module:
+        """Bake masks and quantization into plain weights and remove every hook."""
+        self._require("attached")
+        self._remove(leave_parametrized=True)
+        self._state = "finalized"
+        return self.model
+
+    def restore(self) -> torch.nn.Module:
+        """Remove everything; the original weights come back bit-identical."""
+        self._require("attached")
+        self._remove(leave_parametrized=False)
+        self._state = "restored"
+        return self.model
+
+    def _require(self, state: str) -> None:
+        if self._state != state:
+            fail(
+                "X802",
+                f"the compression is {self._state}, so this operation is not available",
+                subject="compression",
+                hint="create a new compression",
+            )
+
+    def _remove(self, leave_parametrized: bool) -> None:
+        modules = dict(self.model.named_modules())
+        for module_name, target in reversed(self._parametrized):
+            module = modules[module_name]
+            parametrize.remove_parametrizations(module, target, leave_parametrized)
+        for handle in self._handles:
+            handle.remove()
+        self._parametrized.clear()
+        self._handles.clear()
+        _ACTIVE.pop(self.model, None)

@@ -1,0 +1,92 @@
+"""The plan: one resolved setting per (module, target, mode), and the NNI config_list it round-trips to."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from dsl_compress.diagnostics import Diagnostic, Severity
+from dsl_compress.granularity import TargetKind
+from dsl_compress.modes import Mode
+
+# NNI's schema has no None granularity; these list forms mean the same blocks at any rank:
+# all-ones kernel = element-wise pruning, all-(-1) kernel = one per-tensor quantization scale.
+_NONE_GRANULARITY = {Mode.PRUNE: [1], Mode.QUANTIZE: [[-1], "back", -1]}
+
+
+@dataclass(frozen=True)
+class PlanEntry:
+    """One compression target with its fully resolved setting and where each key came from."""
+
+    module: str
+    target: str
+    mode: Mode
+    module_type: str
+    setting: Mapping[str, Any]
+    origin: str
+    key_origins: Mapping[str, str] = field(default_factory=dict, compare=False)
+    metric: str | None = None
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.module, self.target)
+
+    @property
+    def kind(self) -> TargetKind:
+        return TargetKind.of(self.target)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        value = self.setting.get(key, default)
+        return default if value is None else value
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "module": self.module,
+            "target": self.target,
+            "mode": self.mode.value,
+            "module_type": self.module_type,
+            "setting": copy.deepcopy(dict(self.setting)),
+            "metric": self.metric,
+            "origin": self.origin,
+            "key_origins": dict(self.key_origins),
+        }
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Plain data: every entry of every mode, plus the warnings found while resolving them."""
+
+    entries: tuple[PlanEntry, ...]
+    diagnostics: tuple[Diagnostic, ...] = field(default=(), compare=False)
+
+    def of_mode(self, mode: Mode) -> tuple[PlanEntry, ...]:
+        return tuple(e for e in self.entries if e.mode is mode)
+
+    def find(self, module: str, target: str, mode: Mode) -> PlanEntry | None:
+        return next((e for e in self.of_mode(mode) if e.key == (module, target)), None)
+
+    @property
+    def warnings(self) -> tuple[Diagnostic, ...]:
+        return tuple(d for d in self.diagnostics if d.severity is Severity.WARNING)
+
+    def to_dicts(self) -> list[dict[str, Any]]:
+        return [e.to_dict() for e in self.entries]
+
+    def to_config_list(self, mode: Mode | str) -> list[dict[str, Any]]:
+        """NNI 3.0 config_list that reproduces this plan under NNI's own first-wins semantics."""
+        return [_entry_config(e) for e in self.of_mode(Mode(mode))]
+
+
+def _entry_config(entry: PlanEntry) -> dict[str, Any]:
+    setting = {k: copy.deepcopy(v) for k, v in entry.setting.items() if v is not None}
+    if "granularity" in entry.setting and entry.setting["granularity"] is None:
+        setting["granularity"] = copy.deepcopy(_NONE_GRANULARITY[entry.mode])
+    config: dict[str, Any] = {
+        "op_names": [entry.module],
+        "target_names": [entry.target],
+        "target_settings": {entry.target: setting},
+    }
+    if entry.mode is Mode.QUANTIZE:
+        config["quant_dtype"] = entry.setting.get("quant_dtype")
+    return config

@@ -1,0 +1,152 @@
+"""Pruning stage of the engine: from plan entries and a model to bool masks, touching nothing."""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+import torch
+
+from dsl_compress.diagnostics import did_you_mean, fail
+from dsl_compress.granularity import BlockKernel, TargetKind, parse_granularity
+from dsl_compress.metrics import METRIC_NAMES, compute_metric
+from dsl_compress.plan import PlanEntry
+from dsl_compress.sparsity import MaskRequest, generate_masks
+from dsl_compress.taps import install_tap, run_batches
+
+LossFn = Callable[[torch.nn.Module, Any], torch.Tensor]
+Key = tuple[str, str]
+
+
+def check_metric(metric: str) -> None:
+    if metric not in METRIC_NAMES:
+        fail(
+            "P510",
+            f"unknown pruning metric '{metric}'",
+            subject="metric",
+            hint=did_you_mean(metric, METRIC_NAMES) or f"use one of {', '.join(METRIC_NAMES)}",
+        )
+
+
+def is_active(entry: PlanEntry) -> bool:
+    """NNI's rule: a target gets a metric iff it has a ratio or a threshold."""
+    return entry.get("sparse_ratio") is not None or entry.get("sparse_threshold") is not None
+
+
+def kernel_of(entry: PlanEntry) -> BlockKernel | None:
+    kernel = parse_granularity(entry.setting.get("granularity"), _subject(entry))
+    return kernel if isinstance(kernel, BlockKernel) else None
+
+
+def compute_masks(
+    model: torch.nn.Module,
+    entries: Sequence[PlanEntry],
+    *,
+    calib: Iterable[Any] | None = None,
+    loss_fn: LossFn | None = None,
+    seed: int = 0,
+) -> dict[Key, torch.Tensor]:
+    """Bool masks (True = kept) for every pruning entry; raises before anything is modified."""
+    modules = dict(model.named_modules())
+    for entry in entries:
+        check_metric(entry.metric or "l1")
+    scores = _taylor_scores(model, modules, entries, calib, loss_fn)
+    shapes = _activation_shapes(model, modules, entries, calib)
+    generator = torch.Generator().manual_seed(seed)
+    requests = [_request(modules, e, scores, shapes, generator) for e in entries]
+    return generate_masks(requests)
+
+
+def _request(modules, entry: PlanEntry, scores, shapes, generator) -> MaskRequest:
+    metric = None
+    shape = shapes.get(entry.key)
+    if entry.kind is TargetKind.PARAMETER:
+        tensor = getattr(modules[entry.module], entry.target).detach()
+        shape = tuple(tensor.shape)
+        if is_active(entry):
+            metric = compute_metric(
+                entry.metric or "l1",
+                tensor,
+                kernel_of(entry),
+                subject=_subject(entry),
+                score=scores.get(entry.key),
+                generator=generator,
+            )
+    return MaskRequest(
+        module=entry.module,
+        target=entry.target,
+        kind=entry.kind,
+        setting=entry.setting,
+        shape=shape,
+        metric=metric,
+    )
+
+
+def _subject(entry: PlanEntry) -> str:
+    return f"module '{entry.module}' target '{entry.target}'"
+
+
+def _activation_shapes(model, modules, entries, calib) -> dict[Key, tuple[int, ...]]:
+    """Shapes of input/output targets, observed on the first calibration batch when given."""
+    wanted = [e for e in entries if e.kind is not TargetKind.PARAMETER]
+    if not wanted or calib is None:
+        return {}
+    shapes: dict[Key, tuple[int, ...]] = {}
+    handles = [
+        install_tap(modules[e.module], e.target, _shape_recorder(shapes, e.key)) for e in wanted
+    ]
+    try:
+        with torch.no_grad():
+            run_batches(model, _first(calib))
+    finally:
+        for handle in handles:
+            handle.remove()
+    return shapes
+
+
+def _shape_recorder(shapes: dict, key: Key):
+    def record(tensor: torch.Tensor) -> None:
+        shapes.setdefault(key, tuple(tensor.shape))
+
+    return record
+
+
+def _first(batches: Iterable[Any]) -> list[Any]:
+    for batch in batches:
+        return [batch]
+    return []
+
+
+def _taylor_scores(model, modules, entries, calib, loss_fn) -> dict[Key, torch.Tensor]:
+    """Mean of (w * dL/dw)^2 over the calibration batches, without touching any .grad."""
+    taylor = [e for e in entries if e.metric == "taylor" and is_active(e)]
+    if not taylor:
+        return {}
+    if calib is None or loss_fn is None:
+        fail(
+            "P507",
+            "the taylor metric needs calibration batches and a loss function",
+            subject=_subject(taylor[0]),
+            hint="call prune(model, config_list, metric='taylor', calib=batches, "
+            "loss_fn=lambda model, batch: loss)",
+        )
+    params = [getattr(modules[e.module], e.target) for e in taylor]
+    totals = [torch.zeros_like(p, dtype=torch.float32) for p in params]
+
+    def step(batch: Any) -> None:
+        loss = loss_fn(model, batch)
+        grads = torch.autograd.grad(loss, params, allow_unused=True)
+        for total, param, grad in zip(totals, params, grads):
+            if grad is not None:
+                total.add_((param.detach().float() * grad.float()) ** 2)
+
+    steps = run_batches(model, calib, step)
+    if steps == 0:
+        fail("P507", "the taylor metric got no calibration batches", subject=_subject(taylor[0]))
+    return {e.key: total / steps for e, total in zip(taylor, totals)}
+
+
+def masks_as_nested(masks: Mapping[Key, torch.Tensor]) -> dict[str, dict[str, torch.Tensor]]:
+    nested: dict[str, dict[str, torch.Tensor]] = {}
+    for (module, target), mask in masks.items():
+        nested.setdefault(module, {})[target] = mask
+    return nested

@@ -1,0 +1,117 @@
+"""Quantization stage of the engine: scales and zero points for plan entries, from weights and calibration."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterable, Sequence
+
+import torch
+
+from dsl_compress.diagnostics import error, fail, raise_errors
+from dsl_compress.granularity import BlockKernel, TargetKind, parse_granularity
+from dsl_compress.observers import MinMaxObserver, weight_min_max
+from dsl_compress.plan import PlanEntry
+from dsl_compress.quant_math import QuantRange, quant_range, scale_zero_point
+from dsl_compress.taps import install_tap, run_batches
+
+Key = tuple[str, str]
+
+
+@dataclass(frozen=True)
+class QuantParams:
+    """Everything needed to fake-quantize one target, and to report it."""
+
+    scale: torch.Tensor
+    zero_point: torch.Tensor
+    qrange: QuantRange
+    quant_scheme: str | None
+    kernel: BlockKernel | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "scale": self.scale,
+            "zero_point": self.zero_point,
+            "qmin": self.qrange.qmin,
+            "qmax": self.qrange.qmax,
+            "quant_dtype": self.qrange.quant_dtype,
+            "quant_scheme": self.quant_scheme or "symmetric",
+        }
+
+
+def _subject(entry: PlanEntry) -> str:
+    return f"module '{entry.module}' target '{entry.target}'"
+
+
+def _kernel(entry: PlanEntry) -> BlockKernel | None:
+    kernel = parse_granularity(entry.setting.get("granularity"), _subject(entry))
+    return kernel if isinstance(kernel, BlockKernel) else None
+
+
+def compute_quant_params(
+    model: torch.nn.Module, entries: Sequence[PlanEntry], calib: Iterable[Any] | None
+) -> dict[Key, QuantParams]:
+    """Scales for every active quantization entry; raises before anything is modified."""
+    active = [e for e in entries if e.get("apply_method", "clamp_round") != "bypass"]
+    ranges = {e.key: quant_range(e.setting.get("quant_dtype"), _subject(e)) for e in active}
+    modules = dict(model.named_modules())
+    stats = _weight_stats(modules, [e for e in active if e.kind is TargetKind.PARAMETER])
+    stats.update(
+        _activation_stats(
+            model, modules, [e for e in active if e.kind is not TargetKind.PARAMETER], calib
+        )
+    )
+    params = {}
+    for entry in active:
+        lo, hi = stats[entry.key]
+        scheme = entry.setting.get("quant_scheme")
+        scale, zp = scale_zero_point(lo, hi, ranges[entry.key], scheme, _subject(entry))
+        params[entry.key] = QuantParams(scale, zp, ranges[entry.key], scheme, _kernel(entry))
+    return params
+
+
+def _weight_stats(modules, entries: Sequence[PlanEntry]) -> dict[Key, tuple]:
+    return {
+        e.key: weight_min_max(getattr(modules[e.module], e.target), _kernel(e), _subject(e))
+        for e in entries
+    }
+
+
+def _activation_stats(model, modules, entries: Sequence[PlanEntry], calib) -> dict[Key, tuple]:
+    """Running min/max of each input/output target over the calibration batches."""
+    if not entries:
+        return {}
+    if calib is None:
+        fail(
+            "Q602",
+            f"{len(entries)} input/output target(s) need calibration batches, e.g. {_subject(entries[0])}",
+            subject=_subject(entries[0]),
+            hint="pass calib=[batch, ...] (a batch is a tensor, a tuple of inputs or a dict)",
+        )
+    observers = {e.key: MinMaxObserver(_kernel(e), _subject(e)) for e in entries}
+    handles = [
+        install_tap(modules[e.module], e.target, _observing(observers[e.key])) for e in entries
+    ]
+    try:
+        with torch.no_grad():
+            run_batches(model, calib)
+    finally:
+        for handle in handles:
+            handle.remove()
+    missing = [e for e in entries if not observers[e.key].observed]
+    raise_errors(
+        error(
+            "Q601",
+            f"'{e.module}.{e.target}' saw no tensor during calibration",
+            subject=_subject(e),
+            hint="check the target name (_input_<i>, _output_<i>) and that the batches reach the module",
+        )
+        for e in missing
+    )
+    return {key: (obs.min_val, obs.max_val) for key, obs in observers.items()}
+
+
+def _observing(observer: MinMaxObserver):
+    def observe(tensor: torch.Tensor) -> None:
+        observer.observe(tensor)
+
+    return observe

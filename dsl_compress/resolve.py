@@ -1,0 +1,235 @@
+"""Resolution: a validated config_list and a model become a Plan (selection, canonicalisation, precedence)."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+import torch
+
+from dsl_compress.config_schema import SELECTION_KEYS, validate_config_list
+from dsl_compress.diagnostics import (
+    CompressionError,
+    Diagnostic,
+    Severity,
+    did_you_mean,
+    error,
+    raise_errors,
+    warning,
+)
+from dsl_compress.granularity import BlockKernel, TargetKind, check_kind, parse_granularity
+from dsl_compress.modes import Mode
+from dsl_compress.plan import Plan, PlanEntry
+from dsl_compress.selection import ModelIndex, select
+from dsl_compress.settings import DEFAULT_REGISTRY, Registry
+from dsl_compress.taps import forward_parameters
+
+DEFAULT_METRIC = "l1"
+
+
+def build_plan(
+    model: torch.nn.Module,
+    config_list: Sequence[Mapping[str, Any]],
+    mode: Mode | str,
+    *,
+    registry: Registry | None = None,
+    metric: str | None = None,
+) -> Plan:
+    """Resolve a config_list against a model; raises CompressionError with every error found."""
+    mode = Mode(mode)
+    raise_errors(validate_config_list(config_list, mode))
+    index = ModelIndex.of(model)
+    entries, diags = _collect_entries(index, config_list, mode, registry or DEFAULT_REGISTRY)
+    metric = (metric or DEFAULT_METRIC) if mode is Mode.PRUNE else None
+    checked = []
+    for entry in entries:
+        resolved = _check_entry(index, entry, metric, diags)
+        if resolved is not None:
+            checked.append(resolved)
+    raise_errors(diags)
+    return Plan(tuple(checked), tuple(d for d in diags if d.severity is not Severity.ERROR))
+
+
+def _collect_entries(
+    index: ModelIndex, config_list: Sequence[Mapping[str, Any]], mode: Mode, registry: Registry
+) -> tuple[list[PlanEntry], list[Diagnostic]]:
+    entries: dict[tuple[str, str], PlanEntry] = {}
+    diags: list[Diagnostic] = []
+    reported: set[str] = set()
+    for i, config in enumerate(config_list):
+        where = f"config_list[{i}]"
+        names, found = select(index, config, where)
+        diags.extend(found)
+        public = {k: v for k, v in config.items() if k not in SELECTION_KEYS}
+        for name in names:
+            try:
+                settings = registry[mode].get(index.modules[name], public)
+            except CompressionError as exc:
+                _add_once(diags, exc.diagnostics, where, name, reported)
+                continue
+            for target, setting in settings.items():
+                _add_entry(entries, diags, index, mode, name, target, setting, public, where)
+    return list(entries.values()), diags
+
+
+def _add_once(diags: list, found: Sequence[Diagnostic], where: str, name: str, seen: set) -> None:
+    for diag in found:
+        if diag.message not in seen:
+            seen.add(diag.message)
+            diags.append(_relocate(diag, f"{where} (module '{name}')"))
+
+
+def _relocate(diag: Diagnostic, subject: str) -> Diagnostic:
+    return Diagnostic(diag.code, diag.severity, diag.message, subject=subject, hint=diag.hint)
+
+
+def _add_entry(entries, diags, index, mode, name, target, setting, public, where) -> None:
+    key = (name, target)
+    if key in entries:
+        first = entries[key].origin
+        diags.append(
+            warning(
+                "S203",
+                f"module '{name}' target '{target}': {where} is ignored because {first} "
+                f"already configured it (the first config wins, as in NNI 3.0)",
+                subject=where,
+                hint=f"remove the setting from {where} or exclude '{name}' there",
+            )
+        )
+        return
+    entries[key] = PlanEntry(
+        module=name,
+        target=target,
+        mode=mode,
+        module_type=index.type_names[name],
+        setting=setting,
+        origin=where,
+        key_origins=_key_origins(setting, public, target, where, index.type_names[name]),
+    )
+
+
+def _key_origins(
+    setting: Mapping, public: Mapping, target: str, where: str, type_name: str
+) -> dict:
+    explicit = set(public) | set((public.get("target_settings") or {}).get(target, {}))
+    return {k: (where if k in explicit else f"template {type_name}") for k in setting}
+
+
+def _check_entry(
+    index: ModelIndex, entry: PlanEntry, metric: str | None, diags: list[Diagnostic]
+) -> PlanEntry | None:
+    module = index.modules[entry.module]
+    subject = f"module '{entry.module}' target '{entry.target}'"
+    if entry.kind is TargetKind.PARAMETER and not _parameter_present(module, entry, subject, diags):
+        return None
+    if entry.kind is TargetKind.INPUT:
+        _check_input(module, entry, subject, diags)
+    setting = dict(entry.setting)
+    try:
+        _resolve_granularity(setting, entry, metric, subject)
+    except CompressionError as exc:
+        diags.extend(exc.diagnostics)
+    _check_align(index, setting, subject, diags)
+    if entry.mode is Mode.DISTILL and isinstance(setting.get("lambda"), int):
+        setting["lambda"] = float(setting["lambda"])
+    origins = dict(entry.key_origins)
+    return PlanEntry(
+        entry.module,
+        entry.target,
+        entry.mode,
+        entry.module_type,
+        setting,
+        entry.origin,
+        origins,
+        metric,
+    )
+
+
+def _parameter_present(module, entry: PlanEntry, subject: str, diags: list) -> bool:
+    if not hasattr(module, entry.target):
+        names = [n for n, _ in module.named_parameters(recurse=False)]
+        names += [n for n, _ in module.named_buffers(recurse=False)]
+        diags.append(
+            error(
+                "T401",
+                f"'{entry.module}' ({entry.module_type}) has no parameter or buffer '{entry.target}'",
+                subject=subject,
+                hint=did_you_mean(entry.target, names) or f"it has: {', '.join(names) or 'none'}",
+            )
+        )
+        return False
+    value = getattr(module, entry.target)
+    if value is None:
+        diags.append(
+            Diagnostic(
+                "T403",
+                Severity.INFO,
+                f"'{entry.module}.{entry.target}' is None; the target is skipped",
+                subject=subject,
+            )
+        )
+        return False
+    if not isinstance(value, torch.Tensor):
+        diags.append(
+            error("T401", f"'{entry.module}.{entry.target}' is not a tensor", subject=subject)
+        )
+        return False
+    return True
+
+
+def _check_input(module, entry: PlanEntry, subject: str, diags: list) -> None:
+    suffix = entry.target[len("_input_") :]
+    params = forward_parameters(module)
+    named = [p.name for p in params if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    if suffix.isdigit() or suffix in named or not params:
+        return
+    diags.append(
+        error(
+            "T402",
+            f"'{entry.module}.forward' has no argument '{suffix}'",
+            subject=subject,
+            hint=did_you_mean(suffix, named) or f"its arguments are: {', '.join(named)}",
+        )
+    )
+
+
+def _resolve_granularity(setting: dict, entry: PlanEntry, metric: str | None, subject: str) -> None:
+    if "granularity" not in setting:
+        return
+    value = setting["granularity"]
+    if value == "default":
+        value = _default_granularity(entry, metric)
+        setting["granularity"] = value
+    check_kind(value, entry.kind, subject)
+    if _means_no_blocks(parse_granularity(value, subject), entry.mode):
+        setting["granularity"] = None
+
+
+def _means_no_blocks(kernel: BlockKernel | str | None, mode: Mode) -> bool:
+    """Lists that say 'no blocks' at every rank: all 1 when pruning, all -1 when quantizing."""
+    if not isinstance(kernel, BlockKernel):
+        return False
+    unit = 1 if mode is Mode.PRUNE else -1
+    return set(kernel.kernel) == {unit} and kernel.pad_value == unit
+
+
+def _default_granularity(entry: PlanEntry, metric: str | None) -> str | None:
+    """As NNI: level and quantization are element-wise/per-tensor, other pruners channel-wise."""
+    if entry.mode is not Mode.PRUNE or metric == "level":
+        return None
+    return "out_channel" if entry.kind is TargetKind.PARAMETER else "per_channel"
+
+
+def _check_align(index: ModelIndex, setting: Mapping, subject: str, diags: list) -> None:
+    align = setting.get("align")
+    if not isinstance(align, Mapping) or align.get("module_name") is None:
+        return
+    name = align["module_name"]
+    if name not in index.modules:
+        diags.append(
+            error(
+                "P503",
+                f"align names module '{name}', which the model does not have",
+                subject=subject,
+                hint=did_you_mean(name, index.modules),
+            )
+        )

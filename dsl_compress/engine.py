@@ -65,6 +65,7 @@ class Compression:
         self._fused = fused
         self._parametrized: list[Key] = []
         self._handles: list[Any] = []
+        self._orders: dict[str, tuple[list[str], list[str]]] = {}
         self._state = "new"
 
     def attach(self) -> "Compression":
@@ -90,6 +91,7 @@ class Compression:
         modules = dict(self.model.named_modules())
         for key in self._keys():
             module = modules[key[0]]
+            self._orders.setdefault(key[0], (list(module._parameters), list(module._buffers)))
             transform = self._transform(key)
             if TargetKind.of(key[1]) is TargetKind.PARAMETER:
                 parametrize.register_parametrization(module, key[1], transform, unsafe=True)
@@ -151,8 +153,19 @@ class Compression:
         for module_name, target in reversed(self._parametrized):
             module = modules[module_name]
             parametrize.remove_parametrizations(module, target, leave_parametrized)
+        for module_name, orders in self._orders.items():
+            _reorder(modules[module_name], orders)
         for handle in self._handles:
             handle.remove()
         self._parametrized.clear()
         self._handles.clear()
+        self._orders.clear()
         _ACTIVE.pop(self.model, None)
+
+
+def _reorder(module: torch.nn.Module, orders: tuple[list[str], list[str]]) -> None:
+    """Put parameters and buffers back in their original order, so state_dict keys match."""
+    for table, order in zip((module._parameters, module._buffers), orders):
+        items = dict(table)
+        table.clear()
+        table.update((k, items[k]) for k in [*order, *items] if k in items and k not in table)

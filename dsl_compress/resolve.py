@@ -205,11 +205,12 @@ def _resolve_granularity(setting: dict, entry: PlanEntry, metric: str | None, su
 
 
 def _means_no_blocks(kernel: BlockKernel | str | None, mode: Mode) -> bool:
-    """Lists that say 'no blocks' at every rank: all 1 when pruning, all -1 when quantizing."""
+    """One-entry lists that say 'no blocks' at every rank: [1] when pruning, [[-1], 'back', -1]
+    when quantizing (the forms Plan.to_config_list writes for None)."""
     if not isinstance(kernel, BlockKernel):
         return False
     unit = 1 if mode is Mode.PRUNE else -1
-    return set(kernel.kernel) == {unit} and kernel.pad_value == unit
+    return kernel.kernel == (unit,) and kernel.pad_value == unit
 
 
 def _default_granularity(entry: PlanEntry, metric: str | None) -> str | None:

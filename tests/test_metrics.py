@@ -45,7 +45,9 @@ def test_l1_in_channel_sums_columns() -> None:
 
 def test_l1_two_by_two_blocks() -> None:
     tensor = torch.arange(16.0).reshape(4, 4)
-    expected = torch.tensor([[0.0 + 1 + 4 + 5, 2 + 3 + 6 + 7], [8 + 9 + 12 + 13, 10 + 11 + 14 + 15]])
+    expected = torch.tensor(
+        [[0.0 + 1 + 4 + 5, 2 + 3 + 6 + 7], [8 + 9 + 12 + 13, 10 + 11 + 14 + 15]]
+    )
     assert torch.equal(metric("l1", tensor, [2, 2]), expected)
 
 

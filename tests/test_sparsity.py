@@ -304,7 +304,10 @@ def test_align_over_all_dims_masks_a_1d_bias() -> None:
 
 def test_in_channel_weight_leaves_bias_all_kept() -> None:
     masks = generate_masks(
-        [weight("fc1", FC1, granularity="in_channel", sparse_ratio=0.5), aligned("fc1", "bias", (4,))]
+        [
+            weight("fc1", FC1, granularity="in_channel", sparse_ratio=0.5),
+            aligned("fc1", "bias", (4,)),
+        ]
     )
     assert masks[("fc1", "weight")][:, 0].tolist() == [F, F, F, F]
     assert masks[("fc1", "bias")].tolist() == [T, T, T, T]

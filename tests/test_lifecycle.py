@@ -1,0 +1,91 @@
+"""The compression lifecycle: finalize bakes and leaves a plain model, restore is bit-identical."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from conftest import assert_same_state, state_copy
+from dsl_compress import CompressionError, prune, quantize
+
+PRUNE = [{"op_types": ["Linear"], "sparse_ratio": 0.5}]
+
+
+def plain(model: nn.Module) -> bool:
+    return all(
+        type(m).__module__.startswith("torch.nn.modules")
+        and not m._forward_hooks
+        and not m._forward_pre_hooks
+        and not hasattr(m, "parametrizations")
+        for m in model.modules()
+        if m is not model
+    )
+
+
+def test_finalize_bakes_masks_into_plain_weights(two_linear):
+    keys = list(two_linear.state_dict())
+    compression = prune(two_linear, PRUNE)
+    masks = compression.masks()
+    x = torch.randn(3, 4)
+    before = two_linear(x)
+    model = compression.finalize()
+    assert plain(model) and list(model.state_dict()) == keys
+    assert torch.equal(model(x), before)
+    for name in ("fc1", "fc2"):
+        layer = getattr(model, name)
+        assert type(layer.weight) is nn.Parameter
+        assert torch.equal(layer.weight == 0, ~masks[name]["weight"])
+        assert torch.equal(layer.bias == 0, ~masks[name]["bias"])
+
+
+def test_finalize_bakes_quantized_weights():
+    model = nn.Sequential(nn.Linear(4, 4))
+    compression = quantize(
+        model, [{"op_types": ["Linear"], "quant_dtype": "int4", "target_names": ["weight"]}]
+    )
+    quantized = model[0].weight.detach().clone()
+    compression.finalize()
+    scale = compression.quant_params()["0"]["weight"]["scale"]
+    assert torch.equal(model[0].weight.detach(), quantized)
+    assert torch.allclose(model[0].weight / scale, torch.round(model[0].weight / scale))
+    assert plain(model)
+
+
+def test_restore_gives_back_bit_identical_weights_and_no_hooks(conv_bn):
+    before = state_copy(conv_bn)
+    params = [p for p in conv_bn.parameters()]
+    compression = prune(
+        conv_bn,
+        [{"op_types": ["Conv2d", "BatchNorm2d"], "sparse_ratio": 0.5}],
+        calib=[torch.randn(1, 3, 8, 8)],
+    )
+    assert not plain(conv_bn)
+    compression.restore()
+    assert plain(conv_bn)
+    assert_same_state(conv_bn, before)
+    assert all(a is b for a, b in zip(conv_bn.parameters(), params))
+
+
+def test_one_compression_at_a_time(two_linear):
+    compression = prune(two_linear, PRUNE)
+    with pytest.raises(CompressionError) as info:
+        quantize(
+            two_linear,
+            [{"op_types": ["Linear"], "quant_dtype": "int8", "target_names": ["weight"]}],
+        )
+    assert info.value.codes == ["X801"]
+    compression.finalize()
+    quantize(
+        two_linear, [{"op_types": ["Linear"], "quant_dtype": "int8", "target_names": ["weight"]}]
+    )
+
+
+def test_a_closed_compression_refuses_further_use(two_linear):
+    compression = prune(two_linear, PRUNE)
+    compression.restore()
+    for call in (compression.finalize, compression.restore, compression.loss):
+        with pytest.raises(CompressionError) as info:
+            call()
+        assert info.value.codes == ["X802"]
+    assert set(compression.masks()) == {"fc1", "fc2"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import torch
@@ -63,7 +64,8 @@ def _request(modules, entry: PlanEntry, scores, shapes, generator) -> MaskReques
         tensor = getattr(modules[entry.module], entry.target).detach()
         shape = tuple(tensor.shape)
         if is_active(entry):
-            metric = compute_metric(
+            metric = functools.partial(
+                compute_metric,
                 entry.metric or "l1",
                 tensor,
                 kernel_of(entry),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import torch
 
@@ -27,7 +27,9 @@ class MaskRequest:
     kind: TargetKind
     setting: Mapping[str, Any]
     shape: tuple[int, ...] | None
-    metric: torch.Tensor | None = None
+    # A tensor, or a zero-argument callable computing it on use: then only one target's
+    # element-wise metric is alive at a time instead of one per target.
+    metric: torch.Tensor | Callable[[], torch.Tensor] | None = None
 
     @property
     def key(self) -> Key:
@@ -106,7 +108,7 @@ def _stage_of(request: MaskRequest) -> str | None:
 def _metric(request: MaskRequest, code: str, why: str) -> torch.Tensor:
     if request.metric is None:
         fail(code, f"{request.name} has no metric: {why}", subject=request.name)
-    metric = request.metric
+    metric = request.metric() if callable(request.metric) else request.metric
     kernel = request.kernel
     expected = kernel.block_shape(request.shape, request.name) if kernel else request.shape
     if tuple(metric.shape) != tuple(expected):
@@ -118,6 +120,11 @@ def _metric(request: MaskRequest, code: str, why: str) -> torch.Tensor:
     return metric
 
 
+# Rows up to this length use torch.topk exactly as NNI does (same order among ties); longer
+# rows (element-wise metrics of big tensors) use kthvalue, which avoids topk's sort.
+TOPK_MAX_ROW = 1 << 16
+
+
 def ratio_keep(metric: torch.Tensor, ratio: float, view: Sequence[int] = (-1,)) -> torch.Tensor:
     """Keep all but the ``floor(per_row * ratio)`` smallest entries of each row of ``view``."""
     if ratio <= 0.0:
@@ -126,10 +133,29 @@ def ratio_keep(metric: torch.Tensor, ratio: float, view: Sequence[int] = (-1,)) 
         return torch.zeros_like(metric, dtype=torch.bool)
     rows = math.prod(view[:-1])
     count = int(metric.numel() // rows * ratio)
+    if count == 0:
+        return torch.ones_like(metric, dtype=torch.bool)
     viewed = metric.reshape(*view)
-    _, indices = viewed.topk(count, dim=-1, largest=False)
-    keep = torch.ones_like(viewed, dtype=torch.bool).scatter(-1, indices, False)
-    return keep.reshape(metric.shape)
+    if viewed.shape[-1] <= TOPK_MAX_ROW:
+        _, indices = viewed.topk(count, dim=-1, largest=False)
+        keep = torch.ones_like(viewed, dtype=torch.bool).scatter(-1, indices, False)
+        return keep.reshape(metric.shape)
+    return _smallest_pruned(viewed, count).reshape(metric.shape)
+
+
+def _smallest_pruned(viewed: torch.Tensor, count: int) -> torch.Tensor:
+    """Keep-mask pruning exactly ``count`` smallest entries per row of ``viewed``.
+
+    kthvalue plus comparisons is a few linear passes, where topk with a large k sorts.
+    Entries equal to the cut value are pruned from the highest index down; NNI leaves the
+    order among ties to torch.topk, which is implementation-defined.
+    """
+    cut = viewed.kthvalue(count, dim=-1, keepdim=True).values
+    below = viewed < cut
+    need = count - below.sum(dim=-1, keepdim=True)
+    ties = viewed == cut
+    rank_from_end = ties.flip(-1).cumsum(-1, dtype=torch.int32).flip(-1)
+    return ~(below | (ties & (rank_from_end <= need)))
 
 
 def _bounds(request: MaskRequest) -> tuple[float, float]:

@@ -261,3 +261,19 @@ def test_hundred_layer_model_gets_bool_masks_without_weight_copies():
     assert all(m["weight"].dtype == torch.bool for m in masks.values())
     assert all(layer.parametrizations.weight.original is w for layer, w in zip(model, originals))
     assert sum(m["weight"].sum().item() for m in masks.values()) == 100 * 32 * 64
+
+
+def test_long_rows_prune_exactly_the_smallest_with_ties_from_the_highest_index():
+    side = 300  # 90,000 elements: past the topk row limit, so the kthvalue path runs
+    layer = nn.Sequential(nn.Linear(side, side, bias=False))
+    values = torch.arange(side * side) % 1000
+    with torch.no_grad():
+        layer[0].weight.copy_(values.reshape(side, side).float())
+    mask = prune(layer, [{"op_names": ["0"], "sparse_ratio": 0.3}], metric="level").masks()["0"]
+    flat = mask["weight"].flatten()
+    count = int(side * side * 0.3)
+    assert (~flat).sum().item() == count
+    order = sorted(range(side * side), key=lambda i: (values[i].item(), -i))
+    expected = torch.ones(side * side, dtype=torch.bool)
+    expected[order[:count]] = False
+    assert torch.equal(flat, expected)

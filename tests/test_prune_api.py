@@ -277,3 +277,28 @@ def test_long_rows_prune_exactly_the_smallest_with_ties_from_the_highest_index()
     expected = torch.ones(side * side, dtype=torch.bool)
     expected[order[:count]] = False
     assert torch.equal(flat, expected)
+
+
+def test_input_mask_by_align_masks_input_features(two_linear):
+    config = [
+        {
+            "op_names": ["fc2"],
+            "sparse_ratio": 0.5,
+            "granularity": "in_channel",
+            "target_names": ["weight"],
+        },
+        {
+            "op_names": ["fc2"],
+            "target_names": ["_input_"],
+            "target_settings": {
+                "_input_": {"align": {"module_name": None, "target_name": "weight", "dims": [1]}}
+            },
+        },
+    ]
+    compression = prune(two_linear, config)
+    columns = compression.masks()["fc2"]["weight"].any(0)
+    assert compression.masks()["fc2"]["_input_0"].tolist() == columns.tolist()
+    seen = []
+    two_linear.fc2.register_forward_hook(lambda m, args, out: seen.append(args[0]))
+    two_linear(torch.ones(2, 4))
+    assert torch.equal(seen[0][:, ~columns], torch.zeros(2, 2))

@@ -238,3 +238,20 @@ def test_calibration_leaves_batchnorm_statistics_and_training_flags_alone():
     )
     assert model.training and model[1].training
     assert torch.equal(model[1].running_mean, before["1.running_mean"])
+
+
+def test_in_channel_weight_scales_through_the_api():
+    model = linear()
+    config = [
+        {
+            "op_types": ["Linear"],
+            "quant_dtype": "int4",
+            "quant_scheme": "symmetric",
+            "granularity": "in_channel",
+            "target_names": ["weight"],
+        }
+    ]
+    params = quantize(model, config).quant_params()["0"]["weight"]
+    assert params["scale"].shape == (1, 3)
+    assert params["scale"].flatten().tolist() == pytest.approx([4 / 7, 2 / 7, 1 / 7])
+    assert params["zero_point"].flatten().tolist() == [0.0, 0.0, 0.0]

@@ -55,7 +55,7 @@ def build_targets(entries: Sequence[PlanEntry], teacher: torch.nn.Module) -> lis
                         "D701",
                         f"distillation link '{link}' of '{entry.module}.{entry.target}' "
                         "is not a module of the teacher",
-                        subject=f"module '{entry.module}' target '{entry.target}'",
+                        subject=entry.subject,
                         hint=did_you_mean(link, teacher_names),
                     )
                 )

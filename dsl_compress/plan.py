@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from dsl_compress.diagnostics import Diagnostic, Severity
-from dsl_compress.granularity import TargetKind
+from dsl_compress.granularity import BlockKernel, TargetKind, parse_granularity
 from dsl_compress.modes import Mode
 
 # NNI's schema has no None granularity; these list forms mean the same blocks at any rank:
@@ -35,6 +35,17 @@ class PlanEntry:
     @property
     def kind(self) -> TargetKind:
         return TargetKind.of(self.target)
+
+    @property
+    def subject(self) -> str:
+        """How diagnostics name this target."""
+        return f"module '{self.module}' target '{self.target}'"
+
+    @property
+    def kernel(self) -> BlockKernel | None:
+        """The block kernel of the resolved granularity; None for element-wise / per-tensor."""
+        kernel = parse_granularity(self.setting.get("granularity"), self.subject)
+        return kernel if isinstance(kernel, BlockKernel) else None
 
     def get(self, key: str, default: Any = None) -> Any:
         value = self.setting.get(key, default)

@@ -8,7 +8,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import torch
 
 from dsl_compress.diagnostics import did_you_mean, fail
-from dsl_compress.granularity import BlockKernel, TargetKind, parse_granularity
+from dsl_compress.granularity import TargetKind
 from dsl_compress.metrics import METRIC_NAMES, compute_metric
 from dsl_compress.plan import PlanEntry
 from dsl_compress.sparsity import MaskRequest, generate_masks
@@ -31,11 +31,6 @@ def check_metric(metric: str) -> None:
 def is_active(entry: PlanEntry) -> bool:
     """NNI's rule: a target gets a metric iff it has a ratio or a threshold."""
     return entry.get("sparse_ratio") is not None or entry.get("sparse_threshold") is not None
-
-
-def kernel_of(entry: PlanEntry) -> BlockKernel | None:
-    kernel = parse_granularity(entry.setting.get("granularity"), _subject(entry))
-    return kernel if isinstance(kernel, BlockKernel) else None
 
 
 def compute_masks(
@@ -68,8 +63,8 @@ def _request(modules, entry: PlanEntry, scores, shapes, generator) -> MaskReques
                 compute_metric,
                 entry.metric or "l1",
                 tensor,
-                kernel_of(entry),
-                subject=_subject(entry),
+                entry.kernel,
+                subject=entry.subject,
                 score=scores.get(entry.key),
                 generator=generator,
             )
@@ -81,10 +76,6 @@ def _request(modules, entry: PlanEntry, scores, shapes, generator) -> MaskReques
         shape=shape,
         metric=metric,
     )
-
-
-def _subject(entry: PlanEntry) -> str:
-    return f"module '{entry.module}' target '{entry.target}'"
 
 
 def _activation_shapes(model, modules, entries, calib) -> dict[Key, tuple[int, ...]]:
@@ -127,7 +118,7 @@ def _taylor_scores(model, modules, entries, calib, loss_fn) -> dict[Key, torch.T
         fail(
             "P507",
             "the taylor metric needs calibration batches and a loss function",
-            subject=_subject(taylor[0]),
+            subject=taylor[0].subject,
             hint="call prune(model, config_list, metric='taylor', calib=batches, "
             "loss_fn=lambda model, batch: loss)",
         )
@@ -143,7 +134,7 @@ def _taylor_scores(model, modules, entries, calib, loss_fn) -> dict[Key, torch.T
 
     steps = run_batches(model, calib, step)
     if steps == 0:
-        fail("P507", "the taylor metric got no calibration batches", subject=_subject(taylor[0]))
+        fail("P507", "the taylor metric got no calibration batches", subject=taylor[0].subject)
     return {e.key: total / steps for e, total in zip(taylor, totals)}
 
 

@@ -8,7 +8,7 @@ from typing import Any, Iterable, Sequence
 import torch
 
 from dsl_compress.diagnostics import error, fail, raise_errors
-from dsl_compress.granularity import BlockKernel, TargetKind, parse_granularity
+from dsl_compress.granularity import BlockKernel, TargetKind
 from dsl_compress.observers import MinMaxObserver, weight_min_max
 from dsl_compress.plan import PlanEntry
 from dsl_compress.quant_math import QuantRange, quant_range, scale_zero_point
@@ -38,21 +38,12 @@ class QuantParams:
         }
 
 
-def _subject(entry: PlanEntry) -> str:
-    return f"module '{entry.module}' target '{entry.target}'"
-
-
-def _kernel(entry: PlanEntry) -> BlockKernel | None:
-    kernel = parse_granularity(entry.setting.get("granularity"), _subject(entry))
-    return kernel if isinstance(kernel, BlockKernel) else None
-
-
 def compute_quant_params(
     model: torch.nn.Module, entries: Sequence[PlanEntry], calib: Iterable[Any] | None
 ) -> dict[Key, QuantParams]:
     """Scales for every active quantization entry; raises before anything is modified."""
     active = [e for e in entries if e.get("apply_method", "clamp_round") != "bypass"]
-    ranges = {e.key: quant_range(e.setting.get("quant_dtype"), _subject(e)) for e in active}
+    ranges = {e.key: quant_range(e.setting.get("quant_dtype"), e.subject) for e in active}
     modules = dict(model.named_modules())
     stats = _weight_stats(modules, [e for e in active if e.kind is TargetKind.PARAMETER])
     stats.update(
@@ -64,14 +55,14 @@ def compute_quant_params(
     for entry in active:
         lo, hi = stats[entry.key]
         scheme = entry.setting.get("quant_scheme")
-        scale, zp = scale_zero_point(lo, hi, ranges[entry.key], scheme, _subject(entry))
-        params[entry.key] = QuantParams(scale, zp, ranges[entry.key], scheme, _kernel(entry))
+        scale, zp = scale_zero_point(lo, hi, ranges[entry.key], scheme, entry.subject)
+        params[entry.key] = QuantParams(scale, zp, ranges[entry.key], scheme, entry.kernel)
     return params
 
 
 def _weight_stats(modules, entries: Sequence[PlanEntry]) -> dict[Key, tuple]:
     return {
-        e.key: weight_min_max(getattr(modules[e.module], e.target), _kernel(e), _subject(e))
+        e.key: weight_min_max(getattr(modules[e.module], e.target), e.kernel, e.subject)
         for e in entries
     }
 
@@ -83,11 +74,11 @@ def _activation_stats(model, modules, entries: Sequence[PlanEntry], calib) -> di
     if calib is None:
         fail(
             "Q602",
-            f"{len(entries)} input/output target(s) need calibration batches, e.g. {_subject(entries[0])}",
-            subject=_subject(entries[0]),
+            f"{len(entries)} input/output target(s) need calibration batches, e.g. {entries[0].subject}",
+            subject=entries[0].subject,
             hint="pass calib=[batch, ...] (a batch is a tensor, a tuple of inputs or a dict)",
         )
-    observers = {e.key: MinMaxObserver(_kernel(e), _subject(e)) for e in entries}
+    observers = {e.key: MinMaxObserver(e.kernel, e.subject) for e in entries}
     handles = [
         install_tap(modules[e.module], e.target, _observing(observers[e.key])) for e in entries
     ]
@@ -102,7 +93,7 @@ def _activation_stats(model, modules, entries: Sequence[PlanEntry], calib) -> di
         error(
             "Q601",
             f"'{e.module}.{e.target}' saw no tensor during calibration",
-            subject=_subject(e),
+            subject=e.subject,
             hint="check the target name (_input_<i>, _output_<i>) and that the batches reach the module",
         )
         for e in missing

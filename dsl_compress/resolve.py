@@ -118,7 +118,7 @@ def _check_entry(
     index: ModelIndex, entry: PlanEntry, metric: str | None, diags: list[Diagnostic]
 ) -> PlanEntry | None:
     module = index.modules[entry.module]
-    subject = f"module '{entry.module}' target '{entry.target}'"
+    subject = entry.subject
     if entry.kind is TargetKind.PARAMETER and not _parameter_present(module, entry, subject, diags):
         return None
     if entry.kind is TargetKind.INPUT:

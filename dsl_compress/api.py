@@ -6,7 +6,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import torch
 
-from dsl_compress.diagnostics import emit_warnings, fail
+from dsl_compress.diagnostics import emit_warnings, fail, raise_errors
 from dsl_compress.distiller import build_targets
 from dsl_compress.engine import Compression, check_not_compressed
 from dsl_compress.granularity import TargetKind
@@ -16,6 +16,7 @@ from dsl_compress.pruner import LossFn, check_metric, compute_masks
 from dsl_compress.quantizer import compute_quant_params
 from dsl_compress.resolve import build_plan
 from dsl_compress.settings import Registry
+from dsl_compress.targets import shared_tensor_errors
 
 ConfigList = Sequence[Mapping[str, Any]]
 
@@ -35,6 +36,7 @@ def prune(
     ``calib`` batches are needed for the taylor metric (with ``loss_fn(model, batch)``) and
     to learn input/output shapes for aligned activation masks with a granularity.
     """
+    _check_module(model, "model")
     check_metric(metric)
     plan = build_plan(model, config_list, Mode.PRUNE, registry=registry, metric=metric)
     return run_plan(model, plan, calib=calib, loss_fn=loss_fn, seed=seed)
@@ -53,6 +55,7 @@ def quantize(
     ``fused=True`` uses torch's fused fake-quant kernels where they apply; they differ from NNI
     at about one rounding tie per million elements, so the exact formula is the default.
     """
+    _check_module(model, "model")
     plan = build_plan(model, config_list, Mode.QUANTIZE, registry=registry)
     return run_plan(model, plan, calib=calib, fused=fused)
 
@@ -65,6 +68,8 @@ def distill(
     registry: Registry | None = None,
 ) -> Compression:
     """Capture student and teacher outputs; ``compression.loss()`` gives the distillation loss."""
+    _check_module(student, "student")
+    _check_module(teacher, "teacher")
     if student is teacher:
         fail("X803", "the student and the teacher are the same model", subject="distill")
     plan = build_plan(student, config_list, Mode.DISTILL, registry=registry)
@@ -82,15 +87,53 @@ def run_plan(
     fused: bool = False,
 ) -> Compression:
     """Compute everything a plan asks for, then install it; any error leaves the model untouched."""
-    check_not_compressed(model, [e.key for e in plan.entries if e.kind is TargetKind.PARAMETER])
-    if calib is not None and not isinstance(calib, (list, tuple)):
-        calib = list(calib)
+    _check_module(model, "model")
+    calib = _batches(calib)
+    keys = [e.key for e in plan.entries if e.kind is TargetKind.PARAMETER]
+    check_not_compressed(model, keys)
+    raise_errors(shared_tensor_errors(model, keys))
     masks = compute_masks(model, plan.of_mode(Mode.PRUNE), calib=calib, loss_fn=loss_fn, seed=seed)
-    quant = compute_quant_params(model, plan.of_mode(Mode.QUANTIZE), calib)
+    quant = _quant_params(model, plan, masks, calib)
     distill_entries = plan.of_mode(Mode.DISTILL)
-    if distill_entries and teacher is None:
-        fail("X803", "distillation entries need a teacher model", subject="run_plan")
-    distill = (teacher, build_targets(distill_entries, teacher)) if distill_entries else None
+    distill = None
+    if distill_entries:
+        _check_module(teacher, "teacher")
+        distill = (teacher, build_targets(distill_entries, teacher))
     compression = Compression(model, plan, masks, quant, distill, fused).attach()
     emit_warnings(plan.diagnostics)
     return compression
+
+
+def _quant_params(model, plan: Plan, masks, calib) -> dict:
+    """Scales; activations are observed through the plan's masks, as NNI calibrates."""
+    entries = plan.of_mode(Mode.QUANTIZE)
+    if not masks or not entries:
+        return compute_quant_params(model, entries, calib)
+    masked = Compression(model, plan, masks).attach()
+    try:
+        return compute_quant_params(model, entries, calib)
+    finally:
+        masked.restore()
+
+
+def _check_module(value: Any, role: str) -> None:
+    if not isinstance(value, torch.nn.Module):
+        fail(
+            "X803",
+            f"the {role} must be a torch.nn.Module, got {type(value).__name__}",
+            subject=role,
+        )
+
+
+def _batches(calib: Any) -> list | tuple | None:
+    """Calibration batches as a list (read once), or a clear error for a non-iterable."""
+    if calib is None or isinstance(calib, (list, tuple)):
+        return calib
+    if isinstance(calib, (torch.Tensor, str, bytes)) or not hasattr(calib, "__iter__"):
+        fail(
+            "X803",
+            f"calib must be an iterable of batches, got {type(calib).__name__}",
+            subject="calib",
+            hint="pass a list of batches, e.g. calib=[x] for one batch x",
+        )
+    return list(calib)

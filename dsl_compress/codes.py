@@ -146,6 +146,12 @@ CODES: dict[str, CodeInfo] = _table(
         "Use _input_<index> or an argument name.",
     ),
     (
+        "T404",
+        "shared-tensor",
+        "One tensor is a target under two names (tied weights).",
+        "Configure the tensor under one module only.",
+    ),
+    (
         "T403",
         "absent-tensor",
         "The target tensor is None (for example bias=False); it is skipped.",
@@ -220,6 +226,12 @@ CODES: dict[str, CodeInfo] = _table(
         "Give calibration batches that reach it.",
     ),
     (
+        "Q603",
+        "apply-method-overwritten",
+        "Quantizers overwrite apply_method, as NNI 3.0's do; the value has no effect.",
+        "Remove apply_method from the quantization config.",
+    ),
+    (
         "Q602",
         "missing-calibration",
         "Activation quantization needs calibration batches.",
@@ -256,6 +268,12 @@ CODES: dict[str, CodeInfo] = _table(
         "compression-closed",
         "The compression was already finalized or restored.",
         "Create a new compression.",
+    ),
+    (
+        "X804",
+        "runtime-transform-dropped",
+        "finalize() bakes parameters only; input/output transforms are removed.",
+        "Export masks() and quant_params() for the run-time parts.",
     ),
     (
         "X803",

@@ -8,7 +8,7 @@ from typing import Any, Mapping
 import torch
 from torch.nn.utils import parametrize
 
-from dsl_compress.diagnostics import error, fail, raise_errors
+from dsl_compress.diagnostics import emit_warnings, error, fail, raise_errors, warning
 from dsl_compress.distiller import DistillTarget, distill_loss, install_capture
 from dsl_compress.granularity import TargetKind
 from dsl_compress.modes import Mode
@@ -19,13 +19,14 @@ from dsl_compress.transforms import TargetTransform
 
 Key = tuple[str, str]
 
-# Models currently carrying a compression; weak so that a dropped model is forgotten.
-_ACTIVE: "weakref.WeakKeyDictionary[torch.nn.Module, Compression]" = weakref.WeakKeyDictionary()
+# Models currently carrying a compression. Both sides are weak: the Compression holds its
+# model, so a strong value would keep every compressed model alive forever.
+_ACTIVE: "weakref.WeakKeyDictionary[torch.nn.Module, weakref.ref]" = weakref.WeakKeyDictionary()
 
 
 def check_not_compressed(model: torch.nn.Module, keys: list[Key]) -> None:
     """A model (or one of its target tensors) may carry only one compression at a time."""
-    if model in _ACTIVE:
+    if model in _ACTIVE and _ACTIVE[model]() is not None:
         fail(
             "X801",
             "the model already carries a compression",
@@ -79,7 +80,7 @@ class Compression:
         except BaseException:
             self._remove(leave_parametrized=False)
             raise
-        _ACTIVE[self.model] = self
+        _ACTIVE[self.model] = weakref.ref(self)
         self._state = "attached"
         return self
 
@@ -105,17 +106,20 @@ class Compression:
         return TargetTransform(self._masks.get(key), method, self._quant.get(key), self._fused)
 
     def masks(self) -> dict[str, dict[str, torch.Tensor]]:
-        """{module: {target: bool mask}}; parameter masks have the full tensor shape."""
+        """{module: {target: bool mask}} (copies); parameter masks have the full tensor shape."""
         nested: dict[str, dict[str, torch.Tensor]] = {}
         for (module, target), mask in self._masks.items():
-            nested.setdefault(module, {})[target] = mask
+            nested.setdefault(module, {})[target] = mask.clone()
         return nested
 
     def quant_params(self) -> dict[str, dict[str, dict[str, Any]]]:
         """{module: {target: {scale, zero_point, qmin, qmax, quant_dtype, quant_scheme}}}."""
         nested: dict[str, dict[str, dict[str, Any]]] = {}
         for (module, target), params in self._quant.items():
-            nested.setdefault(module, {})[target] = params.to_dict()
+            nested.setdefault(module, {})[target] = {
+                k: v.clone() if isinstance(v, torch.Tensor) else v
+                for k, v in params.to_dict().items()
+            }
         return nested
 
     def loss(self) -> torch.Tensor:
@@ -126,8 +130,27 @@ class Compression:
         return distill_loss(self._distill[1])
 
     def finalize(self) -> torch.nn.Module:
-        """Bake masks and quantization into plain weights and remove every hook."""
+        """Bake masks and quantization into plain weights and remove every hook.
+
+        Input/output masks and quantization act at run time and cannot be baked into a
+        weight: they are removed, with a warning naming them (quant_params() and masks()
+        still report them, for export).
+        """
         self._require("attached")
+        dropped = [
+            f"{m}.{t}" for m, t in self._keys() if TargetKind.of(t) is not TargetKind.PARAMETER
+        ]
+        if dropped:
+            emit_warnings(
+                [
+                    warning(
+                        "X804",
+                        f"finalize() removes run-time transforms of {', '.join(dropped)}",
+                        subject="finalize()",
+                        hint="export them with masks() / quant_params() before deploying",
+                    )
+                ]
+            )
         self._remove(leave_parametrized=True)
         self._state = "finalized"
         return self.model

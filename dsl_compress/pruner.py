@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import torch
 
@@ -12,19 +12,19 @@ from dsl_compress.granularity import TargetKind
 from dsl_compress.metrics import METRIC_NAMES, compute_metric
 from dsl_compress.plan import PlanEntry
 from dsl_compress.sparsity import MaskRequest, generate_masks
-from dsl_compress.taps import install_tap, run_batches
+from dsl_compress.taps import run_batches, run_with_taps
 
 LossFn = Callable[[torch.nn.Module, Any], torch.Tensor]
 Key = tuple[str, str]
 
 
-def check_metric(metric: str) -> None:
-    if metric not in METRIC_NAMES:
+def check_metric(metric: Any) -> None:
+    if not isinstance(metric, str) or metric not in METRIC_NAMES:
         fail(
             "P510",
-            f"unknown pruning metric '{metric}'",
+            f"unknown pruning metric {metric!r}",
             subject="metric",
-            hint=did_you_mean(metric, METRIC_NAMES) or f"use one of {', '.join(METRIC_NAMES)}",
+            hint=did_you_mean(str(metric), METRIC_NAMES) or f"use one of {', '.join(METRIC_NAMES)}",
         )
 
 
@@ -84,15 +84,8 @@ def _activation_shapes(model, modules, entries, calib) -> dict[Key, tuple[int, .
     if not wanted or calib is None:
         return {}
     shapes: dict[Key, tuple[int, ...]] = {}
-    handles = [
-        install_tap(modules[e.module], e.target, _shape_recorder(shapes, e.key)) for e in wanted
-    ]
-    try:
-        with torch.no_grad():
-            run_batches(model, _first(calib))
-    finally:
-        for handle in handles:
-            handle.remove()
+    taps = [(modules[e.module], e.target, _shape_recorder(shapes, e.key)) for e in wanted]
+    run_with_taps(model, taps, _first(calib))
     return shapes
 
 
@@ -123,10 +116,26 @@ def _taylor_scores(model, modules, entries, calib, loss_fn) -> dict[Key, torch.T
             "loss_fn=lambda model, batch: loss)",
         )
     params = [getattr(modules[e.module], e.target) for e in taylor]
+    for entry, param in zip(taylor, params):
+        if not param.requires_grad:
+            fail(
+                "P507",
+                f"the taylor metric needs gradients, but '{entry.module}.{entry.target}' "
+                "has requires_grad=False",
+                subject=entry.subject,
+                hint="use another metric for frozen parameters, or unfreeze them",
+            )
     totals = [torch.zeros_like(p, dtype=torch.float32) for p in params]
 
     def step(batch: Any) -> None:
         loss = loss_fn(model, batch)
+        if not isinstance(loss, torch.Tensor) or loss.dim() != 0 or not loss.requires_grad:
+            fail(
+                "P507",
+                "loss_fn(model, batch) must return a scalar tensor computed from the model",
+                subject="loss_fn",
+                hint="reduce the loss, e.g. loss.mean(), and do not detach it",
+            )
         grads = torch.autograd.grad(loss, params, allow_unused=True)
         for total, param, grad in zip(totals, params, grads):
             if grad is not None:
@@ -136,10 +145,3 @@ def _taylor_scores(model, modules, entries, calib, loss_fn) -> dict[Key, torch.T
     if steps == 0:
         fail("P507", "the taylor metric got no calibration batches", subject=taylor[0].subject)
     return {e.key: total / steps for e, total in zip(taylor, totals)}
-
-
-def masks_as_nested(masks: Mapping[Key, torch.Tensor]) -> dict[str, dict[str, torch.Tensor]]:
-    nested: dict[str, dict[str, torch.Tensor]] = {}
-    for (module, target), mask in masks.items():
-        nested.setdefault(module, {})[target] = mask
-    return nested

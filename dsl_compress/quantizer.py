@@ -6,13 +6,14 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
 import torch
+from torch.nn.utils import parametrize
 
 from dsl_compress.diagnostics import error, fail, raise_errors
 from dsl_compress.granularity import BlockKernel, TargetKind
 from dsl_compress.observers import MinMaxObserver, weight_min_max
 from dsl_compress.plan import PlanEntry
 from dsl_compress.quant_math import QuantRange, quant_range, scale_zero_point
-from dsl_compress.taps import install_tap, run_batches
+from dsl_compress.taps import run_with_taps
 
 Key = tuple[str, str]
 
@@ -42,7 +43,7 @@ def compute_quant_params(
     model: torch.nn.Module, entries: Sequence[PlanEntry], calib: Iterable[Any] | None
 ) -> dict[Key, QuantParams]:
     """Scales for every active quantization entry; raises before anything is modified."""
-    active = [e for e in entries if e.get("apply_method", "clamp_round") != "bypass"]
+    active = list(entries)
     ranges = {e.key: quant_range(e.setting.get("quant_dtype"), e.subject) for e in active}
     modules = dict(model.named_modules())
     stats = _weight_stats(modules, [e for e in active if e.kind is TargetKind.PARAMETER])
@@ -62,9 +63,16 @@ def compute_quant_params(
 
 def _weight_stats(modules, entries: Sequence[PlanEntry]) -> dict[Key, tuple]:
     return {
-        e.key: weight_min_max(getattr(modules[e.module], e.target), e.kernel, e.subject)
+        e.key: weight_min_max(_raw(modules[e.module], e.target), e.kernel, e.subject)
         for e in entries
     }
+
+
+def _raw(module: torch.nn.Module, name: str) -> torch.Tensor:
+    """The stored tensor, before any mask installed for calibration (NNI: the raw weight)."""
+    if parametrize.is_parametrized(module, name):
+        return module.parametrizations[name].original
+    return getattr(module, name)
 
 
 def _activation_stats(model, modules, entries: Sequence[PlanEntry], calib) -> dict[Key, tuple]:
@@ -79,15 +87,8 @@ def _activation_stats(model, modules, entries: Sequence[PlanEntry], calib) -> di
             hint="pass calib=[batch, ...] (a batch is a tensor, a tuple of inputs or a dict)",
         )
     observers = {e.key: MinMaxObserver(e.kernel, e.subject) for e in entries}
-    handles = [
-        install_tap(modules[e.module], e.target, _observing(observers[e.key])) for e in entries
-    ]
-    try:
-        with torch.no_grad():
-            run_batches(model, calib)
-    finally:
-        for handle in handles:
-            handle.remove()
+    taps = [(modules[e.module], e.target, _observing(observers[e.key])) for e in entries]
+    run_with_taps(model, taps, calib)
     missing = [e for e in entries if not observers[e.key].observed]
     raise_errors(
         error(

@@ -21,7 +21,7 @@ from dsl_compress.modes import Mode
 from dsl_compress.plan import Plan, PlanEntry
 from dsl_compress.selection import ModelIndex, select
 from dsl_compress.settings import DEFAULT_REGISTRY, Registry
-from dsl_compress.taps import forward_parameters
+from dsl_compress.targets import check_input, check_parameter
 
 DEFAULT_METRIC = "l1"
 
@@ -67,8 +67,19 @@ def _collect_entries(
                 _add_once(diags, exc.diagnostics, where, name, reported)
                 continue
             for target, setting in settings.items():
+                _inherit_quant_dtype(mode, setting, public)
                 _add_entry(entries, diags, index, mode, name, target, setting, public, where)
     return list(entries.values()), diags
+
+
+def _inherit_quant_dtype(mode: Mode, setting: dict, public: Mapping) -> None:
+    """A target added through target_settings without quant_dtype takes the config's.
+
+    NNI requires quant_dtype in every target_settings entry, so this never changes the
+    meaning of a config NNI accepts; without it such a target would silently be int8.
+    """
+    if mode is Mode.QUANTIZE and "quant_dtype" not in setting and "quant_dtype" in public:
+        setting["quant_dtype"] = public["quant_dtype"]
 
 
 def _add_once(diags: list, found: Sequence[Diagnostic], where: str, name: str, seen: set) -> None:
@@ -119,16 +130,26 @@ def _check_entry(
 ) -> PlanEntry | None:
     module = index.modules[entry.module]
     subject = entry.subject
-    if entry.kind is TargetKind.PARAMETER and not _parameter_present(module, entry, subject, diags):
+    if entry.kind is TargetKind.PARAMETER and not check_parameter(module, entry, diags):
         return None
     if entry.kind is TargetKind.INPUT:
-        _check_input(module, entry, subject, diags)
+        check_input(module, entry, diags)
     setting = dict(entry.setting)
     try:
         _resolve_granularity(setting, entry, metric, subject)
     except CompressionError as exc:
         diags.extend(exc.diagnostics)
     _check_align(index, setting, subject, diags)
+    if entry.mode is Mode.QUANTIZE and setting.get("apply_method") not in (None, "clamp_round"):
+        diags.append(
+            warning(
+                "Q603",
+                f"apply_method '{setting['apply_method']}' has no effect: quantization always "
+                "uses clamp_round here, as NNI 3.0's quantizers overwrite it",
+                subject=subject,
+                hint="remove apply_method from the quantization config",
+            )
+        )
     if entry.mode is Mode.DISTILL and isinstance(setting.get("lambda"), int):
         setting["lambda"] = float(setting["lambda"])
     origins = dict(entry.key_origins)
@@ -144,54 +165,6 @@ def _check_entry(
     )
 
 
-def _parameter_present(module, entry: PlanEntry, subject: str, diags: list) -> bool:
-    if not hasattr(module, entry.target):
-        names = [n for n, _ in module.named_parameters(recurse=False)]
-        names += [n for n, _ in module.named_buffers(recurse=False)]
-        diags.append(
-            error(
-                "T401",
-                f"'{entry.module}' ({entry.module_type}) has no parameter or buffer '{entry.target}'",
-                subject=subject,
-                hint=did_you_mean(entry.target, names) or f"it has: {', '.join(names) or 'none'}",
-            )
-        )
-        return False
-    value = getattr(module, entry.target)
-    if value is None:
-        diags.append(
-            Diagnostic(
-                "T403",
-                Severity.INFO,
-                f"'{entry.module}.{entry.target}' is None; the target is skipped",
-                subject=subject,
-            )
-        )
-        return False
-    if not isinstance(value, torch.Tensor):
-        diags.append(
-            error("T401", f"'{entry.module}.{entry.target}' is not a tensor", subject=subject)
-        )
-        return False
-    return True
-
-
-def _check_input(module, entry: PlanEntry, subject: str, diags: list) -> None:
-    suffix = entry.target[len("_input_") :]
-    params = forward_parameters(module)
-    named = [p.name for p in params if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
-    if suffix.isdigit() or suffix in named or not params:
-        return
-    diags.append(
-        error(
-            "T402",
-            f"'{entry.module}.forward' has no argument '{suffix}'",
-            subject=subject,
-            hint=did_you_mean(suffix, named) or f"its arguments are: {', '.join(named)}",
-        )
-    )
-
-
 def _resolve_granularity(setting: dict, entry: PlanEntry, metric: str | None, subject: str) -> None:
     if "granularity" not in setting:
         return
@@ -200,13 +173,14 @@ def _resolve_granularity(setting: dict, entry: PlanEntry, metric: str | None, su
         value = _default_granularity(entry, metric)
         setting["granularity"] = value
     check_kind(value, entry.kind, subject)
-    if _means_no_blocks(parse_granularity(value, subject), entry.mode):
+    if metric != "fpgm" and _means_no_blocks(parse_granularity(value, subject), entry.mode):
         setting["granularity"] = None
 
 
 def _means_no_blocks(kernel: BlockKernel | str | None, mode: Mode) -> bool:
     """One-entry lists that say 'no blocks' at every rank: [1] when pruning, [[-1], 'back', -1]
-    when quantizing (the forms Plan.to_config_list writes for None)."""
+    when quantizing (the forms Plan.to_config_list writes for None). FPGM is the exception:
+    it compares blocks with each other, so one-element blocks are not 'no blocks' there."""
     if not isinstance(kernel, BlockKernel):
         return False
     unit = 1 if mode is Mode.PRUNE else -1

@@ -19,6 +19,7 @@ from dsl_compress.key_rules import (
     wrong_type,
 )
 from dsl_compress.modes import Mode
+from dsl_compress.quant_math import QUANT_DTYPES, QUANT_SCHEMES
 
 # ---- pruning: align ------------------------------------------------------------------------------
 
@@ -61,8 +62,6 @@ def _align_missing(key: str, value: dict, subject: str) -> list[Diagnostic]:
 
 # ---- quantization --------------------------------------------------------------------------------
 
-QUANT_DTYPES = tuple(f"{sign}int{bits}" for sign in ("", "u") for bits in range(2, 9))
-QUANT_SCHEMES = ("affine", "symmetric")
 _DTYPE_EXPECTED = "None or one of 'int2'..'int8', 'uint2'..'uint8'"
 
 

@@ -120,11 +120,6 @@ def _metric(request: MaskRequest, code: str, why: str) -> torch.Tensor:
     return metric
 
 
-# Rows up to this length use torch.topk exactly as NNI does (same order among ties); longer
-# rows (element-wise metrics of big tensors) use kthvalue, which avoids topk's sort.
-TOPK_MAX_ROW = 1 << 16
-
-
 def ratio_keep(metric: torch.Tensor, ratio: float, view: Sequence[int] = (-1,)) -> torch.Tensor:
     """Keep all but the ``floor(per_row * ratio)`` smallest entries of each row of ``view``."""
     if ratio <= 0.0:
@@ -136,26 +131,25 @@ def ratio_keep(metric: torch.Tensor, ratio: float, view: Sequence[int] = (-1,)) 
     if count == 0:
         return torch.ones_like(metric, dtype=torch.bool)
     viewed = metric.reshape(*view)
-    if viewed.shape[-1] <= TOPK_MAX_ROW:
+    keep = _cut_without_ties(viewed, count)
+    if keep is None:
         _, indices = viewed.topk(count, dim=-1, largest=False)
         keep = torch.ones_like(viewed, dtype=torch.bool).scatter(-1, indices, False)
-        return keep.reshape(metric.shape)
-    return _smallest_pruned(viewed, count).reshape(metric.shape)
+    return keep.reshape(metric.shape)
 
 
-def _smallest_pruned(viewed: torch.Tensor, count: int) -> torch.Tensor:
-    """Keep-mask pruning exactly ``count`` smallest entries per row of ``viewed``.
+def _cut_without_ties(viewed: torch.Tensor, count: int) -> torch.Tensor | None:
+    """Keep-mask pruning the ``count`` smallest entries per row, or None when the cut is tied.
 
-    kthvalue plus comparisons is a few linear passes, where topk with a large k sorts.
-    Entries equal to the cut value are pruned from the highest index down; NNI leaves the
-    order among ties to torch.topk, which is implementation-defined.
+    kthvalue and a comparison are a few linear passes, where topk with a large k sorts. When
+    entries equal to the cut value straddle it, which of them NNI prunes is decided by
+    torch.topk's internal order, so the caller falls back to topk for the same choice.
     """
     cut = viewed.kthvalue(count, dim=-1, keepdim=True).values
-    below = viewed < cut
-    need = count - below.sum(dim=-1, keepdim=True)
-    ties = viewed == cut
-    rank_from_end = ties.flip(-1).cumsum(-1, dtype=torch.int32).flip(-1)
-    return ~(below | (ties & (rank_from_end <= need)))
+    pruned = viewed <= cut
+    if bool((pruned.sum(dim=-1) != count).any()):
+        return None
+    return ~pruned
 
 
 def _bounds(request: MaskRequest) -> tuple[float, float]:

@@ -109,6 +109,19 @@ def run_batches(model: torch.nn.Module, batches, step: Callable[[Any], Any] | No
     return count
 
 
+def run_with_taps(
+    model: torch.nn.Module, taps: list[tuple[torch.nn.Module, str, TapFn]], batches
+) -> None:
+    """Run batches without gradients with temporary taps installed, removing them whatever happens."""
+    handles = [install_tap(module, target, fn) for module, target, fn in taps]
+    try:
+        with torch.no_grad():
+            run_batches(model, batches)
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
 def call_model(model: torch.nn.Module, batch: Any) -> Any:
     """A batch is a tensor, a tuple/list of positional inputs, or a dict of keyword inputs."""
     if isinstance(batch, dict):

@@ -91,3 +91,14 @@ def test_student_and_teacher_must_differ():
     with pytest.raises(CompressionError) as info:
         distill(model, model, [{"op_names": ["2"]}])
     assert info.value.codes == ["X803"]
+
+
+def test_teacher_outputs_are_detached_even_without_no_grad():
+    student, teacher = mlp(0), mlp(1)
+    compression = distill(student, teacher, [{"op_names": ["2"]}])
+    x = torch.randn(4, 8)
+    teacher(x)
+    student(x)
+    compression.loss().backward()
+    assert all(p.grad is None for p in teacher.parameters())
+    assert all(p.grad is not None for p in student.parameters())

@@ -263,20 +263,18 @@ def test_hundred_layer_model_gets_bool_masks_without_weight_copies():
     assert sum(m["weight"].sum().item() for m in masks.values()) == 100 * 32 * 64
 
 
-def test_long_rows_prune_exactly_the_smallest_with_ties_from_the_highest_index():
-    side = 300  # 90,000 elements: past the topk row limit, so the kthvalue path runs
-    layer = nn.Sequential(nn.Linear(side, side, bias=False))
-    values = torch.arange(side * side) % 1000
-    with torch.no_grad():
-        layer[0].weight.copy_(values.reshape(side, side).float())
-    mask = prune(layer, [{"op_names": ["0"], "sparse_ratio": 0.3}], metric="level").masks()["0"]
-    flat = mask["weight"].flatten()
-    count = int(side * side * 0.3)
-    assert (~flat).sum().item() == count
-    order = sorted(range(side * side), key=lambda i: (values[i].item(), -i))
-    expected = torch.ones(side * side, dtype=torch.bool)
-    expected[order[:count]] = False
-    assert torch.equal(flat, expected)
+def test_long_rows_match_topk_with_and_without_ties():
+    side = 300  # 90,000 element-wise metric entries
+    for values in (torch.randperm(side * side), torch.arange(side * side) % 1000):
+        layer = nn.Sequential(nn.Linear(side, side, bias=False))
+        with torch.no_grad():
+            layer[0].weight.copy_(values.reshape(side, side).float())
+        mask = prune(layer, [{"op_names": ["0"], "sparse_ratio": 0.3}], metric="level").masks()
+        count = int(side * side * 0.3)
+        pruned = values.float().topk(count, largest=False).indices
+        expected = torch.ones(side * side, dtype=torch.bool)
+        expected[pruned] = False
+        assert torch.equal(mask["0"]["weight"].flatten(), expected)
 
 
 def test_input_mask_by_align_masks_input_features(two_linear):
@@ -302,3 +300,124 @@ def test_input_mask_by_align_masks_input_features(two_linear):
     two_linear.fc2.register_forward_hook(lambda m, args, out: seen.append(args[0]))
     two_linear(torch.ones(2, 4))
     assert torch.equal(seen[0][:, ~columns], torch.zeros(2, 2))
+
+
+def test_dependency_group_ranks_by_the_mean_metric(two_linear):
+    # Row L1 norms: fc1 [8, 5, 20, 30], fc2 [0, 5, 20, 30]. The mean [4, 5, 20, 30] prunes
+    # row 0; a max [8, 5, 20, 30] would prune row 1.
+    with torch.no_grad():
+        two_linear.fc1.weight.copy_(
+            torch.tensor([[8.0, 0, 0, 0], [5, 0, 0, 0], [20, 0, 0, 0], [30, 0, 0, 0]])
+        )
+        two_linear.fc2.weight.copy_(
+            torch.tensor([[0.0, 0, 0, 0], [5, 0, 0, 0], [20, 0, 0, 0], [30, 0, 0, 0]])
+        )
+    config = [{"op_types": ["Linear"], "sparse_ratio": 0.25, "dependency_group_id": "d"}]
+    masks = prune(two_linear, config).masks()
+    assert kept_rows(masks["fc1"]["weight"]) == [False, True, True, True]
+    assert kept_rows(masks["fc2"]["weight"]) == [False, True, True, True]
+
+
+@pytest.mark.parametrize("metric", [None, ["l1"], 3])
+def test_metric_of_the_wrong_type_is_a_clear_error(two_linear, metric):
+    with pytest.raises(CompressionError) as info:
+        prune(two_linear, [{"op_names": ["fc1"], "sparse_ratio": 0.5}], metric=metric)
+    assert info.value.codes == ["P510"]
+
+
+def test_model_and_calib_of_the_wrong_type_are_clear_errors(two_linear):
+    with pytest.raises(CompressionError) as info:
+        prune("model.pt", [{"op_names": ["fc1"], "sparse_ratio": 0.5}])
+    assert info.value.codes == ["X803"] and "torch.nn.Module" in str(info.value)
+    with pytest.raises(CompressionError) as info:
+        prune(two_linear, [{"op_names": ["fc1"], "sparse_ratio": 0.5}], calib=5)
+    assert info.value.codes == ["X803"] and "iterable of batches" in str(info.value)
+
+
+def test_taylor_errors_for_frozen_parameters_and_non_scalar_losses(two_linear):
+    config = [{"op_names": ["fc2"], "sparse_ratio": 0.5}]
+    batches = [torch.randn(2, 4)]
+    with pytest.raises(CompressionError) as info:
+        prune(two_linear, config, "taylor", calib=batches, loss_fn=lambda m, b: m(b))
+    assert info.value.codes == ["P507"] and "scalar" in str(info.value)
+    two_linear.fc2.weight.requires_grad_(False)
+    with pytest.raises(CompressionError) as info:
+        prune(two_linear, config, "taylor", calib=batches, loss_fn=lambda m, b: m(b).sum())
+    assert info.value.codes == ["P507"] and "requires_grad=False" in str(info.value)
+    assert type(two_linear.fc2) is nn.Linear
+
+
+def test_tied_weights_configured_twice_are_an_error():
+    model = nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 4))
+    model[1].weight = model[0].weight
+    with pytest.raises(CompressionError) as info:
+        prune(model, [{"op_types": ["Linear"], "sparse_ratio": 0.5, "target_names": ["weight"]}])
+    assert info.value.codes == ["T404"]
+    assert "'1.weight' is the same tensor as '0.weight'" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "build, target, words",
+    [
+        (lambda: nn.BatchNorm1d(4), "running_mean", "is a buffer"),
+        (lambda: torch.nn.utils.weight_norm(nn.Linear(4, 4)), "weight", "computed"),
+    ],
+)
+def test_targets_that_are_not_parameters_are_errors(build, target, words):
+    model = nn.Sequential(build())
+    config = [
+        {
+            "op_names": ["0"],
+            "target_names": [target],
+            "target_settings": {target: {"sparse_ratio": 0.5}},
+        }
+    ]
+    with pytest.raises(CompressionError) as info:
+        prune(model, config)
+    assert info.value.codes == ["T401"] and words in str(info.value)
+
+
+def test_input_index_past_the_arguments_is_an_error(two_linear):
+    align = {"module_name": None, "target_name": "weight", "dims": [1]}
+    config = [
+        {"op_names": ["fc1"], "sparse_ratio": 0.5, "target_names": ["weight"]},
+        {
+            "op_names": ["fc1"],
+            "target_names": ["_input_3"],
+            "target_settings": {"_input_3": {"align": align}},
+        },
+    ]
+    with pytest.raises(CompressionError) as info:
+        prune(two_linear, config)
+    assert info.value.codes == ["T402"]
+    assert "takes 1 positional argument" in str(info.value)
+
+
+def test_a_failure_while_installing_rolls_everything_back(two_linear, monkeypatch):
+    from torch.nn.utils import parametrize
+
+    before = state_copy(two_linear)
+    real = parametrize.register_parametrization
+    calls = []
+
+    def flaky(module, name, transform, unsafe=False):
+        calls.append(name)
+        if len(calls) == 3:
+            raise RuntimeError("injected")
+        return real(module, name, transform, unsafe=unsafe)
+
+    monkeypatch.setattr(parametrize, "register_parametrization", flaky)
+    with pytest.raises(RuntimeError, match="injected"):
+        prune(two_linear, [{"op_types": ["Linear"], "sparse_ratio": 0.5}])
+    assert type(two_linear.fc1) is nn.Linear and type(two_linear.fc2) is nn.Linear
+    assert_same_state(two_linear, before)
+    monkeypatch.undo()
+    prune(two_linear, [{"op_types": ["Linear"], "sparse_ratio": 0.5}])
+
+
+def test_masks_are_copies(two_linear):
+    compression = prune(two_linear, [{"op_names": ["fc1"], "sparse_ratio": 0.5}])
+    x = torch.ones(1, 4)
+    before = two_linear(x)
+    compression.masks()["fc1"]["weight"].zero_()
+    assert torch.equal(two_linear(x), before)

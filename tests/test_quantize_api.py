@@ -255,3 +255,90 @@ def test_in_channel_weight_scales_through_the_api():
     assert params["scale"].shape == (1, 3)
     assert params["scale"].flatten().tolist() == pytest.approx([4 / 7, 2 / 7, 1 / 7])
     assert params["zero_point"].flatten().tolist() == [0.0, 0.0, 0.0]
+
+
+def test_activations_are_calibrated_through_the_masks_of_the_same_plan():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 6), nn.Linear(6, 6))
+    x = torch.randn(16, 6)
+    plan = Plan(
+        build_plan(
+            model, [{"op_names": ["0"], "sparse_ratio": 0.5}], Mode.PRUNE, metric="level"
+        ).entries
+        + build_plan(
+            model,
+            [
+                {
+                    "op_names": ["1"],
+                    "quant_dtype": "int8",
+                    "quant_scheme": "affine",
+                    "target_names": ["_input_"],
+                }
+            ],
+            Mode.QUANTIZE,
+        ).entries
+    )
+    compression = run_plan(model, plan, calib=[x])
+    with torch.no_grad():
+        seen = model[0](x)  # the pruned first layer: what the second layer really receives
+    lo, hi = min(seen.min().item(), 0.0), max(seen.max().item(), 0.0)
+    scale = compression.quant_params()["1"]["_input_0"]["scale"].item()
+    assert scale == pytest.approx((hi - lo) / 254, rel=1e-6)
+    assert "0" not in compression.quant_params()
+
+
+def test_quantize_then_mask_order_is_visible_with_the_add_method():
+    model = linear(bias=False)
+    plan = Plan(
+        build_plan(
+            model,
+            [
+                {
+                    "op_types": ["Linear"],
+                    "sparse_ratio": 0.5,
+                    "apply_method": "add",
+                    "target_names": ["weight"],
+                }
+            ],
+            Mode.PRUNE,
+        ).entries
+        + build_plan(
+            model,
+            [{"op_types": ["Linear"], "quant_dtype": "int8", "target_names": ["weight"]}],
+            Mode.QUANTIZE,
+        ).entries
+    )
+    compression = run_plan(model, plan)
+    p = compression.quant_params()["0"]["weight"]
+    mask = compression.masks()["0"]["weight"]
+    quantized = nni_fake_quant(torch.tensor(WEIGHT), p["scale"], p["zero_point"], -127, 127)
+    assert torch.equal(model[0].weight, quantized + torch.where(mask, 0.0, -1000.0))
+
+
+def test_quant_apply_method_is_overwritten_with_a_warning():
+    model = linear()
+    config = [
+        {
+            "op_types": ["Linear"],
+            "quant_dtype": "int8",
+            "apply_method": "bypass",
+            "target_names": ["weight"],
+        }
+    ]
+    with pytest.warns(UserWarning, match="Q603"):
+        compression = quantize(model, config)
+    assert "weight" in compression.quant_params()["0"]
+
+
+def test_targets_added_by_target_settings_inherit_the_quant_dtype():
+    model = linear()
+    config = [
+        {
+            "op_types": ["Linear"],
+            "quant_dtype": "int4",
+            "target_names": ["_output_"],
+            "target_settings": {"_output_0": {"quant_scheme": "affine"}},
+        }
+    ]
+    params = quantize(model, config, calib=[torch.randn(2, 3)]).quant_params()["0"]["_output_0"]
+    assert (params["qmin"], params["qmax"], params["quant_dtype"]) == (-7, 7, "int4")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -75,7 +76,11 @@ class Plan:
         return tuple(e for e in self.entries if e.mode is mode)
 
     def find(self, module: str, target: str, mode: Mode) -> PlanEntry | None:
-        return next((e for e in self.of_mode(mode) if e.key == (module, target)), None)
+        return self._by_key.get((module, target, mode))
+
+    @functools.cached_property
+    def _by_key(self) -> dict[tuple[str, str, Mode], PlanEntry]:
+        return {(e.module, e.target, e.mode): e for e in self.entries}
 
     @property
     def warnings(self) -> tuple[Diagnostic, ...]:

@@ -342,3 +342,46 @@ def test_targets_added_by_target_settings_inherit_the_quant_dtype():
     ]
     params = quantize(model, config, calib=[torch.randn(2, 3)]).quant_params()["0"]["_output_0"]
     assert (params["qmin"], params["qmax"], params["quant_dtype"]) == (-7, 7, "int4")
+
+
+def test_per_channel_activation_and_block_weight_granularity_through_the_api(conv_bn):
+    x = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(5))
+    config = [
+        {
+            "op_names": ["conv1"],
+            "quant_dtype": "int8",
+            "granularity": "per_channel",
+            "target_names": ["_output_"],
+        },
+        {
+            "op_names": ["conv1"],
+            "quant_dtype": "int4",
+            "granularity": [3, 3, 3],
+            "target_names": ["weight"],
+        },
+    ]
+    with torch.no_grad():
+        raw_out = conv_bn.conv1(x)
+        raw_w = conv_bn.conv1.weight.detach().clone()
+    compression = quantize(conv_bn, config, calib=[x])
+    params = compression.quant_params()["conv1"]
+    out, w = params["_output_0"], params["weight"]
+    assert out["scale"].shape == (1, 4, 1, 1)
+    expected = raw_out.abs().amax(dim=(0, 2, 3)) / 127
+    assert torch.allclose(out["scale"].flatten(), expected)
+    assert w["scale"].shape == (4, 1, 1, 1)
+    blocks = raw_w.reshape(4, 1, 27).abs().amax(-1).flatten() / 7
+    assert torch.allclose(w["scale"].flatten(), blocks)
+    with torch.no_grad():
+        got = conv_bn.conv1(x)
+    assert torch.equal(
+        got, nni_fake_quant(raw_out_from(conv_bn, x, w), out["scale"], 0.0, -127, 127)
+    )
+
+
+def raw_out_from(model, x, weight_params):
+    """conv1 with the fake-quantized weight, computed independently of the engine."""
+    conv = model.conv1
+    w = conv.parametrizations.weight.original
+    qw = nni_fake_quant(w, weight_params["scale"], 0.0, -7, 7)
+    return F.conv2d(x, qw, conv.bias)

@@ -19,6 +19,107 @@ def _table(*rows: tuple[str, str, str, str]) -> dict[str, CodeInfo]:
 
 
 CODES: dict[str, CodeInfo] = _table(
+    # .rules syntax
+    (
+        "E101",
+        "unexpected-token",
+        "The parser met a word or symbol it did not expect here.",
+        "Write what the hint says was expected.",
+    ),
+    (
+        "E102",
+        "unexpected-character",
+        "A character that no token of the language starts with.",
+        "Remove it, or quote it in a string.",
+    ),
+    (
+        "E103",
+        "unexpected-end",
+        "The statement ends before it is complete.",
+        "Finish the statement (a value after '=', a closing bracket).",
+    ),
+    # .rules meaning
+    (
+        "E201",
+        "unknown-module-type",
+        "A CamelCase selector that names no module type of the model or registry.",
+        "Use the exact class name.",
+    ),
+    (
+        "E202",
+        "unknown-setting",
+        "A key no statement of this kind accepts.",
+        "Use the suggested key.",
+    ),
+    (
+        "E203",
+        "bad-value",
+        "A value of the wrong type or outside its set of choices.",
+        "Give a value the message lists.",
+    ),
+    (
+        "E204",
+        "undefined-name",
+        "A bare word where a number is needed that no let defines.",
+        "Define it with let, or write the number.",
+    ),
+    (
+        "E205",
+        "missing-include",
+        "An include names a file that does not exist.",
+        "Fix the path; it is relative to the including file.",
+    ),
+    (
+        "E206",
+        "include-cycle",
+        "Files include each other in a cycle.",
+        "Remove one of the includes.",
+    ),
+    ("E207", "ratio-out-of-range", "A ratio outside [0, 1].", "Write a fraction, 0.5 means half."),
+    (
+        "E208",
+        "align-cycle",
+        "align statements that point at each other in a cycle.",
+        "Give one member a ratio instead.",
+    ),
+    (
+        "E209",
+        "missing-align-partner",
+        "align found no partner module for a matched module.",
+        "Check the partner pattern and the captured wildcards.",
+    ),
+    (
+        "E210",
+        "bad-selector",
+        "A selector that cannot be used here (an invalid regex, a target on exclude).",
+        "Fix the selector as the message says.",
+    ),
+    ("E211", "duplicate-let", "A let name defined twice.", "Rename one of them."),
+    (
+        "E212",
+        "bad-register",
+        "A register statement whose template is not valid for its kind.",
+        "Follow the NNI template keys of the kind.",
+    ),
+    # .rules lint (model-aware)
+    (
+        "W301",
+        "matches-nothing",
+        "A statement that matches no tensor of the model.",
+        "Check names against the model; see the suggestion.",
+    ),
+    (
+        "W302",
+        "equal-specificity-conflict",
+        "Two equally specific statements give one tensor different values; the later wins.",
+        "Make one more specific or remove one.",
+    ),
+    (
+        "W303",
+        "shadowed-statement",
+        "A statement whose every setting is overridden for every tensor it matches.",
+        "Remove it, or narrow the statements that override it.",
+    ),
     # config_list validation
     (
         "C101",

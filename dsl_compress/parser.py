@@ -1,0 +1,188 @@
+"""Parsing .rules text into a RuleFile, with syntax errors as Diagnostics (all of them, not the first)."""
+
+from __future__ import annotations
+
+import functools
+import threading
+from pathlib import Path as FilePath
+from typing import Iterator
+
+from lark import Lark, Token, Tree
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+
+from dsl_compress.diagnostics import CompressionError, Diagnostic, Severity, Span
+from dsl_compress.statement_split import Chunk, split_statements
+from dsl_compress.syntax import Comment, RuleFile
+from dsl_compress.tree_builder import TreeBuilder
+
+GRAMMAR_NAME = "rules.lark"
+
+# How terminals are named in error messages: words a user recognises, never __ANON_0.
+TERMINAL_WORDS = {
+    "NAME": "a name",
+    "PATTERN": "a module name, type or pattern",
+    "NUMBER": "a number",
+    "STRING": 'a string ("...")',
+    "REGEX": 'a regex (re"...")',
+    "EQUALS": "'='",
+    "DOT": "'.'",
+    "COMMA": "','",
+    "_SEMICOLON": "';'",
+    "_NEWLINE": "a new line",
+    "LBRACE": "'{'",
+    "RBRACE": "'}'",
+    "LBRACKET": "'['",
+    "RBRACKET": "']'",
+    "$END": "the end of the file",
+}
+KEYWORDS = ("let", "include", "prune", "quantize", "distill", "align", "with", "exclude")
+KEYWORDS += ("from", "except", "register", "in")
+
+
+def grammar_path() -> FilePath:
+    """The grammar inside the installed package, or the top-level grammar/ of a source tree."""
+    here = FilePath(__file__).resolve().parent
+    for candidate in (here / "grammar" / GRAMMAR_NAME, here.parent / "grammar" / GRAMMAR_NAME):
+        if candidate.is_file():
+            return candidate
+    raise FileNotFoundError(f"the {GRAMMAR_NAME} grammar is missing from {here}")
+
+
+class _BracketNewlines:
+    """Post-lexer: newlines inside [...] do not end a statement."""
+
+    always_accept = ("_NEWLINE",)
+
+    def process(self, stream: Iterator[Token]) -> Iterator[Token]:
+        depth = 0
+        for token in stream:
+            if token.type == "LBRACKET":
+                depth += 1
+            elif token.type == "RBRACKET":
+                depth = max(0, depth - 1)
+            elif token.type == "_NEWLINE" and depth:
+                continue
+            yield token
+
+
+# Comments seen by the lexer during the current parse (per thread).
+_COLLECTED = threading.local()
+
+
+@functools.lru_cache(maxsize=1)
+def _lark() -> Lark:
+    return Lark(
+        grammar_path().read_text(encoding="utf-8"),
+        parser="lalr",
+        lexer="contextual",
+        propagate_positions=True,
+        strict=True,
+        postlex=_BracketNewlines(),
+        maybe_placeholders=False,
+        lexer_callbacks={"COMMENT": _collect_comment},
+    )
+
+
+def parse(text: str, path: str | None = None) -> RuleFile:
+    """Parse a whole file; raise one CompressionError with every syntax error found."""
+    try:
+        tree, comments = _parse_tree(text)
+        return TreeBuilder(path).rule_file(tree, _comments(comments, text))
+    except UnexpectedInput:
+        pass
+    statements, comments, errors = [], [], []
+    for chunk in split_statements(text):
+        try:
+            tree, found = _parse_tree(chunk.text)
+        except UnexpectedInput as exc:
+            errors.append(syntax_diagnostic(exc, chunk, path))
+            continue
+        builder = TreeBuilder(path, chunk.line, chunk.column)
+        statements.extend(builder.rule_file(tree, []).statements)
+        comments.extend(builder.shift(c) for c in found)
+    if errors:
+        raise CompressionError(errors)
+    return RuleFile(tuple(statements), path, _comments(comments, text))
+
+
+def _parse_tree(text: str) -> tuple[Tree, list[Token]]:
+    """The Lark tree of ``text`` and the comment tokens the lexer skipped."""
+    _COLLECTED.comments = []
+    tree = _lark().parse(text)
+    return tree, _COLLECTED.comments
+
+
+def _collect_comment(token: Token) -> Token:
+    _COLLECTED.comments.append(token)
+    return token
+
+
+def _comments(tokens: list[Token], text: str) -> tuple[Comment, ...]:
+    lines = text.splitlines()
+    out = []
+    for token in tokens:
+        before = lines[token.line - 1][: token.column - 1] if token.line <= len(lines) else ""
+        out.append(Comment(str(token).rstrip(), token.line, bool(before.strip())))
+    return tuple(out)
+
+
+def syntax_diagnostic(exc: UnexpectedInput, chunk: Chunk, path: str | None) -> Diagnostic:
+    """A syntax error in words: what was found, what was expected, where."""
+    line, column = chunk.absolute(*_position(exc, chunk.text))
+    if isinstance(exc, UnexpectedCharacters):
+        found = repr(chunk.text[exc.pos_in_stream]) if exc.pos_in_stream < len(chunk.text) else "?"
+        code, message, width = "E102", f"unexpected character {found}", 1
+    elif (
+        isinstance(exc, UnexpectedEOF)
+        or getattr(exc, "token", None) is None
+        or exc.token.type == "$END"
+    ):
+        code, message, width = "E103", "the statement ends too early", 1
+    else:
+        token = exc.token
+        code, message, width = "E101", f"unexpected {_describe(token)}", max(1, len(str(token)))
+    expected = _expected_words(exc, code)
+    hint = f"expected {expected}" if expected else None
+    span = Span(path, line, column, line, column + width)
+    return Diagnostic(code, Severity.ERROR, message, span=span, subject=path, hint=hint)
+
+
+def _position(exc: UnexpectedInput, text: str) -> tuple[int, int]:
+    """Where to point: the offending token, or just past the last character at the end."""
+    if exc.line > 0 and getattr(getattr(exc, "token", None), "type", None) != "$END":
+        return exc.line, exc.column
+    body = text.rstrip()
+    line = body.count("\n") + 1
+    return line, len(body) - (body.rfind("\n") + 1) + 1
+
+
+def _describe(token: Token) -> str:
+    if token.type == "_NEWLINE":
+        return "end of line"
+    if token.type in ("NAME", "PATTERN") and str(token) not in KEYWORDS:
+        return f"'{token}'"
+    return f"'{token}'" if token.type != "$END" else "end of file"
+
+
+def _expected_words(exc: UnexpectedInput, code: str) -> str:
+    names = set(getattr(exc, "expected", None) or getattr(exc, "allowed", None) or ())
+    if code == "E102":
+        names -= set(_BracketNewlines.always_accept)  # accepted by the lexer, not the parser
+    words = sorted({_word(name) for name in names})
+    if len(words) > 6:
+        words = words[:6] + ["..."]
+    return ", ".join(words[:-1]) + (" or " if len(words) > 1 else "") + words[-1] if words else ""
+
+
+def _word(terminal: str) -> str:
+    if terminal in TERMINAL_WORDS:
+        return TERMINAL_WORDS[terminal]
+    if terminal.lower() in KEYWORDS:
+        return f"'{terminal.lower()}'"
+    return terminal.lower()
+
+
+def load(path: str | FilePath) -> RuleFile:
+    """Parse a .rules file from disk."""
+    file = FilePath(path)
+    return parse(file.read_text(encoding="utf-8"), str(path))

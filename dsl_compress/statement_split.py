@@ -1,0 +1,63 @@
+"""Splitting .rules text into statement chunks, so one syntax error does not hide the next."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator
+
+_DEPTH = {"[": 1, "{": 1, "]": -1, "}": -1}
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A statement's text and where it starts in the file (1-based line and column)."""
+
+    text: str
+    line: int
+    column: int
+
+    def absolute(self, line: int, column: int) -> tuple[int, int]:
+        """A position inside the chunk as a position in the file."""
+        return self.line + line - 1, column + (self.column - 1 if line == 1 else 0)
+
+
+def split_statements(text: str) -> Iterator[Chunk]:
+    """Chunks ending at ';' or a newline outside brackets, braces, strings and comments."""
+    start, depth, i = 0, 0, 0
+    line, line_start = 1, 0
+    start_line, start_column = 1, 1
+    while i < len(text):
+        char = text[i]
+        if char == '"':
+            i = _string_end(text, i)
+            continue
+        if char == "#":
+            i = _line_end(text, i)
+            continue
+        if char == "\\" and text.startswith("\n", i + 1):
+            i += 2
+            line, line_start = line + 1, i
+            continue
+        depth = max(0, depth + _DEPTH.get(char, 0))
+        if char == "\n":
+            line, line_start = line + 1, i + 1
+        if char in ";\n" and depth == 0:
+            if text[start:i].strip():
+                yield Chunk(text[start:i], start_line, start_column)
+            start = i + 1
+            start_line, start_column = line, start - line_start + 1
+        i += 1
+    if text[start:].strip():
+        yield Chunk(text[start:], start_line, start_column)
+
+
+def _string_end(text: str, i: int) -> int:
+    i += 1
+    while i < len(text) and text[i] not in '"\n':
+        i += 2 if text[i] == "\\" else 1
+    return i + 1 if i < len(text) and text[i] == '"' else i
+
+
+def _line_end(text: str, i: int) -> int:
+    end = text.find("\n", i)
+    return len(text) if end < 0 else end

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dsl_compress.api import distill, prune, quantize, run_plan
+from dsl_compress.api import apply, distill, prune, quantize, run_plan
 from dsl_compress.diagnostics import CompressionError, CompressionWarning, Diagnostic, Severity
 from dsl_compress.engine import Compression
 from dsl_compress.modes import Mode
 from dsl_compress.plan import Plan, PlanEntry
 from dsl_compress.resolve import build_plan
+from dsl_compress.ruleset import Compiled, RuleSet, load, parse
 from dsl_compress.settings import (
     DEFAULT_REGISTRY,
     DistillationSetting,
@@ -20,6 +21,11 @@ from dsl_compress.settings import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "Compiled",
+    "RuleSet",
+    "apply",
+    "load",
+    "parse",
     "Compression",
     "CompressionError",
     "CompressionWarning",

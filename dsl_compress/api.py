@@ -15,6 +15,7 @@ from dsl_compress.plan import Plan
 from dsl_compress.pruner import LossFn, check_metric, compute_masks
 from dsl_compress.quantizer import compute_quant_params
 from dsl_compress.resolve import build_plan
+from dsl_compress.ruleset import RuleSet
 from dsl_compress.settings import Registry
 from dsl_compress.targets import shared_tensor_errors
 
@@ -74,6 +75,22 @@ def distill(
         fail("X803", "the student and the teacher are the same model", subject="distill")
     plan = build_plan(student, config_list, Mode.DISTILL, registry=registry)
     return run_plan(student, plan, teacher=teacher)
+
+
+def apply(
+    ruleset: RuleSet,
+    model: torch.nn.Module,
+    calib: Iterable[Any] | None = None,
+    *,
+    teacher: torch.nn.Module | None = None,
+    loss_fn: LossFn | None = None,
+    seed: int = 0,
+    registry: Registry | None = None,
+) -> Compression:
+    """Compile a rule set against ``model`` and run its plan through the engine."""
+    _check_module(model, "model")
+    compiled = ruleset.compile(model, registry=registry)
+    return run_plan(model, compiled.plan, calib=calib, loss_fn=loss_fn, seed=seed, teacher=teacher)
 
 
 def run_plan(

@@ -42,7 +42,7 @@ def build_plan(
     metric = (metric or DEFAULT_METRIC) if mode is Mode.PRUNE else None
     checked = []
     for entry in entries:
-        resolved = _check_entry(index, entry, metric, diags)
+        resolved = check_entry(index, entry, metric, diags)
         if resolved is not None:
             checked.append(resolved)
     raise_errors(diags)
@@ -125,7 +125,7 @@ def _key_origins(
     return {k: (where if k in explicit else f"template {type_name}") for k in setting}
 
 
-def _check_entry(
+def check_entry(
     index: ModelIndex, entry: PlanEntry, metric: str | None, diags: list[Diagnostic]
 ) -> PlanEntry | None:
     module = index.modules[entry.module]

@@ -1,0 +1,70 @@
+"""Rules without a model as an NNI 3.0 config_list: one config per statement, most specific first."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from dsl_compress.diagnostics import Diagnostic, Severity
+from dsl_compress.modes import Mode
+from dsl_compress.selectors import CompiledSelector
+from dsl_compress.statements import ExcludeRule, Rule
+
+
+def static_config_list(
+    rules: Sequence[Rule], excludes: Sequence[ExcludeRule], diags: list[Diagnostic]
+) -> dict[str, list[dict]]:
+    """Configs ordered so NNI's first-wins matches our precedence per target.
+
+    Per-key merging between statements needs the model (compile with one for an exact list).
+    """
+    out: dict[str, list[dict]] = {m.value: [] for m in Mode}
+    for rule in sorted(rules, key=lambda r: (r.selector.specificity, r.index), reverse=True):
+        if rule.is_align:
+            diags.append(
+                Diagnostic(
+                    "W301",
+                    Severity.INFO,
+                    "align statements are expanded only with a model",
+                    span=rule.span,
+                    hint="compile with a model to get their configs",
+                )
+            )
+            continue
+        out[rule.mode.value].append(_config(rule, excludes))
+    return out
+
+
+def _config(rule: Rule, excludes: Sequence[ExcludeRule]) -> dict[str, Any]:
+    config = _selection(rule.selector)
+    removed = [e.selector for e in excludes if e.mode in (None, rule.mode)] + list(rule.excepts)
+    for selector in removed:
+        for key, names in _selection(selector).items():
+            config.setdefault("exclude_" + key, []).extend(names)
+    values = {_nni_key(k): v.value for k, v in rule.values.items() if k != "metric"}
+    targets = rule.selector.targets
+    if targets is not None:
+        config["target_names"] = list(targets)
+        config["target_settings"] = {t: dict(values) for t in targets}
+        if rule.mode is Mode.QUANTIZE:
+            config["quant_dtype"] = values.get("quant_dtype")
+    else:
+        config.update(values)
+        if rule.mode is Mode.QUANTIZE:
+            config.setdefault("quant_dtype", None)
+    return config
+
+
+def _selection(selector: CompiledSelector) -> dict[str, list[str]]:
+    if selector.exact_name is not None:
+        selection = {"op_names": [selector.exact_name]}
+    elif selector.type_name is not None:
+        selection = {"op_types": [selector.type_name]}
+    else:
+        selection = {"op_names_re": [f"(?:{selector.name_regex.pattern})$"]}
+    if selector.scope_regex is not None:
+        selection.setdefault("op_names_re", []).append(f"(?:{selector.scope_regex.pattern})$")
+    return selection
+
+
+def _nni_key(name: str) -> str:
+    return "global_group_id" if name == "group" else name

@@ -1,0 +1,166 @@
+"""Rule sets: parsed .rules files with includes expanded, compiled to a registry, a config_list, a plan."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+import torch
+
+from dsl_compress.compiler import resolve_rules
+from dsl_compress.diagnostics import CompressionError, Diagnostic, Severity
+from dsl_compress.modes import Mode
+from dsl_compress.nni_export import static_config_list
+from dsl_compress.parser import parse as parse_file
+from dsl_compress.plan import Plan
+from dsl_compress.registration import build_template
+from dsl_compress.settings import DEFAULT_REGISTRY, Registry
+from dsl_compress.statements import compile_exclude, compile_rule
+from dsl_compress.syntax import (
+    Align,
+    Compress,
+    Exclude,
+    Include,
+    Let,
+    Register,
+    RuleFile,
+    Statement,
+)
+from dsl_compress.values import evaluate, located
+
+
+@dataclass(frozen=True)
+class Compiled:
+    """What a rule set means: registrations, an NNI config_list per kind and, with a model, a plan."""
+
+    registry: dict[str, dict[str, dict]]
+    config_list: dict[str, list[dict]]
+    plan: Plan | None
+    diagnostics: tuple[Diagnostic, ...]
+    registries: Registry = field(repr=False, compare=False)
+
+    @property
+    def warnings(self) -> tuple[Diagnostic, ...]:
+        return tuple(d for d in self.diagnostics if d.severity is Severity.WARNING)
+
+
+@dataclass(frozen=True)
+class RuleSet:
+    """Statements of a .rules file in order, with included files' statements in place."""
+
+    statements: tuple[Statement, ...]
+    path: str | None = None
+    files: tuple[str, ...] = ()
+
+    def compile(
+        self, model: torch.nn.Module | None = None, registry: Registry | None = None
+    ) -> Compiled:
+        """Check everything, then resolve; raises CompressionError carrying every error."""
+        diags: list[Diagnostic] = []
+        lets = _lets(self.statements, diags)
+        registries, registered = _registrations(self.statements, lets, registry, diags)
+        rules, excludes = [], []
+        for i, stmt in enumerate(self.statements):
+            if isinstance(stmt, (Compress, Align)):
+                rules.append(compile_rule(i, stmt, lets, registries, diags))
+            elif isinstance(stmt, Exclude):
+                excludes.append(compile_exclude(stmt, registries, diags))
+        _raise_errors(diags)
+        rules = [r for r in rules if r is not None]
+        excludes = [e for e in excludes if e is not None]
+        plan = resolve_rules(model, rules, excludes, registries) if model is not None else None
+        if plan is not None:
+            config_list = {m.value: plan.to_config_list(m) for m in Mode}
+            diags.extend(plan.diagnostics)
+        else:
+            config_list = static_config_list(rules, excludes, diags)
+        return Compiled(registered, config_list, plan, tuple(diags), registries)
+
+
+def _raise_errors(diags: Iterable[Diagnostic]) -> None:
+    errors = [d for d in diags if d.severity is Severity.ERROR]
+    if errors:
+        raise CompressionError(errors)
+
+
+def _lets(statements, diags: list) -> dict[str, Any]:
+    lets: dict[str, Any] = {}
+    for stmt in statements:
+        if isinstance(stmt, Let):
+            if stmt.name in lets:
+                diags.append(located("E211", f"'{stmt.name}' is already defined", stmt.span))
+            lets[stmt.name] = evaluate(stmt.value, lets, False, diags)
+    return lets
+
+
+def _registrations(statements, lets, registry: Registry | None, diags: list):
+    """A scoped copy of the registry with this rule set's templates, and those templates."""
+    registries = (registry or DEFAULT_REGISTRY).scoped()
+    registered: dict[str, dict[str, dict]] = {m.value: {} for m in Mode}
+    for stmt in statements:
+        if isinstance(stmt, Register):
+            template = build_template(stmt, lets, diags)
+            if template:
+                registries[stmt.mode].register(stmt.type_name, template)
+                registered[stmt.mode.value][stmt.type_name] = template
+    return registries, registered
+
+
+def parse(text: str, path: str | None = None) -> RuleSet:
+    """Parse rules text; includes are read relative to ``path``'s folder (or the working folder)."""
+    base = Path(path).resolve() if path else None
+    statements = _expand(parse_file(text, path), base, [base] if base else [])
+    return RuleSet(tuple(statements), path, tuple(str(p) for p in _seen(statements, base)))
+
+
+def load(path: str | Path) -> RuleSet:
+    """Read and parse a .rules file."""
+    file = Path(path)
+    if not file.is_file():
+        raise CompressionError(
+            [Diagnostic("E205", Severity.ERROR, f"no rules file at '{path}'", subject=str(path))]
+        )
+    return parse(file.read_text(encoding="utf-8"), str(path))
+
+
+def _expand(rule_file: RuleFile, base: Path | None, stack: list[Path]) -> list[Statement]:
+    out: list[Statement] = []
+    errors: list[Diagnostic] = []
+    for stmt in rule_file.statements:
+        if not isinstance(stmt, Include):
+            out.append(stmt)
+            continue
+        try:
+            out.extend(_include(stmt, base, stack))
+        except CompressionError as exc:
+            errors.extend(exc.diagnostics)
+    if errors:
+        raise CompressionError(errors)
+    return out
+
+
+def _include(stmt: Include, base: Path | None, stack: list[Path]) -> list[Statement]:
+    folder = base.parent if base else Path.cwd()
+    target = (folder / stmt.path).resolve()
+    if target in stack:
+        chain = " -> ".join(p.name for p in [*stack, target])
+        raise CompressionError([located("E206", f"include cycle: {chain}", stmt.span)])
+    if not target.is_file():
+        raise CompressionError(
+            [
+                located(
+                    "E205",
+                    f"included file '{stmt.path}' does not exist",
+                    stmt.span,
+                    f"looked for {target}",
+                )
+            ]
+        )
+    included = parse_file(target.read_text(encoding="utf-8"), str(target))
+    return _expand(included, target, [*stack, target])
+
+
+def _seen(statements: list[Statement], base: Path | None) -> list[Path]:
+    files = {Path(s.span.file).resolve() for s in statements if s.span.file}
+    return sorted(files - ({base} if base else set()))

@@ -42,7 +42,6 @@ from dsl_compress.syntax import (
     Include,
     Let,
     ListValue,
-    Literal,
     Path,
     Register,
     RegisterTarget,

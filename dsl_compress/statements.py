@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from dsl_compress.diagnostics import Diagnostic, Span, did_you_mean
+from dsl_compress.diagnostics import Span, did_you_mean
 from dsl_compress.modes import Mode
 from dsl_compress.selectors import CompiledSelector, compile_selector, is_type_word, split_target
 from dsl_compress.settings import Registry

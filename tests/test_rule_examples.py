@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import torch
+
+import dsl_compress
 
 from dsl_compress import prune, quantize
 from dsl_compress.models import example_model
@@ -38,3 +41,72 @@ def test_transformer_example_quantizes_the_mlp():
     assert params["fc1"]["weight"]["scale"].shape == (64, 1)
     assert params["fc2"]["_input_0"]["quant_dtype"] == "uint8"
     assert torch.allclose(model(batch), compression.restore()(batch), atol=0.1)
+
+
+class CustomizedModule(torch.nn.Module):
+    """The module of NNI's "Compression Setting" page (with its parameters initialised)."""
+
+    def __init__(self):
+        super().__init__()
+        gen = torch.Generator().manual_seed(0)
+        self.p1 = torch.nn.Parameter(torch.randn(200, 100, generator=gen))
+        self.p2 = torch.nn.Parameter(torch.randn(200, 50, generator=gen))
+
+    def forward(self, x, y):
+        return torch.matmul(self.p1, x) + torch.matmul(self.p2, y)
+
+
+def rules(name: str):
+    return dsl_compress.load(RULES / name)
+
+
+def test_resnet_channels_rules_mask_block_convs_and_their_bns():
+    model, batch = example_model("resnet")
+    masks = dsl_compress.apply(rules("resnet_channels.rules"), model).masks()
+    for block in ("layer1.0", "layer1.1", "layer2.0", "layer2.1"):
+        rows = masks[f"{block}.conv1"]["weight"].flatten(1).any(1)
+        assert rows.float().mean().item() == 0.5
+        assert torch.equal(masks[f"{block}.bn1"]["weight"], rows)
+        assert torch.equal(masks[f"{block}.bn1"]["bias"], rows)
+    assert torch.isfinite(model(batch)).all()
+
+
+def test_global_backbone_rules_rank_across_layers_and_skip_shortcuts():
+    model, _ = example_model("resnet")
+    compiled = rules("global_backbone.rules").compile(model)
+    entries = {e.module: e for e in compiled.plan.entries}
+    assert not any("shortcut" in name for name in entries)
+    assert entries["conv1"].setting["sparse_ratio"] == 0.1
+    assert "global_group_id" not in {k for k, v in entries["conv1"].setting.items() if v}
+    grouped = [e for e in entries.values() if e.setting.get("global_group_id") == "backbone"]
+    assert len(grouped) == 8 and all(e.setting["sparse_ratio"] == 0.3 for e in grouped)
+    masks = dsl_compress.apply(rules("global_backbone.rules"), model).masks()
+    pruned = sum((~masks[e.module]["weight"]).sum().item() for e in grouped)
+    total = sum(masks[e.module]["weight"].numel() for e in grouped)
+    assert pruned == pytest.approx(0.3 * total, abs=total * 0.05)
+
+
+def test_transformer_int8_rules_quantize_the_mlp():
+    model, batch = example_model("transformer")
+    params = dsl_compress.apply(
+        rules("transformer_int8.rules"), model, calib=[batch]
+    ).quant_params()
+    assert set(params) == {"fc1", "fc2"}
+    assert params["fc1"]["weight"]["scale"].shape == (64, 1)
+    assert params["fc2"]["_input_0"]["quant_dtype"] == "uint8"
+
+
+def test_custom_module_rules_register_the_page_templates_and_prune_rows():
+    model = torch.nn.Sequential(CustomizedModule())
+    ruleset = rules("custom_module.rules")
+    compiled = ruleset.compile(model)
+    assert compiled.registry["prune"]["CustomizedModule"]["_output_"] == {
+        "align": {"module_name": None, "target_name": "p1", "dims": [0]},
+        "apply_method": "mul",
+        "granularity": [-1, 1],
+    }
+    assert "CustomizedModule" not in dsl_compress.PruningSetting
+    masks = dsl_compress.apply(ruleset, model).masks()["0"]
+    for name in ("p1", "p2"):
+        rows = masks[name].all(1)
+        assert torch.equal(rows, masks[name].any(1)) and rows.sum().item() == 100

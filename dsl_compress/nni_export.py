@@ -18,6 +18,7 @@ def static_config_list(
     Per-key merging between statements needs the model (compile with one for an exact list).
     """
     out: dict[str, list[dict]] = {m.value: [] for m in Mode}
+    shared = {m: _exclusions([e.selector for e in excludes if e.mode in (None, m)]) for m in Mode}
     for rule in sorted(rules, key=lambda r: (r.selector.specificity, r.index), reverse=True):
         if rule.is_align:
             diags.append(
@@ -30,16 +31,25 @@ def static_config_list(
                 )
             )
             continue
-        out[rule.mode.value].append(_config(rule, excludes))
+        out[rule.mode.value].append(_config(rule, shared[rule.mode]))
     return out
 
 
-def _config(rule: Rule, excludes: Sequence[ExcludeRule]) -> dict[str, Any]:
-    config = _selection(rule.selector)
-    removed = [e.selector for e in excludes if e.mode in (None, rule.mode)] + list(rule.excepts)
-    for selector in removed:
+def _exclusions(selectors: Sequence[CompiledSelector]) -> dict[str, list[str]]:
+    """exclude_op_* keys removing what the selectors match."""
+    out: dict[str, list[str]] = {}
+    for selector in selectors:
         for key, names in _selection(selector).items():
-            config.setdefault("exclude_" + key, []).extend(names)
+            out.setdefault("exclude_" + key, []).extend(names)
+    return out
+
+
+def _config(rule: Rule, shared: dict[str, list[str]]) -> dict[str, Any]:
+    config = _selection(rule.selector)
+    own = _exclusions(rule.excepts)
+    for key in sorted(set(shared) | set(own)):
+        # Without excepts every config shares one list (the excludes of its kind).
+        config[key] = shared.get(key, []) + own[key] if key in own else shared[key]
     values = {_nni_key(k): v.value for k, v in rule.values.items() if k != "metric"}
     targets = rule.selector.targets
     if targets is not None:

@@ -16,7 +16,7 @@ from dsl_compress.parser import parse as parse_file
 from dsl_compress.plan import Plan
 from dsl_compress.registration import build_template
 from dsl_compress.settings import DEFAULT_REGISTRY, Registry
-from dsl_compress.statements import compile_exclude, compile_rule
+from dsl_compress.statements import compile_exclude, compile_rule, target_words
 from dsl_compress.syntax import (
     Align,
     Compress,
@@ -61,9 +61,10 @@ class RuleSet:
         lets = _lets(self.statements, diags)
         registries, registered = _registrations(self.statements, lets, registry, diags)
         rules, excludes = [], []
+        words = {mode: target_words(registries, mode) for mode in Mode}
         for i, stmt in enumerate(self.statements):
             if isinstance(stmt, (Compress, Align)):
-                rules.append(compile_rule(i, stmt, lets, registries, diags))
+                rules.append(compile_rule(i, stmt, lets, registries, words, diags))
             elif isinstance(stmt, Exclude):
                 excludes.append(compile_exclude(stmt, registries, diags))
         _raise_errors(diags)

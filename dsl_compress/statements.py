@@ -64,10 +64,16 @@ def target_words(registry: Registry, mode: Mode) -> frozenset[str]:
 
 
 def compile_rule(
-    index: int, stmt: Compress | Align, lets: Mapping, registry: Registry, diags: list
+    index: int,
+    stmt: Compress | Align,
+    lets: Mapping,
+    registry: Registry,
+    words: Mapping[Mode, frozenset[str]],
+    diags: list,
 ) -> Rule | None:
+    """A checked rule; ``words`` are the target names per kind (see target_words)."""
     mode = stmt.mode if isinstance(stmt, Compress) else Mode.PRUNE
-    words = target_words(registry, mode)
+    words = words[mode]
     selector = _selector(stmt.selector, words, True, stmt.span, diags)
     excepts = [_selector(s, words, False, stmt.span, diags) for s in stmt.excepts]
     allowed = ALIGN_KEYS if isinstance(stmt, Align) else statement_keys(mode)

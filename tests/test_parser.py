@@ -269,7 +269,8 @@ def test_spans_inside_a_multi_line_register_block():
     assert output.span.line == 16 and output.span.column == 3
     dims = output.settings[1]
     assert (dims.key, dims.span) == ("dims", Span("ex.rules", 16, 21, 16, 29))
-    assert dims.value.items[0].span == Span("ex.rules", 16, 26, 16, 27)
+    assert dims.value.span == Span("ex.rules", 16, 26, 16, 29)
+    assert dims.value.items[0].span == Span("ex.rules", 16, 27, 16, 28)
 
 
 def test_spans_after_semicolons_on_one_line():
@@ -283,7 +284,7 @@ def test_spans_after_semicolons_on_one_line():
     ]
     first, align = parse(ONE_LINER).statements
     assert first.span == Span(None, 1, 1, 1, 44)
-    assert align.span == Span(None, 1, 46, 1, 90)
+    assert align.span == Span(None, 1, 46, 1, 89)
     assert align.selector.span == Span(None, 1, 52, 1, 62)
     assert align.partner.span == Span(None, 1, 68, 1, 80)
     assert align.settings[0].span == Span(None, 1, 81, 1, 89)

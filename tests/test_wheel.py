@@ -1,0 +1,64 @@
+"""The wheel ships the grammar, and the installed package parses with it outside the source tree."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+GRAMMAR = REPO / "grammar" / "rules.lark"
+
+# Run by the venv's python from a directory outside the repo, so only the wheel can answer.
+PROBE = """\
+import json, sys, sysconfig
+from dsl_compress.parser import grammar_path, parse
+rule_file = parse("prune Conv2d.weight sparse_ratio=0.5")
+(statement,) = rule_file.statements
+print(json.dumps({
+    "grammar": str(grammar_path()),
+    "purelib": sysconfig.get_paths()["purelib"],
+    "prefix": sys.prefix,
+    "mode": statement.mode.value,
+    "selector": [s.text for s in statement.selector.path.segments],
+    "settings": [[s.key, s.value.value] for s in statement.settings],
+}))
+"""
+
+
+def run(command: list[str], cwd: Path) -> str:
+    # No PYTHONPATH: the source tree must not leak into the installed package's imports.
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    done = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, f"{command} failed:\n{done.stdout}\n{done.stderr}"
+    return done.stdout
+
+
+def test_wheel_ships_the_grammar_and_parses_when_installed(tmp_path):
+    wheels = tmp_path / "wheels"
+    run([sys.executable, "-m", "pip", "wheel", ".", "--no-deps", "-w", str(wheels)], REPO)
+    (wheel,) = wheels.glob("dsl_compress-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        assert "dsl_compress/grammar/rules.lark" in archive.namelist()
+        assert archive.read("dsl_compress/grammar/rules.lark") == GRAMMAR.read_bytes()
+
+    venv = tmp_path / "venv"
+    run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], tmp_path)
+    python = venv / "bin" / "python"
+    run([str(python), "-m", "pip", "install", "--no-deps", str(wheel)], tmp_path)
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    result = json.loads(run([str(python), "-c", PROBE], elsewhere))
+    site_packages = Path(result["purelib"]).resolve()
+    assert Path(result["prefix"]).resolve() == venv.resolve()
+    assert site_packages.is_relative_to(venv.resolve())
+    grammar = Path(result["grammar"])
+    assert grammar == site_packages / "dsl_compress" / "grammar" / "rules.lark"
+    assert grammar.read_bytes() == GRAMMAR.read_bytes()
+    assert result["mode"] == "prune"
+    assert result["selector"] == ["Conv2d", "weight"]
+    assert result["settings"] == [["sparse_ratio", 0.5]]

@@ -8,9 +8,9 @@ from pathlib import Path as FilePath
 from typing import Iterator
 
 from lark import Lark, Token, Tree
-from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput
+from lark.exceptions import UnexpectedCharacters, UnexpectedInput
 
-from dsl_compress.diagnostics import CompressionError, Diagnostic, Severity, Span
+from dsl_compress.diagnostics import CompressionError, Diagnostic, Severity, Span, did_you_mean
 from dsl_compress.statement_split import Chunk, split_statements
 from dsl_compress.syntax import Comment, RuleFile
 from dsl_compress.tree_builder import TreeBuilder
@@ -35,8 +35,9 @@ TERMINAL_WORDS = {
     "RBRACKET": "']'",
     "$END": "the end of the file",
 }
-KEYWORDS = ("let", "include", "prune", "quantize", "distill", "align", "with", "exclude")
-KEYWORDS += ("from", "except", "register", "in")
+STATEMENT_KEYWORDS = ("let", "include", "prune", "quantize", "distill", "align", "exclude")
+STATEMENT_KEYWORDS += ("register",)
+KEYWORDS = STATEMENT_KEYWORDS + ("with", "from", "except", "in")
 
 
 def grammar_path() -> FilePath:
@@ -129,22 +130,36 @@ def _comments(tokens: list[Token], text: str) -> tuple[Comment, ...]:
 def syntax_diagnostic(exc: UnexpectedInput, chunk: Chunk, path: str | None) -> Diagnostic:
     """A syntax error in words: what was found, what was expected, where."""
     line, column = chunk.absolute(*_position(exc, chunk.text))
+    expected = _expected(exc)
+    hint = f"expected {_listed(expected)}" if expected else None
     if isinstance(exc, UnexpectedCharacters):
-        found = repr(chunk.text[exc.pos_in_stream]) if exc.pos_in_stream < len(chunk.text) else "?"
-        code, message, width = "E102", f"unexpected character {found}", 1
-    elif (
-        isinstance(exc, UnexpectedEOF)
-        or getattr(exc, "token", None) is None
-        or exc.token.type == "$END"
-    ):
+        code, message, width, hint = _bad_character(exc, chunk.text, hint)
+    elif getattr(exc, "token", None) is None or exc.token.type == "$END":
         code, message, width = "E103", "the statement ends too early", 1
     else:
         token = exc.token
         code, message, width = "E101", f"unexpected {_describe(token)}", max(1, len(str(token)))
-    expected = _expected_words(exc, code)
-    hint = f"expected {expected}" if expected else None
+        hint = _keyword_hint(token, expected) or hint
     span = Span(path, line, column, line, column + width)
     return Diagnostic(code, Severity.ERROR, message, span=span, subject=path, hint=hint)
+
+
+def _bad_character(exc: UnexpectedCharacters, text: str, hint: str | None):
+    pos = exc.pos_in_stream
+    char = text[pos] if pos < len(text) else "?"
+    if char == '"':
+        end = text.find("\n", pos)
+        width = (len(text) if end < 0 else end) - pos
+        return "E102", "unterminated string", width, "close it with '\"' on the same line"
+    return "E102", f"unexpected character {char!r}", 1, hint
+
+
+def _keyword_hint(token: Token, expected: set[str]) -> str | None:
+    """A misspelt statement keyword ('quantise') gets a did-you-mean, not a list of tokens."""
+    starts = {name.lower() for name in expected} & set(STATEMENT_KEYWORDS)
+    if token.type in ("NAME", "PATTERN") and starts:
+        return did_you_mean(str(token), sorted(starts))
+    return None
 
 
 def _position(exc: UnexpectedInput, text: str) -> tuple[int, int]:
@@ -164,13 +179,16 @@ def _describe(token: Token) -> str:
     return f"'{token}'" if token.type != "$END" else "end of file"
 
 
-def _expected_words(exc: UnexpectedInput, code: str) -> str:
-    names = set(getattr(exc, "expected", None) or getattr(exc, "allowed", None) or ())
-    if code == "E102":
-        names -= set(_BracketNewlines.always_accept)  # accepted by the lexer, not the parser
+def _expected(exc: UnexpectedInput) -> set[str]:
+    """Terminals the parser accepts at the error (exact, from the interactive parser)."""
+    parser = getattr(exc, "interactive_parser", None)
+    if parser is not None:
+        return set(parser.accepts())
+    return set(getattr(exc, "expected", None) or getattr(exc, "allowed", None) or ())
+
+
+def _listed(names: set[str]) -> str:
     words = sorted({_word(name) for name in names})
-    if len(words) > 6:
-        words = words[:6] + ["..."]
     return ", ".join(words[:-1]) + (" or " if len(words) > 1 else "") + words[-1] if words else ""
 
 

@@ -407,24 +407,8 @@ def test_every_error_is_reported_and_good_statements_are_not():
 
 # Cases whose current output is wrong: the .expected.txt holds the output wanted, and the case
 # is a strict xfail until the parser gives it. Once fixed, remove the entry (and regenerate).
-_WRONG_EXPECTED_SET = (
-    "the hint lists the terminals of the lexer state (LALR-merged, plus the always-accepted "
-    "_NEWLINE), not what the parser accepts here (exc.interactive_parser.accepts())"
-)
-KNOWN_DEFECTS = {
-    "unexpected_character": _WRONG_EXPECTED_SET
-    + ": after 'sparse_ratio=0.5' it offers ',', ']', '}' and omits 'except', a new line "
-    "and the end of the file",
-    "stray_comma": _WRONG_EXPECTED_SET + ": '}' is offered outside any register block",
-    "exclude_from_wrong_kind": _WRONG_EXPECTED_SET + ": 'a new line' is offered after 'from'",
-    "keyword_as_selector": "'prune with Conv2d.weight ...' takes 'with' as a module pattern and "
-    "reports the '.' at 1:18 (\"expected '=' or a new line\"); the error is 'with' at 1:7",
-    "unterminated_string": 'an unterminated string is reported as "unexpected character \'\\"\'" '
-    "with the self-contradicting hint 'expected a string (\"...\")'",
-    "statement_keyword_typo": "the hint is cut to six words in alphabetical order ('... or ...'), "
-    "which drops 'prune', 'quantize' and 'register'; a misspelt statement keyword deserves "
-    "'did you mean'",
-}
+# Golden cases whose current output is wrong, with why (none at the moment).
+KNOWN_DEFECTS: dict[str, str] = {}
 
 
 def golden_cases() -> list:

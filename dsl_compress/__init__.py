@@ -5,6 +5,7 @@ from __future__ import annotations
 from dsl_compress.api import apply, distill, prune, quantize, run_plan
 from dsl_compress.diagnostics import CompressionError, CompressionWarning, Diagnostic, Severity
 from dsl_compress.engine import Compression
+from dsl_compress.formatter import format_rules as format
 from dsl_compress.modes import Mode
 from dsl_compress.plan import Plan, PlanEntry
 from dsl_compress.resolve import build_plan
@@ -24,6 +25,7 @@ __all__ = [
     "Compiled",
     "RuleSet",
     "apply",
+    "format",
     "load",
     "parse",
     "Compression",

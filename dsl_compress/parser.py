@@ -119,7 +119,7 @@ def _collect_comment(token: Token) -> Token:
 
 
 def _comments(tokens: list[Token], text: str) -> tuple[Comment, ...]:
-    lines = text.splitlines()
+    lines = text.split("\n")  # as the lexer counts lines; splitlines() also splits at \f etc.
     out = []
     for token in tokens:
         before = lines[token.line - 1][: token.column - 1] if token.line <= len(lines) else ""

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import torch
 
-from dsl_compress.diagnostics import CompressionError, Diagnostic, Severity, Span, did_you_mean
+from dsl_compress.diagnostics import CompressionError, Diagnostic, Severity, Span
 from dsl_compress.modes import Mode
 from dsl_compress.plan import Plan, PlanEntry
 from dsl_compress.resolve import check_entry
@@ -16,7 +16,15 @@ from dsl_compress.selection import ModelIndex
 from dsl_compress.selectors import Match, render_partner
 from dsl_compress.settings import Registry
 from dsl_compress.statements import ExcludeRule, Rule, Value
-from dsl_compress.values import at, located
+from dsl_compress.rule_checks import (
+    align_cycles,
+    all_excluded,
+    conflict,
+    dead_rules,
+    missing_partner,
+    nothing_matched,
+)
+from dsl_compress.values import located
 
 DEFAULT_METRIC = "l1"
 Key = tuple[Mode, str, str]
@@ -47,27 +55,57 @@ def resolve_rules(
     excluded = _excluded(index, excludes, diags)
     contributions: dict[Key, list[Contribution]] = defaultdict(list)
     for rule in rules:
-        matches = _matches(index, rule, excluded)
-        if not matches:
-            diags.append(_matches_nothing(index, rule))
+        matches = _matches(index, rule, excluded, diags)
         for match in matches:
             _contribute(index, rule, match, registry, contributions, diags)
-    conflicts: dict = {}
-    entries = [
-        _entry(index, key, found, registry, conflicts) for key, found in contributions.items()
-    ]
-    diags.extend(conflicts.values())
-    checked = []
-    for entry, span in entries:
-        before = len(diags)
-        resolved = check_entry(index, entry, entry.metric, diags)
-        diags[before:] = [at(d, span, d.code) for d in diags[before:]]
-        if resolved is not None:
-            checked.append(resolved)
+    state = _Outcome()
+    entries = [_entry(index, key, found, registry, state) for key, found in contributions.items()]
+    diags.extend(state.conflicts.values())
+    matched = {c.rule.index for found in contributions.values() for c in found}
+    diags.extend(dead_rules(rules, matched, state.won))
+    checked = [e for e in (_checked(index, entry, diags) for entry in entries) if e is not None]
+    diags.extend(align_cycles(checked, {e.key: e_span for e, e_span in entries}))
+    diags.sort(key=_source_order)
     errors = [d for d in diags if d.severity is Severity.ERROR]
     if errors:
         raise CompressionError(errors)
     return Plan(tuple(checked), tuple(diags))
+
+
+@dataclass
+class _Outcome:
+    """What resolution learns on the way: conflicts found, statements that won some key."""
+
+    conflicts: dict = field(default_factory=dict)
+    won: set[int] = field(default_factory=set)
+
+
+def _checked(index: ModelIndex, entry_span: tuple[PlanEntry, Span], diags: list):
+    """Target checks of one entry, reported at the setting that caused them."""
+    entry, span = entry_span
+    before = len(diags)
+    resolved = check_entry(index, entry, entry.metric, diags)
+    granularity = entry.key_origins.get("granularity", "")
+    for i in range(before, len(diags)):
+        where = _span_at(granularity, span) if diags[i].code.startswith("P50") else span
+        d = diags[i]
+        message = f"{entry.module}.{entry.target}: {d.message}"
+        diags[i] = Diagnostic(d.code, d.severity, message, span=where, hint=d.hint)
+    return resolved
+
+
+def _span_at(origin: str, fallback: Span) -> Span:
+    """A span from a 'file:line:col' origin, or the fallback when the origin is a template."""
+    file, _, rest = origin.rpartition(":")
+    file, _, line = file.rpartition(":")
+    if not (line.isdigit() and rest.isdigit()):
+        return fallback
+    return Span(file or None, int(line), int(rest), int(line), int(rest) + 1)
+
+
+def _source_order(diag: Diagnostic) -> tuple:
+    span = diag.span
+    return (span.file or "", span.line, span.column) if span is not None else ("", 0, 0)
 
 
 def _excluded(index: ModelIndex, excludes: Sequence[ExcludeRule], diags: list) -> dict:
@@ -76,33 +114,22 @@ def _excluded(index: ModelIndex, excludes: Sequence[ExcludeRule], diags: list) -
     for rule in excludes:
         names = {m.module for m in rule.selector.matches(index)}
         if not names:
-            diags.append(_nothing(index, rule.selector.source, rule.span, "exclude"))
+            diags.append(nothing_matched(index, rule.selector.source, rule.span, "exclude"))
         out[rule.mode] |= names
     return out
 
 
-def _matches(index: ModelIndex, rule: Rule, excluded: dict) -> list[Match]:
+def _matches(index: ModelIndex, rule: Rule, excluded: dict, diags: list) -> list[Match]:
     removed = excluded.get(None, set()) | excluded.get(rule.mode, set())
     for selector in rule.excepts:
         removed = removed | {m.module for m in selector.matches(index)}
-    return [m for m in rule.selector.matches(index) if m.module not in removed]
-
-
-def _matches_nothing(index: ModelIndex, rule: Rule) -> Diagnostic:
-    return _nothing(index, rule.selector.source, rule.span, "statement")
-
-
-def _nothing(index: ModelIndex, selector, span, what: str) -> Diagnostic:
-    text = ".".join(s.text for s in selector.path.segments) or (selector.path.regex or "")
-    pool = list(index.modules) + sorted(set(index.type_names.values()))
-    hint = did_you_mean(text, pool) or did_you_mean(text.split(".")[0], pool)
-    return Diagnostic(
-        "W301",
-        Severity.WARNING,
-        f"this {what} matches no module of the model",
-        span=span,
-        hint=hint,
-    )
+    found = rule.selector.matches(index)
+    kept = [m for m in found if m.module not in removed]
+    if not found:
+        diags.append(nothing_matched(index, rule.selector.source, rule.span, "statement"))
+    elif not kept:
+        diags.append(all_excluded(rule, len(found)))
+    return kept
 
 
 def _contribute(index, rule: Rule, match: Match, registry, contributions, diags) -> None:
@@ -110,7 +137,7 @@ def _contribute(index, rule: Rule, match: Match, registry, contributions, diags)
     if rule.is_align:
         partner = render_partner(rule.partner, match.captures)
         if partner is None or partner not in index.modules:
-            diags.append(_missing_partner(index, rule, match, partner))
+            diags.append(missing_partner(index, rule, match.module, partner))
             return
         dims = values.pop("dims", Value([0], rule.span)).value
         align = {"module_name": partner, "target_name": rule.partner_targets[0], "dims": dims}
@@ -125,30 +152,18 @@ def _contribute(index, rule: Rule, match: Match, registry, contributions, diags)
         )
 
 
-def _missing_partner(index: ModelIndex, rule: Rule, match: Match, partner: str | None):
-    if partner is None:
-        message = f"the partner pattern has more wildcards than '{match.module}' captured"
-        return located("E209", message, rule.span)
-    return located(
-        "E209",
-        f"align found no module '{partner}' to pair with '{match.module}'",
-        rule.span,
-        did_you_mean(partner, index.modules),
-    )
-
-
 def _template_targets(index, rule: Rule, module: str, registry, diags) -> list[str]:
     try:
         template = registry[rule.mode].template(index.modules[module])
     except CompressionError as exc:
-        diags.extend(located(d.code, d.message, rule.span, d.hint) for d in exc.diagnostics)
+        name = index.type_names[module]
+        hint = f"register it: register {rule.mode.value} {name} {{ weight ... }}"
+        diags.extend(located(d.code, d.message, rule.span, hint) for d in exc.diagnostics)
         return []
     return [t + "0" if t in ("_input_", "_output_") else t for t in template]
 
 
-def _entry(
-    index, key: Key, found: list[Contribution], registry, conflicts
-) -> tuple[PlanEntry, Span]:
+def _entry(index, key: Key, found: list[Contribution], registry, state) -> tuple[PlanEntry, Span]:
     mode, module, target = key
     try:
         base = registry[mode].get(index.modules[module], {"target_names": [target]})[target]
@@ -163,7 +178,8 @@ def _entry(
         if not allowed:
             continue
         winner = max(allowed, key=lambda c: c.rank)
-        _check_conflict(allowed, winner, name, module, target, conflicts)
+        state.won.add(winner.rule.index)
+        _check_conflict(allowed, winner, name, f"{module}.{target}", state.conflicts)
         value = winner.values[name]
         (extra if _extra(name) else setting)[_nni_key(name)] = value.value
         origins[_nni_key(name)] = str(value.span)
@@ -183,26 +199,14 @@ def _nni_key(name: str) -> str:
     return "global_group_id" if name == "group" else name
 
 
-def _check_conflict(allowed, winner: Contribution, name, module, target, conflicts: dict) -> None:
+def _check_conflict(allowed, winner: Contribution, name: str, tensor: str, conflicts) -> None:
     """Equally specific statements giving one tensor different values: the later wins, say so."""
-    rivals = [
-        c
-        for c in allowed
-        if c is not winner
-        and c.rule.selector.specificity == winner.rule.selector.specificity
-        and c.values[name].value != winner.values[name].value
-    ]
-    for rival in rivals:
+    for rival in allowed:
+        if (
+            rival is winner
+            or rival.rule.selector.specificity != winner.rule.selector.specificity
+            or rival.values[name].value == winner.values[name].value
+        ):
+            continue
         seen = (str(winner.values[name].span), str(rival.values[name].span), name)
-        conflicts.setdefault(
-            seen,
-            Diagnostic(
-                "W302",
-                Severity.WARNING,
-                f"'{module}.{target}' gets {name}={winner.values[name].value!r} here and "
-                f"{name}={rival.values[name].value!r} at {rival.values[name].span}, equally "
-                "specific; the later statement wins",
-                span=winner.values[name].span,
-                hint="make one statement more specific, or remove one",
-            ),
-        )
+        conflicts.setdefault(seen, conflict(name, tensor, winner.values[name], rival.values[name]))

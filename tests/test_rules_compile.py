@@ -762,11 +762,6 @@ def test_align_without_a_model_does_not_reuse_the_matches_nothing_code():
     assert all(d.code != "W301" for d in compiled.diagnostics)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="an align cycle is not reported by compile(model): E208 is never emitted; only "
-    "apply() finds it, as P504 with no file position",
-)
 def test_align_cycle_is_reported_by_compile_at_the_statements():
     text = (
         "align conv1.weight with conv2.weight dims=[0]\n"
@@ -1074,11 +1069,6 @@ def test_model_free_compile_reports_no_model_warnings():
     assert compiled.diagnostics == ()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a statement whose every match is excluded gets W301 'matches no module of the "
-    "model' and a did-you-mean naming the very module it wrote ('conv2')",
-)
 def test_w301_for_a_fully_excluded_statement_says_it_was_excluded():
     text = "prune conv2.weight sparse_ratio=0.7\nexclude conv2 from prune\n"
     diag = only(compile_rules(text, cnn()).diagnostics, "W301")
@@ -1086,11 +1076,6 @@ def test_w301_for_a_fully_excluded_statement_says_it_was_excluded():
     assert diag.hint is None or "'conv2'" not in diag.hint
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a misspelt target (fc1.wieght) is read as the module name 'fc1.wieght': no "
-    "diagnostic without a model, and with one only W301 suggesting modules, never 'weight'",
-)
 def test_a_misspelt_target_is_reported_with_the_closest_target():
     diags = compile_rules("prune fc1.wieght sparse_ratio=0.5", TwoLinear()).diagnostics
     assert any("'weight'" in (d.hint or "") for d in diags)
@@ -1116,11 +1101,6 @@ def test_register_align_to_a_target_not_in_the_template_is_e212():
     assert "p1" in diag.message
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a name pattern matching a module type without a prune template gives R301 whose "
-    "hint is the Python API (PruningSetting.register(...)), not the language's register",
-)
 def test_unregistered_type_under_a_name_pattern_suggests_the_register_statement():
     diags = errors_of("prune relu sparse_ratio=0.5", cnn())
     (diag,) = diags
@@ -1139,12 +1119,6 @@ def test_w301_hint_does_not_suggest_what_the_statement_already_names():
     assert diag.hint is None or "'Linear'" not in diag.hint
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a model-time error about a key is located at the most specific statement of the "
-    "tensor, not at the statement that gave the key (key_origins knows it): "
-    "`granularity=per_channel` on line 1 is reported at line 2 for fc1.weight",
-)
 def test_model_time_errors_point_at_the_setting_that_gave_the_bad_value():
     text = "prune Linear.weight granularity=per_channel\nprune fc1.weight sparse_ratio=0.5\n"
     diags = [d for d in errors_of(text, TwoLinear()) if d.code == "P502"]
@@ -1358,10 +1332,7 @@ def test_model_config_list_round_trips_through_nni_first_wins(source: Path):
 
 
 # Compile-error goldens whose current output is wrong: the .expected.txt holds the wanted output.
-KNOWN_ERROR_DEFECTS = {
-    "align_cycle": "an align cycle is found only by apply() (P504 without a file position); "
-    "compile(model) should report it at the statements (E208)",
-}
+KNOWN_ERROR_DEFECTS: dict[str, str] = {}
 
 
 def render_diagnostics(source: Path) -> str:
@@ -1397,13 +1368,14 @@ def test_compile_errors_golden(source: Path):
     check_golden(actual, expected_file)
 
 
-def test_apply_of_the_align_cycle_golden_fails_with_p504():
-    """What the code gives today for the align-cycle golden: P504 from apply()."""
+def test_apply_of_the_align_cycle_golden_fails_with_e208():
+    """apply() compiles first, so the cycle is E208 at the statement, before the engine runs."""
     source = ERRORS_DIR / "align_cycle.rules"
     model, batch = example_model(model_name(source))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         with pytest.raises(CompressionError) as info:
             dsl_compress.apply(dsl_compress.load(source), model, calib=[batch])
-    diag = only(info.value.diagnostics, "P504")
+    diag = only(info.value.diagnostics, "E208")
     assert "conv1.weight -> conv2.weight -> conv1.weight" in diag.message
+    assert diag.span.line == 3

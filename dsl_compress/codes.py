@@ -120,6 +120,12 @@ CODES: dict[str, CodeInfo] = _table(
         "A statement whose every setting is overridden for every tensor it matches.",
         "Remove it, or narrow the statements that override it.",
     ),
+    (
+        "W304",
+        "needs-model",
+        "A statement that can be written as an NNI config_list only with a model.",
+        "Compile with a model to export it.",
+    ),
     # config_list validation
     (
         "C101",

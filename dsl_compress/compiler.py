@@ -65,7 +65,6 @@ def resolve_rules(
     diags.extend(dead_rules(rules, matched, state.won))
     checked = [e for e in (_checked(index, entry, diags) for entry in entries) if e is not None]
     diags.extend(align_cycles(checked, {e.key: e_span for e, e_span in entries}))
-    diags.sort(key=_source_order)
     errors = [d for d in diags if d.severity is Severity.ERROR]
     if errors:
         raise CompressionError(errors)
@@ -103,18 +102,13 @@ def _span_at(origin: str, fallback: Span) -> Span:
     return Span(file or None, int(line), int(rest), int(line), int(rest) + 1)
 
 
-def _source_order(diag: Diagnostic) -> tuple:
-    span = diag.span
-    return (span.file or "", span.line, span.column) if span is not None else ("", 0, 0)
-
-
 def _excluded(index: ModelIndex, excludes: Sequence[ExcludeRule], diags: list) -> dict:
     """Module names removed from every kind (key None) or from one kind."""
     out: dict[Mode | None, set[str]] = defaultdict(set)
     for rule in excludes:
         names = {m.module for m in rule.selector.matches(index)}
         if not names:
-            diags.append(nothing_matched(index, rule.selector.source, rule.span, "exclude"))
+            diags.append(nothing_matched(index, rule.selector, rule.span, "exclude"))
         out[rule.mode] |= names
     return out
 
@@ -126,7 +120,7 @@ def _matches(index: ModelIndex, rule: Rule, excluded: dict, diags: list) -> list
     found = rule.selector.matches(index)
     kept = [m for m in found if m.module not in removed]
     if not found:
-        diags.append(nothing_matched(index, rule.selector.source, rule.span, "statement"))
+        diags.append(nothing_matched(index, rule.selector, rule.span, "statement"))
     elif not kept:
         diags.append(all_excluded(rule, len(found)))
     return kept

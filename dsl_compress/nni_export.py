@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any, Sequence
 
 from dsl_compress.diagnostics import Diagnostic, Severity
@@ -18,18 +19,17 @@ def static_config_list(
     Per-key merging between statements needs the model (compile with one for an exact list).
     """
     out: dict[str, list[dict]] = {m.value: [] for m in Mode}
-    shared = {m: _exclusions([e.selector for e in excludes if e.mode in (None, m)]) for m in Mode}
+    exportable = []
+    for exclude in excludes:
+        if exclude.selector.type_name is not None and exclude.selector.scope_regex is not None:
+            message = "NNI's exclude keys cannot say 'this type inside this scope'"
+            diags.append(_needs_model(message, exclude.span))
+        else:
+            exportable.append(exclude)
+    shared = {m: _exclusions([e.selector for e in exportable if e.mode in (None, m)]) for m in Mode}
     for rule in sorted(rules, key=lambda r: (r.selector.specificity, r.index), reverse=True):
         if rule.is_align:
-            diags.append(
-                Diagnostic(
-                    "W301",
-                    Severity.INFO,
-                    "align statements are expanded only with a model",
-                    span=rule.span,
-                    hint="compile with a model to get their configs",
-                )
-            )
+            diags.append(_needs_model("align statements are expanded only with a model", rule.span))
             continue
         out[rule.mode.value].append(_config(rule, shared[rule.mode]))
     return out
@@ -64,16 +64,25 @@ def _config(rule: Rule, shared: dict[str, list[str]]) -> dict[str, Any]:
     return config
 
 
+def _needs_model(message: str, span) -> Diagnostic:
+    hint = "compile with a model for an exact config_list"
+    return Diagnostic("W304", Severity.INFO, message, span=span, hint=hint)
+
+
 def _selection(selector: CompiledSelector) -> dict[str, list[str]]:
+    """NNI selection keys; NNI's re.match is anchored at the start, `$` anchors the end."""
+    scope = selector.scope_regex
+    scoped = f"(?=(?:{scope.pattern})$)" if scope is not None else ""
     if selector.exact_name is not None:
-        selection = {"op_names": [selector.exact_name]}
-    elif selector.type_name is not None:
+        if scope is None:
+            return {"op_names": [selector.exact_name]}
+        return {"op_names_re": [scoped + re.escape(selector.exact_name) + "$"]}
+    if selector.type_name is not None:
         selection = {"op_types": [selector.type_name]}
-    else:
-        selection = {"op_names_re": [f"(?:{selector.name_regex.pattern})$"]}
-    if selector.scope_regex is not None:
-        selection.setdefault("op_names_re", []).append(f"(?:{selector.scope_regex.pattern})$")
-    return selection
+        if scope is not None:
+            selection["op_names_re"] = [f"(?:{scope.pattern})$"]
+        return selection
+    return {"op_names_re": [f"{scoped}(?:{selector.name_regex.pattern})$"]}
 
 
 def _nni_key(name: str) -> str:

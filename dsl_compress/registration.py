@@ -29,6 +29,13 @@ def build_template(stmt: Register, lets: Mapping[str, Any], diags: list[Diagnost
             )
             continue
         template[target.name] = _target_template(stmt.mode, target, lets, diags)
+    for target in stmt.targets:
+        source = (template.get(target.name) or {}).get("align")
+        name = source.get("target_name") if isinstance(source, dict) else None
+        if isinstance(name, str) and name not in template:
+            message = f"'{target.name}' aligns to '{name}', which this block does not register"
+            hint = f"register {name} in the block, or align to one of {', '.join(template)}"
+            diags.append(located("E212", message, target.span, hint))
     if not template:
         diags.append(
             located(

@@ -14,12 +14,17 @@ from dsl_compress.values import located
 TARGET_WORDS = ("weight", "bias", "_input_", "_output_")
 
 
-def nothing_matched(index: ModelIndex, selector: Selector, span: Span, what: str) -> Diagnostic:
-    """W301 with the closest module names or types as the hint."""
+def nothing_matched(index: ModelIndex, compiled, span: Span, what: str) -> Diagnostic:
+    """W301 with the closest module names or types (or what the scope ruled out) as the hint."""
+    selector: Selector = compiled.source
     text = ".".join(s.text for s in selector.path.segments) or (selector.path.regex or "")
-    pool = [p for p in [*index.modules, *sorted(set(index.type_names.values()))] if p != text]
-    hint = _target_typo(index, text) or did_you_mean(text, pool)
-    hint = hint or did_you_mean(text.split(".")[0], [p for p in pool if p != text.split(".")[0]])
+    if compiled.type_name is not None:
+        hint = _type_hint(index, compiled)
+    else:
+        pool = [*index.modules, *sorted(set(index.type_names.values()))]
+        head = text.split(".")[0]
+        hint = _target_typo(index, text) or did_you_mean(text, pool)
+        hint = hint or did_you_mean(head, [p for p in pool if p != head])
     return Diagnostic(
         "W301",
         Severity.WARNING,
@@ -27,6 +32,13 @@ def nothing_matched(index: ModelIndex, selector: Selector, span: Span, what: str
         span=span,
         hint=hint,
     )
+
+
+def _type_hint(index: ModelIndex, compiled) -> str | None:
+    count = sum(1 for t in index.type_names.values() if t == compiled.type_name)
+    if count and compiled.scope_regex is not None:
+        return f"the model has {count} {compiled.type_name} module(s), none inside the `in` scope"
+    return did_you_mean(compiled.type_name, set(index.type_names.values()))
 
 
 def _target_typo(index: ModelIndex, text: str) -> str | None:

@@ -76,11 +76,18 @@ class RuleSet:
             diags.extend(plan.diagnostics)
         else:
             config_list = static_config_list(rules, excludes, diags)
+        diags.sort(key=source_order)
         return Compiled(registered, config_list, plan, tuple(diags), registries)
 
 
+def source_order(diag: Diagnostic) -> tuple:
+    """Diagnostics sort by file, line and column, as a compiler prints them."""
+    span = diag.span
+    return (span.file or "", span.line, span.column) if span is not None else ("", 0, 0)
+
+
 def _raise_errors(diags: Iterable[Diagnostic]) -> None:
-    errors = [d for d in diags if d.severity is Severity.ERROR]
+    errors = sorted((d for d in diags if d.severity is Severity.ERROR), key=source_order)
     if errors:
         raise CompressionError(errors)
 

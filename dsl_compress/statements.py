@@ -88,6 +88,13 @@ def compile_rule(
 
 
 def compile_exclude(stmt: Exclude, registry: Registry, diags: list) -> ExcludeRule | None:
+    segments = stmt.selector.path.segments
+    _, target = split_target(stmt.selector.path, frozenset(), True)
+    if target is not None and len(segments) > 1:
+        module = ".".join(s.text for s in segments[:-1])
+        message = f"exclude removes modules, not targets: '{segments[-1].text}' is a target"
+        diags.append(located("E210", message, stmt.selector.span, f"write exclude {module}"))
+        return None
     selector = _selector(stmt.selector, frozenset(), False, stmt.span, diags)
     return None if selector is None else ExcludeRule(selector, stmt.mode, stmt.span)
 

@@ -988,12 +988,12 @@ def test_several_errors_in_one_file_are_all_reported_in_order():
     diags = errors_of(text)
     assert [(d.code, d.span.line) for d in diags] == [
         ("E211", 2),
-        ("E212", 7),
         ("E201", 3),
         ("E202", 4),
         ("E207", 5),
         ("E204", 6),
         ("E203", 6),
+        ("E212", 7),
     ]
 
 

@@ -56,6 +56,19 @@ class ConvBn(nn.Module):
         return self.bn2(self.conv2(torch.relu(self.bn1(self.conv1(x)))))
 
 
+class CustomizedModule(nn.Module):
+    """The page's module, smaller; the output's last dim follows p1's rows (the page's text)."""
+
+    def __init__(self):
+        super().__init__()
+        gen = torch.Generator().manual_seed(0)
+        self.p1 = nn.Parameter(torch.randn(20, 10, generator=gen))
+        self.p2 = nn.Parameter(torch.randn(20, 5, generator=gen))
+
+    def forward(self, x, y):
+        return x @ self.p1.T + y @ self.p2.T
+
+
 @pytest.fixture
 def two_linear():
     return TwoLinear()

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import difflib
-import os
 import random
 import re
 from pathlib import Path as FilePath
 
 import pytest
+
+import golden
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -35,7 +35,6 @@ from dsl_compress.syntax import (
 
 FMT = FilePath(__file__).resolve().parent / "data" / "fmt"
 CASES = sorted(p for p in FMT.glob("*.rules") if not p.name.endswith(".expected.rules"))
-UPDATE = os.environ.get("DSL_COMPRESS_UPDATE_GOLDEN") == "1"
 PROPERTY = settings(max_examples=200, deadline=None, derandomize=True)
 
 
@@ -56,20 +55,7 @@ def test_there_are_golden_cases():
 
 @pytest.mark.parametrize("case", CASES, ids=lambda p: p.stem)
 def test_golden(case: FilePath):
-    actual = format_rules(case.read_text(encoding="utf-8"), str(case))
-    expected = expected_path(case)
-    if UPDATE:
-        expected.write_text(actual, encoding="utf-8")
-        return
-    want = expected.read_text(encoding="utf-8")
-    if actual != want:
-        diff = difflib.unified_diff(
-            want.splitlines(keepends=True),
-            actual.splitlines(keepends=True),
-            str(expected),
-            "format_rules(" + case.name + ")",
-        )
-        pytest.fail("formatted text differs from the golden file:\n" + "".join(diff))
+    golden.check(format_rules(case.read_text(encoding="utf-8"), str(case)), expected_path(case))
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda p: p.stem)

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import difflib
-import os
 import re
 from pathlib import Path as FilePath
 
 import pytest
+
+import golden
 
 from dsl_compress.diagnostics import CompressionError, Span
 from dsl_compress.modes import Mode
@@ -59,7 +59,6 @@ ONE_LINER = (
 )
 
 GOLDEN_DIR = FilePath(__file__).parent / "data" / "parse_errors"
-UPDATE_GOLDEN = os.environ.get("DSL_COMPRESS_UPDATE_GOLDEN") == "1"
 
 
 # Builders for expected trees; spans are left out (they do not take part in equality).
@@ -405,21 +404,9 @@ def test_every_error_is_reported_and_good_statements_are_not():
 
 # ----- golden files of syntax errors -------------------------------------------------------------
 
-# Cases whose current output is wrong: the .expected.txt holds the output wanted, and the case
-# is a strict xfail until the parser gives it. Once fixed, remove the entry (and regenerate).
-# Golden cases whose current output is wrong, with why (none at the moment).
-KNOWN_DEFECTS: dict[str, str] = {}
-
 
 def golden_cases() -> list:
-    cases = []
-    for source in sorted(GOLDEN_DIR.glob("*.rules")):
-        name = source.name[: -len(".rules")]
-        marks = []
-        if name in KNOWN_DEFECTS:
-            marks = [pytest.mark.xfail(strict=True, reason=KNOWN_DEFECTS[name])]
-        cases.append(pytest.param(source, id=name, marks=marks))
-    return cases
+    return golden.cases(GOLDEN_DIR)
 
 
 def render_errors(source: FilePath) -> str:
@@ -440,30 +427,12 @@ def expected_path(source: FilePath) -> FilePath:
 def test_there_are_golden_parse_error_cases():
     assert len(golden_cases()) >= 8
     for case in golden_cases():
-        assert expected_path(case.values[0]).is_file() or UPDATE_GOLDEN
+        assert expected_path(case.values[0]).is_file() or golden.UPDATE
 
 
 @pytest.mark.parametrize("source", golden_cases())
 def test_parse_errors_golden(source: FilePath):
-    actual = render_errors(source)
-    expected_file = expected_path(source)
-    name = source.name[: -len(".rules")]
-    if UPDATE_GOLDEN and name not in KNOWN_DEFECTS:
-        expected_file.write_text(actual, encoding="utf-8")
-        return
-    expected = expected_file.read_text(encoding="utf-8")
-    if actual != expected:
-        diff = difflib.unified_diff(
-            expected.splitlines(keepends=True),
-            actual.splitlines(keepends=True),
-            fromfile=str(expected_file),
-            tofile="actual",
-        )
-        pytest.fail(
-            "parse errors differ from the golden file (set DSL_COMPRESS_UPDATE_GOLDEN=1 to "
-            "regenerate deliberately):\n" + "".join(diff),
-            pytrace=False,
-        )
+    golden.check(render_errors(source), expected_path(source))
 
 
 # Raw grammar names that must never reach a user: Lark's anonymous and end-of-input terminals,

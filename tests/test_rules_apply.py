@@ -10,7 +10,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 import dsl_compress
-from conftest import ConvBn, assert_same_state, state_copy
+from conftest import CustomizedModule, ConvBn, assert_same_state, state_copy
 from dsl_compress import Compression, CompressionWarning, Mode
 from dsl_compress.models import example_model
 
@@ -90,19 +90,6 @@ ISSUE_EXAMPLE = {
         "exclude norm*\n" + ISSUE_REGISTER
     ),
 }
-
-
-class CustomizedModule(nn.Module):
-    """The page's module, smaller; the output's last dim follows p1's rows (the page's text)."""
-
-    def __init__(self):
-        super().__init__()
-        gen = torch.Generator().manual_seed(0)
-        self.p1 = nn.Parameter(torch.randn(20, 10, generator=gen))
-        self.p2 = nn.Parameter(torch.randn(20, 5, generator=gen))
-
-    def forward(self, x, y):
-        return x @ self.p1.T + y @ self.p2.T
 
 
 class CustomNet(nn.Module):

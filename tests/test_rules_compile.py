@@ -8,7 +8,6 @@ deliberately with DSL_COMPRESS_UPDATE_GOLDEN=1 and review the diff.
 
 from __future__ import annotations
 
-import difflib
 import json
 import os
 import re
@@ -16,11 +15,12 @@ import warnings
 from pathlib import Path
 
 import pytest
-import torch
+
+import golden
 from torch import nn
 
 import dsl_compress
-from conftest import ConvBn, TwoLinear
+from conftest import CustomizedModule, ConvBn, TwoLinear
 from dsl_compress import CompressionError, Mode, Severity, build_plan
 from dsl_compress.models import example_model
 from dsl_compress.selection import ModelIndex, select
@@ -28,7 +28,6 @@ from dsl_compress.selection import ModelIndex, select
 DATA = Path(__file__).parent / "data"
 COMPILE_DIR = DATA / "compile"
 ERRORS_DIR = DATA / "compile_errors"
-UPDATE_GOLDEN = os.environ.get("DSL_COMPRESS_UPDATE_GOLDEN") == "1"
 MODEL_LINE = re.compile(r"# model: (\w+)")
 
 # ----- the NNI page (reference/compression-setting.rst), written out as it is there -------------
@@ -147,19 +146,6 @@ BN_SEED = (
 
 
 # ----- small models ------------------------------------------------------------------------------
-
-
-class CustomizedModule(nn.Module):
-    """The page's module, smaller; the output's last dim follows p1's rows (the page's text)."""
-
-    def __init__(self):
-        super().__init__()
-        gen = torch.Generator().manual_seed(0)
-        self.p1 = nn.Parameter(torch.randn(20, 10, generator=gen))
-        self.p2 = nn.Parameter(torch.randn(20, 5, generator=gen))
-
-    def forward(self, x, y):
-        return x @ self.p1.T + y @ self.p2.T
 
 
 class CustomNet(nn.Module):
@@ -1227,22 +1213,6 @@ def relative(text: str) -> str:
     return text
 
 
-def check_golden(actual: str, expected_file: Path) -> None:
-    if UPDATE_GOLDEN:
-        expected_file.write_text(actual, encoding="utf-8")
-        return
-    assert expected_file.is_file(), f"{expected_file} is missing: regenerate golden files"
-    expected = expected_file.read_text(encoding="utf-8")
-    if actual != expected:
-        diff = difflib.unified_diff(
-            expected.splitlines(keepends=True),
-            actual.splitlines(keepends=True),
-            fromfile=str(expected_file),
-            tofile="actual",
-        )
-        pytest.fail("golden mismatch (DSL_COMPRESS_UPDATE_GOLDEN=1 regenerates):\n" + "".join(diff))
-
-
 def compile_golden(source: Path) -> str:
     rules = dsl_compress.load(source)
     compiled = rules.compile()
@@ -1261,26 +1231,15 @@ def compile_golden(source: Path) -> str:
     return relative(json.dumps(out, indent=2) + "\n")
 
 
-def golden_cases(folder: Path, known_defects: dict[str, str]) -> list:
-    cases = []
-    for source in sorted(folder.glob("*.rules")):
-        name = source.name[: -len(".rules")]
-        marks = []
-        if name in known_defects:
-            marks = [pytest.mark.xfail(strict=True, reason=known_defects[name])]
-        cases.append(pytest.param(source, id=name, marks=marks))
-    return cases
-
-
 def test_there_are_compile_golden_cases():
     sources = sorted(COMPILE_DIR.glob("*.rules"))
     assert len(sources) >= 3
     assert len([s for s in sources if model_name(s) in ("resnet", "cnn")]) >= 2
 
 
-@pytest.mark.parametrize("source", golden_cases(COMPILE_DIR, {}))
+@pytest.mark.parametrize("source", golden.cases(COMPILE_DIR))
 def test_compile_golden(source: Path):
-    check_golden(compile_golden(source), source.with_name(source.stem + ".expected.json"))
+    golden.check(compile_golden(source), source.with_name(source.stem + ".expected.json"))
 
 
 @pytest.mark.parametrize(
@@ -1305,7 +1264,6 @@ def test_model_config_list_round_trips_through_nni_first_wins(source: Path):
 
 
 # Compile-error goldens whose current output is wrong: the .expected.txt holds the wanted output.
-KNOWN_ERROR_DEFECTS: dict[str, str] = {}
 
 
 def render_diagnostics(source: Path) -> str:
@@ -1332,13 +1290,9 @@ def test_there_are_compile_error_golden_cases():
     assert len(names) >= 12
 
 
-@pytest.mark.parametrize("source", golden_cases(ERRORS_DIR, KNOWN_ERROR_DEFECTS))
+@pytest.mark.parametrize("source", golden.cases(ERRORS_DIR))
 def test_compile_errors_golden(source: Path):
-    expected_file = source.with_name(source.stem + ".expected.txt")
-    actual = render_diagnostics(source)
-    if UPDATE_GOLDEN and source.stem in KNOWN_ERROR_DEFECTS:
-        pytest.fail("known defect: its expected output is written by hand, not regenerated")
-    check_golden(actual, expected_file)
+    golden.check(render_diagnostics(source), source.with_name(source.stem + ".expected.txt"))
 
 
 def test_apply_of_the_align_cycle_golden_fails_with_e208():

@@ -117,7 +117,7 @@ def _bad_regex(selector: Selector, exc: re.error) -> Diagnostic:
 
 
 def _is_plain(segments: tuple[Segment, ...]) -> bool:
-    return all(not s.braced and "*" not in s.text for s in segments)
+    return all(not s.braced and not set("*{") & set(s.text) for s in segments)
 
 
 def _glob_regex(segments: tuple[Segment, ...]) -> re.Pattern:
@@ -144,7 +144,15 @@ def _segment_regex(segment: Segment) -> str:
 
 
 def _word_regex(word: str) -> str:
-    return "".join("([^.]*)" if c == "*" else re.escape(c) for c in word)
+    """A glob word: `*` captures within the segment, `{a,b}` inside a word is an alternative."""
+    pieces = re.split(r"(\{[^}]*\})", word)
+    out = []
+    for piece in pieces:
+        if piece.startswith("{"):
+            out.append("(?:" + "|".join(_word_regex(o) for o in piece[1:-1].split(",")) + ")")
+        else:
+            out.append("".join("([^.]*)" if c == "*" else re.escape(c) for c in piece))
+    return "".join(out)
 
 
 def render_partner(path: Path, captures: tuple[str, ...]) -> str | None:
@@ -155,7 +163,7 @@ def render_partner(path: Path, captures: tuple[str, ...]) -> str | None:
     values = iter(captures)
     pieces: list[str] = []
     for segment in path.segments:
-        if segment.braced:
+        if segment.braced or "{" in segment.text:
             return None
         if segment.text == "**":
             value = next(values, None)

@@ -1306,3 +1306,20 @@ def test_apply_of_the_align_cycle_golden_fails_with_e208():
     diag = only(info.value.diagnostics, "E208")
     assert "conv1.weight -> conv2.weight -> conv1.weight" in diag.message
     assert diag.span.line == 3
+
+
+def test_alternatives_inside_a_segment():
+    model, _ = example_model("resnet")
+    compiled = dsl_compress.parse(
+        "prune layer1.*.conv{1,2}.weight sparse_ratio=0.5\nprune layer2.{0,1}.bn1 sparse_ratio=0.5"
+    ).compile(model)
+    assert sorted({e.module for e in compiled.plan.entries}) == [
+        "layer1.0.conv1",
+        "layer1.0.conv2",
+        "layer1.1.conv1",
+        "layer1.1.conv2",
+        "layer2.0.bn1",
+        "layer2.1.bn1",
+    ]
+    text = "prune layer1.*.conv{1,2}.weight sparse_ratio=0.5\n"
+    assert dsl_compress.format(text) == text

@@ -7,13 +7,15 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import torch
+from torch.nn.utils import parametrize
 
 from dsl_compress.diagnostics import CompressionError, Diagnostic, Severity, Span
 from dsl_compress.modes import Mode
 from dsl_compress.plan import Plan, PlanEntry
 from dsl_compress.resolve import check_entry
 from dsl_compress.selection import ModelIndex
-from dsl_compress.selectors import Match, render_partner
+from dsl_compress.granularity import TargetKind
+from dsl_compress.selectors import Match, expand_targets, render_partner
 from dsl_compress.settings import Registry
 from dsl_compress.statements import ExcludeRule, Rule, Value
 from dsl_compress.rule_checks import (
@@ -22,9 +24,10 @@ from dsl_compress.rule_checks import (
     conflict,
     dead_rules,
     missing_partner,
+    no_target,
     nothing_matched,
 )
-from dsl_compress.values import located
+from dsl_compress.values import located, nni_key
 
 DEFAULT_METRIC = "l1"
 Key = tuple[Mode, str, str]
@@ -56,8 +59,9 @@ def resolve_rules(
     contributions: dict[Key, list[Contribution]] = defaultdict(list)
     for rule in rules:
         matches = _matches(index, rule, excluded, diags)
-        for match in matches:
-            _contribute(index, rule, match, registry, contributions, diags)
+        made = sum(_contribute(index, rule, m, registry, contributions, diags) for m in matches)
+        if matches and not made and rule.selector.exact_name is None:
+            diags.append(no_target(rule, len(matches)))
     state = _Outcome()
     entries = [_entry(index, key, found, registry, state) for key, found in contributions.items()]
     diags.extend(state.conflicts.values())
@@ -116,7 +120,10 @@ def _excluded(index: ModelIndex, excludes: Sequence[ExcludeRule], diags: list) -
 def _matches(index: ModelIndex, rule: Rule, excluded: dict, diags: list) -> list[Match]:
     removed = excluded.get(None, set()) | excluded.get(rule.mode, set())
     for selector in rule.excepts:
-        removed = removed | {m.module for m in selector.matches(index)}
+        names = {m.module for m in selector.matches(index)}
+        if not names:
+            diags.append(nothing_matched(index, selector, selector.source.span, "except"))
+        removed = removed | names
     found = rule.selector.matches(index)
     kept = [m for m in found if m.module not in removed]
     if not found:
@@ -126,24 +133,42 @@ def _matches(index: ModelIndex, rule: Rule, excluded: dict, diags: list) -> list
     return kept
 
 
-def _contribute(index, rule: Rule, match: Match, registry, contributions, diags) -> None:
+def _contribute(index, rule: Rule, match: Match, registry, contributions, diags) -> int:
+    """Add the rule's values for each target of the module; returns how many it added.
+
+    A pattern or type skips modules that lack the target (or a template); only an exact module
+    name makes that an error, as a name pattern like `**.weight` also meets containers.
+    """
     values = dict(rule.values)
     if rule.is_align:
         partner = render_partner(rule.partner, match.captures)
         if partner is None or partner not in index.modules:
             diags.append(missing_partner(index, rule, match.module, partner))
-            return
+            return 0
         dims = values.pop("dims", Value([0], rule.span)).value
         align = {"module_name": partner, "target_name": rule.partner_targets[0], "dims": dims}
         values["align"] = Value(align, rule.span)
     targets = rule.selector.targets
     explicit = targets is not None
+    strict = rule.selector.exact_name is not None
     if not explicit:
-        targets = _template_targets(index, rule, match.module, registry, diags)
+        targets = _template_targets(index, rule, match.module, registry, diags if strict else [])
+    elif not strict:
+        targets = [t for t in targets if _has_target(index, rule.mode, match.module, t, registry)]
     for target in targets:
         contributions[(rule.mode, match.module, target)].append(
             Contribution(rule, values, explicit)
         )
+    return len(targets)
+
+
+def _has_target(index: ModelIndex, mode: Mode, name: str, target: str, registry) -> bool:
+    """Whether a pattern's target can exist on this module: a parameter it has, or an
+    input/output of a type with a template of this kind."""
+    module = index.modules[name]
+    if TargetKind.of(target) is TargetKind.PARAMETER:
+        return target in module._parameters or parametrize.is_parametrized(module, target)
+    return name != "" and index.type_names[name] in registry[mode]
 
 
 def _template_targets(index, rule: Rule, module: str, registry, diags) -> list[str]:
@@ -154,7 +179,7 @@ def _template_targets(index, rule: Rule, module: str, registry, diags) -> list[s
         hint = f"register it: register {rule.mode.value} {name} {{ weight ... }}"
         diags.extend(located(d.code, d.message, rule.span, hint) for d in exc.diagnostics)
         return []
-    return [t + "0" if t in ("_input_", "_output_") else t for t in template]
+    return list(expand_targets(tuple(template)))
 
 
 def _entry(index, key: Key, found: list[Contribution], registry, state) -> tuple[PlanEntry, Span]:
@@ -165,9 +190,12 @@ def _entry(index, key: Key, found: list[Contribution], registry, state) -> tuple
         base = {}
     setting, origins = dict(base), {k: f"template {index.type_names[module]}" for k in base}
     extra: dict[str, Any] = {}
+    ranks: dict[str, tuple] = {}
     for name in sorted({k for c in found for k in c.values}):
         allowed = [
-            c for c in found if name in c.values and (c.explicit or name in base or _extra(name))
+            c
+            for c in found
+            if name in c.values and (c.explicit or nni_key(name) in base or _extra(name))
         ]
         if not allowed:
             continue
@@ -175,8 +203,10 @@ def _entry(index, key: Key, found: list[Contribution], registry, state) -> tuple
         state.won.add(winner.rule.index)
         _check_conflict(allowed, winner, name, f"{module}.{target}", state.conflicts)
         value = winner.values[name]
-        (extra if _extra(name) else setting)[_nni_key(name)] = value.value
-        origins[_nni_key(name)] = str(value.span)
+        (extra if _extra(name) else setting)[nni_key(name)] = value.value
+        origins[nni_key(name)] = str(value.span)
+        ranks[name] = winner.rank
+    _one_goal(setting, origins, ranks)
     top = max(found, key=lambda c: c.rank)
     metric = extra.get("metric", DEFAULT_METRIC) if mode is Mode.PRUNE else None
     entry = PlanEntry(
@@ -189,8 +219,12 @@ def _extra(name: str) -> bool:
     return name == "metric"
 
 
-def _nni_key(name: str) -> str:
-    return "global_group_id" if name == "group" else name
+def _one_goal(setting: dict, origins: dict, ranks: dict) -> None:
+    """sparse_ratio and sparse_threshold are one choice: the more specific statement's stands."""
+    if "sparse_ratio" in ranks and "sparse_threshold" in ranks:
+        loser = min(("sparse_ratio", "sparse_threshold"), key=lambda k: ranks[k])
+        setting[loser] = None
+        origins.pop(loser, None)
 
 
 def _check_conflict(allowed, winner: Contribution, name: str, tensor: str, conflicts) -> None:

@@ -59,8 +59,13 @@ class Diagnostic:
         return self.subject or "<input>"
 
     def render(self, source_lines: Sequence[str] | None = None) -> str:
-        """Render like a compiler: location, severity[code], message, source, help."""
+        """Render like a compiler: location, severity[code], message, source, help.
+
+        Without ``source_lines`` the excerpt is read from the span's file when it exists.
+        """
         lines = [f"{self.location}: {self.severity.value}[{self.code}] {self.message}"]
+        if source_lines is None and self.span is not None:
+            source_lines = _file_lines(self.span.file)
         if self.span is not None and source_lines and 0 < self.span.line <= len(source_lines):
             lines.extend(_source_excerpt(self.span, source_lines[self.span.line - 1]))
         if self.hint:
@@ -71,11 +76,22 @@ class Diagnostic:
         return self.render()
 
 
+def _file_lines(file: str | None) -> list[str] | None:
+    if not file:
+        return None
+    try:
+        with open(file, encoding="utf-8-sig") as handle:
+            return handle.read().split("\n")
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
 def _source_excerpt(span: Span, text: str) -> list[str]:
     number = str(span.line)
     pad = " " * len(number)
     end = span.end_column if span.end_line == span.line else len(text) + 1
     width = max(1, end - span.column)
+    text = text.rstrip("\r")
     return [
         f"  {number} | {text}",
         f"  {pad} | {' ' * (span.column - 1)}{'^' * width}",

@@ -9,6 +9,7 @@ from dsl_compress.diagnostics import Diagnostic, Severity
 from dsl_compress.modes import Mode
 from dsl_compress.selectors import CompiledSelector
 from dsl_compress.statements import ExcludeRule, Rule
+from dsl_compress.values import nni_key
 
 
 def static_config_list(
@@ -50,7 +51,7 @@ def _config(rule: Rule, shared: dict[str, list[str]]) -> dict[str, Any]:
     for key in sorted(set(shared) | set(own)):
         # Without excepts every config shares one list (the excludes of its kind).
         config[key] = shared.get(key, []) + own[key] if key in own else shared[key]
-    values = {_nni_key(k): v.value for k, v in rule.values.items() if k != "metric"}
+    values = {nni_key(k): v.value for k, v in rule.values.items() if k != "metric"}
     targets = rule.selector.targets
     if targets is not None:
         config["target_names"] = list(targets)
@@ -83,7 +84,3 @@ def _selection(selector: CompiledSelector) -> dict[str, list[str]]:
             selection["op_names_re"] = [f"(?:{scope.pattern})$"]
         return selection
     return {"op_names_re": [f"{scoped}(?:{selector.name_regex.pattern})$"]}
-
-
-def _nni_key(name: str) -> str:
-    return "global_group_id" if name == "group" else name

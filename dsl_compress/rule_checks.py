@@ -60,6 +60,17 @@ def all_excluded(rule: Rule, count: int) -> Diagnostic:
     )
 
 
+def no_target(rule: Rule, count: int) -> Diagnostic:
+    targets = ", ".join(rule.selector.targets or ()) or "the template's targets"
+    return Diagnostic(
+        "W301",
+        Severity.WARNING,
+        f"this statement matches {count} module(s), but none of them has {targets}",
+        span=rule.span,
+        hint="check the target name, or narrow the pattern to modules that have it",
+    )
+
+
 def missing_partner(index: ModelIndex, rule: Rule, module: str, partner: str | None) -> Diagnostic:
     if partner is None:
         message = f"the partner pattern has more wildcards than '{module}' captured"

@@ -106,8 +106,16 @@ def _registrations(statements, lets, registry: Registry | None, diags: list):
     """A scoped copy of the registry with this rule set's templates, and those templates."""
     registries = (registry or DEFAULT_REGISTRY).scoped()
     registered: dict[str, dict[str, dict]] = {m.value: {} for m in Mode}
+    seen: dict[tuple, Register] = {}
     for stmt in statements:
         if isinstance(stmt, Register):
+            first = seen.setdefault((stmt.mode, stmt.type_name), stmt)
+            if first is not stmt:
+                message = (
+                    f"{stmt.type_name} is already registered for {stmt.mode.value} at {first.span}"
+                )
+                diags.append(located("E212", message, stmt.span, "merge the two blocks"))
+                continue
             template = build_template(stmt, lets, diags)
             if template:
                 registries[stmt.mode].register(stmt.type_name, template)
@@ -118,7 +126,7 @@ def _registrations(statements, lets, registry: Registry | None, diags: list):
 def parse(text: str, path: str | None = None) -> RuleSet:
     """Parse rules text; includes are read relative to ``path``'s folder (or the working folder)."""
     base = Path(path).resolve() if path else None
-    statements = _expand(parse_file(text, path), base, [base] if base else [])
+    statements = _expand(parse_file(text, path), base, [base] if base else [], set())
     return RuleSet(tuple(statements), path, tuple(str(p) for p in _seen(statements, base)))
 
 
@@ -129,10 +137,13 @@ def load(path: str | Path) -> RuleSet:
         raise CompressionError(
             [Diagnostic("E205", Severity.ERROR, f"no rules file at '{path}'", subject=str(path))]
         )
-    return parse(file.read_text(encoding="utf-8"), str(path))
+    return parse(read_rules(file), str(path))
 
 
-def _expand(rule_file: RuleFile, base: Path | None, stack: list[Path]) -> list[Statement]:
+def _expand(
+    rule_file: RuleFile, base: Path | None, stack: list[Path], done: set
+) -> list[Statement]:
+    """Statements with includes in place; a file already included is not included again."""
     out: list[Statement] = []
     errors: list[Diagnostic] = []
     for stmt in rule_file.statements:
@@ -140,7 +151,7 @@ def _expand(rule_file: RuleFile, base: Path | None, stack: list[Path]) -> list[S
             out.append(stmt)
             continue
         try:
-            out.extend(_include(stmt, base, stack))
+            out.extend(_include(stmt, base, stack, done))
         except CompressionError as exc:
             errors.extend(exc.diagnostics)
     if errors:
@@ -148,9 +159,12 @@ def _expand(rule_file: RuleFile, base: Path | None, stack: list[Path]) -> list[S
     return out
 
 
-def _include(stmt: Include, base: Path | None, stack: list[Path]) -> list[Statement]:
+def _include(stmt: Include, base: Path | None, stack: list[Path], done: set) -> list[Statement]:
     folder = base.parent if base else Path.cwd()
     target = (folder / stmt.path).resolve()
+    if target.is_dir():
+        message = f"included path '{stmt.path}' is a folder, not a rules file"
+        raise CompressionError([located("E205", message, stmt.span, f"it is {target}")])
     if target in stack:
         chain = " -> ".join(p.name for p in [*stack, target])
         raise CompressionError([located("E206", f"include cycle: {chain}", stmt.span)])
@@ -165,8 +179,29 @@ def _include(stmt: Include, base: Path | None, stack: list[Path]) -> list[Statem
                 )
             ]
         )
-    included = parse_file(target.read_text(encoding="utf-8"), str(target))
-    return _expand(included, target, [*stack, target])
+    if target in done:
+        return []
+    done.add(target)
+    included = parse_file(read_rules(target, stmt.span), _shown(target))
+    return _expand(included, target, [*stack, target], done)
+
+
+def read_rules(path: Path, span=None) -> str:
+    """A rules file's text (UTF-8, a BOM allowed); undecodable bytes are a diagnostic."""
+    try:
+        return path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        message = f"'{path}' is not UTF-8 text ({exc.reason} at byte {exc.start})"
+        diag = Diagnostic("E102", Severity.ERROR, message, span=span, subject=str(path))
+        raise CompressionError([diag]) from None
+
+
+def _shown(path: Path) -> str:
+    """How a file is named in diagnostics: relative to the working folder when inside it."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 def _seen(statements: list[Statement], base: Path | None) -> list[Path]:

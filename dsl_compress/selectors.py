@@ -75,11 +75,11 @@ def split_target(
     last = segments[-1]
     if last.braced or all(_TARGET_WORD.match(o) or o in target_words for o in last.options):
         if "*" not in last.text:
-            return Path(segments[:-1], path.regex, path.span), _expand_targets(last.options)
+            return Path(segments[:-1], path.regex, path.span), expand_targets(last.options)
     return path, None
 
 
-def _expand_targets(options: tuple[str, ...]) -> tuple[str, ...]:
+def expand_targets(options: tuple[str, ...]) -> tuple[str, ...]:
     """NNI's bare prefixes name the first input/output."""
     return tuple(o + "0" if o in ("_input_", "_output_") else o for o in options)
 

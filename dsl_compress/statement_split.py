@@ -34,8 +34,8 @@ def split_statements(text: str) -> Iterator[Chunk]:
         if char == "#":
             i = _line_end(text, i)
             continue
-        if char == "\\" and text.startswith("\n", i + 1):
-            i += 2
+        if char == "\\" and (text.startswith("\n", i + 1) or text.startswith("\r\n", i + 1)):
+            i += 2 if text[i + 1] == "\n" else 3
             line, line_start = line + 1, i
             continue
         depth = max(0, depth + _DEPTH.get(char, 0))
@@ -43,7 +43,7 @@ def split_statements(text: str) -> Iterator[Chunk]:
             line, line_start = line + 1, i + 1
         if char in ";\n" and depth == 0:
             if text[start:i].strip():
-                yield Chunk(text[start:i], start_line, start_column)
+                yield Chunk(text[start:i].removesuffix("\r"), start_line, start_column)
             start = i + 1
             start_line, start_column = line, start - line_start + 1
         i += 1

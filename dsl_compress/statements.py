@@ -75,7 +75,7 @@ def compile_rule(
     mode = stmt.mode if isinstance(stmt, Compress) else Mode.PRUNE
     words = words[mode]
     selector = _selector(stmt.selector, words, True, stmt.span, diags)
-    excepts = [_selector(s, words, False, stmt.span, diags) for s in stmt.excepts]
+    excepts = [_module_selector(s, "except", registry, mode, diags) for s in stmt.excepts]
     allowed = ALIGN_KEYS if isinstance(stmt, Align) else statement_keys(mode)
     values = _values(mode, stmt.settings, lets, allowed, diags)
     _check_types(selector, registry, mode, stmt.selector, diags)
@@ -88,15 +88,27 @@ def compile_rule(
 
 
 def compile_exclude(stmt: Exclude, registry: Registry, diags: list) -> ExcludeRule | None:
-    segments = stmt.selector.path.segments
-    _, target = split_target(stmt.selector.path, frozenset(), True)
+    selector = _module_selector(stmt.selector, "exclude", registry, stmt.mode, diags)
+    return None if selector is None else ExcludeRule(selector, stmt.mode, stmt.span)
+
+
+def _module_selector(
+    selector: Selector, what: str, registry, mode, diags
+) -> CompiledSelector | None:
+    """exclude/except selectors name modules: a trailing target is an error, types are checked."""
+    segments = selector.path.segments
+    _, target = split_target(selector.path, frozenset(), True)
     if target is not None and len(segments) > 1:
         module = ".".join(s.text for s in segments[:-1])
-        message = f"exclude removes modules, not targets: '{segments[-1].text}' is a target"
-        diags.append(located("E210", message, stmt.selector.span, f"write exclude {module}"))
+        message = f"{what} removes modules, not targets: '{segments[-1].text}' is a target"
+        diags.append(located("E210", message, selector.span, f"write {what} {module}"))
         return None
-    selector = _selector(stmt.selector, frozenset(), False, stmt.span, diags)
-    return None if selector is None else ExcludeRule(selector, stmt.mode, stmt.span)
+    compiled = _selector(selector, frozenset(), False, selector.span, diags)
+    for kind in [mode] if mode is not None else [Mode.PRUNE, Mode.QUANTIZE]:
+        if compiled is not None and compiled.type_name in registry[kind]:
+            return compiled
+    _check_types(compiled, registry, mode or Mode.PRUNE, selector, diags)
+    return compiled
 
 
 def _selector(selector: Selector, words, takes_target, span, diags) -> CompiledSelector | None:

@@ -8,7 +8,7 @@ from dsl_compress.diagnostics import Diagnostic, Severity, Span, did_you_mean
 from dsl_compress.metrics import METRIC_NAMES
 from dsl_compress.modes import Mode
 from dsl_compress.setting_schema import SETTING_RULES
-from dsl_compress.syntax import ListValue, Literal, Setting, Value
+from dsl_compress.syntax import ListValue, Setting, Value
 
 WORDS = {"none": None, "true": True, "false": False}
 # Keys whose value is a number: a bare word there must be a let name.
@@ -23,6 +23,11 @@ RENAMED = {"global_group_id": "group", "align": "an align statement"}
 
 # Codes of the config_list checks, as the language reports them.
 _CODE_FOR = {"C102": "E202", "C104": "E207"}
+
+
+def nni_key(name: str) -> str:
+    """The NNI key a language key writes: group is NNI's global_group_id."""
+    return "global_group_id" if name == "group" else name
 
 
 def at(diag: Diagnostic, span: Span, code: str | None = None) -> Diagnostic:
@@ -82,6 +87,19 @@ def check_setting(
             hint = did_you_mean(str(value), METRIC_NAMES) or f"use one of {', '.join(METRIC_NAMES)}"
             return [located("E203", f"unknown metric {value!r}", setting.value.span, hint)]
         return []
+    if key == "dims":
+        if not isinstance(value, list) or not all(
+            isinstance(v, int) and not isinstance(v, bool) for v in value
+        ):
+            return [
+                located(
+                    "E203",
+                    f"dims must be a list of ints, got {value!r}",
+                    setting.value.span,
+                    "e.g. dims=[0]",
+                )
+            ]
+        return []
     if key == "group":
         if not isinstance(value, (str, int)) or isinstance(value, bool):
             return [
@@ -98,9 +116,3 @@ def check_setting(
 
 def _statement_name(mode: Mode, allowed: tuple[str, ...]) -> str:
     return "align" if allowed == ALIGN_KEYS else mode.value
-
-
-def literal_text(value: Value) -> str:
-    if isinstance(value, ListValue):
-        return "[" + ", ".join(literal_text(v) for v in value.items) + "]"
-    return str(value.value) if isinstance(value, Literal) else repr(value)

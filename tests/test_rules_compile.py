@@ -1209,7 +1209,8 @@ def model_name(source: Path) -> str | None:
 def relative(text: str) -> str:
     """Golden output names files relative to the data folder, wherever the checkout is."""
     for folder in (COMPILE_DIR, ERRORS_DIR):
-        text = text.replace(str(folder.resolve()) + os.sep, "").replace(str(folder) + os.sep, "")
+        for form in (folder.resolve(), folder, os.path.relpath(folder)):
+            text = text.replace(str(form) + os.sep, "")
     return text
 
 

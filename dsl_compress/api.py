@@ -6,7 +6,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import torch
 
-from dsl_compress.diagnostics import emit_warnings, fail, raise_errors
+from dsl_compress.diagnostics import CompressionError, emit_warnings, fail, raise_errors
 from dsl_compress.distiller import build_targets
 from dsl_compress.engine import Compression, check_not_compressed
 from dsl_compress.granularity import TargetKind
@@ -15,7 +15,7 @@ from dsl_compress.plan import Plan
 from dsl_compress.pruner import LossFn, check_metric, compute_masks
 from dsl_compress.quantizer import compute_quant_params
 from dsl_compress.resolve import build_plan
-from dsl_compress.ruleset import RuleSet
+from dsl_compress.ruleset import RuleSet, locate_in_rules
 from dsl_compress.settings import Registry
 from dsl_compress.targets import shared_tensor_errors
 
@@ -90,7 +90,12 @@ def apply(
     """Compile a rule set against ``model`` and run its plan through the engine."""
     _check_module(model, "model")
     compiled = ruleset.compile(model, registry=registry)
-    return run_plan(model, compiled.plan, calib=calib, loss_fn=loss_fn, seed=seed, teacher=teacher)
+    try:
+        return run_plan(
+            model, compiled.plan, calib=calib, loss_fn=loss_fn, seed=seed, teacher=teacher
+        )
+    except CompressionError as exc:
+        raise CompressionError(locate_in_rules(exc.diagnostics, compiled.plan)) from None
 
 
 def run_plan(

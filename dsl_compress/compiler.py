@@ -9,7 +9,7 @@ from typing import Any, Sequence
 import torch
 from torch.nn.utils import parametrize
 
-from dsl_compress.diagnostics import CompressionError, Diagnostic, Severity, Span
+from dsl_compress.diagnostics import CompressionError, Diagnostic, Severity, Span, span_of_origin
 from dsl_compress.modes import Mode
 from dsl_compress.plan import Plan, PlanEntry
 from dsl_compress.resolve import check_entry
@@ -90,20 +90,11 @@ def _checked(index: ModelIndex, entry_span: tuple[PlanEntry, Span], diags: list)
     resolved = check_entry(index, entry, entry.metric, diags)
     granularity = entry.key_origins.get("granularity", "")
     for i in range(before, len(diags)):
-        where = _span_at(granularity, span) if diags[i].code.startswith("P50") else span
+        where = (span_of_origin(granularity) or span) if diags[i].code.startswith("P50") else span
         d = diags[i]
         message = f"{entry.module}.{entry.target}: {d.message}"
         diags[i] = Diagnostic(d.code, d.severity, message, span=where, hint=d.hint)
     return resolved
-
-
-def _span_at(origin: str, fallback: Span) -> Span:
-    """A span from a 'file:line:col' origin, or the fallback when the origin is a template."""
-    file, _, rest = origin.rpartition(":")
-    file, _, line = file.rpartition(":")
-    if not (line.isdigit() and rest.isdigit()):
-        return fallback
-    return Span(file or None, int(line), int(rest), int(line), int(rest) + 1)
 
 
 def _excluded(index: ModelIndex, excludes: Sequence[ExcludeRule], diags: list) -> dict:

@@ -33,6 +33,15 @@ class Span:
         return f"{self.file or '<string>'}:{self.line}:{self.column}"
 
 
+def span_of_origin(origin: str) -> Span | None:
+    """The span of a 'file:line:col' origin; None for other origins (a config index, a template)."""
+    file, _, column = origin.rpartition(":")
+    file, _, line = file.rpartition(":")
+    if not (line.isdigit() and column.isdigit()):
+        return None
+    return Span(file or None, int(line), int(column), int(line), int(column) + 1)
+
+
 @dataclass(frozen=True)
 class Diagnostic:
     """One problem found in a rule set, a config_list, a model or the engine.

@@ -7,6 +7,7 @@ from typing import Any, Sequence
 
 from dsl_compress.diagnostics import Diagnostic, Severity
 from dsl_compress.modes import Mode
+from dsl_compress.plan import Plan
 from dsl_compress.selectors import CompiledSelector
 from dsl_compress.statements import ExcludeRule, Rule
 from dsl_compress.values import nni_key
@@ -33,7 +34,28 @@ def static_config_list(
             diags.append(_needs_model("align statements are expanded only with a model", rule.span))
             continue
         out[rule.mode.value].append(_config(rule, shared[rule.mode]))
+    for mode in Mode:
+        if len(out[mode.value]) > 1:
+            message = (
+                f"without a model each {mode.value} statement is one config and NNI takes a "
+                "target's whole setting from the first config that matches it; keys from "
+                "different statements merge only when compiled with a model"
+            )
+            diags.append(_needs_model(message, None, subject=f"config_list['{mode.value}']"))
     return out
+
+
+def mixed_metrics(plan: Plan) -> list[Diagnostic]:
+    """W304 when pruning entries use several metrics: one NNI pruner has one."""
+    metrics = sorted({e.metric for e in plan.of_mode(Mode.PRUNE) if e.metric})
+    if len(metrics) < 2:
+        return []
+    message = (
+        f"the plan prunes with several metrics ({', '.join(metrics)}); an NNI config_list has no "
+        "metric, so one NNI pruner reproduces only the entries of its own metric"
+    )
+    hint = "split the rules per metric to export them to NNI"
+    return [_needs_model(message, None, hint, subject="config_list['prune']")]
 
 
 def _exclusions(selectors: Sequence[CompiledSelector]) -> dict[str, list[str]]:
@@ -65,9 +87,13 @@ def _config(rule: Rule, shared: dict[str, list[str]]) -> dict[str, Any]:
     return config
 
 
-def _needs_model(message: str, span) -> Diagnostic:
-    hint = "compile with a model for an exact config_list"
-    return Diagnostic("W304", Severity.INFO, message, span=span, hint=hint)
+def _needs_model(
+    message: str,
+    span,
+    hint: str = "compile with a model for an exact config_list",
+    subject: str | None = None,
+) -> Diagnostic:
+    return Diagnostic("W304", Severity.INFO, message, span=span, subject=subject, hint=hint)
 
 
 def _selection(selector: CompiledSelector) -> dict[str, list[str]]:

@@ -71,8 +71,8 @@ def _values(mode: Mode, target: RegisterTarget, lets, diags: list) -> dict[str, 
     values: dict[str, Any] = {}
     for setting in target.settings:
         value = evaluate(setting.value, lets, False, diags)
-        if setting.key in ("align", "dims") and mode is Mode.PRUNE:
-            if setting.key == "align" and not isinstance(value, str):
+        if setting.key == "align" and mode is Mode.PRUNE:
+            if not isinstance(value, str):
                 diags.append(
                     located("E212", "align= names a target of this template", setting.span)
                 )

@@ -134,6 +134,10 @@ def check_entry(
         return None
     if entry.kind is TargetKind.INPUT:
         check_input(module, entry, diags)
+    if entry.mode is Mode.DISTILL and entry.kind is TargetKind.PARAMETER:
+        message = f"distillation compares outputs (or inputs), not the parameter '{entry.target}'"
+        diags.append(error("R302", message, subject=entry.subject, hint="use _output_"))
+        return None
     setting = dict(entry.setting)
     try:
         _resolve_granularity(setting, entry, metric, subject)

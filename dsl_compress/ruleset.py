@@ -9,9 +9,14 @@ from typing import Any, Iterable
 import torch
 
 from dsl_compress.compiler import resolve_rules
-from dsl_compress.diagnostics import CompressionError, Diagnostic, Severity
+from dsl_compress.diagnostics import (
+    CompressionError,
+    Diagnostic,
+    Severity,
+    span_of_origin,
+)
 from dsl_compress.modes import Mode
-from dsl_compress.nni_export import static_config_list
+from dsl_compress.nni_export import mixed_metrics, static_config_list
 from dsl_compress.parser import parse as parse_file
 from dsl_compress.plan import Plan
 from dsl_compress.registration import build_template
@@ -74,10 +79,27 @@ class RuleSet:
         if plan is not None:
             config_list = {m.value: plan.to_config_list(m) for m in Mode}
             diags.extend(plan.diagnostics)
+            diags.extend(mixed_metrics(plan))
         else:
             config_list = static_config_list(rules, excludes, diags)
         diags.sort(key=source_order)
         return Compiled(registered, config_list, plan, tuple(diags), registries)
+
+
+def locate_in_rules(diags: Iterable[Diagnostic], plan: Plan) -> list[Diagnostic]:
+    """Engine diagnostics about a tensor, located at the statement that configured it."""
+    origins = {entry.subject: entry.origin for entry in plan.entries}
+    by_name = {f"{e.module}.{e.target}": e.origin for e in plan.entries}
+    out = []
+    for diag in diags:
+        subject = diag.subject or ""
+        origin = origins.get(subject) or next((o for n, o in by_name.items() if n in subject), "")
+        span = span_of_origin(origin)
+        if diag.span is None and span is not None:
+            message = f"{diag.subject}: {diag.message}"
+            diag = Diagnostic(diag.code, diag.severity, message, span=span, hint=diag.hint)
+        out.append(diag)
+    return out
 
 
 def source_order(diag: Diagnostic) -> tuple:

@@ -733,8 +733,10 @@ def test_align_partner_with_more_wildcards_than_captured_is_e209():
 def test_static_config_list_leaves_align_to_compilation_with_a_model():
     compiled = compile_rules(BN_SEED)
     assert [c["op_names"] for c in compiled.config_list["prune"]] == [["conv2"], ["conv1"]]
-    infos = [d for d in compiled.diagnostics if d.severity is Severity.INFO]
+    infos = [d for d in compiled.diagnostics if d.severity is Severity.INFO and d.span]
     assert sorted(span_of(d) for d in infos) == [(3, 1), (4, 1)]
+    [merge_note] = [d for d in compiled.diagnostics if d.code == "W304" and d.span is None]
+    assert "merge only when compiled with a model" in merge_note.message
 
 
 def test_align_without_a_model_does_not_reuse_the_matches_nothing_code():

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Sequence
 
 import torch
@@ -25,9 +25,10 @@ from dsl_compress.rule_checks import (
     dead_rules,
     missing_partner,
     no_target,
+    unregistered,
     nothing_matched,
 )
-from dsl_compress.values import located, nni_key
+from dsl_compress.values import nni_key
 
 DEFAULT_METRIC = "l1"
 Key = tuple[Mode, str, str]
@@ -58,13 +59,14 @@ def resolve_rules(
     excluded = _excluded(index, excludes, diags)
     contributions: dict[Key, list[Contribution]] = defaultdict(list)
     for rule in rules:
-        matches = _matches(index, rule, excluded, diags)
+        rule, matches = _matches(index, rule, excluded, diags)
         made = sum(_contribute(index, rule, m, registry, contributions, diags) for m in matches)
         if matches and not made and rule.selector.exact_name is None:
             diags.append(no_target(rule, len(matches)))
     state = _Outcome()
     entries = [_entry(index, key, found, registry, state) for key, found in contributions.items()]
     diags.extend(state.conflicts.values())
+    diags.extend(state.unregistered.values())
     matched = {c.rule.index for found in contributions.values() for c in found}
     diags.extend(dead_rules(rules, matched, state.won))
     checked = [e for e in (_checked(index, entry, diags) for entry in entries) if e is not None]
@@ -81,6 +83,7 @@ class _Outcome:
 
     conflicts: dict = field(default_factory=dict)
     won: set[int] = field(default_factory=set)
+    unregistered: dict = field(default_factory=dict)
 
 
 def _checked(index: ModelIndex, entry_span: tuple[PlanEntry, Span], diags: list):
@@ -108,7 +111,9 @@ def _excluded(index: ModelIndex, excludes: Sequence[ExcludeRule], diags: list) -
     return out
 
 
-def _matches(index: ModelIndex, rule: Rule, excluded: dict, diags: list) -> list[Match]:
+def _matches(index: ModelIndex, rule: Rule, excluded: dict, diags: list) -> tuple[Rule, list]:
+    """The rule as it applies (read with a parameter target if that is what matches) and its
+    matches after exclude and except."""
     removed = excluded.get(None, set()) | excluded.get(rule.mode, set())
     for selector in rule.excepts:
         names = {m.module for m in selector.matches(index)}
@@ -116,12 +121,22 @@ def _matches(index: ModelIndex, rule: Rule, excluded: dict, diags: list) -> list
             diags.append(nothing_matched(index, selector, selector.source.span, "except"))
         removed = removed | names
     found = rule.selector.matches(index)
+    if not found and rule.fallback is not None:
+        found = _parameter_matches(index, rule)
+        rule = replace(rule, selector=rule.fallback, fallback=None) if found else rule
     kept = [m for m in found if m.module not in removed]
     if not found:
         diags.append(nothing_matched(index, rule.selector, rule.span, "statement"))
     elif not kept:
         diags.append(all_excluded(rule, len(found)))
-    return kept
+    return rule, kept
+
+
+def _parameter_matches(index: ModelIndex, rule: Rule) -> list[Match]:
+    """Modules that have the fallback's parameter (the rule then targets that parameter)."""
+    (target,) = rule.fallback.targets
+    modules = index.modules
+    return [m for m in rule.fallback.matches(index) if target in modules[m.module]._parameters]
 
 
 def _contribute(index, rule: Rule, match: Match, registry, contributions, diags) -> int:
@@ -165,16 +180,18 @@ def _has_target(index: ModelIndex, mode: Mode, name: str, target: str, registry)
 def _template_targets(index, rule: Rule, module: str, registry, diags) -> list[str]:
     try:
         template = registry[rule.mode].template(index.modules[module])
-    except CompressionError as exc:
-        name = index.type_names[module]
-        hint = f"register it: register {rule.mode.value} {name} {{ weight ... }}"
-        diags.extend(located(d.code, d.message, rule.span, hint) for d in exc.diagnostics)
+    except CompressionError:
+        diags.append(unregistered(rule.mode, index.type_names[module], rule.span))
         return []
     return list(expand_targets(tuple(template)))
 
 
 def _entry(index, key: Key, found: list[Contribution], registry, state) -> tuple[PlanEntry, Span]:
     mode, module, target = key
+    type_name = index.type_names[module]
+    if type_name not in registry[mode]:
+        top = max(found, key=lambda c: c.rank).rule
+        state.unregistered.setdefault((mode, type_name), unregistered(mode, type_name, top.span))
     try:
         base = registry[mode].get(index.modules[module], {"target_names": [target]})[target]
     except CompressionError:

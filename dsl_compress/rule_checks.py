@@ -71,6 +71,16 @@ def no_target(rule: Rule, count: int) -> Diagnostic:
     )
 
 
+def unregistered(mode, type_name: str, span: Span) -> Diagnostic:
+    """R301 at the statement, with the language's way to register the type."""
+    return located(
+        "R301",
+        f"module type '{type_name}' has no {mode.value} settings template",
+        span,
+        f"register it in the rules: register {mode.value} {type_name} {{ weight ... }}",
+    )
+
+
 def missing_partner(index: ModelIndex, rule: Rule, module: str, partner: str | None) -> Diagnostic:
     if partner is None:
         message = f"the partner pattern has more wildcards than '{module}' captured"

@@ -41,6 +41,9 @@ class Rule:
     span: Span
     partner: Path | None = None
     partner_targets: tuple[str, ...] | None = None
+    # `m.p3` where p3 is no template's target: with a model, p3 is a parameter of m if no
+    # module is named m.p3 (the issue's "any parameter of the module").
+    fallback: CompiledSelector | None = None
 
     @property
     def is_align(self) -> bool:
@@ -82,6 +85,7 @@ def compile_rule(
     if selector is None or any(e is None for e in excepts):
         return None
     rule = Rule(index, mode, selector, values, excepts, stmt.span)
+    rule.fallback = _parameter_fallback(stmt.selector, selector)
     if isinstance(stmt, Align):
         _align_parts(rule, stmt, words, diags)
     return rule
@@ -109,6 +113,18 @@ def _module_selector(
             return compiled
     _check_types(compiled, registry, mode or Mode.PRUNE, selector, diags)
     return compiled
+
+
+def _parameter_fallback(selector: Selector, compiled: CompiledSelector | None):
+    """The selector read with its last plain segment as a parameter target, if that can be."""
+    path = selector.path
+    if compiled is None or compiled.targets is not None or path.regex is not None:
+        return None
+    last = path.segments[-1] if len(path.segments) > 1 else None
+    if last is None or last.braced or set("*{") & set(last.text):
+        return None
+    fallback, _ = compile_selector(selector, frozenset({last.text}), True)
+    return fallback
 
 
 def _selector(selector: Selector, words, takes_target, span, diags) -> CompiledSelector | None:

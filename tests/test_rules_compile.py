@@ -579,10 +579,13 @@ def test_registered_target_words_are_read_as_targets():
     static = compile_rules(text).config_list
     assert static["prune"][0]["op_names"] == ["cm"]
     assert static["prune"][0]["target_names"] == ["p1"]
-    # Without the registration p1 is no target word: `cm.p1` is a module name.
-    plain = compile_rules("prune cm.p1 sparse_ratio=0.5", CustomNet())
-    assert targets_of(plain) == []
-    assert only(plain.diagnostics, "W301")
+    # Without the registration, p1 is still a parameter of cm (no module is named cm.p1), but
+    # the type has no template to start from: R301 at the statement, saying how to register.
+    with pytest.raises(CompressionError) as info:
+        compile_rules("prune cm.p1 sparse_ratio=0.5", CustomNet())
+    [diag] = info.value.diagnostics
+    assert diag.code == "R301" and diag.span.line == 1
+    assert "register prune CustomizedModule" in diag.hint
 
 
 def test_in_scope_narrows_a_type_to_names():

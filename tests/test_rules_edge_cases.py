@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import pytest
+import torch
 from torch import nn
 
 import dsl_compress
-from conftest import TwoLinear
+from conftest import CustomizedModule, TwoLinear
 from dsl_compress import CompressionError
 from dsl_compress.models import example_model
 
@@ -136,3 +137,18 @@ def test_errors_render_with_their_source_line(tmp_path):
         dsl_compress.load(path).compile()
     text = str(info.value)
     assert "1 | prune Conv2D.weight sparse_ratio=0.5" in text and "^^^^^^" in text
+
+
+def test_any_parameter_of_a_module_can_be_the_target():
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.cm = CustomizedModule()
+
+    text = "register prune CustomizedModule { p1 granularity=[1, -1] }\n"
+    text += "prune cm.p2 sparse_ratio=0.5 granularity=[1, -1]\n"
+    model = Net()
+    compiled = compile_text(text, model)
+    assert [(e.module, e.target) for e in compiled.plan.entries] == [("cm", "p2")]
+    mask = dsl_compress.apply(dsl_compress.parse(text), model).masks()["cm"]["p2"]
+    assert mask.all(1).sum().item() == 10 and torch.equal(mask.all(1), mask.any(1))

@@ -10,49 +10,16 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 import dsl_compress
+from rules_texts import BN_SEED, ISSUE_REGISTER, PAGE_BN_ALIGNED_CONFIG_LIST
+
+# The page's config_list with the ratio its first config leaves to the reader.
+PAGE_WITH_RATIO = [
+    {**PAGE_BN_ALIGNED_CONFIG_LIST[0], "sparse_ratio": 0.5},
+    *PAGE_BN_ALIGNED_CONFIG_LIST[1:],
+]
 from conftest import CustomizedModule, ConvBn, assert_same_state, state_copy
 from dsl_compress import Compression, CompressionWarning, Mode
 from dsl_compress.models import example_model
-
-BN_SEED = (
-    "prune conv1.weight granularity=out_channel sparse_ratio=0.5\n"
-    "prune conv2.weight granularity=out_channel sparse_ratio=0.5\n"
-    "align bn1.weight with conv1.weight dims=[0] granularity=out_channel\n"
-    "align bn2.weight with conv2.weight dims=[0] granularity=out_channel\n"
-)
-
-# The page's config_list, with the ratio its first config leaves to the reader.
-PAGE_BN_ALIGNED_CONFIG_LIST = [
-    {"op_names": ["conv1", "conv2"], "granularity": "out_channel", "sparse_ratio": 0.5},
-    {
-        "op_names": ["bn1"],
-        "target_settings": {
-            "weight": {
-                "align": {"module_name": "conv1", "target_name": "weight", "dims": [0]},
-                "granularity": "out_channel",
-            }
-        },
-    },
-    {
-        "op_names": ["bn2"],
-        "target_settings": {
-            "weight": {
-                "align": {"module_name": "conv2", "target_name": "weight", "dims": [0]},
-                "granularity": "out_channel",
-            }
-        },
-    },
-]
-
-ISSUE_REGISTER = (
-    "register prune CustomizedModule {\n"
-    "  p1 granularity=[1,-1]\n"
-    "  p2 granularity=[1,-1]\n"
-    "  _output_ align=p1 dims=[0] granularity=[-1,1]\n"
-    "}\n"
-    "register quantize CustomizedModule { _input_ granularity=[-1,1]; p1 granularity=[1,-1]; "
-    "p2 granularity=[1,-1]; _output_ granularity=[-1,1] }\n"
-)
 
 # The statements of issue 3 (minus the include), with module names of the bundled models.
 ISSUE_EXAMPLE = {
@@ -165,7 +132,7 @@ def test_bn_masks_follow_the_conv_channels(conv_bn, bias_rule):
 
 def test_bn_seed_gives_the_masks_of_the_pages_config_list(conv_bn):
     ours = flat_masks(apply_rules(BN_SEED, conv_bn))
-    page = flat_masks(dsl_compress.prune(ConvBn(), PAGE_BN_ALIGNED_CONFIG_LIST))
+    page = flat_masks(dsl_compress.prune(ConvBn(), PAGE_WITH_RATIO))
     # The page's configs name no targets, so NNI's shorthand also reaches every bias (its
     # template aligns it to the module's weight); the rules name .weight only. Every mask the
     # rules give is the page's.

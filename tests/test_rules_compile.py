@@ -20,6 +20,7 @@ import golden
 from torch import nn
 
 import dsl_compress
+from rules_texts import BN_SEED, ISSUE_REGISTER, PAGE_BN_ALIGNED_CONFIG_LIST
 from conftest import CustomizedModule, ConvBn, TwoLinear
 from dsl_compress import CompressionError, Mode, Severity, build_plan
 from dsl_compress.models import example_model
@@ -92,57 +93,6 @@ PAGE_QUANTIZATION_CUSTOMIZED_SETTING = {
         "apply_method": "clamp_round",
     },
 }
-
-PAGE_BN_ALIGNED_CONFIG_LIST = [
-    {
-        "op_names": ["conv1", "conv2"],
-        "granularity": "out_channel",
-    },
-    {
-        "op_names": ["bn1"],
-        "target_settings": {
-            "weight": {
-                "align": {
-                    "module_name": "conv1",
-                    "target_name": "weight",
-                    "dims": [0],
-                },
-                "granularity": "out_channel",
-            }
-        },
-    },
-    {
-        "op_names": ["bn2"],
-        "target_settings": {
-            "weight": {
-                "align": {
-                    "module_name": "conv2",
-                    "target_name": "weight",
-                    "dims": [0],
-                },
-                "granularity": "out_channel",
-            }
-        },
-    },
-]
-
-# The register statements of issue 3, verbatim (the second one is a single line there).
-ISSUE_REGISTER = (
-    "register prune CustomizedModule {\n"
-    "  p1 granularity=[1,-1]\n"
-    "  p2 granularity=[1,-1]\n"
-    "  _output_ align=p1 dims=[0] granularity=[-1,1]\n"
-    "}\n"
-    "register quantize CustomizedModule { _input_ granularity=[-1,1]; p1 granularity=[1,-1]; "
-    "p2 granularity=[1,-1]; _output_ granularity=[-1,1] }\n"
-)
-
-BN_SEED = (
-    "prune conv1.weight granularity=out_channel sparse_ratio=0.5\n"
-    "prune conv2.weight granularity=out_channel sparse_ratio=0.5\n"
-    "align bn1.weight with conv1.weight dims=[0] granularity=out_channel\n"
-    "align bn2.weight with conv2.weight dims=[0] granularity=out_channel\n"
-)
 
 
 # ----- small models ------------------------------------------------------------------------------

@@ -28,11 +28,12 @@ from dsl_compress.syntax import (
     Exclude,
     Include,
     Let,
+    Literal,
     Register,
     RuleFile,
     Statement,
 )
-from dsl_compress.values import evaluate, located
+from dsl_compress.values import WORDS, evaluate, located
 
 
 @dataclass(frozen=True)
@@ -115,12 +116,23 @@ def _raise_errors(diags: Iterable[Diagnostic]) -> None:
 
 
 def _lets(statements, diags: list) -> dict[str, Any]:
+    """let values in order; a let may use earlier lets, never later ones or built-in words."""
+    later = {s.name: s for s in statements if isinstance(s, Let)}
     lets: dict[str, Any] = {}
     for stmt in statements:
-        if isinstance(stmt, Let):
-            if stmt.name in lets:
-                diags.append(located("E211", f"'{stmt.name}' is already defined", stmt.span))
-            lets[stmt.name] = evaluate(stmt.value, lets, False, diags)
+        if not isinstance(stmt, Let):
+            continue
+        if stmt.name in lets:
+            diags.append(located("E211", f"'{stmt.name}' is already defined", stmt.span))
+        elif stmt.name in WORDS:
+            diags.append(located("E211", f"'{stmt.name}' is a built-in word", stmt.span))
+        value = stmt.value
+        if isinstance(value, Literal) and value.is_word and value.value not in lets:
+            if value.value in later and later[value.value] is not stmt:
+                where = later[value.value].span
+                message = f"'{value.value}' is defined later, at line {where.line}"
+                diags.append(located("E204", message, value.span, "move that let first"))
+        lets[stmt.name] = evaluate(value, lets, False, diags)
     return lets
 
 

@@ -94,13 +94,13 @@ def compile_selector(
         if selector.scope is not None and selector.scope.regex is not None:
             scope = re.compile(selector.scope.regex)
     except re.error as exc:
-        return None, [_bad_regex(selector, exc)]
+        return None, [_bad_regex(exc)]
     segments = module_path.segments
     if module_path.regex is not None:
         try:
             regex = re.compile(module_path.regex)
         except re.error as exc:
-            return None, [_bad_regex(selector, exc)]
+            return None, [_bad_regex(exc)]
         return CompiledSelector(None, regex, scope, targets, (PATTERN, 0), selector), []
     if len(segments) == 1 and is_type_word(segments[0]):
         level = (PATTERN, 1) if scope is not None else (TYPE, 1)
@@ -112,7 +112,7 @@ def compile_selector(
     return CompiledSelector(None, _glob_regex(segments), scope, targets, (PATTERN, 0), selector), []
 
 
-def _bad_regex(selector: Selector, exc: re.error) -> Diagnostic:
+def _bad_regex(exc: re.error) -> Diagnostic:
     return error("E210", f"invalid regular expression: {exc}", subject=None, hint=None)
 
 

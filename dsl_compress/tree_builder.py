@@ -9,6 +9,7 @@ from lark import Token, Tree
 
 from dsl_compress.diagnostics import Span
 from dsl_compress.modes import Mode
+from dsl_compress.statement_split import Chunk
 from dsl_compress.syntax import (
     Align,
     Comment,
@@ -37,8 +38,7 @@ class TreeBuilder:
 
     def __init__(self, path: str | None, line: int = 1, column: int = 1):
         self.path = path
-        self.line = line
-        self.column = column
+        self.origin = Chunk("", line, column)
 
     def rule_file(self, tree: Tree, comments: Sequence[Comment]) -> RuleFile:
         statements = tuple(self.statement(child) for child in tree.children)
@@ -46,16 +46,13 @@ class TreeBuilder:
 
     def shift(self, token: Token) -> Token:
         """A comment token moved to its file position."""
-        line, column = self._absolute(token.line, token.column)
+        line, column = self.origin.absolute(token.line, token.column)
         return Token(token.type, str(token), line=line, column=column)
-
-    def _absolute(self, line: int, column: int) -> tuple[int, int]:
-        return self.line + line - 1, column + (self.column - 1 if line == 1 else 0)
 
     def span(self, node: Tree | Token) -> Span:
         meta = node if isinstance(node, Token) else node.meta
-        line, column = self._absolute(meta.line, meta.column)
-        end_line, end_column = self._absolute(meta.end_line, meta.end_column)
+        line, column = self.origin.absolute(meta.line, meta.column)
+        end_line, end_column = self.origin.absolute(meta.end_line, meta.end_column)
         return Span(self.path, line, column, end_line, end_column)
 
     def statement(self, tree: Tree) -> Statement:

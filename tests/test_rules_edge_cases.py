@@ -152,3 +152,10 @@ def test_any_parameter_of_a_module_can_be_the_target():
     assert [(e.module, e.target) for e in compiled.plan.entries] == [("cm", "p2")]
     mask = dsl_compress.apply(dsl_compress.parse(text), model).masks()["cm"]["p2"]
     assert mask.all(1).sum().item() == 10 and torch.equal(mask.all(1), mask.any(1))
+
+
+def test_lets_are_defined_before_use_and_do_not_shadow_words():
+    assert codes_of("let b = c\nlet c = 0.5\n") == [("E204", 1)]
+    assert codes_of("let none = 0.5\n") == [("E211", 1)]
+    plan = compile_text("let a = 0.5\nlet b = a\nprune fc1.weight sparse_ratio=b", TwoLinear()).plan
+    assert plan.entries[0].setting["sparse_ratio"] == 0.5

@@ -363,6 +363,37 @@ CODES: dict[str, CodeInfo] = _table(
         "Student and teacher outputs have different shapes.",
         "Link modules with matching outputs.",
     ),
+    # loading models, weights, calibration data and manifests (the command line)
+    (
+        "L101",
+        "bad-model-spec",
+        "--model must name a callable that returns a torch.nn.Module.",
+        "Write package.module:callable or path/to/file.py:callable.",
+    ),
+    (
+        "L102",
+        "bad-weights",
+        "A weights file that cannot be read or does not match the model.",
+        "Give a .safetensors or .pt state dict saved from this model.",
+    ),
+    (
+        "L103",
+        "bad-calibration",
+        "Calibration data that cannot be read as a list of batches.",
+        "Give a tensor file whose first dim is the batch list, or module:callable.",
+    ),
+    (
+        "L104",
+        "bad-manifest",
+        "A manifest file that is not a dsl-compress manifest.",
+        "Write it with `dsl-compress manifest --model SPEC -o manifest.json`.",
+    ),
+    (
+        "L105",
+        "bad-output",
+        "An output path that cannot be written.",
+        "Choose a writable folder; nothing was written.",
+    ),
     # engine lifecycle
     (
         "X801",

@@ -98,3 +98,18 @@ def example_model(name: str, seed: int = 0) -> tuple[nn.Module, torch.Tensor]:
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     return factory(), torch.randn(shape, generator=generator)
+
+
+def cnn() -> nn.Module:
+    """The bundled CNN, for `--model dsl_compress.models:cnn`."""
+    return example_model("cnn")[0]
+
+
+def resnet() -> nn.Module:
+    """The bundled small ResNet, for `--model dsl_compress.models:resnet`."""
+    return example_model("resnet")[0]
+
+
+def transformer() -> nn.Module:
+    """The bundled transformer block, for `--model dsl_compress.models:transformer`."""
+    return example_model("transformer")[0]

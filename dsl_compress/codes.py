@@ -126,6 +126,25 @@ CODES: dict[str, CodeInfo] = _table(
         "A statement that can be written as an NNI config_list only with a model.",
         "Compile with a model to export it.",
     ),
+    # .rules lint: checks lint() adds with a model (sizes the compiler does not look at)
+    (
+        "W305",
+        "ratio-prunes-nothing",
+        "A sparse_ratio that prunes nothing: floor(blocks * ratio) is 0 for the tensor.",
+        "Raise the ratio to at least 1/blocks, or use a finer granularity.",
+    ),
+    (
+        "E213",
+        "align-size-mismatch",
+        "An align partner whose sizes on the aligned dims do not fit the target (P509).",
+        "Align to a tensor of the same size on those dims, or fix dims.",
+    ),
+    (
+        "E214",
+        "align-partner-unmasked",
+        "An align partner that gets no mask: no ratio, threshold, group or align (P503).",
+        "Give the partner a sparse_ratio, or align to a tensor that is pruned.",
+    ),
     # config_list validation
     (
         "C101",

@@ -52,8 +52,12 @@ def resolve_rules(
     rules: Sequence[Rule],
     excludes: Sequence[ExcludeRule],
     registry: Registry,
+    record: dict | None = None,
 ) -> Plan:
-    """The plan for ``model``: every matched tensor with each key set by its winning statement."""
+    """The plan for ``model``: every matched tensor with each key set by its winning statement.
+
+    ``record``, when given, receives every statement's contribution per (kind, module, target).
+    """
     index = ModelIndex.of(model)
     diags: list[Diagnostic] = []
     excluded = _excluded(index, excludes, diags)
@@ -63,6 +67,8 @@ def resolve_rules(
         made = sum(_contribute(index, rule, m, registry, contributions, diags) for m in matches)
         if matches and not made and rule.selector.exact_name is None:
             diags.append(no_target(rule, len(matches)))
+    if record is not None:
+        record.update(contributions)
     state = _Outcome()
     entries = [_entry(index, key, found, registry, state) for key, found in contributions.items()]
     diags.extend(state.conflicts.values())

@@ -21,7 +21,13 @@ from dsl_compress.parser import parse as parse_file
 from dsl_compress.plan import Plan
 from dsl_compress.registration import build_template
 from dsl_compress.settings import DEFAULT_REGISTRY, Registry
-from dsl_compress.statements import compile_exclude, compile_rule, target_words
+from dsl_compress.statements import (
+    ExcludeRule,
+    Rule,
+    compile_exclude,
+    compile_rule,
+    target_words,
+)
 from dsl_compress.syntax import (
     Align,
     Compress,
@@ -63,6 +69,21 @@ class RuleSet:
         self, model: torch.nn.Module | None = None, registry: Registry | None = None
     ) -> Compiled:
         """Check everything, then resolve; raises CompressionError carrying every error."""
+        checked = self.check(registry)
+        diags = list(checked.diagnostics)
+        rules, excludes, registries = checked.rules, checked.excludes, checked.registries
+        plan = resolve_rules(model, rules, excludes, registries) if model is not None else None
+        if plan is not None:
+            config_list = {m.value: plan.to_config_list(m) for m in Mode}
+            diags.extend(plan.diagnostics)
+            diags.extend(mixed_metrics(plan))
+        else:
+            config_list = static_config_list(rules, excludes, diags)
+        diags.sort(key=source_order)
+        return Compiled(checked.registered, config_list, plan, tuple(diags), registries)
+
+    def check(self, registry: Registry | None = None) -> "CheckedRules":
+        """The model-independent stage: lets, registrations, selectors and values checked."""
         diags: list[Diagnostic] = []
         lets = _lets(self.statements, diags)
         registries, registered = _registrations(self.statements, lets, registry, diags)
@@ -74,17 +95,24 @@ class RuleSet:
             elif isinstance(stmt, Exclude):
                 excludes.append(compile_exclude(stmt, registries, diags))
         _raise_errors(diags)
-        rules = [r for r in rules if r is not None]
-        excludes = [e for e in excludes if e is not None]
-        plan = resolve_rules(model, rules, excludes, registries) if model is not None else None
-        if plan is not None:
-            config_list = {m.value: plan.to_config_list(m) for m in Mode}
-            diags.extend(plan.diagnostics)
-            diags.extend(mixed_metrics(plan))
-        else:
-            config_list = static_config_list(rules, excludes, diags)
-        diags.sort(key=source_order)
-        return Compiled(registered, config_list, plan, tuple(diags), registries)
+        return CheckedRules(
+            [r for r in rules if r is not None],
+            [e for e in excludes if e is not None],
+            registries,
+            registered,
+            tuple(diags),
+        )
+
+
+@dataclass(frozen=True)
+class CheckedRules:
+    """Rules ready to resolve against a model, with the registry they resolve against."""
+
+    rules: list[Rule]
+    excludes: list[ExcludeRule]
+    registries: Registry
+    registered: dict[str, dict[str, dict]]
+    diagnostics: tuple[Diagnostic, ...]
 
 
 def locate_in_rules(diags: Iterable[Diagnostic], plan: Plan) -> list[Diagnostic]:

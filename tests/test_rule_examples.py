@@ -64,7 +64,7 @@ def test_global_backbone_rules_rank_across_layers_and_skip_shortcuts():
     compiled = rules("global_backbone.rules").compile(model)
     entries = {e.module: e for e in compiled.plan.entries}
     assert not any("shortcut" in name for name in entries)
-    assert entries["conv1"].setting["sparse_ratio"] == 0.1
+    assert entries["conv1"].setting["sparse_ratio"] == 0.25
     assert "global_group_id" not in {k for k, v in entries["conv1"].setting.items() if v}
     grouped = [e for e in entries.values() if e.setting.get("global_group_id") == "backbone"]
     assert len(grouped) == 8 and all(e.setting["sparse_ratio"] == 0.3 for e in grouped)

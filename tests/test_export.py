@@ -1,0 +1,394 @@
+"""The apply job and its output folder: every file read back, atomic writes, dry runs, NNI input."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import warnings
+
+import pytest
+import safetensors.torch
+import torch
+
+import dsl_compress
+from conftest import assert_same_state, state_copy
+from dsl_compress import CompressionError, CompressionWarning, Mode
+from dsl_compress.export import (
+    OUTPUT_FILES,
+    apply_plan_job,
+    plan_from_config_list,
+    write_outputs,
+)
+from dsl_compress.models import example_model, resnet
+from dsl_compress.report import summary_rows, summary_table
+
+RULES = (
+    "prune Conv2d.weight sparse_ratio=0.5 granularity=out_channel metric=l1\n"
+    "prune layer1.*.conv*.weight sparse_ratio=0.25\n"
+    "align **.bn*.weight with **.conv*.weight dims=[0]\n"
+    "quantize Linear.{weight,_input_,_output_} quant_dtype=int8 quant_scheme=symmetric\n"
+    "quantize Conv2d.weight quant_dtype=int4 quant_scheme=affine granularity=out_channel\n"
+    "exclude layer2.0.shortcut.**\n"
+)
+
+
+def compile_plan(model, text=RULES):
+    return dsl_compress.parse(text, "r.rules").compile(model).plan
+
+
+def run_job(dry_run=False, **kwargs):
+    model, batch = example_model("resnet")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CompressionWarning)
+        result = apply_plan_job(
+            model, compile_plan(model), calib=[batch], dry_run=dry_run, **kwargs
+        )
+    return model, batch, result
+
+
+def flat(nested):
+    return {(m, t): v for m, targets in nested.items() for t, v in targets.items()}
+
+
+@pytest.fixture(scope="module")
+def written(tmp_path_factory):
+    """One apply written to disk: (out folder, compression masks, quant params, plan, paths)."""
+    _, _, result = run_job()
+    masks, quant = result.compression.masks(), result.compression.quant_params()
+    out = tmp_path_factory.mktemp("apply") / "out"
+    paths = write_outputs(result, out)
+    return out, flat(masks), flat(quant), result.plan, paths
+
+
+def test_every_file_is_written_and_nothing_else(written):
+    out, _, _, _, paths = written
+    assert [p.name for p in paths] == list(OUTPUT_FILES)
+    assert sorted(p.name for p in out.iterdir()) == sorted(OUTPUT_FILES)
+    assert not [p for p in out.parent.iterdir() if p != out]
+
+
+def test_masks_file_holds_the_compression_masks_as_bool(written):
+    out, masks, _, _, _ = written
+    stored = safetensors.torch.load_file(out / "masks.safetensors")
+    assert set(stored) == {f"{m}.{t}" for m, t in masks}
+    assert "layer1.0.bn1.weight" in stored and "conv1.weight" in stored
+    for (module, target), mask in masks.items():
+        assert stored[f"{module}.{target}"].dtype is torch.bool
+        assert torch.equal(stored[f"{module}.{target}"], mask)
+
+
+def test_model_file_is_finalized_and_loads_strictly(written):
+    out, masks, quant, _, _ = written
+    state = safetensors.torch.load_file(out / "model.safetensors")
+    fresh = resnet()
+    fresh.load_state_dict(state, strict=True)
+    assert not any("parametrizations" in k for k in state)
+    for (module, target), mask in masks.items():
+        assert torch.all(state[f"{module}.{target}"][~mask] == 0), (module, target)
+    # Quantized weights are on their grid: weight / scale is an integer within [qmin, qmax].
+    params = quant[("layer1.0.conv1", "weight")]
+    steps = state["layer1.0.conv1.weight"] / params["scale"] + params["zero_point"]
+    assert torch.allclose(steps, steps.round(), atol=1e-3)
+    assert steps.min() >= params["qmin"] - 1e-3 and steps.max() <= params["qmax"] + 1e-3
+
+
+def test_quant_file_holds_scales_zero_points_and_dtypes(written):
+    out, _, quant, _, _ = written
+    stored = safetensors.torch.load_file(out / "quant.safetensors")
+    expected = {f"{m}.{t}.{f}" for m, t in quant for f in ("scale", "zero_point")}
+    assert set(stored) == expected
+    assert {"fc.weight.scale", "fc._input_0.zero_point", "conv1.weight.scale"} <= set(stored)
+    for (module, target), params in quant.items():
+        for field in ("scale", "zero_point"):
+            assert torch.equal(stored[f"{module}.{target}.{field}"], params[field])
+    with safetensors.safe_open(out / "quant.safetensors", "pt") as handle:
+        metadata = handle.metadata()
+    assert json.loads(metadata["conv1.weight"]) == {
+        "qmax": 7,
+        "qmin": -7,
+        "quant_dtype": "int4",
+        "quant_scheme": "affine",
+    }
+    assert stored["conv1.weight.scale"].shape == (8, 1, 1, 1)
+
+
+def test_plan_file_names_the_rule_of_every_key(written):
+    out, _, _, plan, _ = written
+    stored = json.loads((out / "plan.json").read_text())
+    assert stored == json.loads(json.dumps(plan.to_dicts()))
+    conv = next(e for e in stored if e["module"] == "layer1.0.conv1" and e["mode"] == "prune")
+    assert conv["setting"]["sparse_ratio"] == 0.25 and conv["metric"] == "l1"
+    assert conv["origin"] == "r.rules:2:1"
+    assert conv["key_origins"]["sparse_ratio"] == "r.rules:2:29"
+    assert conv["key_origins"]["granularity"] == "r.rules:1:38"
+    bn = next(e for e in stored if e["module"] == "layer1.0.bn1" and e["target"] == "weight")
+    assert bn["origin"] == "r.rules:3:1" and bn["setting"]["align"]["module_name"]
+    for entry in stored:
+        assert re.fullmatch(r"r\.rules:\d+:\d+", entry["origin"])
+        assert set(entry["key_origins"]) >= set(entry["setting"]) - {"align"}
+
+
+def test_config_list_file_reproduces_the_plan(written):
+    out, masks, _, plan, _ = written
+    stored = json.loads((out / "config_list.json").read_text())
+    assert set(stored) == {"prune", "quantize", "distill"} and stored["distill"] == []
+    model, batch = example_model("resnet")
+    for mode in Mode:
+        again = dsl_compress.build_plan(model, stored[mode.value], mode, metric="l1")
+        assert meaning(again, mode) == meaning(plan, mode)
+    again = plan_from_config_list(model, out / "config_list.json", metric="l1")
+    assert meaning(again) == meaning(plan)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CompressionWarning)
+        compression = dsl_compress.run_plan(model, again, calib=[batch])
+    replayed = flat(compression.masks())
+    assert replayed.keys() == masks.keys()
+    assert all(torch.equal(replayed[k], masks[k]) for k in masks)
+
+
+def meaning(plan, mode=None):
+    """What a plan does, without where it came from (rules vs config_list positions)."""
+    return sorted(
+        (e.module, e.target, e.mode.value, e.module_type, e.metric, _setting(e.setting))
+        for e in plan.entries
+        if mode is None or e.mode is mode
+    )
+
+
+def _setting(setting):
+    return json.dumps({k: v for k, v in setting.items() if v is not None}, sort_keys=True)
+
+
+# ----- atomicity ---------------------------------------------------------------------------------
+
+
+def test_a_failing_write_leaves_nothing(tmp_path, monkeypatch):
+    _, _, result = run_job()
+    real = safetensors.torch.save_file
+
+    def failing(tensors, filename, metadata=None):
+        if filename.endswith("quant.safetensors"):
+            raise RuntimeError("disk on fire")
+        return real(tensors, filename, metadata)
+
+    monkeypatch.setattr("dsl_compress.export.save_file", failing)
+    progress = []
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        write_outputs(result, tmp_path / "out", progress=lambda *a: progress.append(a))
+    assert list(tmp_path.iterdir()) == []
+    assert [label for _, _, label in progress] == [
+        "finalized",
+        "model.safetensors",
+        "masks.safetensors",
+    ]
+
+
+def test_an_os_error_is_l105_and_an_existing_folder_survives(tmp_path, monkeypatch):
+    _, _, result = run_job()
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("old")
+
+    def failing(data, path):
+        raise OSError(28, "No space left on device", path)
+
+    monkeypatch.setattr("dsl_compress.export._write_json", failing)
+    with pytest.raises(CompressionError) as caught:
+        write_outputs(result, out, overwrite=True)
+    assert caught.value.codes == ["L105"]
+    assert "No space left on device" in str(caught.value)
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]
+    assert [p.name for p in out.iterdir()] == ["keep.txt"]
+
+
+def test_a_non_empty_folder_is_refused_untouched_before_finalizing(tmp_path):
+    model, _, result = run_job()
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("old")
+    with pytest.raises(CompressionError) as caught:
+        write_outputs(result, out)
+    assert caught.value.codes == ["L105"]
+    assert "not empty" in str(caught.value)
+    assert [p.name for p in out.iterdir()] == ["keep.txt"]
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]
+    result.compression.restore()  # still attached: the refusal came before finalize()
+
+
+def test_overwrite_replaces_the_folder_as_a_whole(tmp_path):
+    _, _, result = run_job()
+    out = tmp_path / "out"
+    (out / "sub").mkdir(parents=True)
+    (out / "keep.txt").write_text("old")
+    write_outputs(result, out, overwrite=True)
+    assert sorted(p.name for p in out.iterdir()) == sorted(OUTPUT_FILES)
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]
+
+
+def test_an_empty_folder_and_missing_parents_are_fine(tmp_path):
+    _, _, result = run_job()
+    (tmp_path / "empty").mkdir()
+    write_outputs(result, tmp_path / "empty")
+    _, _, result = run_job()
+    write_outputs(result, tmp_path / "a" / "b")
+    assert sorted(p.name for p in (tmp_path / "a" / "b").iterdir()) == sorted(OUTPUT_FILES)
+
+
+def test_a_file_in_the_way_is_refused(tmp_path):
+    _, _, result = run_job()
+    (tmp_path / "out").write_text("x")
+    with pytest.raises(CompressionError) as caught:
+        write_outputs(result, tmp_path / "out", overwrite=True)
+    assert caught.value.codes == ["L105"]
+    assert (tmp_path / "out").read_text() == "x"
+
+
+def test_write_progress_counts_every_step(tmp_path):
+    _, _, result = run_job()
+    calls = []
+    write_outputs(result, tmp_path / "out", progress=lambda *a: calls.append(a))
+    assert calls == [(1, 6, "finalized")] + [(i + 2, 6, n) for i, n in enumerate(OUTPUT_FILES)]
+
+
+def test_tied_weights_are_written_under_both_keys(tmp_path):
+    model = torch.nn.Sequential(torch.nn.Embedding(6, 4), torch.nn.Linear(4, 6, bias=False))
+    model[1].weight = model[0].weight
+    plan = dsl_compress.parse("prune 0.weight sparse_ratio=0.5\n", "t.rules").compile(model).plan
+    result = apply_plan_job(model, plan)
+    write_outputs(result, tmp_path / "out")
+    state = safetensors.torch.load_file(tmp_path / "out" / "model.safetensors")
+    assert torch.equal(state["0.weight"], state["1.weight"])
+    assert (state["0.weight"] == 0).float().mean().item() == pytest.approx(0.5)
+
+
+# ----- dry run, summary, NNI input ---------------------------------------------------------------
+
+
+def test_dry_run_reports_and_leaves_the_model_bit_identical():
+    model, batch = example_model("resnet")
+    saved = state_copy(model)
+    steps = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CompressionWarning)
+        result = apply_plan_job(
+            model,
+            compile_plan(model),
+            calib=[batch],
+            dry_run=True,
+            progress=lambda *a: steps.append(a),
+        )
+    assert_same_state(model, saved)
+    assert not any("parametrizations" in k for k in model.state_dict())
+    assert result.dry_run and result.rows == run_job()[2].rows
+    total = len(result.plan.entries)
+    assert steps[0][:2] == (0, total) and steps[-1][:2] == (total, total)
+    with pytest.raises(CompressionError) as caught:
+        write_outputs(result, "never-written")
+    assert caught.value.codes == ["X803"]
+
+
+def test_summary_rows_per_rule():
+    _, _, result = run_job()
+    rows = {row.rule: row for row in summary_rows(result)}
+    assert list(rows) == [f"r.rules:{n}:1" for n in (1, 2, 3, 4, 5)]
+    assert rows["r.rules:1:1"].mode is Mode.PRUNE
+    assert rows["r.rules:1:1"].tensors == 5  # conv1 and layer2's four (layer1 is line 2's)
+    assert rows["r.rules:2:1"].sparsity == pytest.approx(0.25)
+    assert rows["r.rules:4:1"].bits == ("int8",) and rows["r.rules:4:1"].sparsity is None
+    assert rows["r.rules:5:1"].bits == ("int4",)
+    assert summary_rows(result.compression) == list(result.rows)
+
+
+def test_summary_table_is_aligned():
+    _, _, result = run_job()
+    table = summary_table(result)
+    lines = table.splitlines()
+    assert lines[0].split() == ["rule", "mode", "tensors", "sparsity", "bits"]
+    assert re.match(r"r\.rules:2:1\s+prune\s+4\s+25\.0%\s+-$", lines[3])
+    assert lines[-1].split()[0] == "total"
+    assert len({len(line) for line in lines if line.startswith("-")}) == 1
+
+
+def test_engine_errors_are_located_at_the_rule():
+    model, _ = example_model("resnet")
+    plan = compile_plan(model, "quantize Linear._input_ quant_dtype=int8\n")
+    with pytest.raises(CompressionError) as caught:
+        apply_plan_job(model, plan)
+    assert caught.value.codes == ["Q602"]
+    assert "r.rules:1:1" in str(caught.value)
+
+
+NNI_PRUNE = [
+    {"op_types": ["Conv2d"], "sparse_ratio": 0.5, "granularity": "out_channel"},
+    {"op_names": ["fc"], "sparse_ratio": 0.8},
+]
+
+
+def test_nni_config_list_file_as_input(tmp_path):
+    path = tmp_path / "config_list.json"
+    path.write_text(json.dumps(NNI_PRUNE))
+    model = resnet()
+    plan = plan_from_config_list(model, path, "prune", "l2")
+    assert {e.metric for e in plan.entries} == {"l2"}
+    assert plan.find("fc", "weight", Mode.PRUNE).origin == "config_list[1]"
+    result = apply_plan_job(model, plan)
+    rows = {row.rule: row for row in result.rows}
+    assert rows["config_list[1]"].sparsity == pytest.approx(0.8)
+    again = plan_from_config_list(resnet(), NNI_PRUNE, Mode.PRUNE, "l2")
+    assert meaning(again) == meaning(plan)
+
+
+@pytest.mark.parametrize(
+    "content, mode, metric, code",
+    [
+        ("[{]", "prune", None, "C101"),
+        (json.dumps(NNI_PRUNE), None, None, "X803"),
+        (json.dumps(NNI_PRUNE), "prun", None, "X803"),
+        (json.dumps(NNI_PRUNE), "prune", "l3", "P510"),
+        (json.dumps([{"op_types": ["Conv2d"], "sparse_ration": 0.5}]), "prune", None, "C102"),
+    ],
+)
+def test_bad_nni_input_is_one_clear_error(tmp_path, content, mode, metric, code):
+    path = tmp_path / "c.json"
+    path.write_text(content)
+    with pytest.raises(CompressionError) as caught:
+        plan_from_config_list(resnet(), path, mode, metric)
+    assert caught.value.codes == [code]
+
+
+def test_missing_nni_file_names_the_path(tmp_path):
+    with pytest.raises(CompressionError, match="missing.json"):
+        plan_from_config_list(resnet(), tmp_path / "missing.json", "prune")
+
+
+def test_a_failing_swap_puts_the_old_folder_back(tmp_path, monkeypatch):
+    _, _, result = run_job()
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("old")
+    real = os.rename
+
+    def failing(src, dst):
+        if str(dst) == str(out) and ".tmp" in str(src) and not str(src).endswith(".old"):
+            raise OSError(13, "Permission denied", str(dst))
+        return real(src, dst)
+
+    monkeypatch.setattr("dsl_compress.export.os.rename", failing)
+    with pytest.raises(CompressionError) as caught:
+        write_outputs(result, out, overwrite=True)
+    assert caught.value.codes == ["L105"]
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]
+    assert [p.name for p in out.iterdir()] == ["keep.txt"]
+
+
+def test_overwriting_a_symlinked_folder_replaces_the_link_only(tmp_path):
+    _, _, result = run_job()
+    real = tmp_path / "real"
+    real.mkdir()
+    (real / "keep.txt").write_text("old")
+    (tmp_path / "out").symlink_to(real, target_is_directory=True)
+    write_outputs(result, tmp_path / "out", overwrite=True)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(OUTPUT_FILES)
+    assert [p.name for p in real.iterdir()] == ["keep.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "real"]

@@ -16,11 +16,24 @@ import torch
 from dsl_compress.api import run_plan
 from dsl_compress.cli_args import build_parser
 from dsl_compress.diagnostics import CompressionError
+from dsl_compress.explain import explain, render_explanations
+from dsl_compress.export import apply_plan_job, plan_from_config_list, write_outputs
+from dsl_compress.formatter import format_rules
+from dsl_compress.lint import lint
+from dsl_compress.loading import load_calib, load_model, load_weights
+from dsl_compress.manifest import (
+    build_manifest,
+    load_manifest,
+    model_from_manifest,
+    save_manifest,
+)
 from dsl_compress.modes import Mode
 from dsl_compress.models import example_model
 from dsl_compress.plan import Plan
 from dsl_compress.report import summary_table
+from dsl_compress.report_formats import explain_code, render
 from dsl_compress.resolve import build_plan
+from dsl_compress.ruleset import load, read_rules
 
 # The bundled example: prune the convs channel-wise, align each BN (weight and bias) to its
 # conv through a chain, and quantize the head with int8 weights and activations.
@@ -98,9 +111,6 @@ def _example(args) -> ExitStatus:
 
 
 def _fmt(args) -> ExitStatus:
-    from dsl_compress.formatter import format_rules
-    from dsl_compress.ruleset import read_rules
-
     changed = []
     for name in args.rules:
         path = Path(name)
@@ -125,15 +135,11 @@ def _fmt(args) -> ExitStatus:
 
 
 def _missing(name: str) -> str:
-    from dsl_compress.ruleset import load
-
     load(name)  # raises the located "no rules file" diagnostic
     raise AssertionError("unreachable")
 
 
 def _compile(args) -> ExitStatus:
-    from dsl_compress.ruleset import load
-
     model = _model(args) if args.model else None
     if args.format == "plan" and model is None:
         print("compile --format plan needs --model SPEC", file=sys.stderr)
@@ -157,13 +163,8 @@ def _emit(text: str, output: str | None) -> None:
 
 def _explain(args) -> ExitStatus:
     if _CODE.match(args.subject):
-        from dsl_compress.report_formats import explain_code
-
         print(explain_code(args.subject))
         return ExitStatus.OK
-    from dsl_compress.explain import explain, render_explanations
-    from dsl_compress.ruleset import load
-
     if not args.model:
         print("explain RULES needs --model SPEC (explain CODE needs none)", file=sys.stderr)
         return ExitStatus.ERROR
@@ -172,15 +173,78 @@ def _explain(args) -> ExitStatus:
 
 
 def _model(args) -> torch.nn.Module:
-    from dsl_compress.loading import load_model, load_weights
-
     model = load_model(args.model)
     if getattr(args, "weights", None):
         load_weights(model, args.weights)
     return model
 
 
+def _lint(args) -> ExitStatus:
+    model = _model(args) if args.model else None
+    if args.manifest:
+        model = model_from_manifest(load_manifest(args.manifest))
+    result = lint(args.rules, model)
+    text = render(result, args.format)
+    if text:
+        sys.stdout.write(paint(text) if args.format == "full" else text)
+        if not text.endswith("\n"):
+            sys.stdout.write("\n")
+    return ExitStatus(result.exit_status(args.fail_on))
+
+
+def _manifest(args) -> ExitStatus:
+    model = _model(args)
+    example = load_calib(args.example_input)[0] if args.example_input else None
+    save_manifest(build_manifest(model, example), args.output)
+    return ExitStatus.OK
+
+
+def _apply(args) -> ExitStatus:
+    if not args.dry_run and not args.out:
+        print("apply needs --out DIR (or --dry-run)", file=sys.stderr)
+        return ExitStatus.ERROR
+    model = _model(args)
+    calib = load_calib(args.calib) if args.calib else None
+    if args.rules.endswith(".json"):
+        plan = plan_from_config_list(model, args.rules, args.mode, args.metric)
+    else:
+        compiled = load(args.rules).compile(model)
+        _report_warnings(compiled.diagnostics)
+        plan = compiled.plan
+    result = apply_plan_job(model, plan, calib=calib, dry_run=args.dry_run, progress=_bar())
+    print(summary_table(result))
+    if not args.dry_run:
+        written = write_outputs(result, args.out, overwrite=args.overwrite)
+        print(f"wrote {len(written)} files to {args.out}", file=sys.stderr)
+    return ExitStatus.OK
+
+
+def _report_warnings(diagnostics) -> None:
+    for diag in diagnostics:
+        if diag.severity.value == "warning":
+            print(paint(diag.render()), file=sys.stderr)
+
+
+def _bar() -> Callable | None:
+    """A progress bar on a terminal (stderr); nothing when output is redirected."""
+    if not sys.stderr.isatty():
+        return None
+
+    def draw(done: int, total: int, label: str) -> None:
+        width = 30
+        filled = width * done // max(total, 1)
+        sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} {label:<24}")
+        if done >= total:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
+
+    return draw
+
+
 COMMANDS: dict[str, Callable] = {
+    "apply": _apply,
+    "lint": _lint,
+    "manifest": _manifest,
     "example": _example,
     "fmt": _fmt,
     "compile": _compile,

@@ -91,8 +91,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(handler(args))
     except CompressionError as exc:
-        print(paint(str(exc)), file=sys.stderr)
+        for diag in exc.diagnostics:
+            print(paint(_one_line(diag) if diag.span is None else diag.render()), file=sys.stderr)
         return ExitStatus.ERROR
+
+
+def _one_line(diag) -> str:
+    """A failure with no source position (a file, a spec) is one line: what, where, the fix."""
+    hint = f" ({diag.hint})" if diag.hint else ""
+    return f"{diag.location}: {diag.severity.value}[{diag.code}] {diag.message}{hint}"
 
 
 def paint(text: str) -> str:

@@ -8,6 +8,7 @@ import json
 import os
 import re
 import sys
+import warnings
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -15,9 +16,14 @@ import torch
 
 from dsl_compress.api import run_plan
 from dsl_compress.cli_args import build_parser
-from dsl_compress.diagnostics import CompressionError
+from dsl_compress.diagnostics import CompressionError, CompressionWarning
 from dsl_compress.explain import explain, render_explanations
-from dsl_compress.export import apply_plan_job, plan_from_config_list, write_outputs
+from dsl_compress.export import (
+    apply_plan_job,
+    check_destination,
+    plan_from_config_list,
+    write_outputs,
+)
 from dsl_compress.formatter import format_rules
 from dsl_compress.lint import lint
 from dsl_compress.loading import load_calib, load_model, load_weights
@@ -59,7 +65,6 @@ EXAMPLE_QUANTIZE = [
         "target_names": ["weight", "_input_", "_output_"],
     }
 ]
-_CODE = re.compile(r"[A-Z]\d{3}$")
 
 
 class ExitStatus(enum.IntEnum):
@@ -89,7 +94,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handler: Callable = COMMANDS[args.command]
     try:
-        return int(handler(args))
+        with warnings.catch_warnings():
+            # The command prints diagnostics itself; Python's warning text would repeat them.
+            warnings.simplefilter("ignore", CompressionWarning)
+            return int(handler(args))
     except CompressionError as exc:
         for diag in exc.diagnostics:
             print(paint(_one_line(diag) if diag.span is None else diag.render()), file=sys.stderr)
@@ -99,12 +107,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _one_line(diag) -> str:
     """A failure with no source position (a file, a spec) is one line: what, where, the fix."""
     hint = f" ({diag.hint})" if diag.hint else ""
-    return f"{diag.location}: {diag.severity.value}[{diag.code}] {diag.message}{hint}"
+    where = f"{diag.subject}: " if diag.subject else ""
+    return f"{where}{diag.severity.value}[{diag.code}] {diag.message}{hint}"
 
 
-def paint(text: str) -> str:
-    """Colour severities on a terminal, unless NO_COLOR is set."""
-    if "NO_COLOR" in os.environ or not sys.stderr.isatty():
+def paint(text: str, stream=None) -> str:
+    """Colour severities when ``stream`` (stderr by default) is a terminal and NO_COLOR is unset."""
+    stream = stream or sys.stderr
+    if os.environ.get("NO_COLOR") or not stream.isatty():
         return text
     colours = {"error": "31", "warning": "33", "info": "36"}
     return re.sub(
@@ -118,11 +128,15 @@ def _example(args) -> ExitStatus:
 
 
 def _fmt(args) -> ExitStatus:
-    changed = []
+    changed, broken = [], False
     for name in args.rules:
-        path = Path(name)
-        before = read_rules(path) if path.is_file() else _missing(name)
-        after = format_rules(before, name)
+        try:
+            before, after = _formatted(name)
+        except CompressionError as exc:
+            broken = True
+            for diag in exc.diagnostics:
+                print(paint(diag.render() if diag.span else _one_line(diag)), file=sys.stderr)
+            continue
         if after == before:
             continue
         changed.append(name)
@@ -132,13 +146,18 @@ def _fmt(args) -> ExitStatus:
             )
             sys.stdout.write("".join(diff))
         elif not args.check:
-            path.write_text(after, encoding="utf-8")
-    verb = "would reformat" if (args.check or args.diff) else "reformatted"
-    for name in changed:
+            Path(name).write_text(after, encoding="utf-8")
+        verb = "would reformat" if (args.check or args.diff) else "reformatted"
         print(f"{verb} {name}", file=sys.stderr)
-    if (args.check or args.diff) and changed:
-        return ExitStatus.FINDINGS
-    return ExitStatus.OK
+    if broken:
+        return ExitStatus.ERROR
+    return ExitStatus.FINDINGS if (args.check or args.diff) and changed else ExitStatus.OK
+
+
+def _formatted(name: str) -> tuple[str, str]:
+    path = Path(name)
+    before = read_rules(path) if path.is_file() else _missing(name)
+    return before, format_rules(before, name)
 
 
 def _missing(name: str) -> str:
@@ -169,8 +188,8 @@ def _emit(text: str, output: str | None) -> None:
 
 
 def _explain(args) -> ExitStatus:
-    if _CODE.match(args.subject):
-        print(explain_code(args.subject))
+    if not Path(args.subject).exists() and not args.subject.endswith(".rules"):
+        print(explain_code(args.subject))  # a code (W305, w305) or a code's name
         return ExitStatus.OK
     if not args.model:
         print("explain RULES needs --model SPEC (explain CODE needs none)", file=sys.stderr)
@@ -193,7 +212,7 @@ def _lint(args) -> ExitStatus:
     result = lint(args.rules, model)
     text = render(result, args.format)
     if text:
-        sys.stdout.write(paint(text) if args.format == "full" else text)
+        sys.stdout.write(paint(text, sys.stdout) if args.format == "full" else text)
         if not text.endswith("\n"):
             sys.stdout.write("\n")
     return ExitStatus(result.exit_status(args.fail_on))
@@ -210,6 +229,8 @@ def _apply(args) -> ExitStatus:
     if not args.dry_run and not args.out:
         print("apply needs --out DIR (or --dry-run)", file=sys.stderr)
         return ExitStatus.ERROR
+    if args.out:
+        check_destination(Path(args.out), args.overwrite)
     model = _model(args)
     calib = load_calib(args.calib) if args.calib else None
     if args.rules.endswith(".json"):

@@ -175,7 +175,7 @@ def write_outputs(
         fail("X803", "a dry run has no weights to write", subject=str(out))
     # Absolute but not resolved: '.' gets a real parent, a symlinked folder stays a link.
     target = Path(os.path.abspath(out))
-    _check_destination(target, overwrite)
+    check_destination(target, overwrite)
     staging = _make_staging(target)
     try:
         written = _write_files(result, staging, progress)
@@ -189,7 +189,8 @@ def write_outputs(
     return [out / path.name for path in written]
 
 
-def _check_destination(out: Path, overwrite: bool) -> None:
+def check_destination(out: Path, overwrite: bool) -> None:
+    """Refuse an output path that cannot be (re)placed, before any work is done."""
     if not out.name:
         fail("L105", f"output folder '{out}' cannot be replaced", subject=str(out))
     if out.exists() and not out.is_dir():

@@ -84,7 +84,8 @@ def _activation_stats(model, modules, entries: Sequence[PlanEntry], calib) -> di
             "Q602",
             f"{len(entries)} input/output target(s) need calibration batches, e.g. {entries[0].subject}",
             subject=entries[0].subject,
-            hint="pass calib=[batch, ...] (a batch is a tensor, a tuple of inputs or a dict)",
+            hint="give calibration batches: calib=[batch, ...] in Python, --calib on the command "
+            "line (a batch is a tensor, a tuple of inputs or a dict)",
         )
     observers = {e.key: MinMaxObserver(e.kernel, e.subject) for e in entries}
     taps = [(modules[e.module], e.target, _observing(observers[e.key])) for e in entries]

@@ -12,7 +12,7 @@ from dsl_compress.engine import Compression, check_not_compressed
 from dsl_compress.granularity import TargetKind
 from dsl_compress.modes import Mode
 from dsl_compress.plan import Plan
-from dsl_compress.pruner import LossFn, check_metric, compute_masks
+from dsl_compress.pruner import LossFn, Progress, check_metric, compute_masks
 from dsl_compress.quantizer import compute_quant_params
 from dsl_compress.resolve import build_plan
 from dsl_compress.ruleset import RuleSet, locate_in_rules
@@ -107,14 +107,20 @@ def run_plan(
     seed: int = 0,
     teacher: torch.nn.Module | None = None,
     fused: bool = False,
+    progress: Progress | None = None,
 ) -> Compression:
-    """Compute everything a plan asks for, then install it; any error leaves the model untouched."""
+    """Compute everything a plan asks for, then install it; any error leaves the model untouched.
+
+    ``progress(done, total, label)`` is called as each pruning metric is computed.
+    """
     _check_module(model, "model")
     calib = _batches(calib)
     keys = [e.key for e in plan.entries if e.kind is TargetKind.PARAMETER]
     check_not_compressed(model, keys)
     raise_errors(shared_tensor_errors(model, keys))
-    masks = compute_masks(model, plan.of_mode(Mode.PRUNE), calib=calib, loss_fn=loss_fn, seed=seed)
+    masks = compute_masks(
+        model, plan.of_mode(Mode.PRUNE), calib=calib, loss_fn=loss_fn, seed=seed, progress=progress
+    )
     quant = _quant_params(model, plan, masks, calib)
     distill_entries = plan.of_mode(Mode.DISTILL)
     distill = None

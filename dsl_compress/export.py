@@ -66,12 +66,12 @@ def apply_plan_job(
     """Run ``plan`` on ``model``; with ``dry_run`` report what it would reach and restore the model.
 
     Engine errors about a tensor are located at the rule that configured it.
-    ``progress(done, total, label)`` counts plan entries.
+    ``progress(done, total, label)`` counts plan entries, then pruning metrics as computed.
     """
     total = len(plan.entries)
     _tick(progress, 0, total, "computing masks and scales")
     try:
-        compression = run_plan(model, plan, calib=calib, teacher=teacher)
+        compression = run_plan(model, plan, calib=calib, teacher=teacher, progress=progress)
     except CompressionError as exc:
         raise CompressionError(locate_in_rules(exc.diagnostics, plan)) from None
     try:

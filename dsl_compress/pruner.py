@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from typing import Any, Callable, Iterable, Sequence
 
@@ -15,6 +16,7 @@ from dsl_compress.sparsity import MaskRequest, generate_masks
 from dsl_compress.taps import run_batches, run_with_taps
 
 LossFn = Callable[[torch.nn.Module, Any], torch.Tensor]
+Progress = Callable[[int, int, str], None]
 Key = tuple[str, str]
 
 
@@ -40,6 +42,7 @@ def compute_masks(
     calib: Iterable[Any] | None = None,
     loss_fn: LossFn | None = None,
     seed: int = 0,
+    progress: Progress | None = None,
 ) -> dict[Key, torch.Tensor]:
     """Bool masks (True = kept) for every pruning entry; raises before anything is modified."""
     modules = dict(model.named_modules())
@@ -49,7 +52,23 @@ def compute_masks(
     shapes = _activation_shapes(model, modules, entries, calib)
     generator = torch.Generator().manual_seed(seed)
     requests = [_request(modules, e, scores, shapes, generator) for e in entries]
-    return generate_masks(requests)
+    return generate_masks(_counted(requests, progress) if progress else requests)
+
+
+def _counted(requests: list[MaskRequest], progress: Progress) -> list[MaskRequest]:
+    """Requests whose metric reports progress(done, total, 'module.target') when computed."""
+    active = [r for r in requests if callable(r.metric)]
+    done = iter(range(1, len(active) + 1))
+
+    def ticking(request: MaskRequest):
+        def metric() -> torch.Tensor:
+            value = request.metric()
+            progress(next(done), len(active), request.name)
+            return value
+
+        return dataclasses.replace(request, metric=metric)
+
+    return [ticking(r) if callable(r.metric) else r for r in requests]
 
 
 def _request(modules, entry: PlanEntry, scores, shapes, generator) -> MaskRequest:

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from conftest import FC2_WEIGHT, assert_same_state, state_copy
-from dsl_compress import CompressionError, prune
+from dsl_compress import CompressionError, build_plan, prune, run_plan
 
 
 def kept_rows(mask: torch.Tensor) -> list[bool]:
@@ -421,3 +421,11 @@ def test_masks_are_copies(two_linear):
     before = two_linear(x)
     compression.masks()["fc1"]["weight"].zero_()
     assert torch.equal(two_linear(x), before)
+
+
+def test_progress_is_reported_per_pruned_tensor():
+    model = nn.Sequential(*[nn.Linear(8, 8) for _ in range(3)])
+    seen = []
+    plan = build_plan(model, [{"op_types": ["Linear"], "sparse_ratio": 0.5}], "prune")
+    run_plan(model, plan, progress=lambda done, total, label: seen.append((done, total, label)))
+    assert seen == [(1, 3, "0.weight"), (2, 3, "1.weight"), (3, 3, "2.weight")]

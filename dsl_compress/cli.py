@@ -32,6 +32,7 @@ from dsl_compress.manifest import (
     load_manifest,
     model_from_manifest,
     save_manifest,
+    write_text_atomically,
 )
 from dsl_compress.modes import Mode
 from dsl_compress.models import example_model
@@ -98,6 +99,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             # The command prints diagnostics itself; Python's warning text would repeat them.
             warnings.simplefilter("ignore", CompressionWarning)
             return int(handler(args))
+    except KeyboardInterrupt:
+        print("interrupted; nothing was written", file=sys.stderr)
+        return 130
     except CompressionError as exc:
         for diag in exc.diagnostics:
             print(paint(_one_line(diag) if diag.span is None else diag.render()), file=sys.stderr)
@@ -171,6 +175,7 @@ def _compile(args) -> ExitStatus:
         print("compile --format plan needs --model SPEC", file=sys.stderr)
         return ExitStatus.ERROR
     compiled = load(args.rules).compile(model)
+    _report_warnings(compiled.diagnostics)
     payload = {
         "config-list": compiled.config_list,
         "registry": compiled.registry,
@@ -182,7 +187,7 @@ def _compile(args) -> ExitStatus:
 
 def _emit(text: str, output: str | None) -> None:
     if output:
-        Path(output).write_text(text, encoding="utf-8")
+        write_text_atomically(Path(output), text)
     else:
         sys.stdout.write(text)
 
@@ -248,9 +253,10 @@ def _apply(args) -> ExitStatus:
 
 
 def _report_warnings(diagnostics) -> None:
+    """Warnings and notes of a compile, on stderr (stdout may carry JSON)."""
     for diag in diagnostics:
-        if diag.severity.value == "warning":
-            print(paint(diag.render()), file=sys.stderr)
+        if diag.severity.value != "error":
+            print(paint(diag.render() if diag.span else _one_line(diag)), file=sys.stderr)
 
 
 def _bar() -> Callable | None:

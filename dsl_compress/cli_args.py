@@ -66,7 +66,12 @@ def _manifest(commands) -> None:
     cmd = commands.add_parser("manifest", help="write a model's module names, types and shapes")
     _model_options(cmd, required=True)
     cmd.add_argument("-o", "--output", required=True, metavar="FILE")
-    cmd.add_argument("--example-input", metavar="FILE|SPEC", help="record input/output shapes")
+    cmd.add_argument(
+        "--example-input",
+        metavar="FILE|SPEC",
+        help="record input/output shapes on the first batch of this calibration data "
+        "(a tensor file whose first dim is the list of batches, or module:callable)",
+    )
 
 
 def _explain(commands) -> None:

@@ -191,8 +191,14 @@ def write_outputs(
 
 def check_destination(out: Path, overwrite: bool) -> None:
     """Refuse an output path that cannot be (re)placed, before any work is done."""
-    if not out.name:
-        fail("L105", f"output folder '{out}' cannot be replaced", subject=str(out))
+    whole = out.resolve()
+    if not out.name or whole == Path.cwd() or whole in Path.cwd().parents:
+        fail(
+            "L105",
+            f"output folder '{out}' holds the working folder; it cannot be replaced",
+            subject=str(out),
+            hint="write to a new folder",
+        )
     if out.exists() and not out.is_dir():
         fail("L105", f"output path '{out}' exists and is not a folder", subject=str(out))
     if out.is_dir() and any(out.iterdir()) and not overwrite:
@@ -207,7 +213,11 @@ def check_destination(out: Path, overwrite: bool) -> None:
 def _make_staging(out: Path) -> Path:
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        return Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+        umask = os.umask(0)
+        os.umask(umask)
+        staging.chmod(0o777 & ~umask)  # mkdtemp makes it private; the results are not
+        return staging
     except OSError as exc:
         raise _output_error(out, exc) from None
 
@@ -264,7 +274,7 @@ def _write_files(result: ApplyResult, folder: Path, progress: Progress | None) -
 
 def _save_quant(quant: Mapping[str, Mapping[str, Mapping[str, Any]]], path: str) -> None:
     tensors, metadata = quant_tensors(quant)
-    save_file(tensors, path, metadata)
+    save_file(tensors, path, metadata or None)  # an empty metadata dict writes a bad header
 
 
 def flat_masks(masks: Mapping[str, Mapping[str, torch.Tensor]]) -> dict[str, torch.Tensor]:

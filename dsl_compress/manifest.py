@@ -48,7 +48,7 @@ def save_manifest(manifest: dict, path: str | Path) -> None:
         f'{{"format": {json.dumps(manifest["format"])}, "version": {manifest["version"]}, '
         f'"modules": [\n{lines}\n]}}\n'
     )
-    _write_atomically(Path(path), text)
+    write_text_atomically(Path(path), text)
 
 
 def load_manifest(path: str | Path) -> dict:
@@ -92,7 +92,7 @@ def model_from_manifest(manifest: dict) -> torch.nn.Module:
     return built[""]
 
 
-def _write_atomically(path: Path, text: str) -> None:
+def write_text_atomically(path: Path, text: str) -> None:
     """Write a temporary file beside ``path``, then rename it over ``path``."""
     temp = None
     try:

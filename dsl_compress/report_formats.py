@@ -148,6 +148,17 @@ def artifact_uri(file: str) -> str:
     return quote(path.as_posix())
 
 
+def _relative(file: str) -> str:
+    """A path relative to the working folder when inside it (GitHub wants repository paths)."""
+    path = Path(file)
+    if path.is_absolute():
+        try:
+            return path.relative_to(Path.cwd()).as_posix()
+        except ValueError:
+            return file
+    return path.as_posix()
+
+
 def _github(result: LintResult) -> str:
     return "\n".join(_workflow_command(d) for d in result.diagnostics)
 
@@ -155,7 +166,7 @@ def _github(result: LintResult) -> str:
 def _workflow_command(diag: Diagnostic) -> str:
     """`::error file=F,line=L,...,title=CODE::message`, escaped as GitHub's toolkit does."""
     where = position(diag)
-    props = [("file", where["file"] or "")]
+    props = [("file", _relative(where["file"] or ""))]
     if diag.span is not None:
         props += [("line", where["line"]), ("endLine", where["end_line"])]
         if where["line"] == where["end_line"]:  # GitHub reads columns on one-line spans only

@@ -8,6 +8,7 @@ from typing import Any, Callable
 import torch
 from torch.utils.hooks import RemovableHandle
 
+from dsl_compress.diagnostics import CompressionError, fail
 from dsl_compress.settings import INPUT_PREFIX, OUTPUT_PREFIX
 
 TapFn = Callable[[torch.Tensor], "torch.Tensor | None"]
@@ -101,12 +102,28 @@ def run_batches(model: torch.nn.Module, batches, step: Callable[[Any], Any] | No
     count = 0
     try:
         for batch in batches:
-            (step or (lambda b: call_model(model, b)))(batch)
+            _guarded(step or (lambda b: call_model(model, b)), batch, count)
             count += 1
     finally:
         for module, flag in flags.items():
             module.training = flag
     return count
+
+
+def _guarded(step: Callable[[Any], Any], batch: Any, index: int) -> None:
+    """A model that rejects a batch is a clear error, not a traceback from inside the model."""
+    try:
+        step(batch)
+    except CompressionError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the user's model raised
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        fail(
+            "L103",
+            f"running the model on calibration batch {index} raised {type(exc).__name__}: {message}",
+            subject=f"calibration batch {index}",
+            hint="a batch is a tensor, a tuple of positional inputs or a dict of keyword inputs",
+        )
 
 
 def run_with_taps(

@@ -474,3 +474,54 @@ def test_apply_warning_is_printed_once_without_python_warning_noise(tmp_path):
     assert done.returncode == 0, done.stderr
     assert done.stderr.count("warning[W301]") == 1
     assert "CompressionWarning" not in done.stderr and "export.py" not in done.stderr
+
+
+def test_out_that_holds_the_working_folder_is_refused(capsys, tmp_path, monkeypatch):
+    work = tmp_path / "a" / "b"
+    work.mkdir(parents=True)
+    (tmp_path / "a" / "keep.txt").write_text("keep")
+    monkeypatch.chdir(work)
+    code = main(
+        [
+            "apply",
+            str(CHANNELS),
+            "--model",
+            "dsl_compress.models:resnet",
+            "--out",
+            "..",
+            "--overwrite",
+        ]
+    )
+    assert code == 2 and (tmp_path / "a" / "keep.txt").read_text() == "keep"
+    assert "holds the working folder" in capsys.readouterr().err
+
+
+def test_prune_only_apply_writes_a_readable_quant_file(capsys, tmp_path):
+    out = tmp_path / "out"
+    code = main(
+        ["apply", str(CHANNELS), "--model", "dsl_compress.models:resnet", "--out", str(out)]
+    )
+    assert code == 0
+    assert load_file(str(out / "quant.safetensors")) == {}
+    assert oct((out).stat().st_mode & 0o777) != oct(0o700)
+
+
+def test_calibration_batches_the_model_rejects_are_one_clear_error(capsys, tmp_path):
+    bad = tmp_path / "bad.pt"
+    torch.save(torch.randn(2, 1, 2, 3, 4, 5), bad)
+    rules = RULES_DIR / "transformer_int8.rules"
+    code = main(
+        [
+            "apply",
+            str(rules),
+            "--model",
+            "dsl_compress.models:transformer",
+            "--calib",
+            str(bad),
+            "--out",
+            str(tmp_path / "o"),
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code == 2 and "L103" in err and "calibration batch 0" in err and "Traceback" not in err
+    assert not (tmp_path / "o").exists()

@@ -237,7 +237,10 @@ EXAMPLES: dict[str, tuple[str | None, str]] = {
         "prune conv*.weight sparse_ratio=0.5\nprune {conv1,conv2}.weight sparse_ratio=0.3",
     ),
     "W303": ("resnet", "prune conv*.weight sparse_ratio=0.5\nprune conv1.weight sparse_ratio=0.3"),
-    "W304": (None, "prune Conv2d.weight sparse_ratio=0.5\nexclude Conv2d in layer1.**"),
+    "W304": (
+        "cnn",
+        "prune conv1.weight sparse_ratio=0.5 metric=l2\nprune conv2.weight sparse_ratio=0.5",
+    ),
     "W305": ("cnn", "prune conv1.weight sparse_ratio=0.1 granularity=out_channel"),
     "E213": (
         "cnn",

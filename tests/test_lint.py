@@ -78,9 +78,8 @@ def test_clean_file_exits_0(workdir):
 
 
 def test_info_never_fails(workdir):
-    result = lint_text(
-        workdir, "prune Conv2d.weight sparse_ratio=0.5\nexclude Conv2d in layer1.**\n"
-    )
+    text = "prune conv1.weight sparse_ratio=0.5 metric=l2\nprune conv2.weight sparse_ratio=0.5\n"
+    result = lint_text(workdir, text, cnn())
     assert codes(result) == ["W304"]
     assert result.diagnostics[0].severity is Severity.INFO
     assert result.exit_status("error") == 0 and result.exit_status("warning") == 0
@@ -236,6 +235,11 @@ def test_w305_uses_the_block_grid_of_a_list_granularity(workdir):
         workdir, "prune conv2.weight sparse_ratio=0.25 granularity=[4,-1,-1,-1]\n", cnn()
     )
     assert ok.diagnostics == ()
+
+
+def test_lint_without_a_model_is_quiet_about_nni_export(workdir):
+    text = "prune Conv2d.weight sparse_ratio=0.5\nexclude Conv2d in layer1.**\n"
+    assert codes(lint_text(workdir, text)) == []
 
 
 def test_w305_not_for_group_members_or_min_ratio_that_prunes(workdir):

@@ -58,6 +58,7 @@ def _lint(commands) -> None:
     target.add_argument(
         "--manifest", metavar="FILE", help="a manifest from `dsl-compress manifest`"
     )
+    cmd.add_argument("--weights", metavar="FILE", help="state dict for --model")
     cmd.add_argument("--format", choices=FORMATS, default="full")
     cmd.add_argument("--fail-on", choices=("error", "warning"), default="error")
 
@@ -79,14 +80,14 @@ def _explain(commands) -> None:
         "explain", help="why each tensor gets its settings, or what a diagnostic code means"
     )
     cmd.add_argument("subject", metavar="RULES|CODE")
-    cmd.add_argument("--model", metavar="SPEC", help=MODEL_HELP)
+    _model_options(cmd, required=False)
     cmd.add_argument("--target", metavar="NAME-PATTERN", help="only tensors matching this glob")
 
 
 def _compile(commands) -> None:
     cmd = commands.add_parser("compile", help="print the NNI config_list, registry or plan")
     cmd.add_argument("rules", metavar="RULES")
-    cmd.add_argument("--model", metavar="SPEC", help=MODEL_HELP)
+    _model_options(cmd, required=False)
     cmd.add_argument("--format", choices=("config-list", "registry", "plan"), default="config-list")
     cmd.add_argument("-o", "--output", metavar="FILE")
 

@@ -506,3 +506,17 @@ def test_lint_redirected_to_a_file_has_no_colour_in_a_process(tmp_path):
     assert done.returncode == 0
     assert ANSI not in done.stdout
     assert "warning[W301]" in done.stdout
+
+
+def test_weights_option_is_shared_by_lint_explain_and_compile(capsys, tmp_path):
+    from safetensors.torch import save_file
+
+    from dsl_compress.models import resnet
+
+    weights = tmp_path / "w.safetensors"
+    save_file({k: v.contiguous() for k, v in resnet().state_dict().items()}, str(weights))
+    for command in (["lint", CHANNELS], ["explain", CHANNELS], ["compile", CHANNELS]):
+        result = run(capsys, *command, "--model", RESNET, "--weights", str(weights))
+        assert result.code == 0, (command, result.err)
+    bad = run(capsys, "compile", CHANNELS, "--model", RESNET, "--weights", str(tmp_path / "no.pt"))
+    assert bad.code == 2 and "L102" in bad.err

@@ -520,3 +520,13 @@ def test_weights_option_is_shared_by_lint_explain_and_compile(capsys, tmp_path):
         assert result.code == 0, (command, result.err)
     bad = run(capsys, "compile", CHANNELS, "--model", RESNET, "--weights", str(tmp_path / "no.pt"))
     assert bad.code == 2 and "L102" in bad.err
+
+
+def test_pre_commit_hooks_run_clean_on_the_bundled_rules(capsys):
+    hooks = (Path(__file__).resolve().parents[1] / ".pre-commit-hooks.yaml").read_text()
+    entries = re.findall(r"^\s+entry: dsl-compress (.+)$", hooks, re.MULTILINE)
+    assert len(entries) == 2
+    files = sorted(str(p) for p in RULES_DIR.glob("*.rules"))
+    for entry in entries:
+        result = run(capsys, *entry.split(), *files)
+        assert result.code == 0, (entry, result.out, result.err)

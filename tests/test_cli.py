@@ -12,11 +12,11 @@ import re
 import subprocess
 import sys
 from pathlib import Path
-from typing import NamedTuple
 
 import pytest
 
 import dsl_compress
+from cli_runner import Run, run
 from dsl_compress.cli import main
 from dsl_compress.codes import CODES
 
@@ -39,18 +39,6 @@ FORMATTED = (
 )
 BROKEN = "prune conv1.weight sparse_ratio 0.5\n"
 WARNINGS = "prune layer1.0.conv9.weight sparse_ratio=0.5\n"
-
-
-class Run(NamedTuple):
-    code: int
-    out: str
-    err: str
-
-
-def run(capsys, *argv) -> Run:
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return Run(int(code), out, err)
 
 
 def exit_of(capsys, *argv) -> tuple[int, str, str]:

@@ -10,13 +10,13 @@ import re
 import subprocess
 import sys
 from pathlib import Path
-from typing import NamedTuple
 
 import pytest
 import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
+from cli_runner import run
 from dsl_compress.cli import main
 from dsl_compress.export import OUTPUT_FILES
 from dsl_compress.models import cnn, resnet
@@ -34,18 +34,6 @@ QUANT_RULES = (
     "quantize fc._input_ quant_dtype=uint8 quant_scheme=affine\n"
 )
 TRACEBACK = "Traceback (most recent call last)"
-
-
-class Run(NamedTuple):
-    code: int
-    out: str
-    err: str
-
-
-def run(capsys, *argv) -> Run:
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return Run(int(code), out, err)
 
 
 def run_process(cwd: Path, *argv) -> subprocess.CompletedProcess:

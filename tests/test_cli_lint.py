@@ -8,11 +8,11 @@ import re
 import subprocess
 import sys
 from pathlib import Path
-from typing import NamedTuple
 
 import pytest
 import torch
 
+from cli_runner import Run, run
 from dsl_compress.cli import main
 from dsl_compress.models import resnet
 
@@ -49,18 +49,6 @@ GITHUB_LINE = re.compile(
     r"title=[A-Z]\d{3}::\S.*$"
 )
 CONCISE_LINE = re.compile(r"^[^:\s]+:\d+:\d+: (error|warning|info)\[[A-Z]\d{3}\] \S.*$")
-
-
-class Run(NamedTuple):
-    code: int
-    out: str
-    err: str
-
-
-def run(capsys, *argv) -> Run:
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return Run(int(code), out, err)
 
 
 def usage_error(capsys, *argv) -> str:

@@ -1,0 +1,19 @@
+"""Running the dsl-compress command in-process for tests: exit code, stdout, stderr."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from dsl_compress.cli import main
+
+
+class Run(NamedTuple):
+    code: int
+    out: str
+    err: str
+
+
+def run(capsys, *argv) -> Run:
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return Run(int(code), out, err)

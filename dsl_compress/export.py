@@ -66,10 +66,8 @@ def apply_plan_job(
     """Run ``plan`` on ``model``; with ``dry_run`` report what it would reach and restore the model.
 
     Engine errors about a tensor are located at the rule that configured it.
-    ``progress(done, total, label)`` counts plan entries, then pruning metrics as computed.
+    ``progress(done, total, label)`` counts the pruning metrics as they are computed.
     """
-    total = len(plan.entries)
-    _tick(progress, 0, total, "computing masks and scales")
     try:
         compression = run_plan(model, plan, calib=calib, teacher=teacher, progress=progress)
     except CompressionError as exc:
@@ -79,7 +77,6 @@ def apply_plan_job(
     finally:
         if dry_run:
             compression.restore()
-    _tick(progress, total, total, "restored (dry run)" if dry_run else "compressed")
     return ApplyResult(compression, plan, rows, dry_run)
 
 

@@ -112,21 +112,19 @@ def test_activation_scales_come_from_running_min_max_over_batches():
     assert params["scale"].item() == pytest.approx(5 / 254)
 
 
+def weight_prune_and_int8_plan(model, prune_extra: dict) -> Plan:
+    """Half the weight rows pruned and the weight quantized int8, in one plan."""
+    prune = {"op_types": ["Linear"], "sparse_ratio": 0.5, "target_names": ["weight"]}
+    quant = {"op_types": ["Linear"], "quant_dtype": "int8", "target_names": ["weight"]}
+    return Plan(
+        build_plan(model, [{**prune, **prune_extra}], Mode.PRUNE).entries
+        + build_plan(model, [quant], Mode.QUANTIZE).entries
+    )
+
+
 def test_quantize_then_mask_on_the_same_weight():
     model = linear()
-    plan = Plan(
-        build_plan(
-            model,
-            [{"op_types": ["Linear"], "sparse_ratio": 0.5, "target_names": ["weight"]}],
-            Mode.PRUNE,
-        ).entries
-        + build_plan(
-            model,
-            [{"op_types": ["Linear"], "quant_dtype": "int8", "target_names": ["weight"]}],
-            Mode.QUANTIZE,
-        ).entries
-    )
-    compression = run_plan(model, plan)
+    compression = run_plan(model, weight_prune_and_int8_plan(model, {}))
     p = compression.quant_params()["0"]["weight"]
     mask = compression.masks()["0"]["weight"]
     expected = nni_fake_quant(torch.tensor(WEIGHT), p["scale"], p["zero_point"], -127, 127) * mask
@@ -289,26 +287,7 @@ def test_activations_are_calibrated_through_the_masks_of_the_same_plan():
 
 def test_quantize_then_mask_order_is_visible_with_the_add_method():
     model = linear(bias=False)
-    plan = Plan(
-        build_plan(
-            model,
-            [
-                {
-                    "op_types": ["Linear"],
-                    "sparse_ratio": 0.5,
-                    "apply_method": "add",
-                    "target_names": ["weight"],
-                }
-            ],
-            Mode.PRUNE,
-        ).entries
-        + build_plan(
-            model,
-            [{"op_types": ["Linear"], "quant_dtype": "int8", "target_names": ["weight"]}],
-            Mode.QUANTIZE,
-        ).entries
-    )
-    compression = run_plan(model, plan)
+    compression = run_plan(model, weight_prune_and_int8_plan(model, {"apply_method": "add"}))
     p = compression.quant_params()["0"]["weight"]
     mask = compression.masks()["0"]["weight"]
     quantized = nni_fake_quant(torch.tensor(WEIGHT), p["scale"], p["zero_point"], -127, 127)

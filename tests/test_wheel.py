@@ -48,7 +48,9 @@ def test_wheel_ships_the_grammar_and_parses_when_installed(tmp_path):
     venv = tmp_path / "venv"
     run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], tmp_path)
     python = venv / "bin" / "python"
-    run([str(python), "-m", "pip", "install", "--no-deps", str(wheel)], tmp_path)
+    # --ignore-installed: a copy already in the base site-packages (CI installs one) must not stop
+    # pip from installing the wheel into the venv.
+    run([str(python), "-m", "pip", "install", "--no-deps", "--ignore-installed", str(wheel)], tmp_path)
 
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()

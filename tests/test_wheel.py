@@ -50,7 +50,10 @@ def test_wheel_ships_the_grammar_and_parses_when_installed(tmp_path):
     python = venv / "bin" / "python"
     # --ignore-installed: a copy already in the base site-packages (CI installs one) must not stop
     # pip from installing the wheel into the venv.
-    run([str(python), "-m", "pip", "install", "--no-deps", "--ignore-installed", str(wheel)], tmp_path)
+    run(
+        [str(python), "-m", "pip", "install", "--no-deps", "--ignore-installed", str(wheel)],
+        tmp_path,
+    )
 
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()

@@ -9,10 +9,12 @@ from typing import Any, Sequence
 import torch
 from torch.nn.utils import parametrize
 
+from dsl_compress.contributions import Contribution, ContributionTable, Key
 from dsl_compress.diagnostics import CompressionError, Diagnostic, Severity, Span, span_of_origin
 from dsl_compress.modes import Mode
 from dsl_compress.plan import Plan, PlanEntry
 from dsl_compress.resolve import check_entry
+from dsl_compress.targets import check_input
 from dsl_compress.selection import ModelIndex
 from dsl_compress.granularity import TargetKind
 from dsl_compress.selectors import Match, expand_targets, render_partner
@@ -31,20 +33,6 @@ from dsl_compress.rule_checks import (
 from dsl_compress.values import nni_key
 
 DEFAULT_METRIC = "l1"
-Key = tuple[Mode, str, str]
-
-
-@dataclass(frozen=True)
-class Contribution:
-    """What one statement says about one tensor."""
-
-    rule: Rule
-    values: dict[str, Value]
-    explicit: bool
-
-    @property
-    def rank(self) -> tuple[tuple[int, int], int]:
-        return (self.rule.selector.specificity, self.rule.index)
 
 
 def resolve_rules(
@@ -61,35 +49,289 @@ def resolve_rules(
     index = ModelIndex.of(model)
     diags: list[Diagnostic] = []
     excluded = _excluded(index, excludes, diags)
-    contributions: dict[Key, list[Contribution]] = defaultdict(list)
+    removed = {mode: excluded.get(None, set()) | excluded.get(mode, set()) for mode in Mode}
+    resolver = _Resolver(index, registry, removed)
     for rule in rules:
-        rule, matches = _matches(index, rule, excluded, diags)
-        made = sum(_contribute(index, rule, m, registry, contributions, diags) for m in matches)
+        if _type_wide(rule):
+            resolver.add_type_wide(rule, diags)
+            continue
+        rule, matches = _matches(index, rule, removed[rule.mode], diags)
+        made = resolver.contribute_all(rule, matches, diags)
         if matches and not made and rule.selector.exact_name is None:
             diags.append(no_target(rule, len(matches)))
+    found_per_key = resolver.table.items()
     if record is not None:
-        record.update(contributions)
+        record.update({key: [*shared, *own] for key, shared, own in found_per_key})
     state = _Outcome()
-    entries = [_entry(index, key, found, registry, state) for key, found in contributions.items()]
+    check_diags: list[Diagnostic] = []
+    checked, spans = [], {}
+    for key, shared, own in found_per_key:
+        entry, spans[key[1:]] = resolver.entry(key, shared, own, state, check_diags)
+        if entry is not None:
+            checked.append(entry)
     diags.extend(state.conflicts.values())
     diags.extend(state.unregistered.values())
-    matched = {c.rule.index for found in contributions.values() for c in found}
-    diags.extend(dead_rules(rules, matched, state.won))
-    checked = [e for e in (_checked(index, entry, diags) for entry in entries) if e is not None]
-    diags.extend(align_cycles(checked, {e.key: e_span for e, e_span in entries}))
+    diags.extend(dead_rules(rules, state.matched, state.won))
+    diags.extend(check_diags)
+    diags.extend(align_cycles(checked, spans))
     errors = [d for d in diags if d.severity is Severity.ERROR]
     if errors:
         raise CompressionError(errors)
     return Plan(tuple(checked), tuple(diags))
 
 
+_PER_MODULE = object()
+
+
+def _parameters_everywhere(index: ModelIndex) -> set[tuple[str, str]]:
+    """(type name, parameter name) pairs that every module of the type has, set and plain."""
+    seen: dict[str, set[str]] = {}
+    for name, module in index.modules.items():
+        present = {k for k, v in module._parameters.items() if v is not None}
+        if "parametrizations" in module._modules:
+            present = set()  # parametrized: ask torch for each target
+        type_name = index.type_names[name]
+        seen[type_name] = seen[type_name] & present if type_name in seen else present
+    return {(type_name, p) for type_name, params in seen.items() for p in params}
+
+
+def _type_wide(rule: Rule) -> bool:
+    """A statement that reaches every module of its type, whatever the module's name."""
+    return (
+        rule.selector.type_wide and not rule.excepts and not rule.is_align and rule.fallback is None
+    )
+
+
 @dataclass
 class _Outcome:
-    """What resolution learns on the way: conflicts found, statements that won some key."""
+    """What resolution learns on the way: conflicts found, statements that matched or won some
+    key, and the settled settings per distinct list of contributions."""
 
     conflicts: dict = field(default_factory=dict)
     won: set[int] = field(default_factory=set)
+    matched: set[int] = field(default_factory=set)
     unregistered: dict = field(default_factory=dict)
+    settled: dict = field(default_factory=dict)
+
+
+class _Resolver:
+    """Matches statements to tensors and settles each tensor's keys (once per distinct list)."""
+
+    def __init__(self, index: ModelIndex, registry: Registry, removed: dict) -> None:
+        self.index, self.registry, self.removed = index, registry, removed
+        self.table = ContributionTable(self._has_parameter, self._everywhere_of)
+        self._typed: dict[str, list[str]] = {}
+        self._kept: dict[tuple[Mode, str], list[str]] = {}
+        self._templates: dict[tuple[Mode, str], list[str] | None] = {}
+        self._bases: dict[tuple[Mode, str, str], dict] = {}
+        self._everywhere = _parameters_everywhere(index)
+        self._known: dict[tuple[str, str, Mode | None], object] = {}
+
+    def add_type_wide(self, rule: Rule, diags: list) -> None:
+        """`prune Conv2d.weight ...`: one entry in the type's group, not one per module."""
+        type_name, mode = rule.selector.type_name, rule.mode
+        found = self._of_type(type_name)
+        kept = self._kept_of_type(mode, type_name)
+        if not found:
+            diags.append(nothing_matched(self.index, rule.selector, rule.span, "statement"))
+            return
+        if not kept:
+            diags.append(all_excluded(rule, len(found)))
+            return
+        explicit = rule.selector.targets is not None
+        targets = rule.selector.targets if explicit else self._template_of(mode, type_name)
+        if explicit:
+            targets = [t for t in targets if any(self.has_target(m, t, mode) for m in kept)]
+        if not targets:
+            diags.append(no_target(rule, len(kept)))
+            return
+        c = self.table.contribution(rule, dict(rule.values), explicit)
+        self.table.add_type_wide((mode, type_name), kept, c, targets, explicit)
+
+    def contribute_all(self, rule: Rule, matches: list[Match], diags: list) -> int:
+        """Contribute the rule to every match; returns how many tensors it reached."""
+        if rule.is_align or rule.selector.exact_name is not None:
+            return sum(self.contribute(rule, m, diags) for m in matches)
+        targets, mode = rule.selector.targets, rule.mode
+        c = self.table.contribution(rule, rule.values, targets is not None)
+        type_names, add, made = self.index.type_names, self.table.add, 0
+        for match in matches:
+            name = match.module
+            if targets is None:
+                chosen = self._template_of(mode, type_names[name])
+            else:
+                chosen = [t for t in targets if self.has_target(name, t, mode)]
+            for target in chosen:
+                add((mode, name, target), c)
+            made += len(chosen)
+        return made
+
+    def contribute(self, rule: Rule, match: Match, diags: list) -> int:
+        """Add the rule's values for each target of the module; returns how many it added.
+
+        A pattern or type skips modules that lack the target (or a template); only an exact
+        module name makes that an error, as a name pattern like `**.weight` also meets
+        containers.
+        """
+        index, values, tag = self.index, rule.values, ()
+        if rule.is_align:
+            values = dict(values)
+            partner = render_partner(rule.partner, match.captures)
+            if partner is None or partner not in index.modules:
+                diags.append(missing_partner(index, rule, match.module, partner))
+                return 0
+            dims = values.pop("dims", Value([0], rule.span)).value
+            align = {"module_name": partner, "target_name": rule.partner_targets[0], "dims": dims}
+            values["align"] = Value(align, rule.span)
+            tag = (partner,)
+        targets = rule.selector.targets
+        explicit = targets is not None
+        strict = rule.selector.exact_name is not None
+        if strict:
+            targets = targets or _template_targets(index, rule, match.module, self.registry, diags)
+        elif not explicit:
+            targets = self._template_of(rule.mode, index.type_names[match.module])
+        else:
+            targets = [t for t in targets if self.has_target(match.module, t, rule.mode)]
+        c = self.table.contribution(rule, values, explicit, *tag)
+        for target in targets:
+            self.table.add((rule.mode, match.module, target), c)
+        return len(targets)
+
+    def has_target(self, name: str, target: str, mode: Mode) -> bool:
+        """Whether a pattern's target can exist on this module: a parameter it has, or an
+        input/output of a type with a template of this kind."""
+        if name == "" and TargetKind.of(target) is not TargetKind.PARAMETER:
+            return False
+        return self._has(name, target, mode)
+
+    def _has_parameter(self, name: str, target: str) -> bool:
+        """For a type-wide statement: whether this module has the parameter target (inputs and
+        outputs were checked for the whole type)."""
+        return self._has(name, target, None)
+
+    def _everywhere_of(self, type_name: str, target: str) -> bool:
+        return self._type_has(type_name, target, None) is True
+
+    def _has(self, name: str, target: str, mode: Mode | None) -> bool:
+        type_name = self.index.type_names[name]
+        known = self._known.get((type_name, target, mode))
+        if known is None:
+            known = self._known[(type_name, target, mode)] = self._type_has(type_name, target, mode)
+        if known is not _PER_MODULE:
+            return known
+        module = self.index.modules[name]
+        return target in module._parameters or parametrize.is_parametrized(module, target)
+
+    def _type_has(self, type_name: str, target: str, mode: Mode | None):
+        """True or False for every module of the type, or _PER_MODULE: ask each module."""
+        if TargetKind.of(target) is not TargetKind.PARAMETER:
+            return mode is None or type_name in self.registry[mode]
+        return True if (type_name, target) in self._everywhere else _PER_MODULE
+
+    def entry(self, key: Key, shared: tuple, own: list, state: _Outcome, diags: list):
+        """The tensor's checked plan entry (None when a check drops it) and the span of its
+        most specific statement. Settled and checked once per distinct list of contributions;
+        other tensors with that list only check their own module."""
+        mode, module, target = key
+        type_name = self.index.type_names[module]
+        signature = (mode, type_name, target, id(shared), *map(id, own))
+        settled = state.settled.get(signature)
+        if settled is None:
+            found = [*shared, *own]
+            base = self._base(mode, module, target)
+            setting, origins, metric, top = _settle(
+                key, type_name, found, base, self.registry, state
+            )
+            entry = PlanEntry(
+                module, target, mode, type_name, setting, str(top.span), origins, metric
+            )
+            before = len(diags)
+            checked = _checked(self.index, (entry, top.span), diags)
+            clean = checked is not None and len(diags) == before
+            state.settled[signature] = (entry, top.span, checked if clean else None)
+            return checked, top.span
+        first, span, template = settled
+        if template is None or not self._plain_target(module, target):
+            entry = PlanEntry(
+                module, target, mode, type_name, first.setting, first.origin,
+                first.key_origins, first.metric,
+            )  # fmt: skip
+            return _checked(self.index, (entry, span), diags), span
+        entry = PlanEntry(
+            module, target, mode, type_name, dict(template.setting), template.origin,
+            dict(template.key_origins), template.metric,
+        )  # fmt: skip
+        return entry, span
+
+    def _plain_target(self, name: str, target: str) -> bool:
+        """Whether the module-specific checks of check_entry pass without a word: a parameter
+        that is set and not parametrized, an input its forward() takes, or an output."""
+        module = self.index.modules[name]
+        kind = TargetKind.of(target)
+        if kind is TargetKind.PARAMETER:
+            present = module._parameters.get(target) is not None
+            return present and "parametrizations" not in module._modules
+        if kind is TargetKind.INPUT:
+            return _takes_input(module, target)
+        return True
+
+    def _of_type(self, type_name: str) -> list[str]:
+        """The type's modules, once each (canonical names), in model order."""
+        if type_name not in self._typed:
+            canonical = self.index.canonical
+            names = self.index.by_type.get(type_name, [])
+            self._typed[type_name] = list(dict.fromkeys(canonical[n] for n in names))
+        return self._typed[type_name]
+
+    def _kept_of_type(self, mode: Mode, type_name: str) -> list[str]:
+        if (mode, type_name) not in self._kept:
+            removed = self.removed[mode]
+            kept = [n for n in self._of_type(type_name) if n not in removed]
+            self._kept[(mode, type_name)] = kept
+        return self._kept[(mode, type_name)]
+
+    def _template_of(self, mode: Mode, type_name: str) -> list[str]:
+        """The template's targets for a type-wide statement ([] when the type has none)."""
+        if (mode, type_name) not in self._templates:
+            name = self._of_type(type_name)[0]
+            self._templates[(mode, type_name)] = _template_targets(
+                self.index, None, name, self.registry, [], mode
+            )
+        return self._templates[(mode, type_name)]
+
+    def _base(self, mode: Mode, module: str, target: str) -> dict:
+        """The template's setting for the target (per type, so computed once per type)."""
+        key = (mode, self.index.type_names[module], target)
+        if key not in self._bases:
+            try:
+                config = {"target_names": [target]}
+                self._bases[key] = self.registry[mode].get(self.index.modules[module], config)[
+                    target
+                ]
+            except CompressionError:
+                self._bases[key] = {}
+        return self._bases[key]
+
+
+def _takes_input(module: torch.nn.Module, target: str) -> bool:
+    """Whether check_input accepts the input target without a diagnostic (per forward method)."""
+    function = getattr(module.forward, "__func__", None)
+    if function is None:
+        return _input_accepted(module, target)
+    key = (function, target)
+    if key not in _INPUTS_TAKEN:
+        _INPUTS_TAKEN[key] = _input_accepted(module, target)
+    return _INPUTS_TAKEN[key]
+
+
+_INPUTS_TAKEN: dict[tuple, bool] = {}
+
+
+def _input_accepted(module: torch.nn.Module, target: str) -> bool:
+    found: list[Diagnostic] = []
+    check_input(module, PlanEntry("", target, Mode.QUANTIZE, "", {}, "", {}), found)
+    return not found
 
 
 def _checked(index: ModelIndex, entry_span: tuple[PlanEntry, Span], diags: list):
@@ -117,10 +359,9 @@ def _excluded(index: ModelIndex, excludes: Sequence[ExcludeRule], diags: list) -
     return out
 
 
-def _matches(index: ModelIndex, rule: Rule, excluded: dict, diags: list) -> tuple[Rule, list]:
+def _matches(index: ModelIndex, rule: Rule, removed: set, diags: list) -> tuple[Rule, list]:
     """The rule as it applies (read with a parameter target if that is what matches) and its
-    matches after exclude and except."""
-    removed = excluded.get(None, set()) | excluded.get(rule.mode, set())
+    matches after exclude and except (``removed``: what exclude removes from the rule's kind)."""
     for selector in rule.excepts:
         names = {m.module for m in selector.matches(index)}
         if not names:
@@ -145,64 +386,26 @@ def _parameter_matches(index: ModelIndex, rule: Rule) -> list[Match]:
     return [m for m in rule.fallback.matches(index) if target in modules[m.module]._parameters]
 
 
-def _contribute(index, rule: Rule, match: Match, registry, contributions, diags) -> int:
-    """Add the rule's values for each target of the module; returns how many it added.
-
-    A pattern or type skips modules that lack the target (or a template); only an exact module
-    name makes that an error, as a name pattern like `**.weight` also meets containers.
-    """
-    values = dict(rule.values)
-    if rule.is_align:
-        partner = render_partner(rule.partner, match.captures)
-        if partner is None or partner not in index.modules:
-            diags.append(missing_partner(index, rule, match.module, partner))
-            return 0
-        dims = values.pop("dims", Value([0], rule.span)).value
-        align = {"module_name": partner, "target_name": rule.partner_targets[0], "dims": dims}
-        values["align"] = Value(align, rule.span)
-    targets = rule.selector.targets
-    explicit = targets is not None
-    strict = rule.selector.exact_name is not None
-    if not explicit:
-        targets = _template_targets(index, rule, match.module, registry, diags if strict else [])
-    elif not strict:
-        targets = [t for t in targets if _has_target(index, rule.mode, match.module, t, registry)]
-    for target in targets:
-        contributions[(rule.mode, match.module, target)].append(
-            Contribution(rule, values, explicit)
-        )
-    return len(targets)
-
-
-def _has_target(index: ModelIndex, mode: Mode, name: str, target: str, registry) -> bool:
-    """Whether a pattern's target can exist on this module: a parameter it has, or an
-    input/output of a type with a template of this kind."""
-    module = index.modules[name]
-    if TargetKind.of(target) is TargetKind.PARAMETER:
-        return target in module._parameters or parametrize.is_parametrized(module, target)
-    return name != "" and index.type_names[name] in registry[mode]
-
-
-def _template_targets(index, rule: Rule, module: str, registry, diags) -> list[str]:
+def _template_targets(index, rule, module: str, registry, diags, mode=None) -> list[str]:
+    mode = rule.mode if rule is not None else mode
     try:
-        template = registry[rule.mode].template(index.modules[module])
+        template = registry[mode].template(index.modules[module])
     except CompressionError:
-        diags.append(unregistered(rule.mode, index.type_names[module], rule.span))
+        if rule is not None:
+            diags.append(unregistered(mode, index.type_names[module], rule.span))
         return []
     return list(expand_targets(tuple(template)))
 
 
-def _entry(index, key: Key, found: list[Contribution], registry, state) -> tuple[PlanEntry, Span]:
+def _settle(key: Key, type_name: str, found: list[Contribution], base: dict, registry, state):
+    """Each key's winning value among ``found`` over the template's ``base``: the setting, where
+    each key came from, the metric and the most specific statement."""
     mode, module, target = key
-    type_name = index.type_names[module]
+    top = max(found, key=lambda c: c.rank).rule
+    state.matched.update(c.rule.index for c in found)
     if type_name not in registry[mode]:
-        top = max(found, key=lambda c: c.rank).rule
         state.unregistered.setdefault((mode, type_name), unregistered(mode, type_name, top.span))
-    try:
-        base = registry[mode].get(index.modules[module], {"target_names": [target]})[target]
-    except CompressionError:
-        base = {}
-    setting, origins = dict(base), {k: f"template {index.type_names[module]}" for k in base}
+    setting, origins = dict(base), {k: f"template {type_name}" for k in base}
     extra: dict[str, Any] = {}
     ranks: dict[str, tuple] = {}
     for name in sorted({k for c in found for k in c.values}):
@@ -221,12 +424,8 @@ def _entry(index, key: Key, found: list[Contribution], registry, state) -> tuple
         origins[nni_key(name)] = str(value.span)
         ranks[name] = winner.rank
     _one_goal(setting, origins, ranks)
-    top = max(found, key=lambda c: c.rank)
     metric = extra.get("metric", DEFAULT_METRIC) if mode is Mode.PRUNE else None
-    entry = PlanEntry(
-        module, target, mode, index.type_names[module], setting, str(top.rule.span), origins, metric
-    )
-    return entry, top.rule.span
+    return setting, origins, metric, top
 
 
 def _extra(name: str) -> bool:

@@ -94,8 +94,12 @@ class Plan:
         return [_entry_config(e) for e in self.of_mode(Mode(mode))]
 
 
+def _copied(value: Any) -> Any:
+    return value if isinstance(value, (str, int, float)) else copy.deepcopy(value)
+
+
 def _entry_config(entry: PlanEntry) -> dict[str, Any]:
-    setting = {k: copy.deepcopy(v) for k, v in entry.setting.items() if v is not None}
+    setting = {k: _copied(v) for k, v in entry.setting.items() if v is not None}
     if "granularity" in entry.setting and entry.setting["granularity"] is None:
         setting["granularity"] = copy.deepcopy(_NONE_GRANULARITY[entry.mode])
     config: dict[str, Any] = {

@@ -130,11 +130,12 @@ def check_entry(
 ) -> PlanEntry | None:
     module = index.modules[entry.module]
     subject = entry.subject
-    if entry.kind is TargetKind.PARAMETER and not check_parameter(module, entry, diags):
+    kind = entry.kind
+    if kind is TargetKind.PARAMETER and not check_parameter(module, entry, diags):
         return None
-    if entry.kind is TargetKind.INPUT:
+    if kind is TargetKind.INPUT:
         check_input(module, entry, diags)
-    if entry.mode is Mode.DISTILL and entry.kind is TargetKind.PARAMETER:
+    if entry.mode is Mode.DISTILL and kind is TargetKind.PARAMETER:
         message = f"distillation compares outputs (or inputs), not the parameter '{entry.target}'"
         diags.append(error("R302", message, subject=entry.subject, hint="use _output_"))
         return None
@@ -176,9 +177,24 @@ def _resolve_granularity(setting: dict, entry: PlanEntry, metric: str | None, su
     if value == "default":
         value = _default_granularity(entry, metric)
         setting["granularity"] = value
-    check_kind(value, entry.kind, subject)
-    if metric != "fpgm" and _means_no_blocks(parse_granularity(value, subject), entry.mode):
+    if not _granularity_kept(value, entry.kind, entry.mode, metric, subject):
         setting["granularity"] = None
+
+
+# Checked granularities per (value, target kind, mode, metric): a large plan repeats a few.
+_CHECKED: dict[tuple, bool] = {}
+
+
+def _granularity_kept(value, kind: TargetKind, mode: Mode, metric: str | None, subject: str):
+    """Check the granularity for the target kind; False when it means no blocks at all."""
+    key = (repr(value), kind, mode, metric)
+    if key not in _CHECKED:
+        check_kind(value, kind, subject)  # raises for this subject: never cached
+        blocks = metric != "fpgm" and _means_no_blocks(parse_granularity(value, subject), mode)
+        if len(_CHECKED) > 4096:
+            _CHECKED.clear()
+        _CHECKED[key] = not blocks
+    return _CHECKED[key]
 
 
 def _means_no_blocks(kernel: BlockKernel | str | None, mode: Mode) -> bool:
@@ -200,7 +216,7 @@ def _default_granularity(entry: PlanEntry, metric: str | None) -> str | None:
 
 def _check_align(index: ModelIndex, setting: Mapping, subject: str, diags: list) -> None:
     align = setting.get("align")
-    if not isinstance(align, Mapping) or align.get("module_name") is None:
+    if align is None or not isinstance(align, Mapping) or align.get("module_name") is None:
         return
     name = align["module_name"]
     if name not in index.modules:

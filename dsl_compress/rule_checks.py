@@ -125,7 +125,7 @@ def align_cycles(entries: Iterable[PlanEntry], spans: Mapping[tuple, Span]) -> l
     source = {}
     for entry in entries:
         align = entry.setting.get("align")
-        if isinstance(align, Mapping):
+        if align is not None and isinstance(align, Mapping):
             source[entry.key] = (align.get("module_name") or entry.module, align.get("target_name"))
     diags, reported = [], set()
     for start in source:

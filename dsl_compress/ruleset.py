@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -47,10 +48,19 @@ class Compiled:
     """What a rule set means: registrations, an NNI config_list per kind and, with a model, a plan."""
 
     registry: dict[str, dict[str, dict]]
-    config_list: dict[str, list[dict]]
     plan: Plan | None
     diagnostics: tuple[Diagnostic, ...]
     registries: Registry = field(repr=False, compare=False)
+    # Without a model: the statements translated one by one (see nni_export).
+    model_free_config_list: dict[str, list[dict]] | None = field(default=None, repr=False)
+
+    @cached_property
+    def config_list(self) -> dict[str, list[dict]]:
+        """NNI config_list per kind: with a model, one config per tensor of the plan (built on
+        first use: a large model's list is large); without one, the model-free translation."""
+        if self.plan is None:
+            return self.model_free_config_list
+        return {m.value: self.plan.to_config_list(m) for m in Mode}
 
     @property
     def warnings(self) -> tuple[Diagnostic, ...]:
@@ -73,14 +83,14 @@ class RuleSet:
         diags = list(checked.diagnostics)
         rules, excludes, registries = checked.rules, checked.excludes, checked.registries
         plan = resolve_rules(model, rules, excludes, registries) if model is not None else None
+        model_free = None
         if plan is not None:
-            config_list = {m.value: plan.to_config_list(m) for m in Mode}
             diags.extend(plan.diagnostics)
             diags.extend(mixed_metrics(plan))
         else:
-            config_list = static_config_list(rules, excludes, diags)
+            model_free = static_config_list(rules, excludes, diags)
         diags.sort(key=source_order)
-        return Compiled(checked.registered, config_list, plan, tuple(diags), registries)
+        return Compiled(checked.registered, plan, tuple(diags), registries, model_free)
 
     def check(self, registry: Registry | None = None) -> "CheckedRules":
         """The model-independent stage: lets, registrations, selectors and values checked."""

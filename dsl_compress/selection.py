@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import bisect
 import re
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Mapping
 
 import torch
@@ -35,6 +37,36 @@ class ModelIndex:
     def of_types(self, types: list[str]) -> set[str]:
         wanted = set(types)
         return {n for n, t in self.type_names.items() if t in wanted}
+
+    @cached_property
+    def order(self) -> dict[str, int]:
+        """Each name's position in model order."""
+        return {name: i for i, name in enumerate(self.modules)}
+
+    @cached_property
+    def by_type(self) -> dict[str, list[str]]:
+        """Names per type name, in model order (aliases included)."""
+        out: dict[str, list[str]] = {}
+        for name, type_name in self.type_names.items():
+            out.setdefault(type_name, []).append(name)
+        return out
+
+    @cached_property
+    def _sorted(self) -> dict[str | None, list[str]]:
+        """Names in string order: all of them (key None) and per type name."""
+        out: dict[str | None, list[str]] = {None: sorted(self.modules)}
+        out.update((t, sorted(names)) for t, names in self.by_type.items())
+        return out
+
+    def with_prefix(self, prefix: str, type_name: str | None = None) -> list[str]:
+        """Names that start with ``prefix`` (of one type if given), in model order."""
+        if type_name is None and not prefix:
+            return list(self.modules)
+        names = self._sorted.get(type_name, [])
+        low = bisect.bisect_left(names, prefix)
+        # Every string with the prefix sorts before prefix + the highest code point.
+        high = bisect.bisect_left(names, prefix + "\U0010ffff", low)
+        return sorted(names[low:high], key=self.order.__getitem__)
 
 
 def select(

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from typing import Iterable
+from dataclasses import dataclass, replace
+from typing import Iterable, NamedTuple
 
 from dsl_compress.diagnostics import Diagnostic, error
 from dsl_compress.selection import ModelIndex
@@ -17,8 +17,7 @@ _TARGET_WORD = re.compile(r"(weight|bias|_input_\w*|_output_\w*)$")
 EXACT, PATTERN, TYPE = 3, 2, 1
 
 
-@dataclass(frozen=True)
-class Match:
+class Match(NamedTuple):
     """A module a selector matched, and what its wildcards captured (for align partners)."""
 
     module: str
@@ -36,29 +35,44 @@ class CompiledSelector:
     specificity: tuple[int, int]
     source: Selector
     exact_name: str | None = None
+    # Literal text every matching name starts with (of the name pattern, and of the `in` scope).
+    prefix: str = ""
+    scope_prefix: str = ""
+
+    @property
+    def type_wide(self) -> bool:
+        """Whether it selects every module of one type: no name pattern, no scope."""
+        return self.type_name is not None and self.scope_regex is None
 
     def matches(self, index: ModelIndex) -> list[Match]:
         """Matches in model order; aliases collapse onto the first name of each module."""
         if self.exact_name is not None:
             names: Iterable[str] = [self.exact_name] if self.exact_name in index.modules else []
-        elif self.type_name is not None:
-            names = (n for n, t in index.type_names.items() if t == self.type_name)
         else:
-            names = index.modules
+            names = self._candidates(index)
         found: dict[str, Match] = {}
+        canonical, scope, regex = index.canonical, self.scope_regex, self.name_regex
         for name in names:
-            match = self._match(name)
-            if match is not None and index.canonical[name] not in found:
-                found[index.canonical[name]] = Match(index.canonical[name], match)
+            if scope is not None and scope.fullmatch(name) is None:
+                continue
+            captures: tuple[str, ...] = ()
+            if regex is not None:
+                hit = regex.fullmatch(name)
+                if hit is None:
+                    continue
+                captures = tuple(g or "" for g in hit.groups())
+            first = canonical[name]
+            if first not in found:
+                found[first] = Match(first, captures)
         return list(found.values())
 
-    def _match(self, name: str) -> tuple[str, ...] | None:
-        if self.scope_regex is not None and not self.scope_regex.fullmatch(name):
-            return None
-        if self.name_regex is None:
-            return ()
-        hit = self.name_regex.fullmatch(name)
-        return None if hit is None else tuple(g or "" for g in hit.groups())
+    def _candidates(self, index: ModelIndex) -> Iterable[str]:
+        """Names that can match, in model order: those under the longest literal prefix (of
+        the selector's type, if it has one)."""
+        prefix = max(self.prefix, self.scope_prefix, key=len)
+        if self.type_name is not None and not prefix:
+            return index.by_type.get(self.type_name, [])
+        return index.with_prefix(prefix, self.type_name)
 
 
 def is_type_word(segment: Segment) -> bool:
@@ -90,26 +104,80 @@ def compile_selector(
     """A matcher for one selector, or the diagnostics that say why it cannot be one."""
     module_path, targets = split_target(selector.path, target_words, takes_target)
     try:
-        scope = _glob_regex(selector.scope.segments) if selector.scope else None
-        if selector.scope is not None and selector.scope.regex is not None:
-            scope = re.compile(selector.scope.regex)
+        scope = _path_regex(selector.scope) if selector.scope else None
     except re.error as exc:
         return None, [_bad_regex(exc)]
+    scoped = {"scope_prefix": _path_prefix(selector.scope) if selector.scope else ""}
     segments = module_path.segments
     if module_path.regex is not None:
         try:
             regex = re.compile(module_path.regex)
         except re.error as exc:
             return None, [_bad_regex(exc)]
-        return CompiledSelector(None, regex, scope, targets, (PATTERN, 0), selector), []
+        prefix = regex_prefix(module_path.regex)
+        selected = CompiledSelector(None, regex, scope, targets, (PATTERN, 0), selector)
+        return replace(selected, prefix=prefix, **scoped), []
     if len(segments) == 1 and is_type_word(segments[0]):
         level = (PATTERN, 1) if scope is not None else (TYPE, 1)
-        return CompiledSelector(segments[0].text, None, scope, targets, level, selector), []
+        selected = CompiledSelector(segments[0].text, None, scope, targets, level, selector)
+        return replace(selected, **scoped), []
     if _is_plain(segments):
         name = ".".join(s.text for s in segments)
         level = (EXACT, 0)
         return CompiledSelector(None, None, scope, targets, level, selector, exact_name=name), []
-    return CompiledSelector(None, _glob_regex(segments), scope, targets, (PATTERN, 0), selector), []
+    selected = CompiledSelector(None, _glob_regex(segments), scope, targets, (PATTERN, 0), selector)
+    return replace(selected, prefix=glob_prefix(segments), **scoped), []
+
+
+def _path_regex(path: Path) -> re.Pattern:
+    return re.compile(path.regex) if path.regex is not None else _glob_regex(path.segments)
+
+
+def _path_prefix(path: Path) -> str:
+    return regex_prefix(path.regex) if path.regex is not None else glob_prefix(path.segments)
+
+
+def glob_prefix(segments: tuple[Segment, ...]) -> str:
+    """The literal text every name a glob matches starts with ('' when it can start anyhow)."""
+    prefix = ""
+    for segment in segments:
+        if segment.text == "**":  # zero segments too: the dot before it is optional
+            return prefix[:-1]
+        if segment.braced:
+            return prefix
+        literal = re.split(r"[*{]", segment.text, maxsplit=1)[0]
+        if literal != segment.text:
+            return prefix + literal
+        prefix += segment.text + "."
+    return prefix[:-1]
+
+
+_REGEX_SYNTAX = frozenset(".^$*+?{}[]\\|()")
+
+
+def regex_prefix(pattern: str) -> str:
+    """Literal text every full match of ``pattern`` starts with; '' when unsure (alternation,
+    flags, a class or group first). Never longer than the truth: it only narrows candidates."""
+    if "|" in pattern:
+        return ""
+    out: list[str] = []
+    i = 0
+    while i < len(pattern):
+        char = pattern[i]
+        if char == "\\":
+            escaped = pattern[i + 1 : i + 2]
+            if not escaped or escaped.isalnum() or escaped == "_":
+                break
+            out.append(escaped)
+            i += 2
+            continue
+        if char in _REGEX_SYNTAX:
+            break
+        out.append(char)
+        i += 1
+    if i < len(pattern) and pattern[i] in "*?{" and out:
+        out.pop()  # a quantifier makes the last literal optional
+    return "".join(out)
 
 
 def _bad_regex(exc: re.error) -> Diagnostic:

@@ -29,6 +29,8 @@ def type_name_of(module: torch.nn.Module | type | str) -> str:
     if isinstance(module, type):
         return module.__name__
     if isinstance(module, torch.nn.Module):
+        if "parametrizations" not in module._modules:  # the common case, without torch's lookup
+            return type(module).__name__
         return parametrize.type_before_parametrizations(module).__name__
     fail(
         "X803",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 from typing import Any, Callable
 
@@ -27,10 +28,23 @@ def install_tap(module: torch.nn.Module, target: str, fn: TapFn) -> RemovableHan
 
 def forward_parameters(module: torch.nn.Module) -> list[inspect.Parameter]:
     """The forward() parameters NNI names inputs by (self excluded)."""
+    forward = module.forward
+    function = getattr(forward, "__func__", None)
+    if function is not None and getattr(forward, "__self__", None) is module:
+        return list(_method_parameters(function))
     try:
-        return list(inspect.signature(module.forward).parameters.values())
+        return list(inspect.signature(forward).parameters.values())
     except (TypeError, ValueError):
         return []
+
+
+@functools.lru_cache(maxsize=1024)
+def _method_parameters(function) -> tuple[inspect.Parameter, ...]:
+    """A forward method's parameters after self, once per function (a model has few classes)."""
+    try:
+        return tuple(inspect.signature(function).parameters.values())[1:]
+    except (TypeError, ValueError):
+        return ()
 
 
 def _input_locator(module: torch.nn.Module, suffix: str) -> tuple[int | None, str | None]:

@@ -17,7 +17,7 @@ Key = tuple[str, str]
 def check_parameter(module: torch.nn.Module, entry: PlanEntry, diags: list[Diagnostic]) -> bool:
     """True when ``entry.target`` is a Parameter of the module; otherwise say why, and skip it."""
     name = entry.target
-    if parametrize.is_parametrized(module, name):
+    if "parametrizations" in module._modules and parametrize.is_parametrized(module, name):
         diags.append(
             error(
                 "X801",

@@ -23,7 +23,7 @@ def static_config_list(
     out: dict[str, list[dict]] = {m.value: [] for m in Mode}
     exportable = []
     for exclude in excludes:
-        if exclude.selector.type_name is not None and exclude.selector.scope_regex is not None:
+        if exclude.selector.type_name is not None and exclude.selector.scope_pattern is not None:
             message = "NNI's exclude keys cannot say 'this type inside this scope'"
             diags.append(_needs_model(message, exclude.span))
         else:
@@ -98,8 +98,8 @@ def _needs_model(
 
 def _selection(selector: CompiledSelector) -> dict[str, list[str]]:
     """NNI selection keys; NNI's re.match is anchored at the start, `$` anchors the end."""
-    scope = selector.scope_regex
-    scoped = f"(?=(?:{scope.pattern})$)" if scope is not None else ""
+    scope = selector.scope_pattern
+    scoped = f"(?=(?:{scope})$)" if scope is not None else ""
     if selector.exact_name is not None:
         if scope is None:
             return {"op_names": [selector.exact_name]}
@@ -107,6 +107,6 @@ def _selection(selector: CompiledSelector) -> dict[str, list[str]]:
     if selector.type_name is not None:
         selection = {"op_types": [selector.type_name]}
         if scope is not None:
-            selection["op_names_re"] = [f"(?:{scope.pattern})$"]
+            selection["op_names_re"] = [f"(?:{scope})$"]
         return selection
-    return {"op_names_re": [f"{scoped}(?:{selector.name_regex.pattern})$"]}
+    return {"op_names_re": [f"{scoped}(?:{selector.name_pattern})$"]}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, replace
 from typing import Iterable, NamedTuple
@@ -29,8 +30,10 @@ class CompiledSelector:
     """A selector ready to match module names: the module part, the targets, the specificity."""
 
     type_name: str | None
-    name_regex: re.Pattern | None
-    scope_regex: re.Pattern | None
+    # Regular expressions as text, compiled on first match: a rule file checked without a
+    # model never pays for compiling thousands of them.
+    name_pattern: str | None
+    scope_pattern: str | None
     targets: tuple[str, ...] | None
     specificity: tuple[int, int]
     source: Selector
@@ -40,9 +43,17 @@ class CompiledSelector:
     scope_prefix: str = ""
 
     @property
+    def name_regex(self) -> re.Pattern | None:
+        return None if self.name_pattern is None else compiled_regex(self.name_pattern)
+
+    @property
+    def scope_regex(self) -> re.Pattern | None:
+        return None if self.scope_pattern is None else compiled_regex(self.scope_pattern)
+
+    @property
     def type_wide(self) -> bool:
         """Whether it selects every module of one type: no name pattern, no scope."""
-        return self.type_name is not None and self.scope_regex is None
+        return self.type_name is not None and self.scope_pattern is None
 
     def matches(self, index: ModelIndex) -> list[Match]:
         """Matches in model order; aliases collapse onto the first name of each module."""
@@ -103,19 +114,18 @@ def compile_selector(
 ) -> tuple[CompiledSelector | None, list[Diagnostic]]:
     """A matcher for one selector, or the diagnostics that say why it cannot be one."""
     module_path, targets = split_target(selector.path, target_words, takes_target)
-    try:
-        scope = _path_regex(selector.scope) if selector.scope else None
-    except re.error as exc:
-        return None, [_bad_regex(exc)]
+    scope = _path_pattern(selector.scope) if selector.scope else None
+    for written in (selector.scope.regex if selector.scope else None, module_path.regex):
+        if written is not None:
+            try:
+                compiled_regex(written)
+            except re.error as exc:
+                return None, [_bad_regex(exc)]
     scoped = {"scope_prefix": _path_prefix(selector.scope) if selector.scope else ""}
     segments = module_path.segments
     if module_path.regex is not None:
-        try:
-            regex = re.compile(module_path.regex)
-        except re.error as exc:
-            return None, [_bad_regex(exc)]
         prefix = regex_prefix(module_path.regex)
-        selected = CompiledSelector(None, regex, scope, targets, (PATTERN, 0), selector)
+        selected = CompiledSelector(None, module_path.regex, scope, targets, (PATTERN, 0), selector)
         return replace(selected, prefix=prefix, **scoped), []
     if len(segments) == 1 and is_type_word(segments[0]):
         level = (PATTERN, 1) if scope is not None else (TYPE, 1)
@@ -125,12 +135,19 @@ def compile_selector(
         name = ".".join(s.text for s in segments)
         level = (EXACT, 0)
         return CompiledSelector(None, None, scope, targets, level, selector, exact_name=name), []
-    selected = CompiledSelector(None, _glob_regex(segments), scope, targets, (PATTERN, 0), selector)
+    pattern = glob_pattern(segments)
+    selected = CompiledSelector(None, pattern, scope, targets, (PATTERN, 0), selector)
     return replace(selected, prefix=glob_prefix(segments), **scoped), []
 
 
-def _path_regex(path: Path) -> re.Pattern:
-    return re.compile(path.regex) if path.regex is not None else _glob_regex(path.segments)
+@functools.lru_cache(maxsize=65536)
+def compiled_regex(pattern: str) -> re.Pattern:
+    """One compiled regex per distinct pattern (re's own cache holds only 512)."""
+    return re.compile(pattern)
+
+
+def _path_pattern(path: Path) -> str:
+    return path.regex if path.regex is not None else glob_pattern(path.segments)
 
 
 def _path_prefix(path: Path) -> str:
@@ -188,7 +205,8 @@ def _is_plain(segments: tuple[Segment, ...]) -> bool:
     return all(not s.braced and not set("*{") & set(s.text) for s in segments)
 
 
-def _glob_regex(segments: tuple[Segment, ...]) -> re.Pattern:
+@functools.lru_cache(maxsize=65536)
+def glob_pattern(segments: tuple[Segment, ...]) -> str:
     """`*` within a segment, `**` zero or more whole segments, {a,b} alternatives; all captured."""
     parts: list[str] = []
     for i, segment in enumerate(segments):
@@ -201,7 +219,7 @@ def _glob_regex(segments: tuple[Segment, ...]) -> re.Pattern:
         if i and segments[i - 1].text == "**" and i - 1 == 0:
             dot = ""
         parts.append(dot + _segment_regex(segment))
-    return re.compile("".join(parts))
+    return "".join(parts)
 
 
 def _segment_regex(segment: Segment) -> str:

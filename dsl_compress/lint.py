@@ -19,6 +19,7 @@ from dsl_compress.diagnostics import (
     fail,
     span_of_origin,
 )
+from dsl_compress.gc_pause import without_gc
 from dsl_compress.modes import Mode
 from dsl_compress.plan import Plan, PlanEntry
 from dsl_compress.ruleset import RuleSet, load
@@ -55,6 +56,7 @@ class LintResult:
         return int(any(d.severity in FAIL_ON[fail_on] for d in self.diagnostics))
 
 
+@without_gc
 def lint(paths: Sequence[str], model: torch.nn.Module | None = None) -> LintResult:
     """Lint each rules file: syntax and meaning, and with ``model`` everything model-aware.
 

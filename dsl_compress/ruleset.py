@@ -16,6 +16,7 @@ from dsl_compress.diagnostics import (
     Severity,
     span_of_origin,
 )
+from dsl_compress.gc_pause import without_gc
 from dsl_compress.modes import Mode
 from dsl_compress.nni_export import mixed_metrics, static_config_list
 from dsl_compress.parser import parse as parse_file
@@ -75,6 +76,7 @@ class RuleSet:
     path: str | None = None
     files: tuple[str, ...] = ()
 
+    @without_gc
     def compile(
         self, model: torch.nn.Module | None = None, registry: Registry | None = None
     ) -> Compiled:
@@ -195,6 +197,7 @@ def _registrations(statements, lets, registry: Registry | None, diags: list):
     return registries, registered
 
 
+@without_gc
 def parse(text: str, path: str | None = None) -> RuleSet:
     """Parse rules text; includes are read relative to ``path``'s folder (or the working folder)."""
     base = Path(path).resolve() if path else None

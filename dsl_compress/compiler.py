@@ -83,18 +83,6 @@ def resolve_rules(
 _PER_MODULE = object()
 
 
-def _parameters_everywhere(index: ModelIndex) -> set[tuple[str, str]]:
-    """(type name, parameter name) pairs that every module of the type has, set and plain."""
-    seen: dict[str, set[str]] = {}
-    for name, module in index.modules.items():
-        present = {k for k, v in module._parameters.items() if v is not None}
-        if "parametrizations" in module._modules:
-            present = set()  # parametrized: ask torch for each target
-        type_name = index.type_names[name]
-        seen[type_name] = seen[type_name] & present if type_name in seen else present
-    return {(type_name, p) for type_name, params in seen.items() for p in params}
-
-
 def _type_wide(rule: Rule) -> bool:
     """A statement that reaches every module of its type, whatever the module's name."""
     return (
@@ -124,7 +112,6 @@ class _Resolver:
         self._kept: dict[tuple[Mode, str], list[str]] = {}
         self._templates: dict[tuple[Mode, str], list[str] | None] = {}
         self._bases: dict[tuple[Mode, str, str], dict] = {}
-        self._everywhere = _parameters_everywhere(index)
         self._known: dict[tuple[str, str, Mode | None], object] = {}
 
     def add_type_wide(self, rule: Rule, diags: list) -> None:
@@ -148,23 +135,40 @@ class _Resolver:
         c = self.table.contribution(rule, dict(rule.values), explicit)
         self.table.add_type_wide((mode, type_name), kept, c, targets, explicit)
 
-    def contribute_all(self, rule: Rule, matches: list[Match], diags: list) -> int:
-        """Contribute the rule to every match; returns how many tensors it reached."""
+    def contribute_all(self, rule: Rule, matches: list, diags: list) -> int:
+        """Contribute the rule to every match (Matches for an align, else module names);
+        returns how many tensors it reached."""
         if rule.is_align or rule.selector.exact_name is not None:
-            return sum(self.contribute(rule, m, diags) for m in matches)
+            found = matches if rule.is_align else [Match(name, ()) for name in matches]
+            return sum(self.contribute(rule, m, diags) for m in found)
         targets, mode = rule.selector.targets, rule.mode
         c = self.table.contribution(rule, rule.values, targets is not None)
         type_names, add, made = self.index.type_names, self.table.add, 0
-        for match in matches:
-            name = match.module
-            if targets is None:
-                chosen = self._template_of(mode, type_names[name])
-            else:
-                chosen = [t for t in targets if self.has_target(name, t, mode)]
-            for target in chosen:
+        per_type: dict[str, list[tuple[str, bool]]] = {}
+        for name in matches:
+            type_name = type_names[name]
+            chosen = per_type.get(type_name)
+            if chosen is None:
+                chosen = per_type[type_name] = self._targets_of_type(type_name, targets, mode)
+            for target, ask_module in chosen:
+                if name == "" or ask_module:
+                    if not self.has_target(name, target, mode):
+                        continue
                 add((mode, name, target), c)
-            made += len(chosen)
+                made += 1
         return made
+
+    def _targets_of_type(self, type_name: str, targets, mode: Mode) -> list[tuple[str, bool]]:
+        """The targets a pattern reaches on modules of a type, each with whether a module
+        must be asked (its parameter may be missing); the template's when none is named."""
+        if targets is None:
+            return [(t, False) for t in self._template_of(mode, type_name)]
+        out = []
+        for target in targets:
+            known = self._type_has(type_name, target, mode)
+            if known is not False:
+                out.append((target, known is _PER_MODULE))
+        return out
 
     def contribute(self, rule: Rule, match: Match, diags: list) -> int:
         """Add the rule's values for each target of the module; returns how many it added.
@@ -215,9 +219,7 @@ class _Resolver:
 
     def _has(self, name: str, target: str, mode: Mode | None) -> bool:
         type_name = self.index.type_names[name]
-        known = self._known.get((type_name, target, mode))
-        if known is None:
-            known = self._known[(type_name, target, mode)] = self._type_has(type_name, target, mode)
+        known = self._type_has(type_name, target, mode)
         if known is not _PER_MODULE:
             return known
         module = self.index.modules[name]
@@ -225,9 +227,21 @@ class _Resolver:
 
     def _type_has(self, type_name: str, target: str, mode: Mode | None):
         """True or False for every module of the type, or _PER_MODULE: ask each module."""
+        parameter = TargetKind.of(target) is TargetKind.PARAMETER
+        key = (type_name, target, None if parameter else mode)
+        if key not in self._known:
+            self._known[key] = self._type_answer(type_name, target, mode)
+        return self._known[key]
+
+    def _type_answer(self, type_name: str, target: str, mode: Mode | None):
         if TargetKind.of(target) is not TargetKind.PARAMETER:
             return mode is None or type_name in self.registry[mode]
-        return True if (type_name, target) in self._everywhere else _PER_MODULE
+        modules = (self.index.modules[n] for n in self.index.by_type.get(type_name, ()))
+        everywhere = all(
+            m._parameters.get(target) is not None and "parametrizations" not in m._modules
+            for m in modules
+        )
+        return True if everywhere else _PER_MODULE
 
     def entry(self, key: Key, shared: tuple, own: list, state: _Outcome, diags: list):
         """The tensor's checked plan entry (None when a check drops it) and the span of its
@@ -352,7 +366,7 @@ def _excluded(index: ModelIndex, excludes: Sequence[ExcludeRule], diags: list) -
     """Module names removed from every kind (key None) or from one kind."""
     out: dict[Mode | None, set[str]] = defaultdict(set)
     for rule in excludes:
-        names = {m.module for m in rule.selector.matches(index)}
+        names = set(rule.selector.names(index))
         if not names:
             diags.append(nothing_matched(index, rule.selector, rule.span, "exclude"))
         out[rule.mode] |= names
@@ -361,17 +375,22 @@ def _excluded(index: ModelIndex, excludes: Sequence[ExcludeRule], diags: list) -
 
 def _matches(index: ModelIndex, rule: Rule, removed: set, diags: list) -> tuple[Rule, list]:
     """The rule as it applies (read with a parameter target if that is what matches) and its
-    matches after exclude and except (``removed``: what exclude removes from the rule's kind)."""
+    matches after exclude and except (``removed``: what exclude removes from the rule's kind):
+    Matches with captures for an align, module names otherwise."""
     for selector in rule.excepts:
-        names = {m.module for m in selector.matches(index)}
+        names = set(selector.names(index))
         if not names:
             diags.append(nothing_matched(index, selector, selector.source.span, "except"))
         removed = removed | names
-    found = rule.selector.matches(index)
+    found = rule.selector.matches(index) if rule.is_align else rule.selector.names(index)
     if not found and rule.fallback is not None:
         found = _parameter_matches(index, rule)
+        found = found if rule.is_align else [m.module for m in found]
         rule = replace(rule, selector=rule.fallback, fallback=None) if found else rule
-    kept = [m for m in found if m.module not in removed]
+    if rule.is_align:
+        kept = [m for m in found if m.module not in removed]
+    else:
+        kept = [name for name in found if name not in removed]
     if not found:
         diags.append(nothing_matched(index, rule.selector, rule.span, "statement"))
     elif not kept:

@@ -39,6 +39,11 @@ class ModelIndex:
         return {n for n, t in self.type_names.items() if t in wanted}
 
     @cached_property
+    def aliased(self) -> bool:
+        """Whether some module is reachable under two names."""
+        return any(name != first for name, first in self.canonical.items())
+
+    @cached_property
     def order(self) -> dict[str, int]:
         """Each name's position in model order."""
         return {name: i for i, name in enumerate(self.modules)}

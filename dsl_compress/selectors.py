@@ -55,6 +55,13 @@ class CompiledSelector:
         """Whether it selects every module of one type: no name pattern, no scope."""
         return self.type_name is not None and self.scope_pattern is None
 
+    def names(self, index: ModelIndex) -> list[str]:
+        """The matched modules' names (see matches), without what the wildcards captured."""
+        if self.exact_name is None and self.scope_pattern is None and self.name_pattern is None:
+            if not index.aliased:
+                return list(self._candidates(index))
+        return [m.module for m in self.matches(index)]
+
     def matches(self, index: ModelIndex) -> list[Match]:
         """Matches in model order; aliases collapse onto the first name of each module."""
         if self.exact_name is not None:

@@ -143,7 +143,7 @@ class _Resolver:
             return sum(self.contribute(rule, m, diags) for m in found)
         targets, mode = rule.selector.targets, rule.mode
         c = self.table.contribution(rule, rule.values, targets is not None)
-        type_names, add, made = self.index.type_names, self.table.add, 0
+        type_names, keys = self.index.type_names, []
         per_type: dict[str, list[tuple[str, bool]]] = {}
         for name in matches:
             type_name = type_names[name]
@@ -151,12 +151,11 @@ class _Resolver:
             if chosen is None:
                 chosen = per_type[type_name] = self._targets_of_type(type_name, targets, mode)
             for target, ask_module in chosen:
-                if name == "" or ask_module:
-                    if not self.has_target(name, target, mode):
-                        continue
-                add((mode, name, target), c)
-                made += 1
-        return made
+                if (name == "" or ask_module) and not self.has_target(name, target, mode):
+                    continue
+                keys.append((mode, name, target))
+        self.table.add_all(c, keys)
+        return len(keys)
 
     def _targets_of_type(self, type_name: str, targets, mode: Mode) -> list[tuple[str, bool]]:
         """The targets a pattern reaches on modules of a type, each with whether a module

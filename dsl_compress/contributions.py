@@ -72,6 +72,18 @@ class ContributionTable:
             self._shared[key] = Contribution(rule, values, explicit)
         return self._shared[key]
 
+    def add_all(self, contribution: Contribution, keys: list[Key]) -> None:
+        """One statement's contribution to each of ``keys``, in order."""
+        own, first, index = self._own, self._own_first, contribution.rule.index
+        for key in keys:
+            found = own.get(key)
+            if found is None:
+                own[key] = [contribution]
+                first[key] = (index, self._seq)
+                self._seq += 1
+            else:
+                found.append(contribution)
+
     def add(self, key: Key, contribution: Contribution) -> None:
         """One statement's contribution to one tensor."""
         found = self._own.get(key)

@@ -24,7 +24,7 @@ class ModelIndex:
 
     @classmethod
     def of(cls, model: torch.nn.Module) -> "ModelIndex":
-        modules = dict(model.named_modules(remove_duplicate=False))
+        modules = _named_modules(model)
         first: dict[int, str] = {}
         for name, module in modules.items():
             first.setdefault(id(module), name)
@@ -157,3 +157,16 @@ def _selects_nothing(index: ModelIndex, config: Mapping[str, Any], where: str) -
         subject=where,
         hint=hint or "check op_types, op_names, op_names_re and the exclude_* keys",
     )
+
+
+def _named_modules(model: torch.nn.Module) -> dict[str, torch.nn.Module]:
+    """``dict(model.named_modules(remove_duplicate=False))``, without a generator per level."""
+    out: dict[str, torch.nn.Module] = {}
+    stack: list[tuple[str, torch.nn.Module]] = [("", model)]
+    while stack:
+        prefix, module = stack.pop()
+        out[prefix] = module
+        dot = prefix + "." if prefix else ""
+        children = [(dot + n, m) for n, m in module._modules.items() if m is not None]
+        stack.extend(reversed(children))
+    return out

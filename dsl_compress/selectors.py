@@ -57,10 +57,15 @@ class CompiledSelector:
 
     def names(self, index: ModelIndex) -> list[str]:
         """The matched modules' names (see matches), without what the wildcards captured."""
-        if self.exact_name is None and self.scope_pattern is None and self.name_pattern is None:
-            if not index.aliased:
-                return list(self._candidates(index))
-        return [m.module for m in self.matches(index)]
+        if self.exact_name is not None:
+            return [m.module for m in self.matches(index)]
+        names = self._candidates(index)
+        for regex in (self.scope_regex, self.name_regex):
+            if regex is not None:
+                names = [name for name in names if regex.fullmatch(name) is not None]
+        if not index.aliased:
+            return list(names)
+        return list(dict.fromkeys(index.canonical[name] for name in names))
 
     def matches(self, index: ModelIndex) -> list[Match]:
         """Matches in model order; aliases collapse onto the first name of each module."""

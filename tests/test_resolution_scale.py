@@ -174,4 +174,15 @@ def test_selectors_match_what_a_scan_of_every_name_matches(statement):
         if typed and scoped and named:
             expected.setdefault(index.canonical[name], None)
     assert [m.module for m in selector.matches(index)] == list(expected)
+    assert selector.names(index) == list(expected)
     assert expected
+
+
+def test_the_index_walks_modules_as_named_modules_does():
+    model = small_model()
+    model["stem"]["block0"].add_module("gone", None)  # a None child is skipped
+    model["stem"]["block1"].add_module("again", model["stem"]["block0"])  # an alias subtree
+    index = ModelIndex.of(model)
+    expected = list(model.named_modules(remove_duplicate=False))
+    assert list(index.modules) == [name for name, _ in expected]
+    assert all(index.modules[name] is module for name, module in expected)

@@ -115,9 +115,10 @@ def _clamp_round(x, scale, zero_point, qmin: int, qmax: int) -> torch.Tensor:
     Each step runs in place on one output buffer, which gives the same bits as the
     out-of-place expression when the buffer already has the expression's dtype and shape
     (zero point shaped and typed like the scale); a per-tensor scale on a contiguous CPU
-    tensor goes through in cache-sized chunks. Anything else is the expression itself.
+    tensor goes through in cache-sized chunks. Anything else, and tracing, is the expression.
     """
-    if zero_point.shape != scale.shape or zero_point.dtype != scale.dtype:
+    if torch.jit.is_tracing() or not _same_kind(zero_point, scale):
+        # A traced graph records the expression itself, with no shape-dependent branches.
         return (torch.round(torch.clamp(x / scale + zero_point, qmin, qmax)) - zero_point) * scale
     if x.numel() <= _CHUNK or not _chunkable(x, scale):
         return _steps(x / scale, scale, zero_point, qmin, qmax)
@@ -128,6 +129,10 @@ def _clamp_round(x, scale, zero_point, qmin: int, qmax: int) -> torch.Tensor:
         torch.div(flat_x[start : start + _CHUNK], scale, out=chunk)
         _steps(chunk, scale, zero_point, qmin, qmax)
     return out
+
+
+def _same_kind(zero_point: torch.Tensor, scale: torch.Tensor) -> bool:
+    return zero_point.shape == scale.shape and zero_point.dtype == scale.dtype
 
 
 def _chunkable(x: torch.Tensor, scale: torch.Tensor) -> bool:

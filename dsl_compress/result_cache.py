@@ -31,7 +31,13 @@ def cacheable(tensor: Any) -> bool:
         return False
     if torch.is_grad_enabled() and tensor.requires_grad:
         return False
-    return not (torch.jit.is_tracing() or torch.compiler.is_compiling())
+    return not (torch.jit.is_tracing() or _compiling())
+
+
+def _compiling() -> bool:
+    """torch.compile is tracing (torch.compiler.is_compiling exists from torch 2.3 on)."""
+    check = getattr(torch.compiler, "is_compiling", None)
+    return bool(check is not None and check())
 
 
 class ResultCache:

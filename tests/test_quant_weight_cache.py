@@ -278,3 +278,17 @@ def test_cache_serves_only_the_same_tensors_and_settings():
     cache.clear()
     cache.get((setting,), (b,), compute)
     assert len(calls) == 4
+
+
+def test_a_traced_model_computes_the_weights_instead_of_freezing_the_kept_ones():
+    model, _ = quantized()
+    x = batch()
+    with torch.no_grad():
+        before = model(x)
+        traced = torch.jit.trace(model, x, check_trace=False)
+        assert torch.equal(traced(x), before)
+        model[0].parametrizations.weight.original.mul_(2)
+        after = traced(x)
+    assert not torch.equal(after, before)
+    assert torch.equal(after, uncached_output(model, x))
+    assert str(traced.inlined_graph).count("aten::round") == 4

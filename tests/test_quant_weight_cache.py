@@ -280,6 +280,7 @@ def test_cache_serves_only_the_same_tensors_and_settings():
     assert len(calls) == 4
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::torch.jit.TracerWarning")
 def test_a_traced_model_computes_the_weights_instead_of_freezing_the_kept_ones():
     model, _ = quantized()
     x = batch()

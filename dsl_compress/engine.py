@@ -103,7 +103,11 @@ class Compression:
     def _transform(self, key: Key) -> TargetTransform:
         entry = self.plan.find(*key, Mode.PRUNE)
         method = entry.get("apply_method", "mul") if entry is not None else "mul"
-        return TargetTransform(self._masks.get(key), method, self._quant.get(key), self._fused)
+        # Only quantized parameters keep their result: a mask alone costs one multiply per
+        # forward, less than keeping a float copy of the weight.
+        cache = key in self._quant and TargetKind.of(key[1]) is TargetKind.PARAMETER
+        quant = self._quant.get(key)
+        return TargetTransform(self._masks.get(key), method, quant, self._fused, cache)
 
     def masks(self) -> dict[str, dict[str, torch.Tensor]]:
         """{module: {target: bool mask}} (copies); parameter masks have the full tensor shape."""

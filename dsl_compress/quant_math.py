@@ -104,12 +104,58 @@ def _as_stats(value: torch.Tensor | float) -> torch.Tensor:
     return tensor if tensor.is_floating_point() else tensor.to(torch.float32)
 
 
+# Elements per pass of the six-step formula on CPU: 512 KiB of float32 stays in cache
+# between the steps, where a whole large activation would be fetched from memory six times.
+_CHUNK = 1 << 17
+
+
+def _clamp_round(x, scale, zero_point, qmin: int, qmax: int) -> torch.Tensor:
+    """``(round(clamp(x / scale + zp, qmin, qmax)) - zp) * scale``, step by step as written.
+
+    Each step runs in place on one output buffer, which gives the same bits as the
+    out-of-place expression when the buffer already has the expression's dtype and shape
+    (zero point shaped and typed like the scale); a per-tensor scale on a contiguous CPU
+    tensor goes through in cache-sized chunks. Anything else, and tracing, is the expression.
+    """
+    if torch.jit.is_tracing() or not _same_kind(zero_point, scale):
+        # A traced graph records the expression itself, with no shape-dependent branches.
+        return (torch.round(torch.clamp(x / scale + zero_point, qmin, qmax)) - zero_point) * scale
+    if x.numel() <= _CHUNK or not _chunkable(x, scale):
+        return _steps(x / scale, scale, zero_point, qmin, qmax)
+    out = torch.empty(x.shape, dtype=torch.result_type(x, scale), device=x.device)
+    flat_x, flat_out = x.reshape(-1), out.view(-1)
+    for start in range(0, flat_x.numel(), _CHUNK):
+        chunk = flat_out[start : start + _CHUNK]
+        torch.div(flat_x[start : start + _CHUNK], scale, out=chunk)
+        _steps(chunk, scale, zero_point, qmin, qmax)
+    return out
+
+
+def _same_kind(zero_point: torch.Tensor, scale: torch.Tensor) -> bool:
+    return zero_point.shape == scale.shape and zero_point.dtype == scale.dtype
+
+
+def _chunkable(x: torch.Tensor, scale: torch.Tensor) -> bool:
+    """A per-tensor scale on a contiguous CPU tensor: the formula may run over flat slices."""
+    return (
+        scale.numel() == 1
+        and scale.dim() <= x.dim()
+        and x.is_contiguous()
+        and x.device.type == "cpu"
+    )
+
+
+def _steps(y: torch.Tensor, scale, zero_point, qmin: int, qmax: int) -> torch.Tensor:
+    """The five steps after the division, in place on ``y`` (which holds ``x / scale``)."""
+    return y.add_(zero_point).clamp_(qmin, qmax).round_().sub_(zero_point).mul_(scale)
+
+
 class _ClampRound(torch.autograd.Function):
     """NNI's clamp_round: quantize-dequantize forward, straight-through backward everywhere."""
 
     @staticmethod
     def forward(ctx, x, scale, zero_point, qmin, qmax):  # type: ignore[override]
-        return (torch.round(torch.clamp(x / scale + zero_point, qmin, qmax)) - zero_point) * scale
+        return _clamp_round(x, scale, zero_point, qmin, qmax)
 
     @staticmethod
     def backward(ctx, grad):  # type: ignore[override]
@@ -134,7 +180,9 @@ def fake_quantize(
     """
     scale = _over(scale, x, kernel, subject)
     zero_point = _over(zero_point, x, kernel, subject)
-    return _ClampRound.apply(x, scale, zero_point, qrange.qmin, qrange.qmax)
+    if torch.is_grad_enabled() and x.requires_grad:
+        return _ClampRound.apply(x, scale, zero_point, qrange.qmin, qrange.qmax)
+    return _clamp_round(x, scale, zero_point, qrange.qmin, qrange.qmax)
 
 
 def _over(

@@ -6,6 +6,7 @@ import torch
 
 from dsl_compress.quant_math import fake_quantize, fused_fake_quantize
 from dsl_compress.quantizer import QuantParams
+from dsl_compress.result_cache import ResultCache, cacheable
 
 # NNI's 'add' apply method pushes pruned positions to a large negative value (before a softmax).
 ADD_PENALTY = -1000.0
@@ -23,7 +24,13 @@ def apply_mask(x: torch.Tensor, mask: torch.Tensor, method: str) -> torch.Tensor
 
 
 class TargetTransform(torch.nn.Module):
-    """Quantize-then-mask for one tensor; used as a parametrization or as an activation tap."""
+    """Quantize-then-mask for one tensor; used as a parametrization or as an activation tap.
+
+    With ``cache=True`` (parametrizations) the result is kept and served again while the
+    tensor, its scale, zero point and mask are unchanged and no graph is needed through it
+    (see :class:`ResultCache`): a weight is fake-quantized once per change, not on every
+    forward. It costs one float copy of the tensor while the model runs without grad.
+    """
 
     def __init__(
         self,
@@ -31,6 +38,7 @@ class TargetTransform(torch.nn.Module):
         apply_method: str = "mul",
         quant: QuantParams | None = None,
         fused: bool = False,
+        cache: bool = False,
     ):
         super().__init__()
         self.register_buffer("mask", mask)
@@ -39,8 +47,21 @@ class TargetTransform(torch.nn.Module):
         self.fused = fused
         self.register_buffer("scale", None if quant is None else quant.scale)
         self.register_buffer("zero_point", None if quant is None else quant.zero_point)
+        self.cache = cache
+        self._results = ResultCache()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.cache:
+            return self._compute(x)
+        if not cacheable(x):
+            # Training (a graph through x) or tracing: compute, and drop what training will change.
+            self._results.clear()
+            return self._compute(x)
+        settings = (self.quant, self.fused, self.apply_method)
+        tensors = (x, self.scale, self.zero_point, self.mask)
+        return self._results.get(settings, tensors, lambda: self._compute(x))
+
+    def _compute(self, x: torch.Tensor) -> torch.Tensor:
         if self.quant is not None:
             quantize = fused_fake_quantize if self.fused else fake_quantize
             x = quantize(x, self.scale, self.zero_point, self.quant.qrange, self.quant.kernel)

@@ -1,0 +1,121 @@
+"""The in-place, chunked fake-quant formula gives NNI's out-of-place expression bit for bit."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from dsl_compress.granularity import parse_granularity
+from dsl_compress.quant_math import _CHUNK, fake_quantize, quant_range, scale_zero_point
+
+
+def nni_fake_quant(x, scale, zp, qmin, qmax):
+    return (torch.round(torch.clamp(x / scale + zp, qmin, qmax)) - zp) * scale
+
+
+def params(x, dtype="int8", scheme="affine", granularity=None):
+    kernel = parse_granularity(granularity) if granularity else None
+    qrange = quant_range(dtype)
+    if kernel is None:
+        lo, hi = torch.aminmax(x.float())
+    else:
+        lo = kernel.shrink(x.float(), lambda t, d: torch.amin(t, dim=d))
+        hi = kernel.shrink(x.float(), lambda t, d: torch.amax(t, dim=d))
+    scale, zp = scale_zero_point(lo, hi, qrange, scheme)
+    return scale, zp, qrange, kernel
+
+
+def reference(x, scale, zp, qrange, kernel):
+    if kernel is not None:
+        scale = kernel.expand(scale, x.shape, full=False)
+        zp = kernel.expand(zp, x.shape, full=False)
+    return nni_fake_quant(x, scale, zp, qrange.qmin, qrange.qmax)
+
+
+def assert_bits(actual, expected):
+    assert actual.dtype == expected.dtype and actual.shape == expected.shape
+    assert torch.equal(actual, expected)
+
+
+@pytest.mark.parametrize("numel", [1, _CHUNK - 1, _CHUNK, _CHUNK + 1, 3 * _CHUNK + 17])
+@pytest.mark.parametrize("dtype, scheme", [("int8", "affine"), ("uint8", "symmetric")])
+def test_per_tensor_any_size_matches_nni(numel, dtype, scheme):
+    x = torch.randn(numel, generator=torch.Generator().manual_seed(numel)) * 3
+    scale, zp, qrange, kernel = params(x, dtype, scheme)
+    assert_bits(fake_quantize(x, scale, zp, qrange), reference(x, scale, zp, qrange, kernel))
+
+
+def test_rounding_ties_and_clamped_values_match_nni():
+    scale, zp = torch.tensor(0.5), torch.tensor(-3.0)
+    x = torch.arange(-200.0, 200.0, 0.25).repeat(2 * _CHUNK // 1600 + 1)
+    qrange = quant_range("int8")
+    assert_bits(fake_quantize(x, scale, zp, qrange), nni_fake_quant(x, scale, zp, -127, 127))
+
+
+@pytest.mark.parametrize("tensor_dtype", [torch.float16, torch.bfloat16, torch.float64])
+def test_other_float_dtypes_match_nni(tensor_dtype):
+    x = (torch.randn(2 * _CHUNK + 5) * 4).to(tensor_dtype)
+    scale, zp, qrange, kernel = params(x)
+    assert_bits(fake_quantize(x, scale, zp, qrange), reference(x, scale, zp, qrange, kernel))
+
+
+def test_non_contiguous_and_per_channel_match_nni():
+    x = torch.randn(512, 384).t()
+    scale, zp, qrange, kernel = params(x)
+    assert_bits(fake_quantize(x, scale, zp, qrange), reference(x, scale, zp, qrange, kernel))
+    w = torch.randn(256, 1024)
+    scale, zp, qrange, kernel = params(w, "int8", "symmetric", "out_channel")
+    assert_bits(
+        fake_quantize(w, scale, zp, qrange, kernel), reference(w, scale, zp, qrange, kernel)
+    )
+
+
+def test_zero_point_of_another_dtype_falls_back_to_the_expression():
+    x = torch.randn(4, _CHUNK + 3)
+    scale = torch.full((4, 1), 0.02)
+    zp = torch.full((4, 1), 5.0, dtype=torch.float64)
+    qrange = quant_range("int8")
+    assert_bits(fake_quantize(x, scale, zp, qrange), nni_fake_quant(x, scale, zp, -127, 127))
+
+
+def test_input_is_not_modified():
+    x = torch.randn(2 * _CHUNK)
+    before = x.clone()
+    scale, zp, qrange, _ = params(x)
+    fake_quantize(x, scale, zp, qrange)
+    assert torch.equal(x, before)
+
+
+def test_grad_path_matches_no_grad_path_and_is_straight_through():
+    x = torch.randn(_CHUNK + 9, requires_grad=True)
+    scale, zp, qrange, _ = params(x.detach())
+    out = fake_quantize(x, scale, zp, qrange)
+    with torch.no_grad():
+        fast = fake_quantize(x, scale, zp, qrange)
+    assert out.grad_fn is not None and fast.grad_fn is None
+    assert torch.equal(out.detach(), fast)
+    out.sum().backward()
+    assert torch.equal(x.grad, torch.ones_like(x))
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    values=st.lists(st.floats(-1e4, 1e4, allow_nan=False, width=32), min_size=1, max_size=64),
+    scale=st.floats(2.0**-20, 100.0, width=32),
+    zp=st.integers(-127, 127),
+    repeat=st.integers(1, 2 * _CHUNK // 64 + 1),
+)
+def test_any_values_match_nni(values, scale, zp, repeat):
+    x = torch.tensor(values, dtype=torch.float32).repeat(repeat)
+    s, z = torch.tensor(scale), torch.tensor(float(zp))
+    qrange = quant_range("int8")
+    assert_bits(fake_quantize(x, s, z, qrange), nni_fake_quant(x, s, z, -127, 127))
+
+
+def test_a_scale_of_higher_rank_broadcasts_as_in_nni():
+    x = torch.randn(_CHUNK + 1)
+    scale, zp = torch.full((1, 1), 0.03), torch.full((1, 1), -2.0)
+    qrange = quant_range("int8")
+    assert_bits(fake_quantize(x, scale, zp, qrange), nni_fake_quant(x, scale, zp, -127, 127))

@@ -280,14 +280,17 @@ class _Resolver:
     def _plain_target(self, name: str, target: str) -> bool:
         """Whether the module-specific checks of check_entry pass without a word: a parameter
         that is set and not parametrized, an input its forward() takes, or an output."""
-        module = self.index.modules[name]
         kind = TargetKind.of(target)
+        if kind is TargetKind.OUTPUT:
+            return True
+        type_name = self.index.type_names[name]
+        if kind is TargetKind.PARAMETER and self._type_has(type_name, target, None) is True:
+            return True
+        module = self.index.modules[name]
         if kind is TargetKind.PARAMETER:
             present = module._parameters.get(target) is not None
             return present and "parametrizations" not in module._modules
-        if kind is TargetKind.INPUT:
-            return _takes_input(module, target)
-        return True
+        return _takes_input(module, target)
 
     def _of_type(self, type_name: str) -> list[str]:
         """The type's modules, once each (canonical names), in model order."""
@@ -328,11 +331,10 @@ class _Resolver:
 
 
 def _takes_input(module: torch.nn.Module, target: str) -> bool:
-    """Whether check_input accepts the input target without a diagnostic (per forward method)."""
-    function = getattr(module.forward, "__func__", None)
-    if function is None:
+    """Whether check_input accepts the input target without a diagnostic (once per class)."""
+    if "forward" in module.__dict__:  # an instance's own forward: ask it
         return _input_accepted(module, target)
-    key = (function, target)
+    key = (type(module), type(module).forward, target)
     if key not in _INPUTS_TAKEN:
         _INPUTS_TAKEN[key] = _input_accepted(module, target)
     return _INPUTS_TAKEN[key]

@@ -7,16 +7,14 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Sequence
 
 import torch
-from torch.nn.utils import parametrize
 
 from dsl_compress.contributions import Contribution, ContributionTable, Key
 from dsl_compress.diagnostics import CompressionError, Diagnostic, Severity, Span, span_of_origin
 from dsl_compress.modes import Mode
 from dsl_compress.plan import Plan, PlanEntry
 from dsl_compress.resolve import check_entry
-from dsl_compress.targets import check_input
+from dsl_compress.target_presence import PER_MODULE, TargetPresence
 from dsl_compress.selection import ModelIndex
-from dsl_compress.granularity import TargetKind
 from dsl_compress.selectors import Match, expand_targets, render_partner
 from dsl_compress.settings import Registry
 from dsl_compress.statements import ExcludeRule, Rule, Value
@@ -80,9 +78,6 @@ def resolve_rules(
     return Plan(tuple(checked), tuple(diags))
 
 
-_PER_MODULE = object()
-
-
 def _type_wide(rule: Rule) -> bool:
     """A statement that reaches every module of its type, whatever the module's name."""
     return (
@@ -107,12 +102,12 @@ class _Resolver:
 
     def __init__(self, index: ModelIndex, registry: Registry, removed: dict) -> None:
         self.index, self.registry, self.removed = index, registry, removed
-        self.table = ContributionTable(self._has_parameter, self._everywhere_of)
+        self.presence = TargetPresence(index, registry)
+        self.table = ContributionTable(self.presence.has_parameter, self.presence.everywhere)
         self._typed: dict[str, list[str]] = {}
         self._kept: dict[tuple[Mode, str], list[str]] = {}
         self._templates: dict[tuple[Mode, str], list[str] | None] = {}
         self._bases: dict[tuple[Mode, str, str], dict] = {}
-        self._known: dict[tuple[str, str, Mode | None], object] = {}
 
     def add_type_wide(self, rule: Rule, diags: list) -> None:
         """`prune Conv2d.weight ...`: one entry in the type's group, not one per module."""
@@ -128,7 +123,9 @@ class _Resolver:
         explicit = rule.selector.targets is not None
         targets = rule.selector.targets if explicit else self._template_of(mode, type_name)
         if explicit:
-            targets = [t for t in targets if any(self.has_target(m, t, mode) for m in kept)]
+            targets = [
+                t for t in targets if any(self.presence.has_target(m, t, mode) for m in kept)
+            ]
         if not targets:
             diags.append(no_target(rule, len(kept)))
             return
@@ -151,7 +148,7 @@ class _Resolver:
             if chosen is None:
                 chosen = per_type[type_name] = self._targets_of_type(type_name, targets, mode)
             for target, ask_module in chosen:
-                if (name == "" or ask_module) and not self.has_target(name, target, mode):
+                if (name == "" or ask_module) and not self.presence.has_target(name, target, mode):
                     continue
                 keys.append((mode, name, target))
         self.table.add_all(c, keys)
@@ -164,9 +161,9 @@ class _Resolver:
             return [(t, False) for t in self._template_of(mode, type_name)]
         out = []
         for target in targets:
-            known = self._type_has(type_name, target, mode)
+            known = self.presence.of_type(type_name, target, mode)
             if known is not False:
-                out.append((target, known is _PER_MODULE))
+                out.append((target, known is PER_MODULE))
         return out
 
     def contribute(self, rule: Rule, match: Match, diags: list) -> int:
@@ -195,52 +192,11 @@ class _Resolver:
         elif not explicit:
             targets = self._template_of(rule.mode, index.type_names[match.module])
         else:
-            targets = [t for t in targets if self.has_target(match.module, t, rule.mode)]
+            targets = [t for t in targets if self.presence.has_target(match.module, t, rule.mode)]
         c = self.table.contribution(rule, values, explicit, *tag)
         for target in targets:
             self.table.add((rule.mode, match.module, target), c)
         return len(targets)
-
-    def has_target(self, name: str, target: str, mode: Mode) -> bool:
-        """Whether a pattern's target can exist on this module: a parameter it has, or an
-        input/output of a type with a template of this kind."""
-        if name == "" and TargetKind.of(target) is not TargetKind.PARAMETER:
-            return False
-        return self._has(name, target, mode)
-
-    def _has_parameter(self, name: str, target: str) -> bool:
-        """For a type-wide statement: whether this module has the parameter target (inputs and
-        outputs were checked for the whole type)."""
-        return self._has(name, target, None)
-
-    def _everywhere_of(self, type_name: str, target: str) -> bool:
-        return self._type_has(type_name, target, None) is True
-
-    def _has(self, name: str, target: str, mode: Mode | None) -> bool:
-        type_name = self.index.type_names[name]
-        known = self._type_has(type_name, target, mode)
-        if known is not _PER_MODULE:
-            return known
-        module = self.index.modules[name]
-        return target in module._parameters or parametrize.is_parametrized(module, target)
-
-    def _type_has(self, type_name: str, target: str, mode: Mode | None):
-        """True or False for every module of the type, or _PER_MODULE: ask each module."""
-        parameter = TargetKind.of(target) is TargetKind.PARAMETER
-        key = (type_name, target, None if parameter else mode)
-        if key not in self._known:
-            self._known[key] = self._type_answer(type_name, target, mode)
-        return self._known[key]
-
-    def _type_answer(self, type_name: str, target: str, mode: Mode | None):
-        if TargetKind.of(target) is not TargetKind.PARAMETER:
-            return mode is None or type_name in self.registry[mode]
-        modules = (self.index.modules[n] for n in self.index.by_type.get(type_name, ()))
-        everywhere = all(
-            m._parameters.get(target) is not None and "parametrizations" not in m._modules
-            for m in modules
-        )
-        return True if everywhere else _PER_MODULE
 
     def entry(self, key: Key, shared: tuple, own: list, state: _Outcome, diags: list):
         """The tensor's checked plan entry (None when a check drops it) and the span of its
@@ -265,7 +221,7 @@ class _Resolver:
             state.settled[signature] = (entry, top.span, checked if clean else None)
             return checked, top.span
         first, span, template = settled
-        if template is None or not self._plain_target(module, target):
+        if template is None or not self.presence.plain(module, target):
             entry = PlanEntry(
                 module, target, mode, type_name, first.setting, first.origin,
                 first.key_origins, first.metric,
@@ -276,21 +232,6 @@ class _Resolver:
             dict(template.key_origins), template.metric,
         )  # fmt: skip
         return entry, span
-
-    def _plain_target(self, name: str, target: str) -> bool:
-        """Whether the module-specific checks of check_entry pass without a word: a parameter
-        that is set and not parametrized, an input its forward() takes, or an output."""
-        kind = TargetKind.of(target)
-        if kind is TargetKind.OUTPUT:
-            return True
-        type_name = self.index.type_names[name]
-        if kind is TargetKind.PARAMETER and self._type_has(type_name, target, None) is True:
-            return True
-        module = self.index.modules[name]
-        if kind is TargetKind.PARAMETER:
-            present = module._parameters.get(target) is not None
-            return present and "parametrizations" not in module._modules
-        return _takes_input(module, target)
 
     def _of_type(self, type_name: str) -> list[str]:
         """The type's modules, once each (canonical names), in model order."""
@@ -328,25 +269,6 @@ class _Resolver:
             except CompressionError:
                 self._bases[key] = {}
         return self._bases[key]
-
-
-def _takes_input(module: torch.nn.Module, target: str) -> bool:
-    """Whether check_input accepts the input target without a diagnostic (once per class)."""
-    if "forward" in module.__dict__:  # an instance's own forward: ask it
-        return _input_accepted(module, target)
-    key = (type(module), type(module).forward, target)
-    if key not in _INPUTS_TAKEN:
-        _INPUTS_TAKEN[key] = _input_accepted(module, target)
-    return _INPUTS_TAKEN[key]
-
-
-_INPUTS_TAKEN: dict[tuple, bool] = {}
-
-
-def _input_accepted(module: torch.nn.Module, target: str) -> bool:
-    found: list[Diagnostic] = []
-    check_input(module, PlanEntry("", target, Mode.QUANTIZE, "", {}, "", {}), found)
-    return not found
 
 
 def _checked(index: ModelIndex, entry_span: tuple[PlanEntry, Span], diags: list):

@@ -13,7 +13,8 @@ from lark import Lark, Token, Tree
 from lark.exceptions import UnexpectedCharacters, UnexpectedInput
 
 from dsl_compress.diagnostics import CompressionError, Diagnostic, Severity, Span, did_you_mean
-from dsl_compress.lalr_driver import BracketNewlines, ParseTables, build_tables, drive
+from dsl_compress.lalr_driver import drive
+from dsl_compress.lalr_tables import BracketNewlines, ParseTables, build_tables
 from dsl_compress.statement_split import Chunk, split_statements
 from dsl_compress.syntax import Comment, RuleFile
 from dsl_compress.tree_builder import TreeBuilder
@@ -91,27 +92,19 @@ def _lark() -> Lark:
 
 
 @functools.lru_cache(maxsize=1)
-def _tables() -> ParseTables | None:
-    """Lark's tables for the fast path; None if the grammar needs what the driver lacks."""
-    try:
-        return build_tables(_lark(), BRACKETS)
-    except Exception:
-        return None
+def _tables() -> ParseTables:
+    """Lark's tables for the fast path, made once per process (in memory only)."""
+    return build_tables(_lark(), BRACKETS)
 
 
 def parse(text: str, path: str | None = None) -> RuleFile:
     """Parse a whole file; raise one CompressionError with every syntax error found."""
-    tables = _tables()
-    if tables is not None:
-        try:
-            with _collector_paused():
-                statements, comments = drive(text, tables, path)
-            return RuleFile(statements, path, _comments(comments, text))
-        except Exception:  # any failure, even a bug here: Lark's parse is the reference
-            pass
     try:
-        tree, comments = _parse_tree(text)
-        return TreeBuilder(path).rule_file(tree, _comments(_positions(comments), text))
+        return fast_parse(text, path)
+    except Exception:  # any failure, even a bug there: Lark's parse is the reference
+        pass
+    try:
+        return lark_parse(text, path)
     except UnexpectedInput:
         pass
     statements, comments, errors = [], [], []
@@ -127,6 +120,24 @@ def parse(text: str, path: str | None = None) -> RuleFile:
     if errors:
         raise CompressionError(errors)
     return RuleFile(tuple(statements), path, _comments(_positions(comments), text))
+
+
+def fast_parse(text: str, path: str | None = None) -> RuleFile:
+    """The file as Lark's parse would give it, from Lark's tables driven in one loop.
+
+    Raises FastPathError on any text Lark's parser rejects (and UnsupportedGrammar if the
+    grammar uses what the driver does not reproduce); ``parse`` then asks Lark.
+    """
+    tables = _tables()
+    with _collector_paused():
+        statements, comments = drive(text, tables, path)
+    return RuleFile(statements, path, _comments(comments, text))
+
+
+def lark_parse(text: str, path: str | None = None) -> RuleFile:
+    """The file from Lark's own parse tree; raises Lark's UnexpectedInput on a syntax error."""
+    tree, comments = _parse_tree(text)
+    return TreeBuilder(path).rule_file(tree, _comments(_positions(comments), text))
 
 
 @contextlib.contextmanager

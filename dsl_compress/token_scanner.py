@@ -8,8 +8,8 @@ from typing import Callable, Collection, Mapping
 from lark.lexer import PatternRE, PatternStr, TerminalDef
 
 
-class UnsupportedLexer(Exception):
-    """The grammar's lexer uses a feature the scanners do not reproduce exactly."""
+class UnsupportedGrammar(Exception):
+    """The grammar uses a Lark feature that the fast path does not reproduce exactly."""
 
 
 @dataclass(frozen=True)
@@ -47,7 +47,7 @@ def build_scanners(
     by a keyword, or named in ``special`` (what the post-lexer looks at).
     """
     if lexer_conf.use_bytes:
-        raise UnsupportedLexer("byte input")
+        raise UnsupportedGrammar("byte input")
     extra = set(lexer_conf.ignore) | set(always_accept)
     newline_types = frozenset(
         t.name for t in lexer_conf.terminals if _may_hold_newline(t.pattern.to_regexp())
@@ -98,7 +98,7 @@ def _keywords(terminals: list[TerminalDef], lexer_conf) -> tuple[dict, set]:
             if not found or found.group(0) != text:
                 continue
             if string.pattern.flags or flags:
-                raise UnsupportedLexer(f"keyword {string.name} has regex flags")
+                raise UnsupportedGrammar(f"keyword {string.name} has regex flags")
             keywords.setdefault(regex.name, {}).setdefault(text, string.name)
             if string.pattern.flags <= regex.pattern.flags:
                 embedded.add(string)

@@ -77,7 +77,7 @@ def drive(text: str, tables: ParseTables, path: str | None) -> tuple[tuple, list
 
     One loop, as Lark's contextual lexer, post-lexer and LALR parser would run together:
     lex the next token with the scanner of the state the last shift left, then reduce
-    and shift. Long, because every call saved here is saved per token.
+    and shift. Long, because every operation saved here is saved per token.
     """
     scanners = tables.scanners
     ignored, newline_types, collected = scanners.ignored, scanners.newline_types, scanners.collected
@@ -87,9 +87,10 @@ def drive(text: str, tables: ParseTables, path: str | None) -> tuple[tuple, list
     entries, learn = configurations.entries, configurations.learn
     config = configurations.number((tables.start,))
     values, starts, comments = [], [], []  # starts: where each value's text starts
-    pos, line, line_start, depth = 0, 1, 0, 0
-    end_line = end_col = 0  # where the last shifted token ends
-    columns, accept = COLUMN_BITS, ACCEPT
+    columns, mask, accept = COLUMN_BITS, COLUMN_MASK, ACCEPT
+    # A position is line << columns | column; offset turns a text index into the position
+    # on the current line. end: where the last shifted token ends.
+    pos, line, offset, depth, end = 0, 1, 1 << columns | 1, 0, 0
     while True:
         match, special, keywords, transitions = entries[config]
         while True:
@@ -101,16 +102,16 @@ def drive(text: str, tables: ParseTables, path: str | None) -> tuple[tuple, list
                 break
             typ = m.lastgroup
             stop = m.end()
+            start = pos + offset
             if typ in special:
-                start_line, start_col = line, pos - line_start + 1
                 if typ in newline_types:
                     newlines = text.count("\n", pos, stop)
                     if newlines:
                         line += newlines
-                        line_start = text.rindex("\n", pos, stop) + 1
+                        offset = (line << columns) - text.rindex("\n", pos, stop)
                 if typ in ignored:
                     if typ in collected:
-                        comments.append((text[pos:stop], start_line, start_col))
+                        comments.append((text[pos:stop], start >> columns, start & mask))
                     pos = stop
                     continue
                 if typ in keywords:
@@ -122,9 +123,6 @@ def drive(text: str, tables: ParseTables, path: str | None) -> tuple[tuple, list
                 elif typ == bracket_newline and depth:
                     pos = stop
                     continue
-                start = start_line << columns | start_col
-            else:
-                start = line << columns | pos - line_start + 1
             break
         reductions, config = transitions.get(typ) or learn(config, typ)
         for size, build, spanned in reductions:
@@ -144,16 +142,15 @@ def drive(text: str, tables: ParseTables, path: str | None) -> tuple[tuple, list
             elif spanned:
                 if not first:
                     raise FastPathError("an empty node has no span")
-                node = build(
-                    kids, Span(path, first >> COLUMN_BITS, first & COLUMN_MASK, end_line, end_col)
-                )
+                span = Span(path, first >> columns, first & mask, end >> columns, end & mask)
+                node = build(kids, span)
             else:
                 node = build(kids)
             values[-1] = node
             starts[-1] = first
         if config == accept:
             return values[-1], comments
-        values.append(text[pos:stop])
+        values.append(m[0])
         starts.append(start)
         pos = stop
-        end_line, end_col = line, stop - line_start + 1
+        end = stop + offset

@@ -131,14 +131,17 @@ def _children(include: list, size: int) -> Callable[[list], list] | None:
     """
     kept = [i for i, _ in include]
     expanded = [i for i, expand in include if expand]
-    if kept == list(range(size)) and not expanded:
-        return None
+    if kept == list(range(size)):
+        if not expanded:
+            return None
+        if expanded == [0]:
+            return _grow_by_rest
+        if expanded == kept:
+            return _splice_all
+        if expanded == [size - 1]:
+            return _splice_last
     if not kept:
         return lambda kids: []
-    if expanded == [0] and kept == list(range(size)):
-        return _grow_by_rest
-    if expanded == kept == [0]:
-        return lambda kids: kids[0]
 
     def filtered(kids: list) -> list:
         out: list = []
@@ -157,6 +160,19 @@ def _children(include: list, size: int) -> Callable[[list], list] | None:
 def _grow_by_rest(kids: list) -> list:
     out = kids[0]
     out += kids[1:]
+    return out
+
+
+def _splice_all(kids: list) -> list:
+    out = kids[0]
+    for more in kids[1:]:
+        out += more
+    return out
+
+
+def _splice_last(kids: list) -> list:
+    out = kids[:-1]
+    out += kids[-1]
     return out
 
 

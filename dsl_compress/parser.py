@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import gc
 import threading
 from pathlib import Path as FilePath
 from typing import Iterator
@@ -13,6 +11,7 @@ from lark import Lark, Token, Tree
 from lark.exceptions import UnexpectedCharacters, UnexpectedInput
 
 from dsl_compress.diagnostics import CompressionError, Diagnostic, Severity, Span, did_you_mean
+from dsl_compress.gc_pause import gc_paused
 from dsl_compress.lalr_driver import drive
 from dsl_compress.lalr_tables import BracketNewlines, ParseTables, build_tables
 from dsl_compress.statement_split import Chunk, split_statements
@@ -129,7 +128,7 @@ def fast_parse(text: str, path: str | None = None) -> RuleFile:
     grammar uses what the driver does not reproduce); ``parse`` then asks Lark.
     """
     tables = _tables()
-    with _collector_paused():
+    with gc_paused():  # the drive makes no reference cycles for a collection to find
         statements, comments = drive(text, tables, path)
     return RuleFile(statements, path, _comments(comments, text))
 
@@ -138,22 +137,6 @@ def lark_parse(text: str, path: str | None = None) -> RuleFile:
     """The file from Lark's own parse tree; raises Lark's UnexpectedInput on a syntax error."""
     tree, comments = _parse_tree(text)
     return TreeBuilder(path).rule_file(tree, _comments(_positions(comments), text))
-
-
-@contextlib.contextmanager
-def _collector_paused() -> Iterator[None]:
-    """No cyclic garbage collection while the driver runs.
-
-    The driver makes many objects and no reference cycles: collections during the parse
-    (each a pass over every object of the process) would only cost time.
-    """
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def _parse_tree(text: str) -> tuple[Tree, list[Token]]:

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from lark.exceptions import UnexpectedInput
 
 from dsl_compress import parser
-from dsl_compress.diagnostics import CompressionError
+from dsl_compress.diagnostics import CompressionError, Span
 from dsl_compress.formatter import format_file
 from dsl_compress.lalr_driver import MAX_DEPTH, FastPathError
 from dsl_compress.parser import fast_parse, lark_parse, parse
@@ -130,6 +130,20 @@ def test_deep_lists_are_left_to_lark():
     with pytest.raises(FastPathError):
         fast_parse(text)
     assert dump(parse(text)) == dump(lark_parse(text))
+
+
+def test_spans_are_plain_spans():
+    """The driver makes its spans without Span.__init__: they must not be told apart."""
+    made = fast_parse("prune fc.weight sparse_ratio=0.5\n", "x.rules").statements[0].span
+    usual = Span("x.rules", 1, 1, 1, 33)
+    assert type(made) is Span
+    assert vars(made) == vars(usual)
+    assert (made, hash(made), repr(made), str(made)) == (
+        usual,
+        hash(usual),
+        repr(usual),
+        str(usual),
+    )
 
 
 def test_the_collector_is_left_as_it_was():

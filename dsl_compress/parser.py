@@ -11,6 +11,9 @@ from lark import Lark, Token, Tree
 from lark.exceptions import UnexpectedCharacters, UnexpectedInput
 
 from dsl_compress.diagnostics import CompressionError, Diagnostic, Severity, Span, did_you_mean
+from dsl_compress.gc_pause import gc_paused
+from dsl_compress.lalr_driver import drive
+from dsl_compress.lalr_tables import BracketNewlines, ParseTables, build_tables
 from dsl_compress.statement_split import Chunk, split_statements
 from dsl_compress.syntax import Comment, RuleFile
 from dsl_compress.tree_builder import TreeBuilder
@@ -49,19 +52,22 @@ def grammar_path() -> FilePath:
     raise FileNotFoundError(f"the {GRAMMAR_NAME} grammar is missing from {here}")
 
 
+BRACKETS = BracketNewlines("LBRACKET", "RBRACKET", "_NEWLINE")
+
+
 class _BracketNewlines:
     """Post-lexer: newlines inside [...] do not end a statement."""
 
-    always_accept = ("_NEWLINE",)
+    always_accept = (BRACKETS.newline,)
 
     def process(self, stream: Iterator[Token]) -> Iterator[Token]:
         depth = 0
         for token in stream:
-            if token.type == "LBRACKET":
+            if token.type == BRACKETS.open:
                 depth += 1
-            elif token.type == "RBRACKET":
+            elif token.type == BRACKETS.close:
                 depth = max(0, depth - 1)
-            elif token.type == "_NEWLINE" and depth:
+            elif token.type == BRACKETS.newline and depth:
                 continue
             yield token
 
@@ -84,11 +90,20 @@ def _lark() -> Lark:
     )
 
 
+@functools.lru_cache(maxsize=1)
+def _tables() -> ParseTables:
+    """Lark's tables for the fast path, made once per process (in memory only)."""
+    return build_tables(_lark(), BRACKETS)
+
+
 def parse(text: str, path: str | None = None) -> RuleFile:
     """Parse a whole file; raise one CompressionError with every syntax error found."""
     try:
-        tree, comments = _parse_tree(text)
-        return TreeBuilder(path).rule_file(tree, _comments(comments, text))
+        return fast_parse(text, path)
+    except Exception:  # any failure, even a bug there: Lark's parse is the reference
+        pass
+    try:
+        return lark_parse(text, path)
     except UnexpectedInput:
         pass
     statements, comments, errors = [], [], []
@@ -103,7 +118,25 @@ def parse(text: str, path: str | None = None) -> RuleFile:
         comments.extend(builder.shift(c) for c in found)
     if errors:
         raise CompressionError(errors)
-    return RuleFile(tuple(statements), path, _comments(comments, text))
+    return RuleFile(tuple(statements), path, _comments(_positions(comments), text))
+
+
+def fast_parse(text: str, path: str | None = None) -> RuleFile:
+    """The file as Lark's parse would give it, from Lark's tables driven in one loop.
+
+    Raises FastPathError on any text Lark's parser rejects (and UnsupportedGrammar if the
+    grammar uses what the driver does not reproduce); ``parse`` then asks Lark.
+    """
+    tables = _tables()
+    with gc_paused():  # the drive makes no reference cycles for a collection to find
+        statements, comments = drive(text, tables, path)
+    return RuleFile(statements, path, _comments(comments, text))
+
+
+def lark_parse(text: str, path: str | None = None) -> RuleFile:
+    """The file from Lark's own parse tree; raises Lark's UnexpectedInput on a syntax error."""
+    tree, comments = _parse_tree(text)
+    return TreeBuilder(path).rule_file(tree, _comments(_positions(comments), text))
 
 
 def _parse_tree(text: str) -> tuple[Tree, list[Token]]:
@@ -118,12 +151,17 @@ def _collect_comment(token: Token) -> Token:
     return token
 
 
-def _comments(tokens: list[Token], text: str) -> tuple[Comment, ...]:
+def _positions(tokens: list[Token]) -> list[tuple[str, int, int]]:
+    return [(str(token), token.line, token.column) for token in tokens]
+
+
+def _comments(found: list[tuple[str, int, int]], text: str) -> tuple[Comment, ...]:
+    """Comments from (text, line, column) triples."""
     lines = text.split("\n")  # as the lexer counts lines; splitlines() also splits at \f etc.
     out = []
-    for token in tokens:
-        before = lines[token.line - 1][: token.column - 1] if token.line <= len(lines) else ""
-        out.append(Comment(str(token).rstrip(), token.line, bool(before.strip())))
+    for comment, line, column in found:
+        before = lines[line - 1][: column - 1] if line <= len(lines) else ""
+        out.append(Comment(comment.rstrip(), line, bool(before.strip())))
     return tuple(out)
 
 

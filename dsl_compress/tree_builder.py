@@ -1,9 +1,9 @@
-"""Turning Lark's parse tree into the frozen syntax tree, with spans shifted to file positions."""
+"""Syntax nodes from grammar rules: one action per rule, run by the LALR driver or over a Lark tree."""
 
 from __future__ import annotations
 
 import re
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
 from lark import Token, Tree
 
@@ -26,116 +26,152 @@ from dsl_compress.syntax import (
     Segment,
     Selector,
     Setting,
-    Statement,
-    Value,
 )
 
 _INTEGER = re.compile(r"[+-]?\d+$")
+_MODES = {mode.value: mode for mode in Mode}
+
+# An action gets the children Lark's tree would hold (tokens as str, sub-rules already
+# built; '_' rules spliced in, '_' terminals left out) and, if spanned, the node's span.
+SpannedAction = Callable[[list, Span], Any]
+PlainAction = Callable[[list], Any]
+
+
+def _let(kids: list, span: Span) -> Let:
+    return Let(kids[1], kids[3], span)
+
+
+def _include(kids: list, span: Span) -> Include:
+    return Include(unquote(kids[1]), span)
+
+
+def _compress(kids: list, span: Span) -> Compress:
+    settings, excepts = _tail(kids[2:])
+    return Compress(kids[0], kids[1], settings, excepts, span)
+
+
+def _align(kids: list, span: Span) -> Align:
+    settings, excepts = _tail(kids[4:])
+    return Align(kids[1], kids[3], settings, excepts, span)
+
+
+def _tail(kids: list) -> tuple[tuple, tuple]:
+    """Settings, then the except clause's selectors (a tuple) if there is one."""
+    if kids and type(kids[-1]) is tuple:
+        return tuple(kids[:-1]), kids[-1]
+    return tuple(kids), ()
+
+
+def _exclude(kids: list, span: Span) -> Exclude:
+    return Exclude(kids[1], kids[2] if len(kids) > 2 else None, span)
+
+
+def _register(kids: list, span: Span) -> Register:
+    return Register(kids[1], kids[2], tuple(kids[4:-1]), span)
+
+
+def _register_target(kids: list, span: Span) -> RegisterTarget:
+    return RegisterTarget(kids[0], tuple(kids[1:]), span)
+
+
+def _selector(kids: list, span: Span) -> Selector:
+    return Selector(kids[0], kids[1] if len(kids) > 1 else None, span)
+
+
+def _regex_path(kids: list, span: Span) -> Path:
+    return Path(tuple(kids[2::2]), unquote(kids[0][2:], keep_backslashes=True), span)
+
+
+def _glob_path(kids: list, span: Span) -> Path:
+    return Path(tuple(kids[::2]), None, span)
+
+
+def _pattern_segment(kids: list, span: Span) -> Segment:
+    return Segment((kids[0],), False, span)
+
+
+def _set_segment(kids: list, span: Span) -> Segment:
+    return Segment(tuple(dict.fromkeys(kids[1:-1:2])), True, span)
+
+
+def _setting(kids: list, span: Span) -> Setting:
+    return Setting(kids[0], kids[2], span)
+
+
+def _number(kids: list, span: Span) -> Literal:
+    text = kids[0]
+    return Literal(int(text) if _INTEGER.match(text) else float(text), False, span)
+
+
+def _string(kids: list, span: Span) -> Literal:
+    return Literal(unquote(kids[0]), False, span)
+
+
+def _name(kids: list, span: Span) -> Literal:
+    return Literal(kids[0], True, span)
+
+
+def _list(kids: list, span: Span) -> ListValue:
+    return ListValue(tuple(kids[1:-1:2]), span)
+
+
+SPANNED: dict[str, SpannedAction] = {
+    "let_stmt": _let,
+    "include_stmt": _include,
+    "compress_stmt": _compress,
+    "align_stmt": _align,
+    "exclude_stmt": _exclude,
+    "register_stmt": _register,
+    "register_target": _register_target,
+    "selector": _selector,
+    "regex_path": _regex_path,
+    "glob_path": _glob_path,
+    "pattern_segment": _pattern_segment,
+    "set_segment": _set_segment,
+    "setting": _setting,
+    "number": _number,
+    "string": _string,
+    "name": _name,
+    "list": _list,
+}
+
+PLAIN: dict[str, PlainAction] = {
+    "start": tuple,
+    "compress_kind": lambda kids: _MODES[kids[0]],
+    "register_kind": lambda kids: _MODES[kids[0]],
+    "from_kind": lambda kids: _MODES[kids[0]],
+    "from_clause": lambda kids: kids[1],
+    "except_clause": lambda kids: tuple(kids[1::2]),
+    "target_word": lambda kids: kids[0],
+    "scope": lambda kids: kids[1],
+}
 
 
 class TreeBuilder:
-    """Builds syntax nodes from one parse; line/column give where the parsed text starts."""
+    """Builds syntax nodes from a Lark tree; line/column give where the parsed text starts."""
 
     def __init__(self, path: str | None, line: int = 1, column: int = 1):
         self.path = path
         self.origin = Chunk("", line, column)
 
     def rule_file(self, tree: Tree, comments: Sequence[Comment]) -> RuleFile:
-        statements = tuple(self.statement(child) for child in tree.children)
-        return RuleFile(statements, self.path, tuple(comments))
+        return RuleFile(self.build(tree), self.path, tuple(comments))
 
     def shift(self, token: Token) -> Token:
         """A comment token moved to its file position."""
         line, column = self.origin.absolute(token.line, token.column)
         return Token(token.type, str(token), line=line, column=column)
 
-    def span(self, node: Tree | Token) -> Span:
-        meta = node if isinstance(node, Token) else node.meta
+    def span(self, tree: Tree) -> Span:
+        meta = tree.meta
         line, column = self.origin.absolute(meta.line, meta.column)
         end_line, end_column = self.origin.absolute(meta.end_line, meta.end_column)
         return Span(self.path, line, column, end_line, end_column)
 
-    def statement(self, tree: Tree) -> Statement:
-        return getattr(self, "_" + tree.data)(tree, tree.children)
-
-    def _let_stmt(self, tree: Tree, kids: list) -> Let:
-        return Let(str(kids[1]), self.value(kids[3]), self.span(tree))
-
-    def _include_stmt(self, tree: Tree, kids: list) -> Include:
-        return Include(unquote(str(kids[1])), self.span(tree))
-
-    def _compress_stmt(self, tree: Tree, kids: list) -> Compress:
-        mode = Mode(str(kids[0].children[0]))
-        settings, excepts = self._tail(kids[2:])
-        return Compress(mode, self.selector(kids[1]), settings, excepts, self.span(tree))
-
-    def _align_stmt(self, tree: Tree, kids: list) -> Align:
-        settings, excepts = self._tail(kids[4:])
-        return Align(
-            self.selector(kids[1]), self.selector(kids[3]), settings, excepts, self.span(tree)
-        )
-
-    def _exclude_stmt(self, tree: Tree, kids: list) -> Exclude:
-        mode = Mode(str(kids[2].children[1].children[0])) if len(kids) > 2 else None
-        return Exclude(self.selector(kids[1]), mode, self.span(tree))
-
-    def _register_stmt(self, tree: Tree, kids: list) -> Register:
-        mode = Mode(str(kids[1].children[0]))
-        targets = tuple(
-            self._register_target(k)
-            for k in kids
-            if isinstance(k, Tree) and k.data == "register_target"
-        )
-        return Register(mode, str(kids[2]), targets, self.span(tree))
-
-    def _register_target(self, tree: Tree) -> RegisterTarget:
-        name = str(tree.children[0].children[0])
-        settings = tuple(self.setting(k) for k in tree.children[1:])
-        return RegisterTarget(name, settings, self.span(tree))
-
-    def _tail(self, kids: list) -> tuple[tuple[Setting, ...], tuple[Selector, ...]]:
-        settings = tuple(self.setting(k) for k in kids if k.data == "setting")
-        excepts: tuple[Selector, ...] = ()
-        for kid in kids:
-            if kid.data == "except_clause":
-                excepts = tuple(self.selector(s) for s in kid.children if isinstance(s, Tree))
-        return settings, excepts
-
-    def setting(self, tree: Tree) -> Setting:
-        key, _, value = tree.children
-        return Setting(str(key), self.value(value), self.span(tree))
-
-    def value(self, node: Tree) -> Value:
-        if node.data == "list":
-            items = tuple(self.value(k) for k in node.children if isinstance(k, Tree))
-            return ListValue(items, self.span(node))
-        token = node.children[0]
-        if node.data == "number":
-            text = str(token)
-            number = int(text) if _INTEGER.match(text) else float(text)
-            return Literal(number, False, self.span(token))
-        if node.data == "string":
-            return Literal(unquote(str(token)), False, self.span(token))
-        return Literal(str(token), True, self.span(token))
-
-    def selector(self, tree: Tree) -> Selector:
-        path = self.path_of(tree.children[0])
-        scope = self.path_of(tree.children[1].children[1]) if len(tree.children) > 1 else None
-        return Selector(path, scope, self.span(tree))
-
-    def path_of(self, tree: Tree) -> Path:
-        if tree.data == "regex_path":
-            regex = unquote(str(tree.children[0])[2:], keep_backslashes=True)
-            segments = tuple(self.segment(k) for k in tree.children[1:] if isinstance(k, Tree))
-            return Path(segments, regex, self.span(tree))
-        segments = tuple(self.segment(k) for k in tree.children if isinstance(k, Tree))
-        return Path(segments, None, self.span(tree))
-
-    def segment(self, tree: Tree) -> Segment:
-        words = tuple(str(t) for t in tree.children if isinstance(t, Token) and t.type == "PATTERN")
-        if tree.data == "pattern_segment":
-            return Segment(words, False, self.span(tree))
-        return Segment(tuple(dict.fromkeys(words)), True, self.span(tree))
+    def build(self, tree: Tree) -> Any:
+        kids = [self.build(k) if isinstance(k, Tree) else str(k) for k in tree.children]
+        plain = PLAIN.get(tree.data)
+        return plain(kids) if plain else SPANNED[tree.data](kids, self.span(tree))
 
 
 def unquote(text: str, keep_backslashes: bool = False) -> str:

@@ -280,5 +280,6 @@ def _shown(path: Path) -> str:
 
 
 def _seen(statements: list[Statement], base: Path | None) -> list[Path]:
-    files = {Path(s.span.file).resolve() for s in statements if s.span.file}
+    names = {s.span.file for s in statements if s.span.file}  # each file resolved once
+    files = {Path(name).resolve() for name in names}
     return sorted(files - ({base} if base else set()))

@@ -28,6 +28,15 @@ def test_l1_per_row(name: str) -> None:
     assert torch.equal(metric(name), torch.tensor([[10.0], [26.0], [1.0], [42.0]]))
 
 
+@pytest.mark.parametrize("name", ["level", "l1"])
+def test_l1_rounds_as_nni_norm(name: str) -> None:
+    """NNI reduces with t.norm(p=1); abs().sum() rounds most long rows differently."""
+    wide = torch.empty(64, 1024).uniform_(-1, 1, generator=torch.Generator().manual_seed(0))
+    nni = wide.norm(p=1, dim=-1, keepdim=True)
+    assert not torch.equal(wide.abs().sum(dim=-1, keepdim=True), nni)
+    assert torch.equal(metric(name, wide), nni)
+
+
 @pytest.mark.parametrize("name", ["level", "l1", "l2"])
 def test_element_wise_metric_is_abs(name: str) -> None:
     assert torch.equal(metric(name, granularity=None), FC1.abs())

@@ -411,3 +411,23 @@ def test_targets_fitting_no_stage_get_no_mask() -> None:
 def test_duplicate_request_is_rejected() -> None:
     error = raises([weight("fc1", FC1, sparse_ratio=0.5), weight("fc1", FC1, sparse_ratio=0.5)])
     assert error.codes == ["X803"]
+
+
+def test_parameter_masks_never_share_storage() -> None:
+    """A bias aligned over all dims gets its weight's very mask; each must be its own copy."""
+    bn_weight = torch.tensor([0.5, 2.0, 0.1, 3.0])
+    masks = generate_masks([weight("bn", bn_weight, sparse_ratio=0.5), aligned("bn", "bias", (4,))])
+    bias, weight_mask = masks[("bn", "bias")], masks[("bn", "weight")]
+    assert bias.untyped_storage().data_ptr() != weight_mask.untyped_storage().data_ptr()
+    bias[0] = True
+    assert weight_mask.tolist() == [F, T, F, T]
+
+
+def test_level_on_a_long_tensor_prunes_what_topk_prunes() -> None:
+    """Long element-wise metrics take the sampled selection; the mask is NNI's topk mask."""
+    tensor = torch.randn(512, 300, generator=torch.Generator().manual_seed(1))
+    masks = generate_masks([weight("fc", tensor, "level", granularity=None, sparse_ratio=0.3)])
+    metric = tensor.abs().reshape(-1)
+    pruned = metric.topk(int(metric.numel() * 0.3), largest=False).indices
+    expected = torch.ones_like(metric, dtype=torch.bool).scatter(0, pruned, False)
+    assert torch.equal(masks[("fc", "weight")], expected.reshape(tensor.shape))

@@ -63,11 +63,14 @@ def _prune_rows(prune: dict | None) -> Iterator[Row]:
         if floor is not None:
             ratio = row["ratio_ours_floor"]
             yield _row(f"prune {case}", f"<= {floor:g}x floor", f"{ratio:.2f}x", ratio <= floor)
-        nni = row.get("ratio_nni_generate_ours")
-        if nni is not None and case == "l1 global group":
-            yield (f"prune {case}", "ratio vs NNI", f"NNI {nni:.1f}x slower", "-")
-        elif nni is not None:
-            yield _row(f"prune {case}", ">= 5x faster than NNI", f"{nni:.1f}x", nni >= 5)
+        step, whole = row.get("ratio_nni_generate_ours"), row.get("ratio_nni_whole_ours")
+        if step is None:
+            continue
+        measured = f"{whole:.1f}x NNI's whole job ({step:.1f}x its mask step alone)"
+        if case == "l1 global group":
+            yield (f"prune {case}", "ratio vs NNI", measured, "-")
+        else:  # ours is the whole job (prune + restore): NNI's whole job is like for like
+            yield _row(f"prune {case}", ">= 5x faster than NNI", measured, whole >= 5)
     for memory in prune.get("memory", []):
         yield from _memory_rows(memory)
 

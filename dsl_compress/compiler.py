@@ -59,7 +59,7 @@ def resolve_rules(
             diags.append(no_target(rule, len(matches)))
     found_per_key = resolver.table.items()
     if record is not None:
-        record.update({key: [*shared, *own] for key, shared, own in found_per_key})
+        record.update({key: _in_order(shared, own) for key, shared, own in found_per_key})
     state = _Outcome()
     check_diags: list[Diagnostic] = []
     checked, spans = [], {}
@@ -76,6 +76,11 @@ def resolve_rules(
     if errors:
         raise CompressionError(errors)
     return Plan(tuple(checked), tuple(diags))
+
+
+def _in_order(shared: tuple, own: list) -> list[Contribution]:
+    """A tensor's contributions in statement order (type groups keep their own order)."""
+    return sorted([*shared, *own], key=lambda c: c.rule.index)
 
 
 def _type_wide(rule: Rule) -> bool:
@@ -207,7 +212,7 @@ class _Resolver:
         signature = (mode, type_name, target, id(shared), *map(id, own))
         settled = state.settled.get(signature)
         if settled is None:
-            found = [*shared, *own]
+            found = _in_order(shared, own)
             base = self._base(mode, module, target)
             setting, origins, metric, top = _settle(
                 key, type_name, found, base, self.registry, state

@@ -124,6 +124,9 @@ def _clamp_round(x, scale, zero_point, qmin: int, qmax: int) -> torch.Tensor:
         return _steps(x / scale, scale, zero_point, qmin, qmax)
     out = torch.empty(x.shape, dtype=torch.result_type(x, scale), device=x.device)
     flat_x, flat_out = x.reshape(-1), out.view(-1)
+    # One-element, one-dimensional: a kept-dims scale such as (1, 1) would broadcast each flat
+    # chunk to (1, n); the type promotion stays that of the scale as given.
+    scale, zero_point = scale.reshape(1), zero_point.reshape(1)
     for start in range(0, flat_x.numel(), _CHUNK):
         chunk = flat_out[start : start + _CHUNK]
         torch.div(flat_x[start : start + _CHUNK], scale, out=chunk)

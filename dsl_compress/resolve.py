@@ -194,6 +194,7 @@ def _granularity_kept(value, kind: TargetKind, mode: Mode, metric: str | None, s
         if len(_CHECKED) > 4096:
             _CHECKED.clear()
         _CHECKED[key] = not blocks
+        return not blocks
     return _CHECKED[key]
 
 

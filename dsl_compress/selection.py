@@ -69,8 +69,8 @@ class ModelIndex:
             return list(self.modules)
         names = self._sorted.get(type_name, [])
         low = bisect.bisect_left(names, prefix)
-        # Every string with the prefix sorts before prefix + the highest code point.
-        high = bisect.bisect_left(names, prefix + "\U0010ffff", low)
+        past = _past(prefix)
+        high = len(names) if past is None else bisect.bisect_left(names, past, low)
         return sorted(names[low:high], key=self.order.__getitem__)
 
 
@@ -170,3 +170,9 @@ def _named_modules(model: torch.nn.Module) -> dict[str, torch.nn.Module]:
         children = [(dot + n, m) for n, m in module._modules.items() if m is not None]
         stack.extend(reversed(children))
     return out
+
+
+def _past(prefix: str) -> str | None:
+    """A string above every string that starts with ``prefix`` (None: no such string)."""
+    stem = prefix.rstrip("\U0010ffff")
+    return stem[:-1] + chr(ord(stem[-1]) + 1) if stem else None

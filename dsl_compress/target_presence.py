@@ -34,11 +34,17 @@ class TargetPresence:
 
     def has_parameter(self, name: str, target: str) -> bool:
         """For a type-wide statement: whether this module has the parameter target (inputs and
-        outputs were checked for the whole type)."""
+        outputs were checked for the whole type, except on the root, which never has them)."""
+        if name == "" and TargetKind.of(target) is not TargetKind.PARAMETER:
+            return False
         return self._has(name, target, None)
 
     def everywhere(self, type_name: str, target: str) -> bool:
-        """Whether every module of the type has the parameter, set and not parametrized."""
+        """Whether every module of the type has the target (a parameter set and not
+        parametrized; an input or output unless the root is of the type)."""
+        if TargetKind.of(target) is not TargetKind.PARAMETER:
+            if self.index.type_names.get("") == type_name:
+                return False
         return self.of_type(type_name, target, None) is True
 
     def of_type(self, type_name: str, target: str, mode: Mode | None):

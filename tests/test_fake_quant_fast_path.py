@@ -119,3 +119,12 @@ def test_a_scale_of_higher_rank_broadcasts_as_in_nni():
     scale, zp = torch.full((1, 1), 0.03), torch.full((1, 1), -2.0)
     qrange = quant_range("int8")
     assert_bits(fake_quantize(x, scale, zp, qrange), nni_fake_quant(x, scale, zp, -127, 127))
+
+
+@pytest.mark.filterwarnings("error")
+@pytest.mark.parametrize("shape", [(1, 1), (1,), ()])
+def test_a_kept_dims_scale_goes_through_the_chunks_without_resizing(shape):
+    x = torch.randn(4 * _CHUNK // 256, 256)
+    scale, zp = torch.full(shape, 0.02), torch.full(shape, 3.0)
+    expected = nni_fake_quant(x, scale, zp, -127, 127)
+    assert_bits(fake_quantize(x, scale, zp, quant_range("int8")), expected)

@@ -46,26 +46,67 @@ class _Forgetful(dict):
         pass
 
 
-def _compiled(text: str, model: nn.Module):
+def _resolved(text: str, model: nn.Module):
+    """Plan entries with their settings, diagnostics, and each tensor's statements in order."""
+    checked = dc.parse(text, "bench.rules").check()
+    record: dict = {}
+    plan = compiler.resolve_rules(
+        model, checked.rules, checked.excludes, checked.registries, record
+    )
     compiled = dc.parse(text, "bench.rules").compile(model)
-    return compiled.plan.entries, [str(d) for d in compiled.diagnostics]
+    contributions = {key: [c.rule.index for c in found] for key, found in record.items()}
+    return (
+        plan.entries,
+        [(e.setting, e.key_origins) for e in plan.entries],
+        [str(d) for d in compiled.diagnostics],
+        contributions,
+    )
+
+
+def _one_tensor_at_a_time(monkeypatch) -> None:
+    """Resolution without type groups and without shared settlement."""
+    monkeypatch.setattr(compiler, "_type_wide", lambda rule: False)
+    outcome = functools.partial(compiler._Outcome, settled=_Forgetful())
+    monkeypatch.setattr(compiler, "_Outcome", outcome)
 
 
 @pytest.mark.parametrize("seed", range(4))
 def test_type_groups_and_shared_settlement_give_the_plan_of_one_tensor_at_a_time(seed, monkeypatch):
     text = rules_text(150, blocks=3, seed=seed) + EXTRA
     model = small_model()
-    fast = _compiled(text, model)
-    monkeypatch.setattr(compiler, "_type_wide", lambda rule: False)
-    outcome = functools.partial(compiler._Outcome, settled=_Forgetful())
-    monkeypatch.setattr(compiler, "_Outcome", outcome)
-    slow = _compiled(text, model)
+    fast = _resolved(text, model)
+    _one_tensor_at_a_time(monkeypatch)
+    slow = _resolved(text, model)
     assert len(fast[0]) > 100
-    assert fast[0] == slow[0]
-    assert [(e.setting, e.key_origins) for e in fast[0]] == [
-        (e.setting, e.key_origins) for e in slow[0]
-    ]
-    assert fast[1] == slow[1]
+    assert fast == slow
+
+
+class _Root(nn.Sequential):
+    pass
+
+
+CASES = {
+    # The root is of the statement's type: an explicit output never lands on it.
+    "root": ("distill Sequential._output_ lambda=0.5 apply_method=mse", nn.Sequential),
+    # Explicit and template-target statements of one type: contributions in statement order.
+    "order": (
+        "prune Conv2d.weight sparse_ratio=0.5\nprune Conv2d sparse_ratio=0.6\n"
+        "prune Conv2d sparse_ratio=0.7\nprune conv*.weight sparse_ratio=0.2\n"
+        "prune Conv2d.weight sparse_ratio=0.3",
+        _Root,
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_edge_cases_resolve_as_one_tensor_at_a_time(case, monkeypatch):
+    text, root = CASES[case]
+    model = root(nn.Conv2d(2, 2, 1), nn.Sequential(nn.Linear(2, 2)), nn.Conv2d(2, 2, 1))
+    model.conv1 = nn.Conv2d(2, 2, 1)
+    fast = _resolved(text, model)
+    _one_tensor_at_a_time(monkeypatch)
+    assert fast == _resolved(text, model)
+    assert fast[0] and all(e.module for e in fast[0])
 
 
 def test_entries_do_not_share_setting_dicts():
@@ -186,3 +227,12 @@ def test_the_index_walks_modules_as_named_modules_does():
     expected = list(model.named_modules(remove_duplicate=False))
     assert list(index.modules) == [name for name, _ in expected]
     assert all(index.modules[name] is module for name, module in expected)
+
+
+def test_prefix_narrowing_keeps_names_with_the_highest_code_point():
+    model = nn.ModuleDict({"a": nn.Linear(2, 2), "a\U0010ffffb": nn.Linear(2, 2)})
+    model.add_module("b", nn.Linear(2, 2))
+    index = ModelIndex.of(model)
+    assert index.with_prefix("a") == ["a", "a\U0010ffffb"]
+    assert index.with_prefix("a\U0010ffff", "Linear") == ["a\U0010ffffb"]
+    assert index.with_prefix("\U0010ffff") == []

@@ -49,16 +49,22 @@ def quantize(
     calib: Iterable[Any] | None = None,
     *,
     fused: bool = False,
+    cache_weights: bool = True,
     registry: Registry | None = None,
 ) -> Compression:
     """Simulated quantization: scales from the weights, and from ``calib`` batches for activations.
 
     ``fused=True`` uses torch's fused fake-quant kernels where they apply; they differ from NNI
     at about one rounding tie per million elements, so the exact formula is the default.
+
+    ``cache_weights`` keeps each fake-quantized weight between forwards run without grad (one
+    float copy per quantized weight), recomputed when the weight, scale, zero point or mask
+    changes. In-place writes through ``weight.data`` escape torch's version counter and so the
+    cache: pass ``cache_weights=False`` for code that edits weights that way.
     """
     _check_module(model, "model")
     plan = build_plan(model, config_list, Mode.QUANTIZE, registry=registry)
-    return run_plan(model, plan, calib=calib, fused=fused)
+    return run_plan(model, plan, calib=calib, fused=fused, cache_weights=cache_weights)
 
 
 def distill(
@@ -85,14 +91,22 @@ def apply(
     teacher: torch.nn.Module | None = None,
     loss_fn: LossFn | None = None,
     seed: int = 0,
+    cache_weights: bool = True,
     registry: Registry | None = None,
 ) -> Compression:
-    """Compile a rule set against ``model`` and run its plan through the engine."""
+    """Compile a rule set against ``model`` and run its plan through the engine
+    (``cache_weights``: see :func:`quantize`)."""
     _check_module(model, "model")
     compiled = ruleset.compile(model, registry=registry)
     try:
         return run_plan(
-            model, compiled.plan, calib=calib, loss_fn=loss_fn, seed=seed, teacher=teacher
+            model,
+            compiled.plan,
+            calib=calib,
+            loss_fn=loss_fn,
+            seed=seed,
+            teacher=teacher,
+            cache_weights=cache_weights,
         )
     except CompressionError as exc:
         raise CompressionError(locate_in_rules(exc.diagnostics, compiled.plan)) from None
@@ -107,6 +121,7 @@ def run_plan(
     seed: int = 0,
     teacher: torch.nn.Module | None = None,
     fused: bool = False,
+    cache_weights: bool = True,
     progress: Progress | None = None,
 ) -> Compression:
     """Compute everything a plan asks for, then install it; any error leaves the model untouched.
@@ -127,7 +142,7 @@ def run_plan(
     if distill_entries:
         _check_module(teacher, "teacher")
         distill = (teacher, build_targets(distill_entries, teacher))
-    compression = Compression(model, plan, masks, quant, distill, fused).attach()
+    compression = Compression(model, plan, masks, quant, distill, fused, cache_weights).attach()
     emit_warnings(plan.diagnostics)
     return compression
 

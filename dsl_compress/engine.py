@@ -57,6 +57,7 @@ class Compression:
         quant: Mapping[Key, QuantParams] | None = None,
         distill: tuple[torch.nn.Module, list[DistillTarget]] | None = None,
         fused: bool = False,
+        cache_weights: bool = True,
     ):
         self.model = model
         self.plan = plan
@@ -64,6 +65,7 @@ class Compression:
         self._quant = dict(quant or {})
         self._distill = distill
         self._fused = fused
+        self._cache_weights = cache_weights
         self._parametrized: list[Key] = []
         self._handles: list[Any] = []
         self._orders: dict[str, tuple[list[str], list[str]]] = {}
@@ -105,7 +107,11 @@ class Compression:
         method = entry.get("apply_method", "mul") if entry is not None else "mul"
         # Only quantized parameters keep their result: a mask alone costs one multiply per
         # forward, less than keeping a float copy of the weight.
-        cache = key in self._quant and TargetKind.of(key[1]) is TargetKind.PARAMETER
+        cache = (
+            self._cache_weights
+            and key in self._quant
+            and TargetKind.of(key[1]) is TargetKind.PARAMETER
+        )
         quant = self._quant.get(key)
         return TargetTransform(self._masks.get(key), method, quant, self._fused, cache)
 

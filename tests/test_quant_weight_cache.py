@@ -293,3 +293,25 @@ def test_a_traced_model_computes_the_weights_instead_of_freezing_the_kept_ones()
     assert not torch.equal(after, before)
     assert torch.equal(after, uncached_output(model, x))
     assert str(traced.inlined_graph).count("aten::round") == 4
+
+
+def test_writes_through_data_are_seen_with_the_cache_turned_off():
+    model = mlp()
+    quantize(model, [WEIGHT_INT8, INPUT_INT8], calib=[batch()], cache_weights=False)
+    assert not any(t.cache for t in transforms(model))
+    layer, x = model[0], batch()
+    with torch.no_grad():
+        before = model(x)
+        layer.parametrizations.weight.original.data.mul_(-1)  # escapes the version counter
+        after = model(x)
+    assert not torch.equal(before, after)
+    assert torch.equal(after, uncached_output(model, x))
+
+
+def test_apply_passes_the_cache_switch_to_the_engine():
+    from dsl_compress import apply, parse
+
+    rules = parse("quantize Linear.weight quant_dtype=int8 quant_scheme=symmetric")
+    model = mlp()
+    apply(rules, model, cache_weights=False)
+    assert transforms(model) and not any(t.cache for t in transforms(model))

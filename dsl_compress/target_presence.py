@@ -94,6 +94,8 @@ def _takes_input(module: torch.nn.Module, target: str) -> bool:
         return _input_accepted(module, target)
     key = (type(module), type(module).forward, target)
     if key not in _INPUTS_TAKEN:
+        if len(_INPUTS_TAKEN) > 4096:  # bounded: it holds classes, which may be made per model
+            _INPUTS_TAKEN.clear()
         _INPUTS_TAKEN[key] = _input_accepted(module, target)
     return _INPUTS_TAKEN[key]
 

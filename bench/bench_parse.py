@@ -34,8 +34,8 @@ def main() -> None:
         ["parse", times["parse"], None],
         ["compile (no model)", times["compile"], None],
         ["lint: read + parse + compile + checks", times["lint"], TARGET_S],
-        ["`dsl-compress lint` process (imports torch)", times["command"], None],
-        ["  of which `import dsl_compress`", times["import"], None],
+        ["`dsl-compress lint`, a fresh process start to exit", times["command"], None],
+        ["  of which `import dsl_compress.cli`", times["import"], None],
     ]
     print_table(["stage", "median s", "target s"], rows)
     per_statement_us = times["lint"] / args.statements * 1e6

@@ -1,4 +1,8 @@
-"""The dsl-compress command: each subcommand calls one library verb and maps it to an exit status."""
+"""The dsl-compress command: each subcommand calls one library verb and maps it to an exit status.
+
+What needs torch (models, the engine, outputs) is imported inside the handlers that need a
+model, so `fmt`, `lint` without a model and `explain CODE` start without loading torch.
+"""
 
 from __future__ import annotations
 
@@ -10,37 +14,19 @@ import re
 import sys
 import warnings
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
-import torch
-
-from dsl_compress.api import run_plan
 from dsl_compress.cli_args import build_parser
 from dsl_compress.diagnostics import CompressionError, CompressionWarning
-from dsl_compress.explain import explain, render_explanations
-from dsl_compress.export import (
-    apply_plan_job,
-    check_destination,
-    plan_from_config_list,
-    write_outputs,
-)
 from dsl_compress.formatter import format_rules
 from dsl_compress.lint import lint
-from dsl_compress.loading import load_calib, load_model, load_weights
-from dsl_compress.manifest import (
-    build_manifest,
-    load_manifest,
-    model_from_manifest,
-    save_manifest,
-    write_text_atomically,
-)
 from dsl_compress.modes import Mode
-from dsl_compress.models import example_model
 from dsl_compress.plan import Plan
-from dsl_compress.report import summary_table
 from dsl_compress.report_formats import explain_code, render
-from dsl_compress.resolve import build_plan
 from dsl_compress.ruleset import load, read_rules
+
+if TYPE_CHECKING:
+    import torch
 
 # The bundled example: prune the convs channel-wise, align each BN (weight and bias) to its
 # conv through a chain, and quantize the head with int8 weights and activations.
@@ -78,6 +64,13 @@ class ExitStatus(enum.IntEnum):
 
 def run_example() -> str:
     """Prune + quantize the bundled CNN with the example config lists; return the summary."""
+    import torch
+
+    from dsl_compress.api import run_plan
+    from dsl_compress.models import example_model
+    from dsl_compress.report import summary_table
+    from dsl_compress.resolve import build_plan
+
     model, batch = example_model("cnn")
     plan = Plan(
         build_plan(model, EXAMPLE_PRUNE, Mode.PRUNE, metric="l1").entries
@@ -187,6 +180,8 @@ def _compile(args) -> ExitStatus:
 
 def _emit(text: str, output: str | None) -> None:
     if output:
+        from dsl_compress.manifest import write_text_atomically
+
         write_text_atomically(Path(output), text)
     else:
         sys.stdout.write(text)
@@ -199,11 +194,15 @@ def _explain(args) -> ExitStatus:
     if not args.model:
         print("explain RULES needs --model SPEC (explain CODE needs none)", file=sys.stderr)
         return ExitStatus.ERROR
+    from dsl_compress.explain import explain, render_explanations
+
     sys.stdout.write(render_explanations(explain(load(args.subject), _model(args), args.target)))
     return ExitStatus.OK
 
 
 def _model(args) -> torch.nn.Module:
+    from dsl_compress.loading import load_model, load_weights
+
     model = load_model(args.model)
     if getattr(args, "weights", None):
         load_weights(model, args.weights)
@@ -213,6 +212,8 @@ def _model(args) -> torch.nn.Module:
 def _lint(args) -> ExitStatus:
     model = _model(args) if args.model else None
     if args.manifest:
+        from dsl_compress.manifest import load_manifest, model_from_manifest
+
         model = model_from_manifest(load_manifest(args.manifest))
     result = lint(args.rules, model)
     text = render(result, args.format)
@@ -224,6 +225,9 @@ def _lint(args) -> ExitStatus:
 
 
 def _manifest(args) -> ExitStatus:
+    from dsl_compress.loading import load_calib
+    from dsl_compress.manifest import build_manifest, save_manifest
+
     model = _model(args)
     example = load_calib(args.example_input)[0] if args.example_input else None
     save_manifest(build_manifest(model, example), args.output)
@@ -234,6 +238,15 @@ def _apply(args) -> ExitStatus:
     if not args.dry_run and not args.out:
         print("apply needs --out DIR (or --dry-run)", file=sys.stderr)
         return ExitStatus.ERROR
+    from dsl_compress.export import (
+        apply_plan_job,
+        check_destination,
+        plan_from_config_list,
+        write_outputs,
+    )
+    from dsl_compress.loading import load_calib
+    from dsl_compress.report import summary_table
+
     if args.out:
         check_destination(Path(args.out), args.overwrite)
     model = _model(args)

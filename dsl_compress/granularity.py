@@ -6,7 +6,10 @@ import enum
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
-import torch
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
 
 from dsl_compress.diagnostics import fail
 
@@ -29,7 +32,7 @@ class TargetKind(str, enum.Enum):
         return cls.PARAMETER
 
 
-Reducer = Callable[[torch.Tensor, tuple[int, ...]], torch.Tensor]
+Reducer = Callable[["torch.Tensor", tuple[int, ...]], "torch.Tensor"]
 
 
 @dataclass(frozen=True)

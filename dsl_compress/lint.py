@@ -5,11 +5,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
-import torch
-
-from dsl_compress.align import place_on_target, reduce_source
 from dsl_compress.diagnostics import (
     CompressionError,
     Diagnostic,
@@ -24,7 +21,9 @@ from dsl_compress.modes import Mode
 from dsl_compress.plan import Plan, PlanEntry
 from dsl_compress.ruleset import RuleSet, load
 from dsl_compress.selection import ModelIndex
-from dsl_compress.sparsity import MaskRequest
+
+if TYPE_CHECKING:
+    import torch
 
 FAIL_ON: dict[str, frozenset[Severity]] = {
     "error": frozenset({Severity.ERROR}),
@@ -215,6 +214,11 @@ def _misfit(
     name, rank = f"{entry.module}.{entry.target}", len(source_shape)
     if any(not -rank <= d < rank for d in dims):
         return f"{name} is aligned on dims {list(dims)}, out of range for {partner} of rank {rank}"
+    import torch  # the size checks need a model, so torch is loaded already
+
+    from dsl_compress.align import place_on_target, reduce_source
+    from dsl_compress.sparsity import MaskRequest
+
     request = MaskRequest(entry.module, entry.target, entry.kind, entry.setting, shape)
     try:
         reduced = reduce_source(torch.ones(source_shape, dtype=torch.bool), dims, request)

@@ -8,8 +8,7 @@ import torch
 
 from dsl_compress.diagnostics import did_you_mean, fail
 from dsl_compress.granularity import BlockKernel
-
-METRIC_NAMES = ("level", "l1", "l2", "fpgm", "random", "taylor")
+from dsl_compress.modes import METRIC_NAMES  # noqa: F401  (re-exported for the pruner)
 
 # Distances held at once while computing FPGM: bounds memory on tensors with many blocks.
 _FPGM_CHUNK_ENTRIES = 1 << 24

@@ -1,4 +1,5 @@
-"""The three compression modes, the closed set every stage keys its tables by."""
+"""The closed vocabularies every stage keys by: compression modes, pruning metrics,
+quantization dtypes and schemes (torch-free, so rules are checked without loading torch)."""
 
 from __future__ import annotations
 
@@ -11,3 +12,12 @@ class Mode(str, enum.Enum):
     PRUNE = "prune"
     QUANTIZE = "quantize"
     DISTILL = "distill"
+
+
+# The pruning metrics (dsl_compress.metrics computes them), named as `metric=` spells them.
+METRIC_NAMES = ("level", "l1", "l2", "fpgm", "random", "taylor")
+
+# Quantization as NNI 3.0 spells it (dsl_compress.quant_math computes it).
+QUANT_SCHEMES = ("symmetric", "affine")
+QUANT_BITS = range(2, 9)
+QUANT_DTYPES = tuple(f"{sign}{bits}" for sign in ("int", "uint") for bits in QUANT_BITS)

@@ -9,10 +9,9 @@ import torch
 
 from dsl_compress.diagnostics import did_you_mean, fail
 from dsl_compress.granularity import BlockKernel
+from dsl_compress.modes import QUANT_BITS, QUANT_DTYPES, QUANT_SCHEMES  # noqa: F401
 
-QUANT_SCHEMES = ("symmetric", "affine")
-_BITS = range(2, 9)
-QUANT_DTYPES = tuple(f"{sign}{bits}" for sign in ("int", "uint") for bits in _BITS)
+_BITS = QUANT_BITS
 _FLOAT32_EPS = torch.finfo(torch.float32).eps
 
 

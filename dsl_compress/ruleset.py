@@ -5,11 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
-import torch
-
-from dsl_compress.compiler import resolve_rules
+if TYPE_CHECKING:
+    import torch
 from dsl_compress.diagnostics import (
     CompressionError,
     Diagnostic,
@@ -84,7 +83,11 @@ class RuleSet:
         checked = self.check(registry)
         diags = list(checked.diagnostics)
         rules, excludes, registries = checked.rules, checked.excludes, checked.registries
-        plan = resolve_rules(model, rules, excludes, registries) if model is not None else None
+        plan = None
+        if model is not None:
+            from dsl_compress.compiler import resolve_rules  # torch loads only with a model
+
+            plan = resolve_rules(model, rules, excludes, registries)
         model_free = None
         if plan is not None:
             diags.extend(plan.diagnostics)

@@ -6,9 +6,10 @@ import bisect
 import re
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 from dsl_compress.diagnostics import Diagnostic, did_you_mean, error, warning
 from dsl_compress.settings import type_name_of

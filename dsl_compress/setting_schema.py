@@ -19,7 +19,7 @@ from dsl_compress.key_rules import (
     wrong_type,
 )
 from dsl_compress.modes import Mode
-from dsl_compress.quant_math import QUANT_DTYPES, QUANT_SCHEMES
+from dsl_compress.modes import QUANT_DTYPES, QUANT_SCHEMES
 
 # ---- pruning: align ------------------------------------------------------------------------------
 

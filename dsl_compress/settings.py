@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import copy
-from typing import Any, Iterator, Mapping
+import sys
+from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
-import torch
-from torch.nn.utils import parametrize
+if TYPE_CHECKING:
+    import torch
 
 from dsl_compress.diagnostics import did_you_mean, fail
 from dsl_compress.modes import Mode
@@ -28,10 +29,11 @@ def type_name_of(module: torch.nn.Module | type | str) -> str:
         return module
     if isinstance(module, type):
         return module.__name__
-    if isinstance(module, torch.nn.Module):
+    torch = sys.modules.get("torch")  # a module object means torch is loaded already
+    if torch is not None and isinstance(module, torch.nn.Module):
         if "parametrizations" not in module._modules:  # the common case, without torch's lookup
             return type(module).__name__
-        return parametrize.type_before_parametrizations(module).__name__
+        return torch.nn.utils.parametrize.type_before_parametrizations(module).__name__
     fail(
         "X803",
         f"expected a module, a module class or a class name, got {type(module).__name__}",

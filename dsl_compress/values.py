@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from dsl_compress.diagnostics import Diagnostic, Severity, Span, did_you_mean
-from dsl_compress.metrics import METRIC_NAMES
+from dsl_compress.modes import METRIC_NAMES
 from dsl_compress.modes import Mode
 from dsl_compress.setting_schema import SETTING_RULES
 from dsl_compress.syntax import ListValue, Setting, Value

@@ -108,7 +108,7 @@ class _Resolver:
         self.table = ContributionTable(self.presence.has_parameter, self.presence.everywhere)
         self._typed: dict[str, list[str]] = {}
         self._kept: dict[tuple[Mode, str], list[str]] = {}
-        self._templates: dict[tuple[Mode, str], list[str] | None] = {}
+        self._templates: dict[tuple[Mode, str], tuple[str, ...] | None] = {}
         self._bases: dict[tuple[Mode, str, str], dict] = {}
 
     def add_type_wide(self, rule: Rule, diags: list) -> None:
@@ -123,7 +123,7 @@ class _Resolver:
             diags.append(all_excluded(rule, len(found)))
             return
         explicit = rule.selector.targets is not None
-        targets = rule.selector.targets if explicit else self._template_of(mode, type_name)
+        targets = rule.selector.targets if explicit else self._template_of(mode, type_name) or ()
         if explicit:
             targets = [
                 t for t in targets if any(self.presence.has_target(m, t, mode) for m in kept)
@@ -160,7 +160,7 @@ class _Resolver:
         """The targets a pattern reaches on modules of a type, each with whether a module
         must be asked (its parameter may be missing); the template's when none is named."""
         if targets is None:
-            return [(t, False) for t in self._template_of(mode, type_name)]
+            return [(t, False) for t in self._template_of(mode, type_name) or ()]
         out = []
         for target in targets:
             known = self.presence.of_type(type_name, target, mode)
@@ -189,15 +189,16 @@ class _Resolver:
         targets = rule.selector.targets
         explicit = targets is not None
         strict = rule.selector.exact_name is not None
-        if strict:
-            targets = targets or _template_targets(index, rule, match.module, self.registry, diags)
-        elif not explicit:
-            targets = self._template_of(rule.mode, index.type_names[match.module])
-        else:
+        if not explicit:
+            type_name = index.type_names[match.module]
+            targets = self._template_of(rule.mode, type_name)
+            if targets is None and strict:
+                diags.append(unregistered(rule.mode, type_name, rule.span))
+            targets = targets or ()
+        elif not strict:
             targets = [t for t in targets if self.presence.has_target(match.module, t, rule.mode)]
         c = self.table.contribution(rule, values, explicit, *tag)
-        for target in targets:
-            self.table.add((rule.mode, match.module, target), c)
+        self.table.add_all(c, [(rule.mode, match.module, target) for target in targets])
         return len(targets)
 
     def entry(self, key: Key, shared: tuple, own: list, state: _Outcome, diags: list):
@@ -223,24 +224,18 @@ class _Resolver:
             state.settled[signature] = (entry, top.span, checked if clean else None)
             return checked, top.span
         first, span, template = settled
-        if template is None or not self.presence.plain(module, target):
-            entry = PlanEntry(
-                module, target, mode, type_name, first.setting, first.origin,
-                first.key_origins, first.metric,
-            )  # fmt: skip
-            return _checked(self.index, (entry, span), diags), span
+        plain = template is not None and self.presence.plain(module, target)
+        base = template if plain else first
         entry = PlanEntry(
-            module, target, mode, type_name, dict(template.setting), template.origin,
-            dict(template.key_origins), template.metric,
+            module, target, mode, type_name, dict(base.setting), base.origin,
+            dict(base.key_origins), base.metric,
         )  # fmt: skip
-        return entry, span
+        return (entry if plain else _checked(self.index, (entry, span), diags)), span
 
     def _of_type(self, type_name: str) -> list[str]:
         """The type's modules, once each (canonical names), in model order."""
         if type_name not in self._typed:
-            canonical = self.index.canonical
-            names = self.index.by_type.get(type_name, [])
-            self._typed[type_name] = list(dict.fromkeys(canonical[n] for n in names))
+            self._typed[type_name] = self.index.first_names(self.index.by_type.get(type_name, []))
         return self._typed[type_name]
 
     def _kept_of_type(self, mode: Mode, type_name: str) -> list[str]:
@@ -250,14 +245,16 @@ class _Resolver:
             self._kept[(mode, type_name)] = kept
         return self._kept[(mode, type_name)]
 
-    def _template_of(self, mode: Mode, type_name: str) -> list[str]:
-        """The template's targets for a type-wide statement ([] when the type has none)."""
-        if (mode, type_name) not in self._templates:
-            name = self._of_type(type_name)[0]
-            self._templates[(mode, type_name)] = _template_targets(
-                self.index, None, name, self.registry, [], mode
-            )
-        return self._templates[(mode, type_name)]
+    def _template_of(self, mode: Mode, type_name: str) -> tuple[str, ...] | None:
+        """The template's targets for the type (None: it has no template of this kind)."""
+        key = (mode, type_name)
+        if key not in self._templates:
+            try:
+                template = self.registry[mode].template(type_name)
+            except CompressionError:
+                template = None
+            self._templates[key] = None if template is None else expand_targets(tuple(template))
+        return self._templates[key]
 
     def _base(self, mode: Mode, module: str, target: str) -> dict:
         """The template's setting for the target (per type, so computed once per type)."""
@@ -328,14 +325,3 @@ def _parameter_matches(index: ModelIndex, rule: Rule) -> list[Match]:
     (target,) = rule.fallback.targets
     modules = index.modules
     return [m for m in rule.fallback.matches(index) if target in modules[m.module]._parameters]
-
-
-def _template_targets(index, rule, module: str, registry, diags, mode=None) -> list[str]:
-    mode = rule.mode if rule is not None else mode
-    try:
-        template = registry[mode].template(index.modules[module])
-    except CompressionError:
-        if rule is not None:
-            diags.append(unregistered(mode, index.type_names[module], rule.span))
-        return []
-    return list(expand_targets(tuple(template)))

@@ -84,15 +84,6 @@ class ContributionTable:
             else:
                 found.append(contribution)
 
-    def add(self, key: Key, contribution: Contribution) -> None:
-        """One statement's contribution to one tensor."""
-        found = self._own.get(key)
-        if found is None:
-            self._own[key] = found = []
-            self._own_first[key] = (contribution.rule.index, self._seq)
-            self._seq += 1
-        found.append(contribution)
-
     def add_type_wide(
         self, type_key: tuple[Mode, str], modules: list[str], c: Contribution, targets, explicit
     ) -> None:

@@ -55,7 +55,7 @@ class LintResult:
         return int(any(d.severity in FAIL_ON[fail_on] for d in self.diagnostics))
 
 
-@without_gc
+@without_gc  # the whole job: files, plans and diagnostics all stay alive to the end
 def lint(paths: Sequence[str], model: torch.nn.Module | None = None) -> LintResult:
     """Lint each rules file: syntax and meaning, and with ``model`` everything model-aware.
 

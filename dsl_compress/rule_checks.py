@@ -35,7 +35,7 @@ def nothing_matched(index: ModelIndex, compiled, span: Span, what: str) -> Diagn
 
 
 def _type_hint(index: ModelIndex, compiled) -> str | None:
-    count = sum(1 for t in index.type_names.values() if t == compiled.type_name)
+    count = len(index.by_type.get(compiled.type_name, ()))
     if count and compiled.scope_pattern is not None:
         return f"the model has {count} {compiled.type_name} module(s), none inside the `in` scope"
     return did_you_mean(compiled.type_name, set(index.type_names.values()))

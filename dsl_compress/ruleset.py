@@ -200,7 +200,6 @@ def _registrations(statements, lets, registry: Registry | None, diags: list):
     return registries, registered
 
 
-@without_gc
 def parse(text: str, path: str | None = None) -> RuleSet:
     """Parse rules text; includes are read relative to ``path``'s folder (or the working folder)."""
     base = Path(path).resolve() if path else None

@@ -6,7 +6,7 @@ import bisect
 import re
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 if TYPE_CHECKING:
     import torch
@@ -36,8 +36,13 @@ class ModelIndex:
         )
 
     def of_types(self, types: list[str]) -> set[str]:
-        wanted = set(types)
-        return {n for n, t in self.type_names.items() if t in wanted}
+        return {n for t in set(types) for n in self.by_type.get(t, ())}
+
+    def first_names(self, names: Iterable[str]) -> list[str]:
+        """``names`` (in order) with each module once, under its first name."""
+        if not self.aliased:
+            return list(names)
+        return list(dict.fromkeys(self.canonical[name] for name in names))
 
     @cached_property
     def aliased(self) -> bool:
@@ -125,10 +130,9 @@ def _canonical(
     index: ModelIndex, chosen: set[str], where: str
 ) -> tuple[list[str], list[Diagnostic]]:
     """Collapse aliases of one module object onto its first name, reporting each alias."""
-    order = {n: i for i, n in enumerate(index.modules)}
-    names: list[str] = []
+    ordered = sorted(chosen, key=index.order.__getitem__)
     diags = []
-    for name in sorted(chosen, key=order.__getitem__):
+    for name in ordered:
         canon = index.canonical[name]
         if canon != name:
             diags.append(
@@ -139,9 +143,7 @@ def _canonical(
                     hint="select the module by one name only",
                 )
             )
-        if canon not in names:
-            names.append(canon)
-    return names, diags
+    return index.first_names(ordered), diags
 
 
 def _selects_nothing(index: ModelIndex, config: Mapping[str, Any], where: str) -> Diagnostic:

@@ -63,9 +63,7 @@ class CompiledSelector:
         for regex in (self.scope_regex, self.name_regex):
             if regex is not None:
                 names = [name for name in names if regex.fullmatch(name) is not None]
-        if not index.aliased:
-            return list(names)
-        return list(dict.fromkeys(index.canonical[name] for name in names))
+        return index.first_names(names)
 
     def matches(self, index: ModelIndex) -> list[Match]:
         """Matches in model order; aliases collapse onto the first name of each module."""

@@ -66,8 +66,7 @@ class TargetPresence:
             return True
         module = self.index.modules[name]
         if kind is TargetKind.PARAMETER:
-            present = module._parameters.get(target) is not None
-            return present and "parametrizations" not in module._modules
+            return _plain_parameter(module, target)
         return _takes_input(module, target)
 
     def _has(self, name: str, target: str, mode: Mode | None) -> bool:
@@ -80,12 +79,14 @@ class TargetPresence:
     def _answer(self, type_name: str, target: str, mode: Mode | None):
         if TargetKind.of(target) is not TargetKind.PARAMETER:
             return mode is None or type_name in self.registry[mode]
-        modules = (self.index.modules[n] for n in self.index.by_type.get(type_name, ()))
-        everywhere = all(
-            m._parameters.get(target) is not None and "parametrizations" not in m._modules
-            for m in modules
-        )
+        names = self.index.by_type.get(type_name, ())
+        everywhere = all(_plain_parameter(self.index.modules[n], target) for n in names)
         return True if everywhere else PER_MODULE
+
+
+def _plain_parameter(module: torch.nn.Module, target: str) -> bool:
+    """The module has the parameter, set (not None) and not parametrized."""
+    return module._parameters.get(target) is not None and "parametrizations" not in module._modules
 
 
 def _takes_input(module: torch.nn.Module, target: str) -> bool:

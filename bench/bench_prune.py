@@ -10,13 +10,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
-from typing import Callable
 
 # Run as a script, bench/ is on sys.path but the checkout is not: put it first, so this
 # measures the dsl_compress next to this file rather than an installed one.
@@ -25,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
-from measure import print_table, write_results  # noqa: E402
+from measure import interleaved, print_table, write_results  # noqa: E402
 from nni_venv import JOBS, NniUnavailable, nni_python, run_nni_job  # noqa: E402
 from prune_cases import CASES, RATIO, PruneCase, run_ours  # noqa: E402
 from weights_file import save_weights  # noqa: E402
@@ -33,21 +30,6 @@ from workloads import linear_stack  # noqa: E402
 
 BENCH = Path(__file__).resolve().parent
 Masks = dict[str, torch.Tensor]
-
-
-def interleaved_medians(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
-    """Median wall time of each function, run in turn each round (after one warmup round).
-
-    Interleaving puts the same machine noise on every side of a ratio.
-    """
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    for round_ in range(repeats + 1):
-        for name, fn in fns.items():
-            start = time.perf_counter()
-            fn()
-            if round_:
-                times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def flat_masks(nested: dict[str, dict[str, torch.Tensor]]) -> Masks:
@@ -75,10 +57,10 @@ def _same(ours: torch.Tensor, theirs: torch.Tensor) -> bool:
 
 
 def time_case(case: PruneCase, model: nn.Module, repeats: int) -> tuple[dict, Masks]:
-    medians = interleaved_medians(
-        {"floor": lambda: case.floor(model, RATIO), "ours": lambda: run_ours(case, model)},
-        repeats,
-    )
+    fns = {"floor": lambda: case.floor(model, RATIO), "ours": lambda: run_ours(case, model)}
+    for fn in fns.values():  # one warm-up round, then single runs taking turns
+        fn()
+    medians = interleaved(fns, repeats=1, rounds=repeats, warmup=0)
     masks = flat_masks(run_ours(case, model).masks())
     return {"ours_s": medians["ours"], "floor_s": medians["floor"]}, masks
 

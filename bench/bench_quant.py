@@ -22,7 +22,7 @@ BENCH = Path(__file__).resolve().parent
 sys.path[:0] = [str(BENCH.parent), str(BENCH)]
 
 import dsl_compress as dc  # noqa: E402
-from interleaved import interleaved  # noqa: E402
+from measure import interleaved  # noqa: E402
 from measure import print_table, write_results  # noqa: E402
 from nni_venv import NniUnavailable, run_nni_job  # noqa: E402
 from quant_models import CONFIG_LIST, MODELS, batches, build  # noqa: E402

@@ -9,7 +9,7 @@ import resource
 import statistics
 import time
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 import torch
 
@@ -26,6 +26,19 @@ def median_time(fn: Callable[[], object], repeats: int, warmup: int = 1) -> floa
         fn()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
+
+
+def interleaved(
+    fns: Mapping[str, Callable[[], object]], repeats: int, rounds: int, warmup: int = 1
+) -> dict[str, float]:
+    """Median over ``rounds`` of each function's median time over ``repeats`` runs (after
+    ``warmup`` unmeasured ones), the functions taking turns so a noisy machine's drift hits
+    every side of a ratio alike."""
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            times[name].append(median_time(fn, repeats, warmup))
+    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def rss_mib() -> float:

@@ -17,7 +17,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import nni  # noqa: E402
-from interleaved import interleaved  # noqa: E402
+from measure import interleaved  # noqa: E402
 from nni.compression.quantization import PtqQuantizer  # noqa: E402
 from nni.compression.utils import TorchEvaluator  # noqa: E402
 from quant_models import CONFIG_LIST, batches, build  # noqa: E402

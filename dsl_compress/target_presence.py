@@ -6,13 +6,11 @@ from __future__ import annotations
 import torch
 from torch.nn.utils import parametrize
 
-from dsl_compress.diagnostics import Diagnostic
 from dsl_compress.granularity import TargetKind
 from dsl_compress.modes import Mode
-from dsl_compress.plan import PlanEntry
 from dsl_compress.selection import ModelIndex
 from dsl_compress.settings import Registry
-from dsl_compress.targets import check_input
+from dsl_compress.targets import takes_input
 
 # A type's answer when its modules differ (a bias set on some, None on others): ask each one.
 PER_MODULE = object()
@@ -42,9 +40,9 @@ class TargetPresence:
     def everywhere(self, type_name: str, target: str) -> bool:
         """Whether every module of the type has the target (a parameter set and not
         parametrized; an input or output unless the root is of the type)."""
-        if TargetKind.of(target) is not TargetKind.PARAMETER:
-            if self.index.type_names.get("") == type_name:
-                return False
+        parameter = TargetKind.of(target) is TargetKind.PARAMETER
+        if not parameter and self.index.type_names.get("") == type_name:
+            return False
         return self.of_type(type_name, target, None) is True
 
     def of_type(self, type_name: str, target: str, mode: Mode | None):
@@ -92,19 +90,13 @@ def _plain_parameter(module: torch.nn.Module, target: str) -> bool:
 def _takes_input(module: torch.nn.Module, target: str) -> bool:
     """Whether check_input accepts the input target without a diagnostic (once per class)."""
     if "forward" in module.__dict__:  # an instance's own forward: ask it
-        return _input_accepted(module, target)
+        return takes_input(module, target)
     key = (type(module), type(module).forward, target)
     if key not in _INPUTS_TAKEN:
         if len(_INPUTS_TAKEN) > 4096:  # bounded: it holds classes, which may be made per model
             _INPUTS_TAKEN.clear()
-        _INPUTS_TAKEN[key] = _input_accepted(module, target)
+        _INPUTS_TAKEN[key] = takes_input(module, target)
     return _INPUTS_TAKEN[key]
 
 
 _INPUTS_TAKEN: dict[tuple, bool] = {}
-
-
-def _input_accepted(module: torch.nn.Module, target: str) -> bool:
-    found: list[Diagnostic] = []
-    check_input(module, PlanEntry("", target, Mode.QUANTIZE, "", {}, "", {}), found)
-    return not found

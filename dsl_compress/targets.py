@@ -60,16 +60,27 @@ def _not_a_parameter(module: torch.nn.Module, entry: PlanEntry) -> Diagnostic:
     return error("T401", message, subject=entry.subject, hint=hint)
 
 
-def check_input(module: torch.nn.Module, entry: PlanEntry, diags: list[Diagnostic]) -> None:
-    """An _input_ target must name a forward() argument by position or by name."""
-    suffix = entry.target[len("_input_") :]
+def takes_input(module: torch.nn.Module, target: str) -> bool:
+    """Whether forward() has the argument an _input_ target names, by position or by name
+    (any forward taking *args or **kwargs, or one without a signature, takes them all)."""
+    suffix = target[len("_input_") :]
     params = forward_parameters(module)
     if not params or any(p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in params):
+        return True
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return suffix in {p.name for p in params} or (
+        suffix.isdigit() and int(suffix) < len(positional)
+    )
+
+
+def check_input(module: torch.nn.Module, entry: PlanEntry, diags: list[Diagnostic]) -> None:
+    """An _input_ target must name a forward() argument by position or by name."""
+    if takes_input(module, entry.target):
         return
+    suffix = entry.target[len("_input_") :]
+    params = forward_parameters(module)
     named = [p.name for p in params]
     positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    if suffix in named or (suffix.isdigit() and int(suffix) < len(positional)):
-        return
     diags.append(
         error(
             "T402",

@@ -62,12 +62,12 @@ class ContributionTable:
         self._own: dict[Key, list[Contribution]] = {}
         self._own_first: dict[Key, tuple[int, int]] = {}
         self._groups: dict[tuple[Mode, str], _TypeGroup] = {}
-        self._shared: dict[tuple[str, ...], Contribution] = {}
+        self._shared: dict[tuple, Contribution] = {}
         self._seq = 0
 
     def contribution(self, rule: Rule, values: dict[str, Value], explicit: bool, *tag: str):
         """The one Contribution of ``rule`` (and ``tag``, the align partner), made on first use."""
-        key = (str(rule.index), *tag)
+        key = (rule.index, *tag)
         if key not in self._shared:
             self._shared[key] = Contribution(rule, values, explicit)
         return self._shared[key]

@@ -157,6 +157,15 @@ def test_register_keeps_its_own_copy():
     assert PruningSetting.template("Custom") == {"p1": {"sparse_ratio": None}}
 
 
+def test_unregister_removes_the_entry_and_forgets_unknown_names():
+    PruningSetting.register("Custom", {"p1": {"sparse_ratio": None}})
+    PruningSetting.unregister("Custom")
+    PruningSetting.unregister("NeverRegistered")
+    assert "Custom" not in PruningSetting
+    with pytest.raises(CompressionError):
+        PruningSetting.template("Custom")
+
+
 def test_unregistered_type_names_close_types_and_how_to_register():
     with pytest.raises(CompressionError) as info:
         PruningSetting.get("Conv2D", {"sparse_ratio": 0.5})

@@ -53,7 +53,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
-    cli = [sys.executable, "-m", "dsl_compress.cli", "apply", str(RULES), "--model", MODEL]
+    cli = [sys.executable, "-m", "dsl_compress", "apply", str(RULES), "--model", MODEL]
     with tempfile.TemporaryDirectory() as tmp:
         cases = {
             "baseline: import, build, save weights": [

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import dsl_compress as dc
-from dsl_compress.lint import lint
+from dsl_compress.tools.lint import lint
 from measure import median_time, print_table, write_results
 from workloads import rules_text
 
@@ -59,7 +59,7 @@ def main() -> None:
 
 def _command(path: str, repeats: int) -> dict[str, float]:
     """The whole command as CI runs it, a fresh process each time, and its import alone."""
-    command = [sys.executable, "-m", "dsl_compress.cli", "lint", "--format", "concise", path]
+    command = [sys.executable, "-m", "dsl_compress", "lint", "--format", "concise", path]
     imports = [sys.executable, "-c", "import dsl_compress.cli"]
     return {
         "command": median_time(lambda: subprocess.run(command, capture_output=True), repeats),

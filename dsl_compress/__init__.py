@@ -22,22 +22,22 @@ _EXPORTS = {
     "CompressionWarning": ("diagnostics", "CompressionWarning"),
     "Diagnostic": ("diagnostics", "Diagnostic"),
     "Severity": ("diagnostics", "Severity"),
-    "Compression": ("engine", "Compression"),
-    "format": ("formatter", "format_rules"),
-    "Mode": ("modes", "Mode"),
+    "Compression": ("engine.compression", "Compression"),
+    "format": ("language.format", "format_rules"),
+    "Mode": ("vocab", "Mode"),
     "Plan": ("plan", "Plan"),
     "PlanEntry": ("plan", "PlanEntry"),
-    "build_plan": ("resolve", "build_plan"),
-    "Compiled": ("ruleset", "Compiled"),
-    "RuleSet": ("ruleset", "RuleSet"),
-    "load": ("ruleset", "load"),
-    "parse": ("ruleset", "parse"),
-    "DEFAULT_REGISTRY": ("settings", "DEFAULT_REGISTRY"),
-    "DistillationSetting": ("settings", "DistillationSetting"),
-    "PruningSetting": ("settings", "PruningSetting"),
-    "QuantizationSetting": ("settings", "QuantizationSetting"),
-    "Registry": ("settings", "Registry"),
-    "canonicalize": ("settings", "canonicalize"),
+    "build_plan": ("resolve.from_config", "build_plan"),
+    "Compiled": ("resolve.ruleset", "Compiled"),
+    "RuleSet": ("resolve.ruleset", "RuleSet"),
+    "load": ("resolve.ruleset", "load"),
+    "parse": ("resolve.ruleset", "parse"),
+    "DEFAULT_REGISTRY": ("schema.registry", "DEFAULT_REGISTRY"),
+    "DistillationSetting": ("schema.registry", "DistillationSetting"),
+    "PruningSetting": ("schema.registry", "PruningSetting"),
+    "QuantizationSetting": ("schema.registry", "QuantizationSetting"),
+    "Registry": ("schema.registry", "Registry"),
+    "canonicalize": ("schema.registry", "canonicalize"),
 }
 
 __all__ = [
@@ -90,13 +90,13 @@ if TYPE_CHECKING:  # what type checkers and IDEs see
         Diagnostic,
         Severity,
     )
-    from dsl_compress.engine import Compression
-    from dsl_compress.formatter import format_rules as format
-    from dsl_compress.modes import Mode
+    from dsl_compress.engine.compression import Compression
+    from dsl_compress.language.format import format_rules as format
+    from dsl_compress.vocab import Mode
     from dsl_compress.plan import Plan, PlanEntry
-    from dsl_compress.resolve import build_plan
-    from dsl_compress.ruleset import Compiled, RuleSet, load, parse
-    from dsl_compress.settings import (
+    from dsl_compress.resolve.from_config import build_plan
+    from dsl_compress.resolve.ruleset import Compiled, RuleSet, load, parse
+    from dsl_compress.schema.registry import (
         DEFAULT_REGISTRY,
         DistillationSetting,
         PruningSetting,

@@ -7,17 +7,17 @@ from typing import Any, Iterable, Mapping, Sequence
 import torch
 
 from dsl_compress.diagnostics import CompressionError, emit_warnings, fail, raise_errors
-from dsl_compress.distiller import build_targets
-from dsl_compress.engine import Compression, check_not_compressed
-from dsl_compress.granularity import TargetKind
-from dsl_compress.modes import Mode
+from dsl_compress.engine.distill import build_targets
+from dsl_compress.engine.compression import Compression, check_not_compressed
+from dsl_compress.schema.granularity import TargetKind
+from dsl_compress.vocab import Mode
 from dsl_compress.plan import Plan
-from dsl_compress.pruner import LossFn, Progress, check_metric, compute_masks
-from dsl_compress.quantizer import compute_quant_params
-from dsl_compress.resolve import build_plan
-from dsl_compress.ruleset import RuleSet, locate_in_rules
-from dsl_compress.settings import Registry
-from dsl_compress.targets import shared_tensor_errors
+from dsl_compress.engine.prune import LossFn, Progress, check_metric, compute_masks
+from dsl_compress.engine.quantize import compute_quant_params
+from dsl_compress.resolve.from_config import build_plan
+from dsl_compress.resolve.ruleset import RuleSet, locate_in_rules
+from dsl_compress.schema.registry import Registry
+from dsl_compress.resolve.targets import shared_tensor_errors
 
 ConfigList = Sequence[Mapping[str, Any]]
 

@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from dsl_compress.diagnostics import Diagnostic, Severity
-from dsl_compress.granularity import BlockKernel, TargetKind, parse_granularity
-from dsl_compress.modes import Mode
+from dsl_compress.schema.granularity import BlockKernel, TargetKind, parse_granularity
+from dsl_compress.vocab import Mode
 
 # NNI's schema has no None granularity; these list forms mean the same blocks at any rank:
 # all-ones kernel = element-wise pruning, all-(-1) kernel = one per-tensor quantization scale.

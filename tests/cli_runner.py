@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from dsl_compress.cli import main
+from dsl_compress.cli.main import main
 
 
 class Run(NamedTuple):

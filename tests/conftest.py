@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from dsl_compress.settings import DEFAULT_REGISTRY
+from dsl_compress.schema.registry import DEFAULT_REGISTRY
 
 FC1_WEIGHT = [[1.0, 2, 3, 4], [-5, 6, 7, 8], [0.1, 0.2, 0.3, 0.4], [9, 10, 11, 12]]
 # Row L1 norms [26, 10, 6, 22], the fc2 of nni-semantics.md §4.6.

@@ -17,7 +17,7 @@ import pytest
 
 import dsl_compress
 from cli_runner import Run, run
-from dsl_compress.cli import main
+from dsl_compress.cli.main import main
 from dsl_compress.codes import CODES
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,7 +51,7 @@ def exit_of(capsys, *argv) -> tuple[int, str, str]:
 
 def process(cwd: Path, *argv, env: dict | None = None, **kwargs) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "dsl_compress.cli", *map(str, argv)],
+        [sys.executable, "-m", "dsl_compress", *map(str, argv)],
         cwd=cwd,
         env=env if env is not None else {**os.environ, "NO_COLOR": "1"},
         timeout=300,

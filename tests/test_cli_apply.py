@@ -17,8 +17,8 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from cli_runner import run
-from dsl_compress.cli import main
-from dsl_compress.export import OUTPUT_FILES
+from dsl_compress.cli.main import main
+from dsl_compress.tools.apply_job import OUTPUT_FILES
 from dsl_compress.models import cnn, resnet
 
 RULES_DIR = Path(__file__).resolve().parents[1] / "rules"
@@ -38,7 +38,7 @@ TRACEBACK = "Traceback (most recent call last)"
 
 def run_process(cwd: Path, *argv) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "dsl_compress.cli", *map(str, argv)],
+        [sys.executable, "-m", "dsl_compress", *map(str, argv)],
         cwd=cwd,
         env={**os.environ, "NO_COLOR": "1"},
         capture_output=True,

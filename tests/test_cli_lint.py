@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from cli_runner import Run, run
-from dsl_compress.cli import main
+from dsl_compress.cli.main import main
 from dsl_compress.models import resnet
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -308,7 +308,7 @@ def test_lint_in_a_process_exit_codes(tmp_path):
     (tmp_path / "warn.rules").write_text(WARNINGS, encoding="utf-8")
     (tmp_path / "broken.rules").write_text(BROKEN, encoding="utf-8")
     env = {**os.environ, "NO_COLOR": "1"}
-    command = [sys.executable, "-m", "dsl_compress.cli", "lint"]
+    command = [sys.executable, "-m", "dsl_compress", "lint"]
     expected = {
         ("warn.rules", "--model", RESNET): 0,
         ("warn.rules", "--model", RESNET, "--fail-on", "warning"): 1,

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from dsl_compress.config_schema import (
+from dsl_compress.schema.config_list import (
     CONFIG_RULES,
     LEGACY_KEYS,
     SELECTION_KEYS,
@@ -17,7 +17,7 @@ from dsl_compress.config_schema import (
     validate_config_list,
 )
 from dsl_compress.diagnostics import CompressionError, Diagnostic, Severity
-from dsl_compress.modes import Mode
+from dsl_compress.vocab import Mode
 
 P, Q, D = Mode.PRUNE, Mode.QUANTIZE, Mode.DISTILL
 SEL = {"op_types": ["Linear"]}

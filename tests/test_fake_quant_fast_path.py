@@ -7,8 +7,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dsl_compress.granularity import parse_granularity
-from dsl_compress.quant_math import _CHUNK, fake_quantize, quant_range, scale_zero_point
+from dsl_compress.schema.granularity import parse_granularity
+from dsl_compress.engine.quant_math import _CHUNK, fake_quantize, quant_range, scale_zero_point
 
 
 def nni_fake_quant(x, scale, zp, qmin, qmax):

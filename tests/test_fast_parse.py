@@ -13,11 +13,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from lark.exceptions import UnexpectedInput
 
-from dsl_compress import parser
+from dsl_compress.language import parse as parser
 from dsl_compress.diagnostics import CompressionError, Span
-from dsl_compress.formatter import format_file
-from dsl_compress.lalr_driver import MAX_DEPTH, FastPathError
-from dsl_compress.parser import fast_parse, lark_parse, parse
+from dsl_compress.language.format import format_file
+from dsl_compress.language.lalr_driver import MAX_DEPTH, FastPathError
+from dsl_compress.language.parse import fast_parse, lark_parse, parse
 from test_formatter import PLAIN_CHARS, messy_spelling, rule_files
 
 ROOT = FilePath(__file__).resolve().parent.parent

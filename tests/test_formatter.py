@@ -13,10 +13,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dsl_compress.diagnostics import CompressionError
-from dsl_compress.formatter import format_file, format_rules
-from dsl_compress.modes import Mode
-from dsl_compress.parser import KEYWORDS, parse
-from dsl_compress.syntax import (
+from dsl_compress.language.format import format_file, format_rules
+from dsl_compress.vocab import Mode
+from dsl_compress.language.parse import KEYWORDS, parse
+from dsl_compress.language.syntax import (
     Align,
     Compress,
     Exclude,

@@ -9,9 +9,9 @@ import torch
 
 from dsl_compress import CompressionError, Severity
 from dsl_compress.api import run_plan
-from dsl_compress.lint import LintResult, lint
+from dsl_compress.tools.lint import LintResult, lint
 from dsl_compress.models import cnn, resnet, transformer
-from dsl_compress.ruleset import load
+from dsl_compress.resolve.ruleset import load
 
 RULES = Path(__file__).resolve().parent.parent / "rules"
 

@@ -11,7 +11,7 @@ from safetensors.torch import save_file
 
 from conftest import assert_same_state, state_copy
 from dsl_compress import CompressionError
-from dsl_compress.loading import load_calib, load_model, load_weights
+from dsl_compress.io.loading import load_calib, load_model, load_weights
 from dsl_compress.models import TinyResNet, example_model
 
 USER_FILE = """

@@ -13,7 +13,7 @@ from torch import nn
 
 import dsl_compress
 from dsl_compress import CompressionError, build_plan
-from dsl_compress.manifest import (
+from dsl_compress.io.manifest import (
     build_manifest,
     load_manifest,
     manifest_class,
@@ -21,7 +21,7 @@ from dsl_compress.manifest import (
     save_manifest,
 )
 from dsl_compress.models import cnn, example_model, resnet
-from dsl_compress.selection import ModelIndex
+from dsl_compress.resolve.model_index import ModelIndex
 
 MODELS = ["cnn", "resnet", "transformer"]
 COMPILE_DIR = Path(__file__).parent / "data" / "compile"

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from dsl_compress.diagnostics import CompressionError
-from dsl_compress.granularity import parse_granularity
-from dsl_compress.metrics import METRIC_NAMES, compute_metric
+from dsl_compress.schema.granularity import parse_granularity
+from dsl_compress.engine.metrics import METRIC_NAMES, compute_metric
 
 FC1 = torch.tensor([[1.0, 2, 3, 4], [-5, 6, 7, 8], [0.1, 0.2, 0.3, 0.4], [9, 10, 11, 12]])
 OUT = parse_granularity("out_channel")

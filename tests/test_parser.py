@@ -10,9 +10,9 @@ import pytest
 import golden
 
 from dsl_compress.diagnostics import CompressionError, Span
-from dsl_compress.modes import Mode
-from dsl_compress.parser import load, parse
-from dsl_compress.syntax import (
+from dsl_compress.vocab import Mode
+from dsl_compress.language.parse import load, parse
+from dsl_compress.language.syntax import (
     Align,
     Comment,
     Compress,

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from dsl_compress.diagnostics import CompressionError
-from dsl_compress.granularity import BlockKernel, parse_granularity
-from dsl_compress.observers import MinMaxObserver, weight_min_max
-from dsl_compress.quant_math import (
+from dsl_compress.schema.granularity import BlockKernel, parse_granularity
+from dsl_compress.engine.observers import MinMaxObserver, weight_min_max
+from dsl_compress.engine.quant_math import (
     QUANT_DTYPES,
     QuantRange,
     fake_quantize,

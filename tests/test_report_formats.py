@@ -12,9 +12,9 @@ import dsl_compress
 from dsl_compress import CompressionError, Diagnostic, Severity
 from dsl_compress.codes import CODES
 from dsl_compress.diagnostics import Span
-from dsl_compress.lint import LintResult, lint
+from dsl_compress.tools.lint import LintResult, lint
 from dsl_compress.models import cnn, resnet, transformer
-from dsl_compress.report_formats import (
+from dsl_compress.cli.formats import (
     EXAMPLES,
     FAMILIES,
     FORMATS,

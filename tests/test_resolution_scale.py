@@ -13,10 +13,10 @@ from hypothesis import strategies as st
 from torch import nn
 
 import dsl_compress as dc
-from dsl_compress import compiler
-from dsl_compress.selection import ModelIndex
-from dsl_compress.selectors import glob_pattern, glob_prefix, regex_prefix
-from dsl_compress.syntax import Segment
+from dsl_compress.resolve import from_rules as compiler
+from dsl_compress.resolve.model_index import ModelIndex
+from dsl_compress.resolve.selectors import glob_pattern, glob_prefix, regex_prefix
+from dsl_compress.language.syntax import Segment
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 from workloads import rules_text, wide_model  # noqa: E402

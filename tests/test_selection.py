@@ -6,7 +6,7 @@ import pytest
 from torch import nn
 
 from dsl_compress.diagnostics import Severity
-from dsl_compress.selection import ModelIndex, select
+from dsl_compress.resolve.model_index import ModelIndex, select
 
 
 class Block(nn.Module):

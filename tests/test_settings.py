@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from dsl_compress import CompressionError, DistillationSetting, PruningSetting, QuantizationSetting
-from dsl_compress.settings import DEFAULT_REGISTRY, Registry, canonicalize
+from dsl_compress.schema.registry import DEFAULT_REGISTRY, Registry, canonicalize
 
 WEIGHT_05 = {
     "sparse_ratio": 0.5,

@@ -15,7 +15,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 PROBE = """\
 import json, sys
-from dsl_compress.cli import main
+from dsl_compress.cli.main import main
 status = main(sys.argv[1:])
 print(json.dumps({"status": int(status), "torch": "torch" in sys.modules}))
 """

@@ -15,7 +15,7 @@ GRAMMAR = REPO / "grammar" / "rules.lark"
 # Run by the venv's python from a directory outside the repo, so only the wheel can answer.
 PROBE = """\
 import json, sys, sysconfig
-from dsl_compress.parser import grammar_path, parse
+from dsl_compress.language.parse import grammar_path, parse
 rule_file = parse("prune Conv2d.weight sparse_ratio=0.5")
 (statement,) = rule_file.statements
 print(json.dumps({

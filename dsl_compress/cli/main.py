@@ -1,0 +1,303 @@
+"""The dsl-compress command: each subcommand calls one library verb and maps it to an exit status.
+
+What needs torch (models, the engine, outputs) is imported inside the handlers that need a
+model, so `fmt`, `lint` without a model and `explain CODE` start without loading torch.
+"""
+
+from __future__ import annotations
+
+import difflib
+import enum
+import json
+import os
+import re
+import sys
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Sequence
+
+from dsl_compress.cli.args import build_parser
+from dsl_compress.diagnostics import CompressionError, CompressionWarning
+from dsl_compress.language.format import format_rules
+from dsl_compress.tools.lint import lint
+from dsl_compress.vocab import Mode
+from dsl_compress.plan import Plan
+from dsl_compress.cli.formats import explain_code, render
+from dsl_compress.resolve.ruleset import load, read_rules
+
+if TYPE_CHECKING:
+    import torch
+
+# The bundled example: prune the convs channel-wise, align each BN (weight and bias) to its
+# conv through a chain, and quantize the head with int8 weights and activations.
+EXAMPLE_PRUNE = [
+    {"op_types": ["Conv2d"], "sparse_ratio": 0.5, "granularity": "out_channel"},
+    *(
+        {
+            "op_names": [f"bn{i}"],
+            "target_settings": {
+                "weight": {
+                    "align": {"module_name": f"conv{i}", "target_name": "weight", "dims": [0]}
+                }
+            },
+        }
+        for i in (1, 2, 3)
+    ),
+]
+EXAMPLE_QUANTIZE = [
+    {
+        "op_types": ["Linear"],
+        "quant_dtype": "int8",
+        "quant_scheme": "symmetric",
+        "target_names": ["weight", "_input_", "_output_"],
+    }
+]
+
+
+class ExitStatus(enum.IntEnum):
+    """0 clean, 1 findings, 2 usage or input error."""
+
+    OK = 0
+    FINDINGS = 1
+    ERROR = 2
+
+
+def run_example() -> str:
+    """Prune + quantize the bundled CNN with the example config lists; return the summary."""
+    import torch
+
+    from dsl_compress.api import run_plan
+    from dsl_compress.models import example_model
+    from dsl_compress.tools.summary import summary_table
+    from dsl_compress.resolve.from_config import build_plan
+
+    model, batch = example_model("cnn")
+    plan = Plan(
+        build_plan(model, EXAMPLE_PRUNE, Mode.PRUNE, metric="l1").entries
+        + build_plan(model, EXAMPLE_QUANTIZE, Mode.QUANTIZE).entries
+    )
+    compression = run_plan(model, plan, calib=[batch])
+    with torch.no_grad():
+        compression.model(batch)
+    table = summary_table(compression)
+    compression.finalize()
+    return table
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handler: Callable = COMMANDS[args.command]
+    try:
+        with warnings.catch_warnings():
+            # The command prints diagnostics itself; Python's warning text would repeat them.
+            warnings.simplefilter("ignore", CompressionWarning)
+            return int(handler(args))
+    except KeyboardInterrupt:
+        print("interrupted; nothing was written", file=sys.stderr)
+        return 130
+    except CompressionError as exc:
+        for diag in exc.diagnostics:
+            print(paint(_one_line(diag) if diag.span is None else diag.render()), file=sys.stderr)
+        return ExitStatus.ERROR
+
+
+def _one_line(diag) -> str:
+    """A failure with no source position (a file, a spec) is one line: what, where, the fix."""
+    hint = f" ({diag.hint})" if diag.hint else ""
+    where = f"{diag.subject}: " if diag.subject else ""
+    return f"{where}{diag.severity.value}[{diag.code}] {diag.message}{hint}"
+
+
+def paint(text: str, stream=None) -> str:
+    """Colour severities when ``stream`` (stderr by default) is a terminal and NO_COLOR is unset."""
+    stream = stream or sys.stderr
+    if os.environ.get("NO_COLOR") or not stream.isatty():
+        return text
+    colours = {"error": "31", "warning": "33", "info": "36"}
+    return re.sub(
+        r"\b(error|warning|info)\[", lambda m: f"\033[1;{colours[m[1]]}m{m[1]}\033[0m[", text
+    )
+
+
+def _example(args) -> ExitStatus:
+    print(run_example())
+    return ExitStatus.OK
+
+
+def _fmt(args) -> ExitStatus:
+    changed, broken = [], False
+    for name in args.rules:
+        try:
+            before, after = _formatted(name)
+        except CompressionError as exc:
+            broken = True
+            for diag in exc.diagnostics:
+                print(paint(diag.render() if diag.span else _one_line(diag)), file=sys.stderr)
+            continue
+        if after == before:
+            continue
+        changed.append(name)
+        if args.diff:
+            diff = difflib.unified_diff(
+                before.splitlines(True), after.splitlines(True), name, f"{name} (formatted)"
+            )
+            sys.stdout.write("".join(diff))
+        elif not args.check:
+            Path(name).write_text(after, encoding="utf-8")
+        verb = "would reformat" if (args.check or args.diff) else "reformatted"
+        print(f"{verb} {name}", file=sys.stderr)
+    if broken:
+        return ExitStatus.ERROR
+    return ExitStatus.FINDINGS if (args.check or args.diff) and changed else ExitStatus.OK
+
+
+def _formatted(name: str) -> tuple[str, str]:
+    path = Path(name)
+    before = read_rules(path) if path.is_file() else _missing(name)
+    return before, format_rules(before, name)
+
+
+def _missing(name: str) -> str:
+    load(name)  # raises the located "no rules file" diagnostic
+    raise AssertionError("unreachable")
+
+
+def _compile(args) -> ExitStatus:
+    model = _model(args) if args.model else None
+    if args.format == "plan" and model is None:
+        print("compile --format plan needs --model SPEC", file=sys.stderr)
+        return ExitStatus.ERROR
+    compiled = load(args.rules).compile(model)
+    _report_warnings(compiled.diagnostics)
+    payload = {
+        "config-list": compiled.config_list,
+        "registry": compiled.registry,
+        "plan": compiled.plan.to_dicts() if compiled.plan is not None else None,
+    }[args.format]
+    _emit(json.dumps(payload, indent=2) + "\n", args.output)
+    return ExitStatus.OK
+
+
+def _emit(text: str, output: str | None) -> None:
+    if output:
+        from dsl_compress.io.manifest import write_text_atomically
+
+        write_text_atomically(Path(output), text)
+    else:
+        sys.stdout.write(text)
+
+
+def _explain(args) -> ExitStatus:
+    if not Path(args.subject).exists() and not args.subject.endswith(".rules"):
+        print(explain_code(args.subject))  # a code (W305, w305) or a code's name
+        return ExitStatus.OK
+    if not args.model:
+        print("explain RULES needs --model SPEC (explain CODE needs none)", file=sys.stderr)
+        return ExitStatus.ERROR
+    from dsl_compress.tools.explain import explain, render_explanations
+
+    sys.stdout.write(render_explanations(explain(load(args.subject), _model(args), args.target)))
+    return ExitStatus.OK
+
+
+def _model(args) -> torch.nn.Module:
+    from dsl_compress.io.loading import load_model, load_weights
+
+    model = load_model(args.model)
+    if getattr(args, "weights", None):
+        load_weights(model, args.weights)
+    return model
+
+
+def _lint(args) -> ExitStatus:
+    model = _model(args) if args.model else None
+    if args.manifest:
+        from dsl_compress.io.manifest import load_manifest, model_from_manifest
+
+        model = model_from_manifest(load_manifest(args.manifest))
+    result = lint(args.rules, model)
+    text = render(result, args.format)
+    if text:
+        sys.stdout.write(paint(text, sys.stdout) if args.format == "full" else text)
+        if not text.endswith("\n"):
+            sys.stdout.write("\n")
+    return ExitStatus(result.exit_status(args.fail_on))
+
+
+def _manifest(args) -> ExitStatus:
+    from dsl_compress.io.loading import load_calib
+    from dsl_compress.io.manifest import build_manifest, save_manifest
+
+    model = _model(args)
+    example = load_calib(args.example_input)[0] if args.example_input else None
+    save_manifest(build_manifest(model, example), args.output)
+    return ExitStatus.OK
+
+
+def _apply(args) -> ExitStatus:
+    if not args.dry_run and not args.out:
+        print("apply needs --out DIR (or --dry-run)", file=sys.stderr)
+        return ExitStatus.ERROR
+    from dsl_compress.tools.apply_job import (
+        apply_plan_job,
+        check_destination,
+        plan_from_config_list,
+        write_outputs,
+    )
+    from dsl_compress.io.loading import load_calib
+    from dsl_compress.tools.summary import summary_table
+
+    if args.out:
+        check_destination(Path(args.out), args.overwrite)
+    model = _model(args)
+    calib = load_calib(args.calib) if args.calib else None
+    if args.rules.endswith(".json"):
+        plan = plan_from_config_list(model, args.rules, args.mode, args.metric)
+    else:
+        compiled = load(args.rules).compile(model)
+        _report_warnings(compiled.diagnostics)
+        plan = compiled.plan
+    result = apply_plan_job(model, plan, calib=calib, dry_run=args.dry_run, progress=_bar())
+    print(summary_table(result))
+    if not args.dry_run:
+        written = write_outputs(result, args.out, overwrite=args.overwrite)
+        print(f"wrote {len(written)} files to {args.out}", file=sys.stderr)
+    return ExitStatus.OK
+
+
+def _report_warnings(diagnostics) -> None:
+    """Warnings and notes of a compile, on stderr (stdout may carry JSON)."""
+    for diag in diagnostics:
+        if diag.severity.value != "error":
+            print(paint(diag.render() if diag.span else _one_line(diag)), file=sys.stderr)
+
+
+def _bar() -> Callable | None:
+    """A progress bar on a terminal (stderr); nothing when output is redirected."""
+    if not sys.stderr.isatty():
+        return None
+
+    def draw(done: int, total: int, label: str) -> None:
+        width = 30
+        filled = width * done // max(total, 1)
+        sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} {label:<24}")
+        if done >= total:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
+
+    return draw
+
+
+COMMANDS: dict[str, Callable] = {
+    "apply": _apply,
+    "lint": _lint,
+    "manifest": _manifest,
+    "example": _example,
+    "fmt": _fmt,
+    "compile": _compile,
+    "explain": _explain,
+}
+
+
+if __name__ == "__main__":
+    sys.exit(main())

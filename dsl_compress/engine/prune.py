@@ -1,0 +1,166 @@
+"""Pruning stage of the engine: from plan entries and a model to bool masks, touching nothing."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any, Callable, Iterable, Sequence
+
+import torch
+
+from dsl_compress.diagnostics import did_you_mean, fail
+from dsl_compress.schema.granularity import TargetKind
+from dsl_compress.engine.metrics import METRIC_NAMES, compute_metric
+from dsl_compress.plan import PlanEntry
+from dsl_compress.engine.masks import MaskRequest, generate_masks
+from dsl_compress.engine.taps import run_batches, run_with_taps
+
+LossFn = Callable[[torch.nn.Module, Any], torch.Tensor]
+Progress = Callable[[int, int, str], None]
+Key = tuple[str, str]
+
+
+def check_metric(metric: Any) -> None:
+    if not isinstance(metric, str) or metric not in METRIC_NAMES:
+        fail(
+            "P510",
+            f"unknown pruning metric {metric!r}",
+            subject="metric",
+            hint=did_you_mean(str(metric), METRIC_NAMES) or f"use one of {', '.join(METRIC_NAMES)}",
+        )
+
+
+def is_active(entry: PlanEntry) -> bool:
+    """NNI's rule: a target gets a metric iff it has a ratio or a threshold."""
+    return entry.get("sparse_ratio") is not None or entry.get("sparse_threshold") is not None
+
+
+def compute_masks(
+    model: torch.nn.Module,
+    entries: Sequence[PlanEntry],
+    *,
+    calib: Iterable[Any] | None = None,
+    loss_fn: LossFn | None = None,
+    seed: int = 0,
+    progress: Progress | None = None,
+) -> dict[Key, torch.Tensor]:
+    """Bool masks (True = kept) for every pruning entry; raises before anything is modified."""
+    modules = dict(model.named_modules())
+    for entry in entries:
+        check_metric(entry.metric or "l1")
+    scores = _taylor_scores(model, modules, entries, calib, loss_fn)
+    shapes = _activation_shapes(model, modules, entries, calib)
+    generator = torch.Generator().manual_seed(seed)
+    requests = [_request(modules, e, scores, shapes, generator) for e in entries]
+    return generate_masks(_counted(requests, progress) if progress else requests)
+
+
+def _counted(requests: list[MaskRequest], progress: Progress) -> list[MaskRequest]:
+    """Requests whose metric reports progress(done, total, 'module.target') when computed."""
+    active = [r for r in requests if callable(r.metric)]
+    done = iter(range(1, len(active) + 1))
+
+    def ticking(request: MaskRequest):
+        def metric() -> torch.Tensor:
+            value = request.metric()
+            progress(next(done), len(active), request.name)
+            return value
+
+        return dataclasses.replace(request, metric=metric)
+
+    return [ticking(r) if callable(r.metric) else r for r in requests]
+
+
+def _request(modules, entry: PlanEntry, scores, shapes, generator) -> MaskRequest:
+    metric = None
+    shape = shapes.get(entry.key)
+    if entry.kind is TargetKind.PARAMETER:
+        tensor = getattr(modules[entry.module], entry.target).detach()
+        shape = tuple(tensor.shape)
+        if is_active(entry):
+            metric = functools.partial(
+                compute_metric,
+                entry.metric or "l1",
+                tensor,
+                entry.kernel,
+                subject=entry.subject,
+                score=scores.get(entry.key),
+                generator=generator,
+            )
+    return MaskRequest(
+        module=entry.module,
+        target=entry.target,
+        kind=entry.kind,
+        setting=entry.setting,
+        shape=shape,
+        metric=metric,
+    )
+
+
+def _activation_shapes(model, modules, entries, calib) -> dict[Key, tuple[int, ...]]:
+    """Shapes of input/output targets, observed on the first calibration batch when given."""
+    wanted = [e for e in entries if e.kind is not TargetKind.PARAMETER]
+    if not wanted or calib is None:
+        return {}
+    shapes: dict[Key, tuple[int, ...]] = {}
+    taps = [(modules[e.module], e.target, _shape_recorder(shapes, e.key)) for e in wanted]
+    run_with_taps(model, taps, _first(calib))
+    return shapes
+
+
+def _shape_recorder(shapes: dict, key: Key):
+    def record(tensor: torch.Tensor) -> None:
+        shapes.setdefault(key, tuple(tensor.shape))
+
+    return record
+
+
+def _first(batches: Iterable[Any]) -> list[Any]:
+    for batch in batches:
+        return [batch]
+    return []
+
+
+def _taylor_scores(model, modules, entries, calib, loss_fn) -> dict[Key, torch.Tensor]:
+    """Mean of (w * dL/dw)^2 over the calibration batches, without touching any .grad."""
+    taylor = [e for e in entries if e.metric == "taylor" and is_active(e)]
+    if not taylor:
+        return {}
+    if calib is None or loss_fn is None:
+        fail(
+            "P507",
+            "the taylor metric needs calibration batches and a loss function",
+            subject=taylor[0].subject,
+            hint="call prune(model, config_list, metric='taylor', calib=batches, "
+            "loss_fn=lambda model, batch: loss)",
+        )
+    params = [getattr(modules[e.module], e.target) for e in taylor]
+    for entry, param in zip(taylor, params):
+        if not param.requires_grad:
+            fail(
+                "P507",
+                f"the taylor metric needs gradients, but '{entry.module}.{entry.target}' "
+                "has requires_grad=False",
+                subject=entry.subject,
+                hint="use another metric for frozen parameters, or unfreeze them",
+            )
+    totals = [torch.zeros_like(p, dtype=torch.float32) for p in params]
+
+    def step(batch: Any) -> None:
+        loss = loss_fn(model, batch)
+        if not isinstance(loss, torch.Tensor) or loss.dim() != 0 or not loss.requires_grad:
+            fail(
+                "P507",
+                "loss_fn(model, batch) must return a scalar tensor computed from the model",
+                subject="loss_fn",
+                hint="reduce the loss, e.g. loss.mean(), and do not detach it",
+            )
+        grads = torch.autograd.grad(loss, params, allow_unused=True)
+        for total, param, grad in zip(totals, params, grads):
+            if grad is not None:
+                total.add_((param.detach().float() * grad.float()) ** 2)
+
+    steps = run_batches(model, calib, step)
+    if steps == 0:
+        fail("P507", "the taylor metric got no calibration batches", subject=taylor[0].subject)
+    return {e.key: total / steps for e, total in zip(taylor, totals)}

@@ -1,0 +1,286 @@
+"""Simulated-quantization numerics: quant_dtype ranges, scale/zero-point and fake quantization."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from dsl_compress.diagnostics import did_you_mean, fail
+from dsl_compress.schema.granularity import BlockKernel
+from dsl_compress.vocab import QUANT_BITS, QUANT_DTYPES, QUANT_SCHEMES  # noqa: F401
+
+_BITS = QUANT_BITS
+_FLOAT32_EPS = torch.finfo(torch.float32).eps
+
+
+@dataclass(frozen=True)
+class QuantRange:
+    """The integer range a quant_dtype maps to: ``[qmin, qmax]`` inclusive."""
+
+    qmin: int
+    qmax: int
+    quant_dtype: str
+
+    @property
+    def bits(self) -> int:
+        return _bits(self.quant_dtype)
+
+
+def quant_range(quant_dtype: str | None, subject: str = "quant_dtype") -> QuantRange:
+    """The range of ``quant_dtype``; None means int8, as in NNI.
+
+    ``int<b>`` is NNI's narrow symmetric range ``[-(2^(b-1)) + 1, 2^(b-1) - 1]`` (int8 is
+    [-127, 127]) and ``uint<b>`` is ``[0, 2^b - 1]``. NNI takes any ``int<b>``; we accept
+    b = 2..8 only, because that is the set this project specifies (C106 says so), and
+    reject anything else with C106.
+    """
+    if quant_dtype is None:
+        quant_dtype = "int8"
+    if not isinstance(quant_dtype, str) or quant_dtype not in QUANT_DTYPES:
+        _reject_dtype(quant_dtype, subject)
+    bits = _bits(quant_dtype)
+    if quant_dtype.startswith("uint"):
+        return QuantRange(0, 2**bits - 1, quant_dtype)
+    return QuantRange(-(2 ** (bits - 1)) + 1, 2 ** (bits - 1) - 1, quant_dtype)
+
+
+def _bits(quant_dtype: str) -> int:
+    return int(quant_dtype.removeprefix("u").removeprefix("int"))
+
+
+def _reject_dtype(value: object, subject: str) -> None:
+    word = f"int{value}" if isinstance(value, int) and not isinstance(value, bool) else str(value)
+    hint = "use one of int2..int8 or uint2..uint8 (None means int8)"
+    suggestion = did_you_mean(word, QUANT_DTYPES)
+    fail(
+        "C106",
+        f"quant_dtype {value!r} of {subject} is not int2..int8 or uint2..uint8",
+        subject=subject,
+        hint=f"{suggestion} {hint}" if suggestion else hint,
+    )
+
+
+def scale_zero_point(
+    min_v: torch.Tensor,
+    max_v: torch.Tensor,
+    qrange: QuantRange,
+    scheme: str | None,
+    subject: str = "tensor",
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Scale and zero point from observed min/max, elementwise over any (block) shape.
+
+    The range is widened to include 0. ``symmetric`` (and None) uses
+    ``max(|lo|, |hi|) / ((qmax - qmin) / 2)`` with zero point ``floor((qmax + qmin + 1) / 2)``;
+    ``affine`` uses ``(hi - lo) / (qmax - qmin)`` with zero point ``qmin - round(lo / scale)``.
+    The scale is floored at float32 eps and the zero point, a float tensor, clamped to
+    ``[qmin, qmax]``.
+    """
+    lo, hi = _as_stats(min_v), _as_stats(max_v)
+    lo = torch.clamp_max(lo, 0.0)
+    hi = torch.clamp_min(hi, 0.0)
+    qmin, qmax = qrange.qmin, qrange.qmax
+    if scheme is None or scheme == "symmetric":
+        scale = torch.maximum(lo.abs(), hi.abs()) / (float(qmax - qmin) / 2)
+        scale = torch.clamp_min(scale, _FLOAT32_EPS)
+        zero_point = torch.full_like(scale, float((qmax + qmin + 1) // 2))
+    elif scheme == "affine":
+        scale = torch.clamp_min((hi - lo) / float(qmax - qmin), _FLOAT32_EPS)
+        zero_point = qmin - torch.round(lo / scale)
+    else:
+        fail(
+            "C105",
+            f"quant_scheme {scheme!r} is not 'symmetric', 'affine' or None",
+            subject=subject,
+            hint=did_you_mean(str(scheme), QUANT_SCHEMES),
+        )
+    return scale, torch.clamp(zero_point, qmin, qmax)
+
+
+def _as_stats(value: torch.Tensor | float) -> torch.Tensor:
+    tensor = torch.as_tensor(value)
+    return tensor if tensor.is_floating_point() else tensor.to(torch.float32)
+
+
+# Elements per pass of the six-step formula on CPU: 512 KiB of float32 stays in cache
+# between the steps, where a whole large activation would be fetched from memory six times.
+_CHUNK = 1 << 17
+
+
+def _clamp_round(x, scale, zero_point, qmin: int, qmax: int) -> torch.Tensor:
+    """``(round(clamp(x / scale + zp, qmin, qmax)) - zp) * scale``, step by step as written.
+
+    Each step runs in place on one output buffer, which gives the same bits as the
+    out-of-place expression when the buffer already has the expression's dtype and shape
+    (zero point shaped and typed like the scale); a per-tensor scale on a contiguous CPU
+    tensor goes through in cache-sized chunks. Anything else, and tracing, is the expression.
+    """
+    if torch.jit.is_tracing() or not _same_kind(zero_point, scale):
+        # A traced graph records the expression itself, with no shape-dependent branches.
+        return (torch.round(torch.clamp(x / scale + zero_point, qmin, qmax)) - zero_point) * scale
+    if x.numel() <= _CHUNK or not _chunkable(x, scale):
+        return _steps(x / scale, scale, zero_point, qmin, qmax)
+    out = torch.empty(x.shape, dtype=torch.result_type(x, scale), device=x.device)
+    flat_x, flat_out = x.reshape(-1), out.view(-1)
+    # One-element, one-dimensional: a kept-dims scale such as (1, 1) would broadcast each flat
+    # chunk to (1, n); the type promotion stays that of the scale as given.
+    scale, zero_point = scale.reshape(1), zero_point.reshape(1)
+    for start in range(0, flat_x.numel(), _CHUNK):
+        chunk = flat_out[start : start + _CHUNK]
+        torch.div(flat_x[start : start + _CHUNK], scale, out=chunk)
+        _steps(chunk, scale, zero_point, qmin, qmax)
+    return out
+
+
+def _same_kind(zero_point: torch.Tensor, scale: torch.Tensor) -> bool:
+    return zero_point.shape == scale.shape and zero_point.dtype == scale.dtype
+
+
+def _chunkable(x: torch.Tensor, scale: torch.Tensor) -> bool:
+    """A per-tensor scale on a contiguous CPU tensor: the formula may run over flat slices."""
+    return (
+        scale.numel() == 1
+        and scale.dim() <= x.dim()
+        and x.is_contiguous()
+        and x.device.type == "cpu"
+    )
+
+
+def _steps(y: torch.Tensor, scale, zero_point, qmin: int, qmax: int) -> torch.Tensor:
+    """The five steps after the division, in place on ``y`` (which holds ``x / scale``)."""
+    return y.add_(zero_point).clamp_(qmin, qmax).round_().sub_(zero_point).mul_(scale)
+
+
+class _ClampRound(torch.autograd.Function):
+    """NNI's clamp_round: quantize-dequantize forward, straight-through backward everywhere."""
+
+    @staticmethod
+    def forward(ctx, x, scale, zero_point, qmin, qmax):  # type: ignore[override]
+        return _clamp_round(x, scale, zero_point, qmin, qmax)
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[override]
+        return grad, None, None, None, None
+
+
+def fake_quantize(
+    x: torch.Tensor,
+    scale: torch.Tensor,
+    zero_point: torch.Tensor,
+    qrange: QuantRange,
+    kernel: BlockKernel | None = None,
+    subject: str = "tensor",
+) -> torch.Tensor:
+    """``(round(clamp(x / scale + zp, qmin, qmax)) - zp) * scale``, exactly as NNI computes it.
+
+    Clamping comes before rounding and ``torch.round`` rounds half to even. ``scale`` and
+    ``zero_point`` are 0-d (kernel None) or in the kernel's block shape; blocks are
+    broadcast over ``x``. The gradient is a pure straight-through estimator: the incoming
+    gradient reaches ``x`` unchanged, clamped elements included, so a quantized model
+    can be fine-tuned. ``scale`` and ``zero_point`` get no gradient.
+    """
+    scale = _over(scale, x, kernel, subject)
+    zero_point = _over(zero_point, x, kernel, subject)
+    if torch.is_grad_enabled() and x.requires_grad:
+        return _ClampRound.apply(x, scale, zero_point, qrange.qmin, qrange.qmax)
+    return _clamp_round(x, scale, zero_point, qrange.qmin, qrange.qmax)
+
+
+def _over(
+    blocks: torch.Tensor, x: torch.Tensor, kernel: BlockKernel | None, subject: str
+) -> torch.Tensor:
+    """Per-block values in a shape that broadcasts against ``x``."""
+    if kernel is None:
+        return blocks
+    shape = kernel.block_shape(x.shape, subject)
+    if blocks.numel() != math.prod(shape):
+        fail(
+            "P501",
+            f"{blocks.numel()} quantization blocks do not fit a tensor of shape "
+            f"{list(x.shape)}, which has block shape {list(shape)}",
+            subject=subject,
+            hint="a granularity that blocks the batch dim needs the calibration batch size",
+        )
+    return kernel.expand(blocks, x.shape, full=False)
+
+
+class _FusedStraightThrough(torch.autograd.Function):
+    """Carries a precomputed fake-quantized value forward and the gradient straight back.
+
+    ``x + (fq - x).detach()`` would also give the gradient but not ``fq`` bit for bit.
+    """
+
+    @staticmethod
+    def forward(ctx, x, quantized):  # type: ignore[override]
+        return quantized
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[override]
+        return grad, None
+
+
+def fused_fake_quantize(
+    x: torch.Tensor,
+    scale: torch.Tensor,
+    zero_point: torch.Tensor,
+    qrange: QuantRange,
+    kernel: BlockKernel | None = None,
+    subject: str = "tensor",
+) -> torch.Tensor:
+    """Fake quantization through torch's fused kernels where they apply, else :func:`fake_quantize`.
+
+    Per-tensor settings use ``torch.fake_quantize_per_tensor_affine``; a kernel with exactly
+    one dim split into blocks of 1 uses ``torch.fake_quantize_per_channel_affine``. Both
+    compute ``round(x * (1 / scale)) + zp`` rather than NNI's ``round(x / scale + zp)``, so
+    at and near rounding ties (about two elements per million of random normal data) they
+    land one quantization step away from NNI. That is why :func:`fake_quantize` is the
+    default. Other dtypes than float32 and non-integral zero points also fall back.
+    The gradient is straight-through everywhere, as in NNI (the fused ops' own gradient
+    would be zero at clamped elements).
+    """
+    axis = _fused_axis(x, scale, zero_point, kernel, subject)
+    if axis is None:
+        return fake_quantize(x, scale, zero_point, qrange, kernel, subject)
+    with torch.no_grad():
+        quantized = _fused(x.detach(), scale, zero_point, qrange, axis)
+    return _FusedStraightThrough.apply(x, quantized)
+
+
+def _fused(
+    x: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor, qrange: QuantRange, axis: int
+) -> torch.Tensor:
+    scale = scale.to(device=x.device, dtype=torch.float32)
+    zp = zero_point.to(device=x.device, dtype=torch.int32)
+    if axis < 0:
+        return torch.fake_quantize_per_tensor_affine(
+            x, scale.reshape(()), zp.reshape(()), qrange.qmin, qrange.qmax
+        )
+    return torch.fake_quantize_per_channel_affine(
+        x, scale.reshape(-1), zp.reshape(-1), axis, qrange.qmin, qrange.qmax
+    )
+
+
+def _fused_axis(
+    x: torch.Tensor,
+    scale: torch.Tensor,
+    zero_point: torch.Tensor,
+    kernel: BlockKernel | None,
+    subject: str,
+) -> int | None:
+    """-1 for per-tensor, the channel dim for per-channel, None when no fused op matches."""
+    if x.dtype != torch.float32 or not _integral(zero_point):
+        return None
+    if kernel is None:
+        return -1 if scale.numel() == 1 else None
+    blocks = kernel.block_shape(x.shape, subject)
+    split = [dim for dim, count in enumerate(blocks) if count > 1]
+    if not split:
+        return -1 if scale.numel() == 1 else None
+    if len(split) == 1 and blocks[split[0]] == x.shape[split[0]] == scale.numel():
+        return split[0]
+    return None
+
+
+def _integral(zero_point: torch.Tensor) -> bool:
+    return bool(torch.equal(zero_point, torch.round(zero_point)))

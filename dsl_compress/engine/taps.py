@@ -1,0 +1,162 @@
+"""Taps on a module's forward inputs and outputs, addressed by NNI target names (_input_0, _output_0)."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from typing import Any, Callable
+
+import torch
+from torch.utils.hooks import RemovableHandle
+
+from dsl_compress.diagnostics import CompressionError, fail
+from dsl_compress.schema.registry import INPUT_PREFIX, OUTPUT_PREFIX
+
+TapFn = Callable[[torch.Tensor], "torch.Tensor | None"]
+
+
+def install_tap(module: torch.nn.Module, target: str, fn: TapFn) -> RemovableHandle:
+    """Call ``fn`` on the named input or output tensor each forward; a returned tensor replaces it."""
+    if target.startswith(INPUT_PREFIX):
+        locate = _input_locator(module, target[len(INPUT_PREFIX) :])
+        return module.register_forward_pre_hook(_pre_hook(locate, fn), with_kwargs=True)
+    if target.startswith(OUTPUT_PREFIX):
+        key = target[len(OUTPUT_PREFIX) :]
+        return module.register_forward_hook(_post_hook(key, fn))
+    raise ValueError(f"{target!r} is not an input or output target")
+
+
+def forward_parameters(module: torch.nn.Module) -> list[inspect.Parameter]:
+    """The forward() parameters NNI names inputs by (self excluded)."""
+    forward = module.forward
+    function = getattr(forward, "__func__", None)
+    if function is not None and getattr(forward, "__self__", None) is module:
+        return list(_method_parameters(function))
+    try:
+        return list(inspect.signature(forward).parameters.values())
+    except (TypeError, ValueError):
+        return []
+
+
+@functools.lru_cache(maxsize=1024)
+def _method_parameters(function) -> tuple[inspect.Parameter, ...]:
+    """A forward method's parameters after self, once per function (a model has few classes)."""
+    try:
+        return tuple(inspect.signature(function).parameters.values())[1:]
+    except (TypeError, ValueError):
+        return ()
+
+
+def _input_locator(module: torch.nn.Module, suffix: str) -> tuple[int | None, str | None]:
+    """Where an input lives: (position in args, keyword name); either may be None.
+
+    NNI names positional parameters only by index, so ``_input_x`` for ``forward(self, x)``
+    never matches there; here it resolves to the position of ``x`` as well.
+    """
+    params = forward_parameters(module)
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    if suffix.isdigit():
+        pos = int(suffix)
+        name = positional[pos].name if pos < len(positional) else None
+        return pos, name
+    for pos, param in enumerate(positional):
+        if param.name == suffix:
+            return pos, suffix
+    return None, suffix
+
+
+def _pre_hook(locate: tuple[int | None, str | None], fn: TapFn):
+    pos, name = locate
+
+    def hook(module, args, kwargs):
+        if pos is not None and pos < len(args):
+            new = _call(fn, args[pos])
+            if new is not None:
+                args = args[:pos] + (new,) + args[pos + 1 :]
+                return args, kwargs
+        elif name is not None and name in kwargs:
+            new = _call(fn, kwargs[name])
+            if new is not None:
+                kwargs = {**kwargs, name: new}
+                return args, kwargs
+        return None
+
+    return hook
+
+
+def _post_hook(key: str, fn: TapFn):
+    def hook(module, args, output):
+        if isinstance(output, torch.Tensor):
+            if key != "0":
+                return None
+            return _call(fn, output)
+        if isinstance(output, (tuple, list)) and key.isdigit() and int(key) < len(output):
+            new = _call(fn, output[int(key)])
+            if new is None:
+                return None
+            items = list(output)
+            items[int(key)] = new
+            return type(output)(items) if isinstance(output, tuple) else items
+        if isinstance(output, dict) and key in output:
+            new = _call(fn, output[key])
+            return None if new is None else {**output, key: new}
+        return None
+
+    return hook
+
+
+def _call(fn: TapFn, value: Any) -> torch.Tensor | None:
+    return fn(value) if isinstance(value, torch.Tensor) else None
+
+
+def run_batches(model: torch.nn.Module, batches, step: Callable[[Any], Any] | None = None) -> int:
+    """Feed batches through the model in eval mode, restoring every module's training flag."""
+    flags = {m: m.training for m in model.modules()}
+    model.eval()
+    count = 0
+    try:
+        for batch in batches:
+            _guarded(step or (lambda b: call_model(model, b)), batch, count)
+            count += 1
+    finally:
+        for module, flag in flags.items():
+            module.training = flag
+    return count
+
+
+def _guarded(step: Callable[[Any], Any], batch: Any, index: int) -> None:
+    """A model that rejects a batch is a clear error, not a traceback from inside the model."""
+    try:
+        step(batch)
+    except CompressionError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the user's model raised
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        fail(
+            "L103",
+            f"running the model on calibration batch {index} raised {type(exc).__name__}: {message}",
+            subject=f"calibration batch {index}",
+            hint="a batch is a tensor, a tuple of positional inputs or a dict of keyword inputs",
+        )
+
+
+def run_with_taps(
+    model: torch.nn.Module, taps: list[tuple[torch.nn.Module, str, TapFn]], batches
+) -> None:
+    """Run batches without gradients with temporary taps installed, removing them whatever happens."""
+    handles = [install_tap(module, target, fn) for module, target, fn in taps]
+    try:
+        with torch.no_grad():
+            run_batches(model, batches)
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def call_model(model: torch.nn.Module, batch: Any) -> Any:
+    """A batch is a tensor, a tuple/list of positional inputs, or a dict of keyword inputs."""
+    if isinstance(batch, dict):
+        return model(**batch)
+    if isinstance(batch, (tuple, list)):
+        return model(*batch)
+    return model(batch)

@@ -1,0 +1,1 @@
+"""Models, weights, calibration data and manifests in; nothing here knows rules."""

@@ -1,0 +1,1 @@
+"""The .rules language: grammar, syntax tree, parser and formatter; no torch, no model."""

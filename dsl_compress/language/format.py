@@ -1,0 +1,248 @@
+"""Formatting .rules text into its one canonical layout, keeping every comment and the meaning.
+
+The canonical style, in the spirit of black (one way to write each thing, so diffs show
+only real changes):
+
+- One statement per line: a ``;``-joined line is split, a statement written over several
+  lines (a list across lines, a ``\\`` continuation) is joined. Lines are never wrapped.
+- Single spaces between the parts of a statement; ``key=value`` without spaces; ``let name =
+  value`` with them; lists as ``[1, -1]`` (comma and space, no trailing comma); ``except a, b``;
+  ``exclude X from quantize``; selectors as written (``Linear.{weight,_input_,_output_}``,
+  ``re"..."`` keeping its backslashes, ``in`` scopes).
+- Strings in double quotes, ``\\`` and ``"`` escaped with a backslash. Integers as integers,
+  floats as Python's ``repr`` (``0.5``, ``1e-05``; infinity as ``1e999``), words as written.
+- ``register KIND Type {`` then one target per line indented by two spaces, then ``}``; a
+  block with no targets and no comments inside is ``register KIND Type {}``.
+- Comments are kept verbatim (trailing whitespace dropped). A full-line comment stays on its
+  own line before the code that followed it (inside a register block if it was there,
+  indented with it); one inside a statement that spanned lines moves above that statement.
+  A trailing comment stays at the end of its line, after two spaces; a statement written
+  over several lines keeps its last trailing comment there and the earlier ones move above
+  it. A comment after everything stays at the end.
+- One blank line where the source had one or more (a line holding only ``;`` counts as
+  blank); none at the start or end of the file, after a ``{`` or before a ``}``. The text ends
+  with exactly one newline; a file with no statements and no comments formats to "".
+
+Placement uses the statements' spans, so :func:`format_file` on a tree built in code (no
+spans) prints no blank lines and puts any comments at the end.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Iterator
+
+from dsl_compress.language.parse import parse
+from dsl_compress.language.syntax import (
+    Align,
+    Comment,
+    Compress,
+    Exclude,
+    Include,
+    Let,
+    ListValue,
+    Path,
+    Register,
+    RegisterTarget,
+    RuleFile,
+    Selector,
+    Setting,
+    Statement,
+    Value,
+)
+
+INDENT = "  "
+COMMENT_GAP = "  "
+
+
+def format_rules(text: str, path: str | None = None) -> str:
+    """The canonical text of ``text``; a syntax error raises the parser's CompressionError."""
+    return format_file(parse(text, path))
+
+
+def format_file(rule_file: RuleFile) -> str:
+    """The canonical text of an already parsed file, comments included."""
+    lines = _Layout(rule_file).lines()
+    return "\n".join(lines) + "\n" if lines else ""
+
+
+# --- code: one function per construct ------------------------------------------------------
+
+
+def render_statement(statement: Statement) -> str:
+    """One statement on one line; a register block as its lines joined by newlines."""
+    if isinstance(statement, Register):
+        inner = [INDENT + render_target(t) for t in statement.targets]
+        return "\n".join([_register_head(statement), *inner, "}"]) if inner else _empty(statement)
+    if isinstance(statement, Let):
+        return f"let {statement.name} = {render_value(statement.value)}"
+    if isinstance(statement, Include):
+        return f"include {_quote(statement.path)}"
+    if isinstance(statement, Exclude):
+        words = ["exclude", render_selector(statement.selector)]
+        return " ".join(words + (["from", statement.mode.value] if statement.mode else []))
+    if isinstance(statement, Compress):
+        head = [statement.mode.value, render_selector(statement.selector)]
+    elif isinstance(statement, Align):
+        head = ["align", render_selector(statement.selector), "with"]
+        head.append(render_selector(statement.partner))
+    else:
+        raise TypeError(f"not a .rules statement: {statement!r}")
+    return " ".join(head + _tail(statement.settings, statement.excepts))
+
+
+def _tail(settings: tuple[Setting, ...], excepts: tuple[Selector, ...]) -> list[str]:
+    words = [render_setting(s) for s in settings]
+    if excepts:
+        words.append("except " + ", ".join(render_selector(s) for s in excepts))
+    return words
+
+
+def _register_head(register: Register) -> str:
+    return f"register {register.mode.value} {register.type_name} {{"
+
+
+def _empty(register: Register) -> str:
+    return _register_head(register) + "}"
+
+
+def render_target(target: RegisterTarget) -> str:
+    return " ".join([target.name] + [render_setting(s) for s in target.settings])
+
+
+def render_setting(setting: Setting) -> str:
+    return f"{setting.key}={render_value(setting.value)}"
+
+
+def render_value(value: Value) -> str:
+    if isinstance(value, ListValue):
+        return "[" + ", ".join(render_value(item) for item in value.items) + "]"
+    if value.is_word:
+        return str(value.value)
+    if isinstance(value.value, str):
+        return _quote(value.value)
+    return _number(value.value)
+
+
+def _number(number: int | float) -> str:
+    if isinstance(number, int):
+        return str(int(number))
+    if math.isnan(number):
+        raise ValueError("nan cannot be written in a .rules file")
+    if math.isinf(number):
+        return "1e999" if number > 0 else "-1e999"  # the literal the parser reads as infinity
+    return repr(number)
+
+
+def _quote(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def render_selector(selector: Selector) -> str:
+    text = render_path(selector.path)
+    return f"{text} in {render_path(selector.scope)}" if selector.scope is not None else text
+
+
+def render_path(path: Path) -> str:
+    words = [segment.text for segment in path.segments]
+    if path.regex is not None:
+        # The parser keeps a regex's backslashes and only unescapes \" , so escape just quotes.
+        words.insert(0, 're"' + path.regex.replace('"', '\\"') + '"')
+    return ".".join(words)
+
+
+# --- layout: comments and blank lines --------------------------------------------------------
+
+
+@dataclass(eq=False)  # identity: two closing braces on one line are still two lines
+class _Line:
+    """One line of code in the output, the source lines it came from, and its comments."""
+
+    text: str
+    start: int
+    end: int
+    indent: str = ""
+    leading: list[Comment] = field(default_factory=list)
+    trailing: list[Comment] = field(default_factory=list)
+    opens_block: bool = False
+    closes_block: bool = False
+
+
+class _Layout:
+    """The code lines of a file with each comment attached to the line it belongs to."""
+
+    def __init__(self, rule_file: RuleFile):
+        self.code: list[_Line] = []
+        self.registers: list[tuple[Register, _Line, _Line]] = []
+        for statement in rule_file.statements:
+            self._add(statement)
+        self.end_comments: list[Comment] = []
+        for comment in sorted(rule_file.comments, key=lambda c: c.line):
+            self._attach(comment)
+
+    def _add(self, statement: Statement) -> None:
+        span = statement.span
+        if not isinstance(statement, Register):
+            self.code.append(_Line(render_statement(statement), span.line, span.end_line))
+            return
+        head = _Line(_register_head(statement), span.line, span.line, opens_block=True)
+        self.code.append(head)
+        for target in statement.targets:
+            text, where = render_target(target), target.span
+            self.code.append(_Line(text, where.line, where.end_line, indent=INDENT))
+        close = _Line("}", span.end_line, span.end_line, closes_block=True)
+        self.code.append(close)
+        self.registers.append((statement, head, close))
+
+    def _attach(self, comment: Comment) -> None:
+        """A trailing comment to the last code on its line; any other to the code after it."""
+        holders = [line for line in self.code if line.start <= comment.line <= line.end]
+        if comment.trailing and holders:
+            holders[-1].trailing.append(comment)
+        elif holders:
+            holders[0].leading.append(comment)
+        else:
+            after = [line for line in self.code if line.start > comment.line]
+            (after[0].leading if after else self.end_comments).append(comment)
+
+    def lines(self) -> list[str]:
+        """The output lines, blank lines included, with no blank line at either end."""
+        self._collapse_empty_blocks()
+        out: list[str] = []
+        last = 0
+        for text, start, end, blank_ok in self._entries():
+            if out and blank_ok and last > 0 and start - last > 1:
+                out.append("")
+            out.append(text)
+            last = max(last, end)
+        return out
+
+    def _collapse_empty_blocks(self) -> None:
+        """``register KIND T {}`` on one line when nothing stands between its braces."""
+        for register, head, close in self.registers:
+            if register.targets or close.leading or (head.trailing and close.trailing):
+                continue
+            head.text, head.end = _empty(register), close.end
+            head.trailing += close.trailing
+            head.opens_block = False
+            self.code.remove(close)
+
+    def _entries(self) -> Iterator[tuple[str, int, int, bool]]:
+        """(text, first source line, last source line, may follow a blank) per output line."""
+        after_open = False
+        for line in self.code:
+            leading = sorted(line.leading + line.trailing[:-1], key=lambda c: c.line)
+            indent = INDENT if line.closes_block else line.indent  # comments inside the block
+            for comment in leading:
+                where = min(comment.line, line.start)
+                yield indent + comment.text, where, where, not after_open
+                after_open = False
+            text = line.indent + line.text
+            if line.trailing:
+                text += COMMENT_GAP + line.trailing[-1].text
+            end = max([line.end] + [c.line for c in line.trailing])
+            yield text, line.start, end, not (after_open or line.closes_block)
+            after_open = line.opens_block
+        for comment in self.end_comments:
+            yield comment.text, comment.line, comment.line, True

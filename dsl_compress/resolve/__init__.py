@@ -1,0 +1,1 @@
+"""Rules or config_lists against a model: checked rules, selectors, precedence, the plan."""

@@ -1,0 +1,151 @@
+"""Model-aware findings about rules: matches nothing, conflicts, dead statements, align cycles."""
+
+from __future__ import annotations
+
+from typing import Iterable, Mapping
+
+from dsl_compress.diagnostics import Diagnostic, Severity, Span, did_you_mean
+from dsl_compress.plan import PlanEntry
+from dsl_compress.resolve.model_index import ModelIndex
+from dsl_compress.resolve.check import Rule
+from dsl_compress.language.syntax import Selector
+from dsl_compress.resolve.values import located
+
+TARGET_WORDS = ("weight", "bias", "_input_", "_output_")
+
+
+def nothing_matched(index: ModelIndex, compiled, span: Span, what: str) -> Diagnostic:
+    """W301 with the closest module names or types (or what the scope ruled out) as the hint."""
+    selector: Selector = compiled.source
+    text = ".".join(s.text for s in selector.path.segments) or (selector.path.regex or "")
+    if compiled.type_name is not None:
+        hint = _type_hint(index, compiled)
+    else:
+        pool = [*index.modules, *sorted(set(index.type_names.values()))]
+        head = text.split(".")[0]
+        hint = _target_typo(index, text) or did_you_mean(text, pool)
+        hint = hint or did_you_mean(head, [p for p in pool if p != head])
+    return Diagnostic(
+        "W301",
+        Severity.WARNING,
+        f"this {what} matches no module of the model",
+        span=span,
+        hint=hint,
+    )
+
+
+def _type_hint(index: ModelIndex, compiled) -> str | None:
+    count = len(index.by_type.get(compiled.type_name, ()))
+    if count and compiled.scope_pattern is not None:
+        return f"the model has {count} {compiled.type_name} module(s), none inside the `in` scope"
+    return did_you_mean(compiled.type_name, set(index.type_names.values()))
+
+
+def _target_typo(index: ModelIndex, text: str) -> str | None:
+    """`fc1.wieght`: the module exists and the last segment is close to a target name."""
+    module, _, last = text.rpartition(".")
+    if module in index.modules and last:
+        close = did_you_mean(last, TARGET_WORDS)
+        return close and f"'{last}' is not a target of '{module}'; {close}"
+    return None
+
+
+def all_excluded(rule: Rule, count: int) -> Diagnostic:
+    return Diagnostic(
+        "W301",
+        Severity.WARNING,
+        f"every module this statement matches ({count}) is removed by exclude or except",
+        span=rule.span,
+        hint="remove the statement, or narrow the exclude",
+    )
+
+
+def no_target(rule: Rule, count: int) -> Diagnostic:
+    targets = ", ".join(rule.selector.targets or ()) or "the template's targets"
+    return Diagnostic(
+        "W301",
+        Severity.WARNING,
+        f"this statement matches {count} module(s), but none of them has {targets}",
+        span=rule.span,
+        hint="check the target name, or narrow the pattern to modules that have it",
+    )
+
+
+def unregistered(mode, type_name: str, span: Span) -> Diagnostic:
+    """R301 at the statement, with the language's way to register the type."""
+    return located(
+        "R301",
+        f"module type '{type_name}' has no {mode.value} settings template",
+        span,
+        f"register it in the rules: register {mode.value} {type_name} {{ weight ... }}",
+    )
+
+
+def missing_partner(index: ModelIndex, rule: Rule, module: str, partner: str | None) -> Diagnostic:
+    if partner is None:
+        message = f"the partner pattern has more wildcards than '{module}' captured"
+        return located("E209", message, rule.span)
+    return located(
+        "E209",
+        f"align found no module '{partner}' to pair with '{module}'",
+        rule.span,
+        did_you_mean(partner, index.modules),
+    )
+
+
+def conflict(name: str, tensor: str, winner, rival) -> Diagnostic:
+    """W302: equally specific statements give one tensor different values; the later wins."""
+    return Diagnostic(
+        "W302",
+        Severity.WARNING,
+        f"'{tensor}' gets {name}={winner.value!r} here and {name}={rival.value!r} at "
+        f"{rival.span}, equally specific; the later statement wins",
+        span=winner.span,
+        hint="make one statement more specific, or remove one",
+    )
+
+
+def dead_rules(rules: Iterable[Rule], matched: set[int], won: set[int]) -> list[Diagnostic]:
+    """W303: statements that match tensors but set no key that survives on any of them."""
+    return [
+        Diagnostic(
+            "W303",
+            Severity.WARNING,
+            "every setting of this statement is overridden on every tensor it matches",
+            span=rule.span,
+            hint="remove it, or narrow the statements that override it",
+        )
+        for rule in rules
+        if rule.index in matched and rule.index not in won and rule.values
+    ]
+
+
+def align_cycles(entries: Iterable[PlanEntry], spans: Mapping[tuple, Span]) -> list[Diagnostic]:
+    """E208 for every cycle of align sources among pruning entries."""
+    source = {}
+    for entry in entries:
+        align = entry.setting.get("align")
+        if align is not None and isinstance(align, Mapping):
+            source[entry.key] = (align.get("module_name") or entry.module, align.get("target_name"))
+    diags, reported = [], set()
+    for start in source:
+        cycle = _cycle_from(start, source)
+        if cycle and frozenset(cycle) not in reported:
+            reported.add(frozenset(cycle))
+            chain = " -> ".join(f"{m}.{t}" for m, t in [*cycle, cycle[0]])
+            hint = "break the cycle: give one member a sparse_ratio instead of an align"
+            message = f"align statements form a cycle: {chain}"
+            diags.append(located("E208", message, spans[cycle[0]], hint))
+    return diags
+
+
+def _cycle_from(start, source) -> list | None:
+    path, seen = [], set()
+    node = start
+    while node in source and node not in seen:
+        seen.add(node)
+        path.append(node)
+        node = source[node]
+    if node in seen and node == start:
+        return path
+    return None

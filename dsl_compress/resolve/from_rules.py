@@ -1,0 +1,327 @@
+"""Resolving checked rules against a model: per-tensor, per-key precedence, into a Plan."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field, replace
+from typing import Sequence
+
+import torch
+
+from dsl_compress.resolve.contributions import Contribution, ContributionTable, Key
+from dsl_compress.diagnostics import CompressionError, Diagnostic, Severity, Span, span_of_origin
+from dsl_compress.vocab import Mode
+from dsl_compress.plan import Plan, PlanEntry
+from dsl_compress.resolve.from_config import check_entry
+from dsl_compress.resolve.target_presence import PER_MODULE, TargetPresence
+from dsl_compress.resolve.model_index import ModelIndex
+from dsl_compress.resolve.settle import settle
+from dsl_compress.resolve.selectors import Match, expand_targets, render_partner
+from dsl_compress.schema.registry import Registry
+from dsl_compress.resolve.check import ExcludeRule, Rule, Value
+from dsl_compress.resolve.findings import (
+    align_cycles,
+    all_excluded,
+    dead_rules,
+    missing_partner,
+    no_target,
+    unregistered,
+    nothing_matched,
+)
+
+
+def resolve_rules(
+    model: torch.nn.Module,
+    rules: Sequence[Rule],
+    excludes: Sequence[ExcludeRule],
+    registry: Registry,
+    record: dict | None = None,
+) -> Plan:
+    """The plan for ``model``: every matched tensor with each key set by its winning statement.
+
+    ``record``, when given, receives every statement's contribution per (kind, module, target).
+    """
+    index = ModelIndex.of(model)
+    diags: list[Diagnostic] = []
+    excluded = _excluded(index, excludes, diags)
+    removed = {mode: excluded.get(None, set()) | excluded.get(mode, set()) for mode in Mode}
+    resolver = _Resolver(index, registry, removed)
+    for rule in rules:
+        if _type_wide(rule):
+            resolver.add_type_wide(rule, diags)
+            continue
+        rule, matches = _matches(index, rule, removed[rule.mode], diags)
+        made = resolver.contribute_all(rule, matches, diags)
+        if matches and not made and rule.selector.exact_name is None:
+            diags.append(no_target(rule, len(matches)))
+    found_per_key = resolver.table.items()
+    if record is not None:
+        record.update({key: _in_order(shared, own) for key, shared, own in found_per_key})
+    state = _Outcome()
+    check_diags: list[Diagnostic] = []
+    checked, spans = [], {}
+    for key, shared, own in found_per_key:
+        entry, spans[key[1:]] = resolver.entry(key, shared, own, state, check_diags)
+        if entry is not None:
+            checked.append(entry)
+    diags.extend(state.conflicts.values())
+    diags.extend(state.unregistered.values())
+    diags.extend(dead_rules(rules, state.matched, state.won))
+    diags.extend(check_diags)
+    diags.extend(align_cycles(checked, spans))
+    errors = [d for d in diags if d.severity is Severity.ERROR]
+    if errors:
+        raise CompressionError(errors)
+    return Plan(tuple(checked), tuple(diags))
+
+
+def _in_order(shared: tuple, own: list) -> list[Contribution]:
+    """A tensor's contributions in statement order (type groups keep their own order)."""
+    return sorted([*shared, *own], key=lambda c: c.rule.index)
+
+
+def _type_wide(rule: Rule) -> bool:
+    """A statement that reaches every module of its type, whatever the module's name."""
+    return (
+        rule.selector.type_wide and not rule.excepts and not rule.is_align and rule.fallback is None
+    )
+
+
+@dataclass
+class _Outcome:
+    """What resolution learns on the way: conflicts found, statements that matched or won some
+    key, and the settled settings per distinct list of contributions."""
+
+    conflicts: dict = field(default_factory=dict)
+    won: set[int] = field(default_factory=set)
+    matched: set[int] = field(default_factory=set)
+    unregistered: dict = field(default_factory=dict)
+    settled: dict = field(default_factory=dict)
+
+
+class _Resolver:
+    """Matches statements to tensors and settles each tensor's keys (once per distinct list)."""
+
+    def __init__(self, index: ModelIndex, registry: Registry, removed: dict) -> None:
+        self.index, self.registry, self.removed = index, registry, removed
+        self.presence = TargetPresence(index, registry)
+        self.table = ContributionTable(self.presence.has_parameter, self.presence.everywhere)
+        self._typed: dict[str, list[str]] = {}
+        self._kept: dict[tuple[Mode, str], list[str]] = {}
+        self._templates: dict[tuple[Mode, str], tuple[str, ...] | None] = {}
+        self._bases: dict[tuple[Mode, str, str], dict] = {}
+
+    def add_type_wide(self, rule: Rule, diags: list) -> None:
+        """`prune Conv2d.weight ...`: one entry in the type's group, not one per module."""
+        type_name, mode = rule.selector.type_name, rule.mode
+        found = self._of_type(type_name)
+        kept = self._kept_of_type(mode, type_name)
+        if not found:
+            diags.append(nothing_matched(self.index, rule.selector, rule.span, "statement"))
+            return
+        if not kept:
+            diags.append(all_excluded(rule, len(found)))
+            return
+        explicit = rule.selector.targets is not None
+        targets = rule.selector.targets if explicit else self._template_of(mode, type_name) or ()
+        if explicit:
+            targets = [
+                t for t in targets if any(self.presence.has_target(m, t, mode) for m in kept)
+            ]
+        if not targets:
+            diags.append(no_target(rule, len(kept)))
+            return
+        c = self.table.contribution(rule, dict(rule.values), explicit)
+        self.table.add_type_wide((mode, type_name), kept, c, targets, explicit)
+
+    def contribute_all(self, rule: Rule, matches: list, diags: list) -> int:
+        """Contribute the rule to every match (Matches for an align, else module names);
+        returns how many tensors it reached."""
+        if rule.is_align or rule.selector.exact_name is not None:
+            found = matches if rule.is_align else [Match(name, ()) for name in matches]
+            return sum(self.contribute(rule, m, diags) for m in found)
+        targets, mode = rule.selector.targets, rule.mode
+        c = self.table.contribution(rule, rule.values, targets is not None)
+        type_names, keys = self.index.type_names, []
+        per_type: dict[str, list[tuple[str, bool]]] = {}
+        for name in matches:
+            type_name = type_names[name]
+            chosen = per_type.get(type_name)
+            if chosen is None:
+                chosen = per_type[type_name] = self._targets_of_type(type_name, targets, mode)
+            for target, ask_module in chosen:
+                if (name == "" or ask_module) and not self.presence.has_target(name, target, mode):
+                    continue
+                keys.append((mode, name, target))
+        self.table.add_all(c, keys)
+        return len(keys)
+
+    def _targets_of_type(self, type_name: str, targets, mode: Mode) -> list[tuple[str, bool]]:
+        """The targets a pattern reaches on modules of a type, each with whether a module
+        must be asked (its parameter may be missing); the template's when none is named."""
+        if targets is None:
+            return [(t, False) for t in self._template_of(mode, type_name) or ()]
+        out = []
+        for target in targets:
+            known = self.presence.of_type(type_name, target, mode)
+            if known is not False:
+                out.append((target, known is PER_MODULE))
+        return out
+
+    def contribute(self, rule: Rule, match: Match, diags: list) -> int:
+        """Add the rule's values for each target of the module; returns how many it added.
+
+        A pattern or type skips modules that lack the target (or a template); only an exact
+        module name makes that an error, as a name pattern like `**.weight` also meets
+        containers.
+        """
+        index, values, tag = self.index, rule.values, ()
+        if rule.is_align:
+            values = dict(values)
+            partner = render_partner(rule.partner, match.captures)
+            if partner is None or partner not in index.modules:
+                diags.append(missing_partner(index, rule, match.module, partner))
+                return 0
+            dims = values.pop("dims", Value([0], rule.span)).value
+            align = {"module_name": partner, "target_name": rule.partner_targets[0], "dims": dims}
+            values["align"] = Value(align, rule.span)
+            tag = (partner,)
+        targets = rule.selector.targets
+        explicit = targets is not None
+        strict = rule.selector.exact_name is not None
+        if not explicit:
+            type_name = index.type_names[match.module]
+            targets = self._template_of(rule.mode, type_name)
+            if targets is None and strict:
+                diags.append(unregistered(rule.mode, type_name, rule.span))
+            targets = targets or ()
+        elif not strict:
+            targets = [t for t in targets if self.presence.has_target(match.module, t, rule.mode)]
+        c = self.table.contribution(rule, values, explicit, *tag)
+        self.table.add_all(c, [(rule.mode, match.module, target) for target in targets])
+        return len(targets)
+
+    def entry(self, key: Key, shared: tuple, own: list, state: _Outcome, diags: list):
+        """The tensor's checked plan entry (None when a check drops it) and the span of its
+        most specific statement. Settled and checked once per distinct list of contributions;
+        other tensors with that list only check their own module."""
+        mode, module, target = key
+        type_name = self.index.type_names[module]
+        signature = (mode, type_name, target, id(shared), *map(id, own))
+        settled = state.settled.get(signature)
+        if settled is None:
+            found = _in_order(shared, own)
+            base = self._base(mode, module, target)
+            setting, origins, metric, top = settle(
+                key, type_name, found, base, self.registry, state
+            )
+            entry = PlanEntry(
+                module, target, mode, type_name, setting, str(top.span), origins, metric
+            )
+            before = len(diags)
+            checked = _checked(self.index, (entry, top.span), diags)
+            clean = checked is not None and len(diags) == before
+            state.settled[signature] = (entry, top.span, checked if clean else None)
+            return checked, top.span
+        first, span, template = settled
+        plain = template is not None and self.presence.plain(module, target)
+        base = template if plain else first
+        entry = PlanEntry(
+            module, target, mode, type_name, dict(base.setting), base.origin,
+            dict(base.key_origins), base.metric,
+        )  # fmt: skip
+        return (entry if plain else _checked(self.index, (entry, span), diags)), span
+
+    def _of_type(self, type_name: str) -> list[str]:
+        """The type's modules, once each (canonical names), in model order."""
+        if type_name not in self._typed:
+            self._typed[type_name] = self.index.first_names(self.index.by_type.get(type_name, []))
+        return self._typed[type_name]
+
+    def _kept_of_type(self, mode: Mode, type_name: str) -> list[str]:
+        if (mode, type_name) not in self._kept:
+            removed = self.removed[mode]
+            kept = [n for n in self._of_type(type_name) if n not in removed]
+            self._kept[(mode, type_name)] = kept
+        return self._kept[(mode, type_name)]
+
+    def _template_of(self, mode: Mode, type_name: str) -> tuple[str, ...] | None:
+        """The template's targets for the type (None: it has no template of this kind)."""
+        key = (mode, type_name)
+        if key not in self._templates:
+            try:
+                template = self.registry[mode].template(type_name)
+            except CompressionError:
+                template = None
+            self._templates[key] = None if template is None else expand_targets(tuple(template))
+        return self._templates[key]
+
+    def _base(self, mode: Mode, module: str, target: str) -> dict:
+        """The template's setting for the target (per type, so computed once per type)."""
+        key = (mode, self.index.type_names[module], target)
+        if key not in self._bases:
+            try:
+                config = {"target_names": [target]}
+                self._bases[key] = self.registry[mode].get(self.index.modules[module], config)[
+                    target
+                ]
+            except CompressionError:
+                self._bases[key] = {}
+        return self._bases[key]
+
+
+def _checked(index: ModelIndex, entry_span: tuple[PlanEntry, Span], diags: list):
+    """Target checks of one entry, reported at the setting that caused them."""
+    entry, span = entry_span
+    before = len(diags)
+    resolved = check_entry(index, entry, entry.metric, diags)
+    granularity = entry.key_origins.get("granularity", "")
+    for i in range(before, len(diags)):
+        where = (span_of_origin(granularity) or span) if diags[i].code.startswith("P50") else span
+        d = diags[i]
+        message = f"{entry.module}.{entry.target}: {d.message}"
+        diags[i] = Diagnostic(d.code, d.severity, message, span=where, hint=d.hint)
+    return resolved
+
+
+def _excluded(index: ModelIndex, excludes: Sequence[ExcludeRule], diags: list) -> dict:
+    """Module names removed from every kind (key None) or from one kind."""
+    out: dict[Mode | None, set[str]] = defaultdict(set)
+    for rule in excludes:
+        names = set(rule.selector.names(index))
+        if not names:
+            diags.append(nothing_matched(index, rule.selector, rule.span, "exclude"))
+        out[rule.mode] |= names
+    return out
+
+
+def _matches(index: ModelIndex, rule: Rule, removed: set, diags: list) -> tuple[Rule, list]:
+    """The rule as it applies (read with a parameter target if that is what matches) and its
+    matches after exclude and except (``removed``: what exclude removes from the rule's kind):
+    Matches with captures for an align, module names otherwise."""
+    for selector in rule.excepts:
+        names = set(selector.names(index))
+        if not names:
+            diags.append(nothing_matched(index, selector, selector.source.span, "except"))
+        removed = removed | names
+    found = rule.selector.matches(index) if rule.is_align else rule.selector.names(index)
+    if not found and rule.fallback is not None:
+        found = _parameter_matches(index, rule)
+        found = found if rule.is_align else [m.module for m in found]
+        rule = replace(rule, selector=rule.fallback, fallback=None) if found else rule
+    if rule.is_align:
+        kept = [m for m in found if m.module not in removed]
+    else:
+        kept = [name for name in found if name not in removed]
+    if not found:
+        diags.append(nothing_matched(index, rule.selector, rule.span, "statement"))
+    elif not kept:
+        diags.append(all_excluded(rule, len(found)))
+    return rule, kept
+
+
+def _parameter_matches(index: ModelIndex, rule: Rule) -> list[Match]:
+    """Modules that have the fallback's parameter (the rule then targets that parameter)."""
+    (target,) = rule.fallback.targets
+    modules = index.modules
+    return [m for m in rule.fallback.matches(index) if target in modules[m.module]._parameters]

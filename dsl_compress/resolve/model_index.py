@@ -1,0 +1,181 @@
+"""Module selection for one config: NNI 3.0's (names ∪ regex) ∩ types − excludes, with real errors."""
+
+from __future__ import annotations
+
+import bisect
+import re
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
+
+if TYPE_CHECKING:
+    import torch
+
+from dsl_compress.diagnostics import Diagnostic, did_you_mean, error, warning
+from dsl_compress.schema.registry import type_name_of
+
+
+@dataclass(frozen=True)
+class ModelIndex:
+    """Every module name of a model (aliases included), its type name, and its canonical name."""
+
+    modules: dict[str, torch.nn.Module]
+    type_names: dict[str, str]
+    canonical: dict[str, str] = field(repr=False)
+
+    @classmethod
+    def of(cls, model: torch.nn.Module) -> "ModelIndex":
+        modules = _named_modules(model)
+        first: dict[int, str] = {}
+        for name, module in modules.items():
+            first.setdefault(id(module), name)
+        return cls(
+            modules=modules,
+            type_names={n: type_name_of(m) for n, m in modules.items()},
+            canonical={n: first[id(m)] for n, m in modules.items()},
+        )
+
+    def of_types(self, types: list[str]) -> set[str]:
+        return {n for t in set(types) for n in self.by_type.get(t, ())}
+
+    def first_names(self, names: Iterable[str]) -> list[str]:
+        """``names`` (in order) with each module once, under its first name."""
+        if not self.aliased:
+            return list(names)
+        return list(dict.fromkeys(self.canonical[name] for name in names))
+
+    @cached_property
+    def aliased(self) -> bool:
+        """Whether some module is reachable under two names."""
+        return any(name != first for name, first in self.canonical.items())
+
+    @cached_property
+    def order(self) -> dict[str, int]:
+        """Each name's position in model order."""
+        return {name: i for i, name in enumerate(self.modules)}
+
+    @cached_property
+    def by_type(self) -> dict[str, list[str]]:
+        """Names per type name, in model order (aliases included)."""
+        out: dict[str, list[str]] = {}
+        for name, type_name in self.type_names.items():
+            out.setdefault(type_name, []).append(name)
+        return out
+
+    @cached_property
+    def _sorted(self) -> dict[str | None, list[str]]:
+        """Names in string order: all of them (key None) and per type name."""
+        out: dict[str | None, list[str]] = {None: sorted(self.modules)}
+        out.update((t, sorted(names)) for t, names in self.by_type.items())
+        return out
+
+    def with_prefix(self, prefix: str, type_name: str | None = None) -> list[str]:
+        """Names that start with ``prefix`` (of one type if given), in model order."""
+        if type_name is None and not prefix:
+            return list(self.modules)
+        names = self._sorted.get(type_name, [])
+        low = bisect.bisect_left(names, prefix)
+        past = _past(prefix)
+        high = len(names) if past is None else bisect.bisect_left(names, past, low)
+        return sorted(names[low:high], key=self.order.__getitem__)
+
+
+def select(
+    index: ModelIndex, config: Mapping[str, Any], where: str
+) -> tuple[list[str], list[Diagnostic]]:
+    """Module names one config selects (canonical, model order) and what went wrong."""
+    diags = _unknown_names(index, config.get("op_names") or [], where)
+    chosen = set(config.get("op_names") or []) & set(index.modules)
+    for pattern in config.get("op_names_re") or []:
+        chosen |= {n for n in index.modules if re.match(pattern, n)}
+    types = config.get("op_types") or []
+    if types:
+        by_type = index.of_types(types)
+        chosen = (
+            chosen & by_type if (config.get("op_names") or config.get("op_names_re")) else by_type
+        )
+    excluded = {id(index.modules[n]) for n in _excluded(index, config)}
+    chosen = {n for n in chosen if id(index.modules[n]) not in excluded}
+    names, alias_diags = _canonical(index, chosen, where)
+    if not names and not diags:
+        diags.append(_selects_nothing(index, config, where))
+    return names, diags + alias_diags
+
+
+def _excluded(index: ModelIndex, config: Mapping[str, Any]) -> set[str]:
+    """Names the exclude_* keys match; excluding any name of a module excludes all its aliases."""
+    names = set(config.get("exclude_op_names") or []) & set(index.modules)
+    for pattern in config.get("exclude_op_names_re") or []:
+        names |= {n for n in index.modules if re.match(pattern, n)}
+    return names | index.of_types(config.get("exclude_op_types") or [])
+
+
+def _unknown_names(index: ModelIndex, names: list[str], where: str) -> list[Diagnostic]:
+    diags = []
+    for name in names:
+        if name not in index.modules:
+            diags.append(
+                error(
+                    "S201",
+                    f"op_names names '{name}', but the model has no module of that name",
+                    subject=f"{where}.op_names",
+                    hint=did_you_mean(name, index.modules)
+                    or "list names with model.named_modules()",
+                )
+            )
+    return diags
+
+
+def _canonical(
+    index: ModelIndex, chosen: set[str], where: str
+) -> tuple[list[str], list[Diagnostic]]:
+    """Collapse aliases of one module object onto its first name, reporting each alias."""
+    ordered = sorted(chosen, key=index.order.__getitem__)
+    diags = []
+    for name in ordered:
+        canon = index.canonical[name]
+        if canon != name:
+            diags.append(
+                warning(
+                    "S204",
+                    f"'{name}' is the same module object as '{canon}'; it is configured once, as '{canon}'",
+                    subject=where,
+                    hint="select the module by one name only",
+                )
+            )
+    return index.first_names(ordered), diags
+
+
+def _selects_nothing(index: ModelIndex, config: Mapping[str, Any], where: str) -> Diagnostic:
+    hints = []
+    for t in config.get("op_types") or []:
+        if not index.of_types([t]):
+            hints.append(did_you_mean(t, set(index.type_names.values())))
+    for pattern in config.get("op_names_re") or []:
+        hints.append(did_you_mean(pattern, index.modules))
+    hint = next((h for h in hints if h), None)
+    return warning(
+        "S202",
+        f"{where} selects no module",
+        subject=where,
+        hint=hint or "check op_types, op_names, op_names_re and the exclude_* keys",
+    )
+
+
+def _named_modules(model: torch.nn.Module) -> dict[str, torch.nn.Module]:
+    """``dict(model.named_modules(remove_duplicate=False))``, without a generator per level."""
+    out: dict[str, torch.nn.Module] = {}
+    stack: list[tuple[str, torch.nn.Module]] = [("", model)]
+    while stack:
+        prefix, module = stack.pop()
+        out[prefix] = module
+        dot = prefix + "." if prefix else ""
+        children = [(dot + n, m) for n, m in module._modules.items() if m is not None]
+        stack.extend(reversed(children))
+    return out
+
+
+def _past(prefix: str) -> str | None:
+    """A string above every string that starts with ``prefix`` (None: no such string)."""
+    stem = prefix.rstrip("\U0010ffff")
+    return stem[:-1] + chr(ord(stem[-1]) + 1) if stem else None

@@ -1,0 +1,208 @@
+"""The settings registry: templates per module type and mode, and canonicalisation of one config."""
+
+from __future__ import annotations
+
+import copy
+import sys
+from typing import TYPE_CHECKING, Any, Iterator, Mapping
+
+if TYPE_CHECKING:
+    import torch
+
+from dsl_compress.diagnostics import did_you_mean, fail
+from dsl_compress.vocab import Mode
+from dsl_compress.schema.templates import Template, builtin_templates, distill_template
+
+INPUT_PREFIX = "_input_"
+OUTPUT_PREFIX = "_output_"
+
+_REGISTER_CALL = {
+    Mode.PRUNE: "PruningSetting.register",
+    Mode.QUANTIZE: "QuantizationSetting.register",
+    Mode.DISTILL: "DistillationSetting.register",
+}
+
+
+def type_name_of(module: torch.nn.Module | type | str) -> str:
+    """The class name NNI keys its registry by; parametrized modules report their original class."""
+    if isinstance(module, str):
+        return module
+    if isinstance(module, type):
+        return module.__name__
+    torch = sys.modules.get("torch")  # a module object means torch is loaded already
+    if torch is not None and isinstance(module, torch.nn.Module):
+        if "parametrizations" not in module._modules:  # the common case, without torch's lookup
+            return type(module).__name__
+        return torch.nn.utils.parametrize.type_before_parametrizations(module).__name__
+    fail(
+        "X803",
+        f"expected a module, a module class or a class name, got {type(module).__name__}",
+        subject="settings registry",
+    )
+    raise AssertionError("unreachable")
+
+
+class SettingRegistry:
+    """Templates of one mode, keyed by module class name; resolution never mutates the table."""
+
+    def __init__(self, mode: Mode, templates: Mapping[str, Template]):
+        self.mode = mode
+        self._table: dict[str, Template] = {k: copy.deepcopy(v) for k, v in templates.items()}
+
+    def register(self, type_name: str, setting: Template) -> None:
+        """Store a deep copy of ``setting`` for ``type_name``, replacing any entry whole."""
+        if not isinstance(type_name, str) or not type_name:
+            fail(
+                "X803", f"register needs a class name string, got {type_name!r}", subject="register"
+            )
+        _check_template(type_name, setting)
+        self._table[type_name] = copy.deepcopy(setting)
+
+    def unregister(self, type_name: str) -> None:
+        self._table.pop(type_name, None)
+
+    def __contains__(self, type_name: object) -> bool:
+        return self.mode is Mode.DISTILL or type_name in self._table
+
+    def names(self) -> list[str]:
+        return sorted(self._table)
+
+    def template(self, module: torch.nn.Module | type | str) -> Template:
+        """A deep copy of the template for a module; an unregistered type is an error."""
+        name = type_name_of(module)
+        if name in self._table:
+            return copy.deepcopy(self._table[name])
+        if self.mode is Mode.DISTILL:
+            return distill_template()
+        hint = did_you_mean(name, self._table)
+        how = f"register it with {_REGISTER_CALL[self.mode]}({name!r}, {{target: setting, ...}})"
+        fail(
+            "R301",
+            f"module type '{name}' has no {self.mode.value} settings template",
+            subject=f"{self.mode.value} registry",
+            hint=f"{hint} Or {how}" if hint else how[0].upper() + how[1:],
+        )
+        raise AssertionError("unreachable")
+
+    def get(self, module: torch.nn.Module | type | str, config: Mapping[str, Any]) -> dict:
+        """Canonicalise one public config for one module into {target_name: setting}."""
+        template = self.template(module)
+        config = copy.deepcopy(dict(config))
+        target_names = config.pop("target_names", None)
+        target_settings = config.pop("target_settings", None) or {}
+        _push_shorthand(template, config)
+        for target, setting in target_settings.items():
+            if target in template:
+                template[target].update(copy.deepcopy(setting))
+            else:
+                template[target] = copy.deepcopy(setting)
+        names = _expand_bare_prefixes(list(target_names or template))
+        return {name: _lookup(template, name, type_name_of(module), self.mode) for name in names}
+
+    def copy(self) -> "SettingRegistry":
+        return SettingRegistry(self.mode, self._table)
+
+    def snapshot(self) -> dict[str, Template]:
+        return copy.deepcopy(self._table)
+
+    def restore(self, snapshot: Mapping[str, Template]) -> None:
+        self._table = copy.deepcopy(dict(snapshot))
+
+
+def _check_template(type_name: str, setting: Any) -> None:
+    ok = isinstance(setting, Mapping) and all(
+        isinstance(k, str) and isinstance(v, Mapping) for k, v in setting.items()
+    )
+    if not ok or not setting:
+        fail(
+            "R303",
+            f"the template for '{type_name}' must be a non-empty dict of target name -> setting dict",
+            subject=f"register {type_name}",
+            hint="e.g. {'weight': {'sparse_ratio': None, 'granularity': 'default'}}",
+        )
+
+
+def _push_shorthand(template: Template, config: Mapping[str, Any]) -> None:
+    """A top-level key reaches only the targets whose template already has that key."""
+    for setting in template.values():
+        for key in setting:
+            if key in config:
+                setting[key] = copy.deepcopy(config[key])
+
+
+def _expand_bare_prefixes(names: list[str]) -> list[str]:
+    for bare in (INPUT_PREFIX, OUTPUT_PREFIX):
+        if bare in names:
+            names.remove(bare)
+            names.append(bare + "0")
+    return names
+
+
+def _lookup(template: Template, name: str, type_name: str, mode: Mode) -> dict:
+    if name in template:
+        return copy.deepcopy(template[name])
+    for prefix in (INPUT_PREFIX, OUTPUT_PREFIX):
+        if name.startswith(prefix) and prefix in template:
+            return copy.deepcopy(template[prefix])
+    known = sorted(template)
+    hint = did_you_mean(name, known) or f"the {mode.value} template has {', '.join(known)}"
+    fail(
+        "R302",
+        f"target '{name}' is not in the {mode.value} template of '{type_name}'",
+        subject=f"{type_name}.{name}",
+        hint=f"{hint}; or give it a setting in target_settings",
+    )
+    raise AssertionError("unreachable")
+
+
+class Registry:
+    """The three per-mode registries that one rule set or one process resolves against."""
+
+    def __init__(self, tables: Mapping[Mode, SettingRegistry] | None = None):
+        tables = tables or {m: SettingRegistry(m, builtin_templates(m)) for m in Mode}
+        self._tables = {mode: tables[mode] for mode in Mode}
+
+    def __getitem__(self, mode: Mode | str) -> SettingRegistry:
+        return self._tables[Mode(mode)]
+
+    def __iter__(self) -> Iterator[SettingRegistry]:
+        return iter(self._tables.values())
+
+    @property
+    def prune(self) -> SettingRegistry:
+        return self._tables[Mode.PRUNE]
+
+    @property
+    def quantize(self) -> SettingRegistry:
+        return self._tables[Mode.QUANTIZE]
+
+    @property
+    def distill(self) -> SettingRegistry:
+        return self._tables[Mode.DISTILL]
+
+    def scoped(self) -> "Registry":
+        """A copy to register into without touching this registry."""
+        return Registry({mode: table.copy() for mode, table in self._tables.items()})
+
+    def snapshot(self) -> dict[Mode, dict[str, Template]]:
+        return {mode: table.snapshot() for mode, table in self._tables.items()}
+
+    def restore(self, snapshot: Mapping[Mode, Mapping[str, Template]]) -> None:
+        for mode, table in snapshot.items():
+            self._tables[mode].restore(table)
+
+
+DEFAULT_REGISTRY = Registry()
+PruningSetting = DEFAULT_REGISTRY.prune
+QuantizationSetting = DEFAULT_REGISTRY.quantize
+DistillationSetting = DEFAULT_REGISTRY.distill
+
+
+def canonicalize(
+    module: torch.nn.Module | type | str,
+    config: Mapping[str, Any],
+    mode: Mode | str,
+    registry: Registry | None = None,
+) -> dict:
+    """{target: setting} for one module and one public config, against ``registry`` or the default."""
+    return (registry or DEFAULT_REGISTRY)[mode].get(module, config)

@@ -1,0 +1,302 @@
+"""The linter: every diagnostic of .rules files, and with a model the size checks of the plan."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
+
+from dsl_compress.diagnostics import (
+    CompressionError,
+    Diagnostic,
+    Severity,
+    Span,
+    did_you_mean,
+    fail,
+    span_of_origin,
+)
+from dsl_compress.gc_pause import without_gc
+from dsl_compress.vocab import Mode
+from dsl_compress.plan import Plan, PlanEntry
+from dsl_compress.resolve.ruleset import RuleSet, load
+from dsl_compress.resolve.model_index import ModelIndex
+
+if TYPE_CHECKING:
+    import torch
+
+FAIL_ON: dict[str, frozenset[Severity]] = {
+    "error": frozenset({Severity.ERROR}),
+    "warning": frozenset({Severity.ERROR, Severity.WARNING}),
+}
+# The keys that give a pruning target a mask of its own (the engine's threshold, ratio and
+# group stages); an align partner needs one of these, or an align of its own.
+_MASK_KEYS = ("sparse_ratio", "sparse_threshold", "global_group_id", "dependency_group_id")
+
+Key = tuple[str, str]
+
+
+@dataclass(frozen=True)
+class LintResult:
+    """What lint found: diagnostics in file/line/column order and the source lines to show them."""
+
+    diagnostics: tuple[Diagnostic, ...]
+    sources: dict[str, list[str]] = field(default_factory=dict, compare=False)
+    files_checked: tuple[str, ...] = ()
+
+    def count(self, severity: Severity) -> int:
+        return sum(1 for d in self.diagnostics if d.severity is severity)
+
+    def exit_status(self, fail_on: str = "error") -> int:
+        """1 when some diagnostic is at or above ``fail_on`` ('error' or 'warning'), else 0."""
+        if fail_on not in FAIL_ON:
+            hint = did_you_mean(str(fail_on), FAIL_ON) or "use 'error' or 'warning'"
+            fail("X803", f"fail_on must be 'error' or 'warning', not {fail_on!r}", hint=hint)
+        return int(any(d.severity in FAIL_ON[fail_on] for d in self.diagnostics))
+
+
+@without_gc  # the whole job: files, plans and diagnostics all stay alive to the end
+def lint(paths: Sequence[str], model: torch.nn.Module | None = None) -> LintResult:
+    """Lint each rules file: syntax and meaning, and with ``model`` everything model-aware.
+
+    Errors are collected, never raised: a file that does not parse or compile is reported
+    with every error it has, and the other files are still checked.
+    """
+    found: list[Diagnostic] = []
+    for path in paths:
+        found.extend(_located(lint_file(str(path), model), str(path)))
+    diagnostics = sorted(_unique(found), key=_position)
+    return LintResult(tuple(diagnostics), _sources(paths, diagnostics), tuple(map(str, paths)))
+
+
+def lint_file(path: str, model: torch.nn.Module | None = None) -> list[Diagnostic]:
+    """Every diagnostic of one file (a missing file is E205)."""
+    try:
+        rules = load(path)
+        compiled = rules.compile(model)
+    except CompressionError as exc:
+        return list(exc.diagnostics)
+    # Without a model, W304 only says what an NNI export would lack: not a finding of the rules.
+    found = [d for d in compiled.diagnostics if model is not None or d.code != "W304"]
+    if model is not None and compiled.plan is not None:
+        found.extend(check_plan(compiled.plan, model, statement_spans(rules)))
+    return found
+
+
+def check_plan(
+    plan: Plan, model: torch.nn.Module, spans: Mapping[str, Span] | None = None
+) -> list[Diagnostic]:
+    """W305 ratios that prune no block, E213/E214 align partners that cannot give a mask.
+
+    Each is reported at the statement or setting that set the value: ``spans`` maps a plan
+    origin ('file:line:col') to that construct's whole span (see :func:`statement_spans`).
+    """
+    shapes = _parameter_shapes(model)
+    pruning = {e.key: e for e in plan.of_mode(Mode.PRUNE)}
+    found: list[Diagnostic] = []
+    for entry in pruning.values():
+        found.extend(_zero_blocks(entry, shapes.get(entry.key)))
+        found.extend(_align_partner(entry, pruning, shapes))
+    return [_widened(diag, spans or {}) for diag in found]
+
+
+def statement_spans(rules: RuleSet) -> dict[str, Span]:
+    """Whole spans of statements and settings by the 'file:line:col' a plan origin names."""
+    spans: dict[str, Span] = {}
+    for stmt in rules.statements:
+        spans.setdefault(str(stmt.span), stmt.span)
+        for setting in getattr(stmt, "settings", ()):
+            spans.setdefault(str(setting.value.span), setting.span)
+            spans.setdefault(str(setting.span), setting.span)
+    return spans
+
+
+def _widened(diag: Diagnostic, spans: Mapping[str, Span]) -> Diagnostic:
+    span = spans.get(str(diag.span)) if diag.span is not None else None
+    if span is None:
+        return diag
+    return Diagnostic(diag.code, diag.severity, diag.message, span, diag.subject, diag.hint)
+
+
+def _parameter_shapes(model: torch.nn.Module) -> dict[Key, tuple[int, ...]]:
+    return {
+        (name, target): tuple(tensor.shape)
+        for name, module in ModelIndex.of(model).modules.items()
+        for target, tensor in module._parameters.items()
+        if tensor is not None
+    }
+
+
+# ----- W305: a ratio that prunes no block ---------------------------------------------------------
+
+
+def _zero_blocks(entry: PlanEntry, shape: tuple[int, ...] | None) -> list[Diagnostic]:
+    """The ratio stage prunes floor(blocks * ratio) blocks (ratio clamped to min/max); 0 is none.
+
+    Group members are ranked together, so a small member of a group is not a finding.
+    """
+    ratio = entry.get("sparse_ratio")
+    if not ratio or shape is None or _grouped(entry):
+        return []
+    low, high = entry.get("min_sparse_ratio") or 0.0, entry.get("max_sparse_ratio") or 1.0
+    ratio = min(high, max(low, ratio))
+    blocks = _block_count(entry, shape)
+    if blocks is None or not 0.0 < ratio < 1.0 or int(blocks * ratio) > 0:
+        return []
+    unit = "element" if entry.kernel is None else "block"
+    message = (
+        f"{entry.module}.{entry.target}: sparse_ratio={ratio} of {blocks} {unit}(s) prunes nothing "
+        f"(floor({blocks} * {ratio}) = 0)"
+    )
+    hint = f"use sparse_ratio >= {math.ceil(1000 / blocks) / 1000:g}, or a finer granularity"
+    return [_at(entry, "sparse_ratio", "W305", Severity.WARNING, message, hint)]
+
+
+def _grouped(entry: PlanEntry) -> bool:
+    return entry.get("global_group_id") is not None or entry.get("dependency_group_id") is not None
+
+
+def _block_count(entry: PlanEntry, shape: tuple[int, ...]) -> int | None:
+    """How many blocks the ratio counts: elements without a granularity, else the block grid."""
+    try:
+        kernel = entry.kernel
+        sizes = kernel.block_shape(shape, entry.subject) if kernel is not None else shape
+    except CompressionError:
+        return None  # a granularity that does not fit is the engine's P501, not this check
+    return math.prod(sizes)
+
+
+# ----- E213 / E214: align partners ----------------------------------------------------------------
+
+
+def _align_partner(
+    entry: PlanEntry, pruning: Mapping[Key, PlanEntry], shapes: Mapping[Key, tuple[int, ...]]
+) -> list[Diagnostic]:
+    """An align target (no mask of its own) needs a partner with a mask and sizes that fit."""
+    align = entry.get("align")
+    if not isinstance(align, Mapping) or entry.get("sparse_ratio") is not None or _grouped(entry):
+        return []  # the engine aligns only targets that its ratio and group stages leave alone
+    source = (align.get("module_name") or entry.module, align.get("target_name"))
+    name, partner = f"{entry.module}.{entry.target}", f"{source[0]}.{source[1]}"
+    if not _gets_mask(pruning.get(source)):
+        by = f" by the {entry.module_type} template" if _templated(entry, "align") else ""
+        message = f"{name} is aligned to {partner}{by}, which gets no mask"
+        hint = f"give {partner} a sparse_ratio, sparse_threshold or group; apply() fails with P503"
+        return [_at(entry, "align", "E214", Severity.ERROR, message, hint)]
+    target_shape, source_shape = shapes.get(entry.key), shapes.get(source)
+    if target_shape is None or source_shape is None:
+        return []  # an input or output: its shape is known only when the model runs
+    message = _misfit(entry, align.get("dims") or [], target_shape, source_shape, partner)
+    if message is None:
+        return []
+    hint = "align to a tensor of the same size on those dims, or fix dims; apply() fails with P509"
+    return [_at(entry, "align", "E213", Severity.ERROR, message, hint)]
+
+
+def _templated(entry: PlanEntry, key: str) -> bool:
+    return entry.key_origins.get(key, "").startswith("template ")
+
+
+def _gets_mask(entry: PlanEntry | None) -> bool:
+    if entry is None:
+        return False
+    return any(entry.get(k) is not None for k in _MASK_KEYS) or entry.get("align") is not None
+
+
+def _misfit(
+    entry: PlanEntry,
+    dims: Sequence[int],
+    shape: tuple[int, ...],
+    source_shape: tuple[int, ...],
+    partner: str,
+) -> str | None:
+    """Why the partner's mask does not fit the target, found by the engine's own layout code."""
+    name, rank = f"{entry.module}.{entry.target}", len(source_shape)
+    if any(not -rank <= d < rank for d in dims):
+        return f"{name} is aligned on dims {list(dims)}, out of range for {partner} of rank {rank}"
+    import torch  # the size checks need a model, so torch is loaded already
+
+    from dsl_compress.engine.align import place_on_target, reduce_source
+    from dsl_compress.engine.masks import MaskRequest
+
+    request = MaskRequest(entry.module, entry.target, entry.kind, entry.setting, shape)
+    try:
+        reduced = reduce_source(torch.ones(source_shape, dtype=torch.bool), dims, request)
+        place_on_target(reduced, request, partner)
+    except CompressionError as exc:
+        if not any(d.code == "P509" for d in exc.diagnostics):
+            return None  # another problem (granularity) that the engine reports itself
+        sizes = [source_shape[d] for d in dims]
+        blocks = _blocks_note(entry, shape)
+        return (
+            f"{name} (shape {list(shape)}{blocks}) is aligned to {partner} on dims {list(dims)}, "
+            f"of size {sizes} there; the sizes do not match"
+        )
+    return None
+
+
+def _blocks_note(entry: PlanEntry, shape: tuple[int, ...]) -> str:
+    try:
+        kernel = entry.kernel
+        return f", granularity blocks {list(kernel.block_shape(shape))}" if kernel else ""
+    except CompressionError:
+        return ""
+
+
+# ----- locating, ordering and showing ------------------------------------------------------------
+
+
+def _at(
+    entry: PlanEntry, key: str, code: str, severity: Severity, message: str, hint: str
+) -> Diagnostic:
+    """A diagnostic at the statement that set ``key`` (or that matched the tensor)."""
+    span = span_of_origin(entry.key_origins.get(key, "")) or span_of_origin(entry.origin)
+    subject = None if span is not None else entry.subject
+    return Diagnostic(code, severity, message, span=span, subject=subject, hint=hint)
+
+
+def _located(found: Iterable[Diagnostic], path: str) -> list[Diagnostic]:
+    """Diagnostics without a span belong to the linted file: its path becomes their subject."""
+    out = []
+    for diag in found:
+        if diag.span is None and diag.subject != path:
+            message = f"{diag.subject}: {diag.message}" if diag.subject else diag.message
+            diag = Diagnostic(diag.code, diag.severity, message, subject=path, hint=diag.hint)
+        out.append(diag)
+    return out
+
+
+def file_of(diag: Diagnostic) -> str | None:
+    """The file a lint diagnostic is about: its span's, or the linted path it was put on."""
+    return diag.span.file if diag.span is not None else diag.subject
+
+
+def _position(diag: Diagnostic) -> tuple[Any, ...]:
+    span = diag.span
+    where = (span.line, span.column) if span is not None else (0, 0)
+    return (file_of(diag) or "", *where, diag.code, diag.message)
+
+
+def _identity(diag: Diagnostic) -> tuple[Any, ...]:
+    span = diag.span
+    where = (span.line, span.column, span.end_line, span.end_column) if span else ()
+    return (diag.code, diag.severity, diag.message, file_of(diag), where)
+
+
+def _unique(found: Iterable[Diagnostic]) -> list[Diagnostic]:
+    """Once each: a file included by two linted files reports its findings once."""
+    seen: dict[tuple[Any, ...], Diagnostic] = {}
+    for diag in found:
+        seen.setdefault(_identity(diag), diag)
+    return list(seen.values())
+
+
+def _sources(paths: Sequence[str], diagnostics: Sequence[Diagnostic]) -> dict[str, list[str]]:
+    files = {str(p) for p in paths} | {d.span.file for d in diagnostics if d.span and d.span.file}
+    sources = {}
+    for file in sorted(files):
+        try:
+            sources[file] = Path(file).read_bytes().decode("utf-8-sig", "replace").split("\n")
+        except OSError:
+            continue
+    return sources

@@ -1,0 +1,23 @@
+"""The closed vocabularies every stage keys by: compression modes, pruning metrics,
+quantization dtypes and schemes (torch-free, so rules are checked without loading torch)."""
+
+from __future__ import annotations
+
+import enum
+
+
+class Mode(str, enum.Enum):
+    """A compression mode, named as the DSL and the CLI spell it."""
+
+    PRUNE = "prune"
+    QUANTIZE = "quantize"
+    DISTILL = "distill"
+
+
+# The pruning metrics (dsl_compress.engine.metrics computes them), named as `metric=` spells them.
+METRIC_NAMES = ("level", "l1", "l2", "fpgm", "random", "taylor")
+
+# Quantization as NNI 3.0 spells it (dsl_compress.engine.quant_math computes it).
+QUANT_SCHEMES = ("symmetric", "affine")
+QUANT_BITS = range(2, 9)
+QUANT_DTYPES = tuple(f"{sign}{bits}" for sign in ("int", "uint") for bits in QUANT_BITS)

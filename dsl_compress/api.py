@@ -9,13 +9,12 @@ import torch
 from dsl_compress.diagnostics import CompressionError, emit_warnings, fail, raise_errors
 from dsl_compress.engine.distill import build_targets
 from dsl_compress.engine.compression import Compression, check_not_compressed
-from dsl_compress.schema.granularity import TargetKind
-from dsl_compress.vocab import Mode
-from dsl_compress.plan import Plan
+from dsl_compress.vocab import TargetKind, Mode
+from dsl_compress.plan import Plan, locate_in_rules
 from dsl_compress.engine.prune import LossFn, Progress, check_metric, compute_masks
 from dsl_compress.engine.quantize import compute_quant_params
 from dsl_compress.resolve.from_config import build_plan
-from dsl_compress.resolve.ruleset import RuleSet, locate_in_rules
+from dsl_compress.resolve.ruleset import RuleSet
 from dsl_compress.schema.registry import Registry
 from dsl_compress.resolve.targets import shared_tensor_errors
 

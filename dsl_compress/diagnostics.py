@@ -140,6 +140,12 @@ def fail(code: str, message: str, *, subject: str | None = None, hint: str | Non
     raise CompressionError([error(code, message, subject=subject, hint=hint)])
 
 
+def source_order(diag: Diagnostic) -> tuple:
+    """Diagnostics sort by file, line and column, as a compiler prints them."""
+    span = diag.span
+    return (span.file or "", span.line, span.column) if span is not None else ("", 0, 0)
+
+
 def raise_errors(diagnostics: Iterable[Diagnostic]) -> None:
     """Raise one CompressionError carrying all errors, if there are any."""
     errors = [d for d in diagnostics if d.severity is Severity.ERROR]

@@ -5,11 +5,15 @@ from __future__ import annotations
 import copy
 import functools
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
-from dsl_compress.diagnostics import Diagnostic, Severity
-from dsl_compress.schema.granularity import BlockKernel, TargetKind, parse_granularity
-from dsl_compress.vocab import Mode
+from dsl_compress.diagnostics import Diagnostic, Severity, span_of_origin
+from dsl_compress.schema.granularity import BlockKernel, parse_granularity
+from dsl_compress.vocab import TargetKind, Mode
+
+# A tensor of the model as every stage addresses it: (module name, target name), e.g.
+# ("layer1.0.conv1", "weight") or ("fc", "_input_0").
+Key = tuple[str, str]
 
 # NNI's schema has no None granularity; these list forms mean the same blocks at any rank:
 # all-ones kernel = element-wise pruning, all-(-1) kernel = one per-tensor quantization scale.
@@ -110,3 +114,19 @@ def _entry_config(entry: PlanEntry) -> dict[str, Any]:
     if entry.mode is Mode.QUANTIZE:
         config["quant_dtype"] = entry.setting.get("quant_dtype")
     return config
+
+
+def locate_in_rules(diags: Iterable[Diagnostic], plan: Plan) -> list[Diagnostic]:
+    """Engine diagnostics about a tensor, located at the statement that configured it."""
+    origins = {entry.subject: entry.origin for entry in plan.entries}
+    by_name = {f"{e.module}.{e.target}": e.origin for e in plan.entries}
+    out = []
+    for diag in diags:
+        subject = diag.subject or ""
+        origin = origins.get(subject) or next((o for n, o in by_name.items() if n in subject), "")
+        span = span_of_origin(origin)
+        if diag.span is None and span is not None:
+            message = f"{diag.subject}: {diag.message}"
+            diag = Diagnostic(diag.code, diag.severity, message, span=span, hint=diag.hint)
+        out.append(diag)
+    return out

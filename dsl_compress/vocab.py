@@ -1,4 +1,4 @@
-"""The closed vocabularies every stage keys by: compression modes, pruning metrics,
+"""The closed vocabularies every stage keys by: compression modes, target kinds, pruning metrics,
 quantization dtypes and schemes (torch-free, so rules are checked without loading torch)."""
 
 from __future__ import annotations
@@ -14,8 +14,30 @@ class Mode(str, enum.Enum):
     DISTILL = "distill"
 
 
+# Target names that are not module attributes: a forward's inputs and outputs.
+INPUT_PREFIX = "_input_"
+OUTPUT_PREFIX = "_output_"
+
+
+class TargetKind(str, enum.Enum):
+    """Whether a target is a module attribute or a forward input/output."""
+
+    PARAMETER = "parameter"
+    INPUT = "input"
+    OUTPUT = "output"
+
+    @classmethod
+    def of(cls, target_name: str) -> "TargetKind":
+        if target_name.startswith(INPUT_PREFIX):
+            return cls.INPUT
+        if target_name.startswith(OUTPUT_PREFIX):
+            return cls.OUTPUT
+        return cls.PARAMETER
+
+
 # The pruning metrics (dsl_compress.engine.metrics computes them), named as `metric=` spells them.
 METRIC_NAMES = ("level", "l1", "l2", "fpgm", "random", "taylor")
+DEFAULT_METRIC = "l1"
 
 # Quantization as NNI 3.0 spells it (dsl_compress.engine.quant_math computes it).
 QUANT_SCHEMES = ("symmetric", "affine")

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from dsl_compress.diagnostics import CompressionError
-from dsl_compress.schema.granularity import TargetKind, parse_granularity
+from dsl_compress.schema.granularity import parse_granularity
+from dsl_compress.vocab import TargetKind
 from dsl_compress.engine.metrics import compute_metric
 from dsl_compress.engine.masks import MaskRequest, generate_masks
 

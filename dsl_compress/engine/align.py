@@ -10,7 +10,8 @@ import torch
 from dsl_compress.diagnostics import fail
 
 if TYPE_CHECKING:
-    from dsl_compress.engine.masks import Key, Masks, MaskRequest
+    from dsl_compress.engine.masks import Masks, MaskRequest
+    from dsl_compress.plan import Key
 
 
 def apply_align(requests: Sequence[MaskRequest], raw: Masks) -> None:

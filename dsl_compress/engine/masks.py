@@ -11,10 +11,11 @@ import torch
 
 from dsl_compress.engine.align import apply_align
 from dsl_compress.diagnostics import fail
-from dsl_compress.schema.granularity import BlockKernel, TargetKind, parse_granularity
+from dsl_compress.schema.granularity import BlockKernel, parse_granularity
+from dsl_compress.vocab import TargetKind
 from dsl_compress.engine.kth_value import kth_smallest
+from dsl_compress.plan import Key
 
-Key = tuple[str, str]
 Masks = dict[Key, torch.Tensor]
 
 _ACTIVE_KEYS = ("sparse_ratio", "sparse_threshold", "global_group_id", "dependency_group_id")

@@ -9,15 +9,14 @@ from typing import Any, Callable, Iterable, Sequence
 import torch
 
 from dsl_compress.diagnostics import did_you_mean, fail
-from dsl_compress.schema.granularity import TargetKind
+from dsl_compress.vocab import TargetKind, DEFAULT_METRIC
 from dsl_compress.engine.metrics import METRIC_NAMES, compute_metric
-from dsl_compress.plan import PlanEntry
+from dsl_compress.plan import PlanEntry, Key
 from dsl_compress.engine.masks import MaskRequest, generate_masks
 from dsl_compress.engine.taps import run_batches, run_with_taps
 
 LossFn = Callable[[torch.nn.Module, Any], torch.Tensor]
 Progress = Callable[[int, int, str], None]
-Key = tuple[str, str]
 
 
 def check_metric(metric: Any) -> None:
@@ -47,7 +46,7 @@ def compute_masks(
     """Bool masks (True = kept) for every pruning entry; raises before anything is modified."""
     modules = dict(model.named_modules())
     for entry in entries:
-        check_metric(entry.metric or "l1")
+        check_metric(entry.metric or DEFAULT_METRIC)
     scores = _taylor_scores(model, modules, entries, calib, loss_fn)
     shapes = _activation_shapes(model, modules, entries, calib)
     generator = torch.Generator().manual_seed(seed)
@@ -80,7 +79,7 @@ def _request(modules, entry: PlanEntry, scores, shapes, generator) -> MaskReques
         if is_active(entry):
             metric = functools.partial(
                 compute_metric,
-                entry.metric or "l1",
+                entry.metric or DEFAULT_METRIC,
                 tensor,
                 entry.kernel,
                 subject=entry.subject,

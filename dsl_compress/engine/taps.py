@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import functools
-import inspect
 from typing import Any, Callable
 
 import torch
 from torch.utils.hooks import RemovableHandle
 
 from dsl_compress.diagnostics import CompressionError, fail
-from dsl_compress.schema.registry import INPUT_PREFIX, OUTPUT_PREFIX
+from dsl_compress.forward_signature import input_locator
+from dsl_compress.vocab import INPUT_PREFIX, OUTPUT_PREFIX
 
 TapFn = Callable[[torch.Tensor], "torch.Tensor | None"]
 
@@ -18,51 +17,12 @@ TapFn = Callable[[torch.Tensor], "torch.Tensor | None"]
 def install_tap(module: torch.nn.Module, target: str, fn: TapFn) -> RemovableHandle:
     """Call ``fn`` on the named input or output tensor each forward; a returned tensor replaces it."""
     if target.startswith(INPUT_PREFIX):
-        locate = _input_locator(module, target[len(INPUT_PREFIX) :])
+        locate = input_locator(module, target[len(INPUT_PREFIX) :])
         return module.register_forward_pre_hook(_pre_hook(locate, fn), with_kwargs=True)
     if target.startswith(OUTPUT_PREFIX):
         key = target[len(OUTPUT_PREFIX) :]
         return module.register_forward_hook(_post_hook(key, fn))
     raise ValueError(f"{target!r} is not an input or output target")
-
-
-def forward_parameters(module: torch.nn.Module) -> list[inspect.Parameter]:
-    """The forward() parameters NNI names inputs by (self excluded)."""
-    forward = module.forward
-    function = getattr(forward, "__func__", None)
-    if function is not None and getattr(forward, "__self__", None) is module:
-        return list(_method_parameters(function))
-    try:
-        return list(inspect.signature(forward).parameters.values())
-    except (TypeError, ValueError):
-        return []
-
-
-@functools.lru_cache(maxsize=1024)
-def _method_parameters(function) -> tuple[inspect.Parameter, ...]:
-    """A forward method's parameters after self, once per function (a model has few classes)."""
-    try:
-        return tuple(inspect.signature(function).parameters.values())[1:]
-    except (TypeError, ValueError):
-        return ()
-
-
-def _input_locator(module: torch.nn.Module, suffix: str) -> tuple[int | None, str | None]:
-    """Where an input lives: (position in args, keyword name); either may be None.
-
-    NNI names positional parameters only by index, so ``_input_x`` for ``forward(self, x)``
-    never matches there; here it resolves to the position of ``x`` as well.
-    """
-    params = forward_parameters(module)
-    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    if suffix.isdigit():
-        pos = int(suffix)
-        name = positional[pos].name if pos < len(positional) else None
-        return pos, name
-    for pos, param in enumerate(positional):
-        if param.name == suffix:
-            return pos, suffix
-    return None, suffix
 
 
 def _pre_hook(locate: tuple[int | None, str | None], fn: TapFn):

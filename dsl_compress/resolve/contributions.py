@@ -9,7 +9,7 @@ from typing import Callable
 from dsl_compress.vocab import Mode
 from dsl_compress.resolve.check import Rule, Value
 
-Key = tuple[Mode, str, str]
+SettingKey = tuple[Mode, str, str]
 HasTarget = Callable[[str, str], bool]
 
 
@@ -59,8 +59,8 @@ class ContributionTable:
         ``everywhere(type_name, target)``: whether every module of the type has it."""
         self._has_parameter = has_parameter
         self._everywhere = everywhere
-        self._own: dict[Key, list[Contribution]] = {}
-        self._own_first: dict[Key, tuple[int, int]] = {}
+        self._own: dict[SettingKey, list[Contribution]] = {}
+        self._own_first: dict[SettingKey, tuple[int, int]] = {}
         self._groups: dict[tuple[Mode, str], _TypeGroup] = {}
         self._shared: dict[tuple, Contribution] = {}
         self._seq = 0
@@ -72,7 +72,7 @@ class ContributionTable:
             self._shared[key] = Contribution(rule, values, explicit)
         return self._shared[key]
 
-    def add_all(self, contribution: Contribution, keys: list[Key]) -> None:
+    def add_all(self, contribution: Contribution, keys: list[SettingKey]) -> None:
         """One statement's contribution to each of ``keys``, in order."""
         own, first, index = self._own, self._own_first, contribution.rule.index
         for key in keys:
@@ -94,10 +94,10 @@ class ContributionTable:
             side.setdefault(target, []).append(c)
             group.positions[(c.rule.index, target)] = position
 
-    def items(self) -> list[tuple[Key, tuple[Contribution, ...], list[Contribution]]]:
+    def items(self) -> list[tuple[SettingKey, tuple[Contribution, ...], list[Contribution]]]:
         """Every tensor with its shared (type-wide) and own contributions, in the order the
         statements first reached them (as if each statement had been added tensor by tensor)."""
-        shared: dict[Key, tuple[Contribution, ...]] = {}
+        shared: dict[SettingKey, tuple[Contribution, ...]] = {}
         first = {key: index * _SPAN + seq for key, (index, seq) in self._own_first.items()}
         for (mode, type_name), group in self._groups.items():
             for key, found, order in self._group_keys(mode, type_name, group):

@@ -16,14 +16,12 @@ from dsl_compress.diagnostics import (
     raise_errors,
     warning,
 )
-from dsl_compress.schema.granularity import BlockKernel, TargetKind, check_kind, parse_granularity
-from dsl_compress.vocab import Mode
+from dsl_compress.schema.granularity import BlockKernel, check_kind, parse_granularity
+from dsl_compress.vocab import TargetKind, Mode, DEFAULT_METRIC
 from dsl_compress.plan import Plan, PlanEntry
 from dsl_compress.resolve.model_index import ModelIndex, select
 from dsl_compress.schema.registry import DEFAULT_REGISTRY, Registry
 from dsl_compress.resolve.targets import check_input, check_parameter
-
-DEFAULT_METRIC = "l1"
 
 
 def build_plan(

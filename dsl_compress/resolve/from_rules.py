@@ -8,7 +8,7 @@ from typing import Sequence
 
 import torch
 
-from dsl_compress.resolve.contributions import Contribution, ContributionTable, Key
+from dsl_compress.resolve.contributions import Contribution, ContributionTable, SettingKey
 from dsl_compress.diagnostics import CompressionError, Diagnostic, Severity, Span, span_of_origin
 from dsl_compress.vocab import Mode
 from dsl_compress.plan import Plan, PlanEntry
@@ -201,7 +201,7 @@ class _Resolver:
         self.table.add_all(c, [(rule.mode, match.module, target) for target in targets])
         return len(targets)
 
-    def entry(self, key: Key, shared: tuple, own: list, state: _Outcome, diags: list):
+    def entry(self, key: SettingKey, shared: tuple, own: list, state: _Outcome, diags: list):
         """The tensor's checked plan entry (None when a check drops it) and the span of its
         most specific statement. Settled and checked once per distinct list of contributions;
         other tensors with that list only check their own module."""

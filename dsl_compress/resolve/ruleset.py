@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import torch
@@ -13,7 +13,6 @@ from dsl_compress.diagnostics import (
     CompressionError,
     Diagnostic,
     Severity,
-    span_of_origin,
 )
 from dsl_compress.gc_pause import without_gc
 from dsl_compress.vocab import Mode
@@ -41,6 +40,7 @@ from dsl_compress.language.syntax import (
     Statement,
 )
 from dsl_compress.resolve.values import WORDS, evaluate, located
+from dsl_compress.diagnostics import raise_errors, source_order
 
 
 @dataclass(frozen=True)
@@ -111,7 +111,7 @@ class RuleSet:
                 rules.append(compile_rule(i, stmt, lets, registries, words, diags))
             elif isinstance(stmt, Exclude):
                 excludes.append(compile_exclude(stmt, registries, diags))
-        _raise_errors(diags)
+        raise_errors(sorted(diags, key=source_order))
         return CheckedRules(
             [r for r in rules if r is not None],
             [e for e in excludes if e is not None],
@@ -130,34 +130,6 @@ class CheckedRules:
     registries: Registry
     registered: dict[str, dict[str, dict]]
     diagnostics: tuple[Diagnostic, ...]
-
-
-def locate_in_rules(diags: Iterable[Diagnostic], plan: Plan) -> list[Diagnostic]:
-    """Engine diagnostics about a tensor, located at the statement that configured it."""
-    origins = {entry.subject: entry.origin for entry in plan.entries}
-    by_name = {f"{e.module}.{e.target}": e.origin for e in plan.entries}
-    out = []
-    for diag in diags:
-        subject = diag.subject or ""
-        origin = origins.get(subject) or next((o for n, o in by_name.items() if n in subject), "")
-        span = span_of_origin(origin)
-        if diag.span is None and span is not None:
-            message = f"{diag.subject}: {diag.message}"
-            diag = Diagnostic(diag.code, diag.severity, message, span=span, hint=diag.hint)
-        out.append(diag)
-    return out
-
-
-def source_order(diag: Diagnostic) -> tuple:
-    """Diagnostics sort by file, line and column, as a compiler prints them."""
-    span = diag.span
-    return (span.file or "", span.line, span.column) if span is not None else ("", 0, 0)
-
-
-def _raise_errors(diags: Iterable[Diagnostic]) -> None:
-    errors = sorted((d for d in diags if d.severity is Severity.ERROR), key=source_order)
-    if errors:
-        raise CompressionError(errors)
 
 
 def _lets(statements, diags: list) -> dict[str, Any]:

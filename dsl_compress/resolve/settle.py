@@ -5,15 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from dsl_compress.resolve.contributions import Contribution, Key
-from dsl_compress.vocab import Mode
+from dsl_compress.resolve.contributions import Contribution, SettingKey
+from dsl_compress.vocab import Mode, DEFAULT_METRIC
 from dsl_compress.resolve.findings import conflict, unregistered
 from dsl_compress.resolve.values import nni_key
 
-DEFAULT_METRIC = "l1"
 
-
-def settle(key: Key, type_name: str, found: list[Contribution], base: dict, registry, state):
+def settle(key: SettingKey, type_name: str, found: list[Contribution], base: dict, registry, state):
     """Each key's winning value among ``found`` over the template's ``base``: the setting, where
     each key came from, the metric and the most specific statement."""
     mode, module, target = key

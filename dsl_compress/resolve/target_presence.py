@@ -6,8 +6,7 @@ from __future__ import annotations
 import torch
 from torch.nn.utils import parametrize
 
-from dsl_compress.schema.granularity import TargetKind
-from dsl_compress.vocab import Mode
+from dsl_compress.vocab import TargetKind, Mode
 from dsl_compress.resolve.model_index import ModelIndex
 from dsl_compress.schema.registry import Registry
 from dsl_compress.resolve.targets import takes_input

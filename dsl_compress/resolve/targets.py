@@ -8,10 +8,8 @@ import torch
 from torch.nn.utils import parametrize
 
 from dsl_compress.diagnostics import Diagnostic, Severity, did_you_mean, error
-from dsl_compress.plan import PlanEntry
-from dsl_compress.engine.taps import forward_parameters
-
-Key = tuple[str, str]
+from dsl_compress.plan import PlanEntry, Key
+from dsl_compress.forward_signature import forward_parameters
 
 
 def check_parameter(module: torch.nn.Module, entry: PlanEntry, diags: list[Diagnostic]) -> bool:

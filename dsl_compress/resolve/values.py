@@ -5,8 +5,7 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from dsl_compress.diagnostics import Diagnostic, Severity, Span, did_you_mean
-from dsl_compress.vocab import METRIC_NAMES
-from dsl_compress.vocab import Mode
+from dsl_compress.vocab import METRIC_NAMES, Mode
 from dsl_compress.schema.keys import SETTING_RULES
 from dsl_compress.language.syntax import ListValue, Setting, Value
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
@@ -12,24 +11,9 @@ if TYPE_CHECKING:
     import torch
 
 from dsl_compress.diagnostics import fail
+from dsl_compress.vocab import TargetKind
 
 GRANULARITY_NAMES = ("default", "in_channel", "out_channel", "per_channel")
-
-
-class TargetKind(str, enum.Enum):
-    """Whether a target is a module attribute or a forward input/output."""
-
-    PARAMETER = "parameter"
-    INPUT = "input"
-    OUTPUT = "output"
-
-    @classmethod
-    def of(cls, target_name: str) -> "TargetKind":
-        if target_name.startswith("_input_"):
-            return cls.INPUT
-        if target_name.startswith("_output_"):
-            return cls.OUTPUT
-        return cls.PARAMETER
 
 
 Reducer = Callable[["torch.Tensor", tuple[int, ...]], "torch.Tensor"]

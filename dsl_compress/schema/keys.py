@@ -18,8 +18,7 @@ from dsl_compress.schema.checks import (
     type_rule,
     wrong_type,
 )
-from dsl_compress.vocab import Mode
-from dsl_compress.vocab import QUANT_DTYPES, QUANT_SCHEMES
+from dsl_compress.vocab import Mode, QUANT_DTYPES, QUANT_SCHEMES
 
 # ---- pruning: align ------------------------------------------------------------------------------
 

@@ -10,11 +10,8 @@ if TYPE_CHECKING:
     import torch
 
 from dsl_compress.diagnostics import did_you_mean, fail
-from dsl_compress.vocab import Mode
+from dsl_compress.vocab import INPUT_PREFIX, OUTPUT_PREFIX, Mode
 from dsl_compress.schema.templates import Template, builtin_templates, distill_template
-
-INPUT_PREFIX = "_input_"
-OUTPUT_PREFIX = "_output_"
 
 _REGISTER_CALL = {
     Mode.PRUNE: "PruningSetting.register",

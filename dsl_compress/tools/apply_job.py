@@ -27,11 +27,10 @@ from dsl_compress.diagnostics import (
 )
 from dsl_compress.engine.compression import Compression
 from dsl_compress.vocab import Mode
-from dsl_compress.plan import Plan
+from dsl_compress.plan import Plan, locate_in_rules
 from dsl_compress.engine.prune import check_metric
 from dsl_compress.tools.summary import SummaryRow, compression_rows
 from dsl_compress.resolve.from_config import build_plan
-from dsl_compress.resolve.ruleset import locate_in_rules
 from dsl_compress.schema.registry import Registry
 
 Progress = Callable[[int, int, str], None]

@@ -18,7 +18,7 @@ from dsl_compress.diagnostics import (
 )
 from dsl_compress.gc_pause import without_gc
 from dsl_compress.vocab import Mode
-from dsl_compress.plan import Plan, PlanEntry
+from dsl_compress.plan import Plan, PlanEntry, Key
 from dsl_compress.resolve.ruleset import RuleSet, load
 from dsl_compress.resolve.model_index import ModelIndex
 
@@ -32,8 +32,6 @@ FAIL_ON: dict[str, frozenset[Severity]] = {
 # The keys that give a pruning target a mask of its own (the engine's threshold, ratio and
 # group stages); an align partner needs one of these, or an align of its own.
 _MASK_KEYS = ("sparse_ratio", "sparse_threshold", "global_group_id", "dependency_group_id")
-
-Key = tuple[str, str]
 
 
 @dataclass(frozen=True)

@@ -9,9 +9,9 @@ import torch
 from dsl_compress.diagnostics import CompressionError, emit_warnings, fail, raise_errors
 from dsl_compress.engine.distill import build_targets
 from dsl_compress.engine.compression import Compression, check_not_compressed
-from dsl_compress.vocab import TargetKind, Mode
+from dsl_compress.vocab import TargetKind, Mode, check_metric
 from dsl_compress.plan import Plan, locate_in_rules
-from dsl_compress.engine.prune import LossFn, Progress, check_metric, compute_masks
+from dsl_compress.engine.prune import LossFn, Progress, compute_masks
 from dsl_compress.engine.quantize import compute_quant_params
 from dsl_compress.resolve.from_config import build_plan
 from dsl_compress.resolve.ruleset import RuleSet
@@ -97,18 +97,15 @@ def apply(
     (``cache_weights``: see :func:`quantize`)."""
     _check_module(model, "model")
     compiled = ruleset.compile(model, registry=registry)
-    try:
-        return run_plan(
-            model,
-            compiled.plan,
-            calib=calib,
-            loss_fn=loss_fn,
-            seed=seed,
-            teacher=teacher,
-            cache_weights=cache_weights,
-        )
-    except CompressionError as exc:
-        raise CompressionError(locate_in_rules(exc.diagnostics, compiled.plan)) from None
+    return run_plan(
+        model,
+        compiled.plan,
+        calib=calib,
+        loss_fn=loss_fn,
+        seed=seed,
+        teacher=teacher,
+        cache_weights=cache_weights,
+    )
 
 
 def run_plan(
@@ -125,8 +122,18 @@ def run_plan(
 ) -> Compression:
     """Compute everything a plan asks for, then install it; any error leaves the model untouched.
 
-    ``progress(done, total, label)`` is called as each pruning metric is computed.
+    This is the one way a plan reaches the engine (``apply``, ``prune``, ``quantize``,
+    ``distill`` and the command's apply job all come here). Engine errors about a tensor are
+    located at the rule that configured it. ``progress(done, total, label)`` is called as
+    each pruning metric is computed.
     """
+    try:
+        return _run_plan(model, plan, calib, loss_fn, seed, teacher, fused, cache_weights, progress)
+    except CompressionError as exc:
+        raise CompressionError(locate_in_rules(exc.diagnostics, plan)) from None
+
+
+def _run_plan(model, plan, calib, loss_fn, seed, teacher, fused, cache_weights, progress):
     _check_module(model, "model")
     calib = _batches(calib)
     keys = [e.key for e in plan.entries if e.kind is TargetKind.PARAMETER]

@@ -4,6 +4,9 @@ quantization dtypes and schemes (torch-free, so rules are checked without loadin
 from __future__ import annotations
 
 import enum
+from typing import Any
+
+from dsl_compress.diagnostics import did_you_mean, fail
 
 
 class Mode(str, enum.Enum):
@@ -38,6 +41,18 @@ class TargetKind(str, enum.Enum):
 # The pruning metrics (dsl_compress.engine.metrics computes them), named as `metric=` spells them.
 METRIC_NAMES = ("level", "l1", "l2", "fpgm", "random", "taylor")
 DEFAULT_METRIC = "l1"
+
+
+def check_metric(metric: Any) -> None:
+    """P510 unless ``metric`` is one of METRIC_NAMES."""
+    if not isinstance(metric, str) or metric not in METRIC_NAMES:
+        fail(
+            "P510",
+            f"unknown pruning metric {metric!r}",
+            subject="metric",
+            hint=did_you_mean(str(metric), METRIC_NAMES) or f"use one of {', '.join(METRIC_NAMES)}",
+        )
+
 
 # Quantization as NNI 3.0 spells it (dsl_compress.engine.quant_math computes it).
 QUANT_SCHEMES = ("symmetric", "affine")

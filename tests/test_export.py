@@ -14,12 +14,8 @@ import torch
 import dsl_compress
 from conftest import assert_same_state, state_copy
 from dsl_compress import CompressionError, CompressionWarning, Mode
-from dsl_compress.tools.apply_job import (
-    OUTPUT_FILES,
-    apply_plan_job,
-    plan_from_config_list,
-    write_outputs,
-)
+from dsl_compress.resolve.config_input import plan_from_config_list
+from dsl_compress.tools.apply_job import OUTPUT_FILES, apply_plan_job, write_outputs
 from dsl_compress.models import example_model, resnet
 from dsl_compress.tools.summary import summary_rows, summary_table
 
@@ -172,7 +168,7 @@ def test_a_failing_write_leaves_nothing(tmp_path, monkeypatch):
             raise RuntimeError("disk on fire")
         return real(tensors, filename, metadata)
 
-    monkeypatch.setattr("dsl_compress.tools.apply_job.save_file", failing)
+    monkeypatch.setattr("dsl_compress.io.outputs.save_file", failing)
     progress = []
     with pytest.raises(RuntimeError, match="disk on fire"):
         write_outputs(result, tmp_path / "out", progress=lambda *a: progress.append(a))
@@ -193,7 +189,7 @@ def test_an_os_error_is_l105_and_an_existing_folder_survives(tmp_path, monkeypat
     def failing(data, path):
         raise OSError(28, "No space left on device", path)
 
-    monkeypatch.setattr("dsl_compress.tools.apply_job._write_json", failing)
+    monkeypatch.setattr("dsl_compress.io.outputs._write_json", failing)
     with pytest.raises(CompressionError) as caught:
         write_outputs(result, out, overwrite=True)
     assert caught.value.codes == ["L105"]
@@ -375,7 +371,7 @@ def test_a_failing_swap_puts_the_old_folder_back(tmp_path, monkeypatch):
             raise OSError(13, "Permission denied", str(dst))
         return real(src, dst)
 
-    monkeypatch.setattr("dsl_compress.tools.apply_job.os.rename", failing)
+    monkeypatch.setattr("dsl_compress.io.atomic.os.rename", failing)
     with pytest.raises(CompressionError) as caught:
         write_outputs(result, out, overwrite=True)
     assert caught.value.codes == ["L105"]

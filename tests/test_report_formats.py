@@ -14,14 +14,8 @@ from dsl_compress.codes import CODES
 from dsl_compress.diagnostics import Span
 from dsl_compress.tools.lint import LintResult, lint
 from dsl_compress.models import cnn, resnet, transformer
-from dsl_compress.cli.formats import (
-    EXAMPLES,
-    FAMILIES,
-    FORMATS,
-    artifact_uri,
-    explain_code,
-    render,
-)
+from dsl_compress.cli.formats import FORMATS, artifact_uri, render
+from dsl_compress.tools.code_docs import EXAMPLES, FAMILIES, explain_code
 
 MODELS = {"cnn": cnn, "resnet": resnet, "transformer": transformer}
 JSON_KEYS = {

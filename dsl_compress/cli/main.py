@@ -6,6 +6,7 @@ model, so `fmt`, `lint` without a model and `explain CODE` start without loading
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import enum
 import json
@@ -17,12 +18,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
 
 from dsl_compress.cli.args import build_parser
+from dsl_compress.cli.gc_pause import gc_paused
 from dsl_compress.diagnostics import CompressionError, CompressionWarning
+from dsl_compress.io.atomic import write_text_atomically
 from dsl_compress.language.format import format_rules
 from dsl_compress.tools.lint import lint
 from dsl_compress.vocab import Mode
 from dsl_compress.plan import Plan
-from dsl_compress.cli.formats import explain_code, render
+from dsl_compress.cli.formats import render
+from dsl_compress.tools.code_docs import explain_code
 from dsl_compress.resolve.ruleset import load, read_rules
 
 if TYPE_CHECKING:
@@ -88,7 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handler: Callable = COMMANDS[args.command]
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _collector(args.command):
             # The command prints diagnostics itself; Python's warning text would repeat them.
             warnings.simplefilter("ignore", CompressionWarning)
             return int(handler(args))
@@ -99,6 +103,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         for diag in exc.diagnostics:
             print(paint(_one_line(diag) if diag.span is None else diag.render()), file=sys.stderr)
         return ExitStatus.ERROR
+
+
+def _collector(command: str):
+    """The collector paused for the text commands; apply pauses it only while reading rules,
+    so the engine's tensors are collected as usual."""
+    return gc_paused() if command in TEXT_COMMANDS else contextlib.nullcontext()
 
 
 def _one_line(diag) -> str:
@@ -143,7 +153,7 @@ def _fmt(args) -> ExitStatus:
             )
             sys.stdout.write("".join(diff))
         elif not args.check:
-            Path(name).write_text(after, encoding="utf-8")
+            write_text_atomically(Path(name), after)
         verb = "would reformat" if (args.check or args.diff) else "reformatted"
         print(f"{verb} {name}", file=sys.stderr)
     if broken:
@@ -180,8 +190,6 @@ def _compile(args) -> ExitStatus:
 
 def _emit(text: str, output: str | None) -> None:
     if output:
-        from dsl_compress.io.manifest import write_text_atomically
-
         write_text_atomically(Path(output), text)
     else:
         sys.stdout.write(text)
@@ -238,12 +246,9 @@ def _apply(args) -> ExitStatus:
     if not args.dry_run and not args.out:
         print("apply needs --out DIR (or --dry-run)", file=sys.stderr)
         return ExitStatus.ERROR
-    from dsl_compress.tools.apply_job import (
-        apply_plan_job,
-        check_destination,
-        plan_from_config_list,
-        write_outputs,
-    )
+    from dsl_compress.io.outputs import check_destination
+    from dsl_compress.resolve.config_input import plan_from_config_list
+    from dsl_compress.tools.apply_job import apply_plan_job, write_outputs
     from dsl_compress.io.loading import load_calib
     from dsl_compress.tools.summary import summary_table
 
@@ -254,7 +259,8 @@ def _apply(args) -> ExitStatus:
     if args.rules.endswith(".json"):
         plan = plan_from_config_list(model, args.rules, args.mode, args.metric)
     else:
-        compiled = load(args.rules).compile(model)
+        with gc_paused():
+            compiled = load(args.rules).compile(model)
         _report_warnings(compiled.diagnostics)
         plan = compiled.plan
     result = apply_plan_job(model, plan, calib=calib, dry_run=args.dry_run, progress=_bar())
@@ -288,6 +294,8 @@ def _bar() -> Callable | None:
     return draw
 
 
+# Commands that only read and write text: they build many long-lived objects and no tensors.
+TEXT_COMMANDS = frozenset({"lint", "fmt", "compile", "explain"})
 COMMANDS: dict[str, Callable] = {
     "apply": _apply,
     "lint": _lint,

@@ -8,25 +8,15 @@ from typing import Any, Callable, Iterable, Sequence
 
 import torch
 
-from dsl_compress.diagnostics import did_you_mean, fail
-from dsl_compress.vocab import TargetKind, DEFAULT_METRIC
-from dsl_compress.engine.metrics import METRIC_NAMES, compute_metric
+from dsl_compress.diagnostics import fail
+from dsl_compress.vocab import TargetKind, DEFAULT_METRIC, check_metric
+from dsl_compress.engine.metrics import compute_metric
 from dsl_compress.plan import PlanEntry, Key
 from dsl_compress.engine.masks import MaskRequest, generate_masks
 from dsl_compress.engine.taps import run_batches, run_with_taps
 
 LossFn = Callable[[torch.nn.Module, Any], torch.Tensor]
 Progress = Callable[[int, int, str], None]
-
-
-def check_metric(metric: Any) -> None:
-    if not isinstance(metric, str) or metric not in METRIC_NAMES:
-        fail(
-            "P510",
-            f"unknown pruning metric {metric!r}",
-            subject="metric",
-            hint=did_you_mean(str(metric), METRIC_NAMES) or f"use one of {', '.join(METRIC_NAMES)}",
-        )
 
 
 def is_active(entry: PlanEntry) -> bool:

@@ -5,8 +5,6 @@ from __future__ import annotations
 import functools
 import inspect
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -15,6 +13,7 @@ from torch.nn.utils import parametrize
 
 from dsl_compress.diagnostics import CompressionError, Diagnostic, fail
 from dsl_compress.engine.taps import call_model
+from dsl_compress.io.atomic import write_text_atomically
 from dsl_compress.io.manifest_check import FORMAT, VERSION, check_manifest, make_signature
 
 
@@ -90,21 +89,6 @@ def model_from_manifest(manifest: dict) -> torch.nn.Module:
             built[parent].add_module(child, module)
         built[name] = module
     return built[""]
-
-
-def write_text_atomically(path: Path, text: str) -> None:
-    """Write a temporary file beside ``path``, then rename it over ``path``."""
-    temp = None
-    try:
-        fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.chmod(temp, 0o644)
-        os.replace(temp, path)
-    except OSError as exc:
-        if temp is not None:
-            Path(temp).unlink(missing_ok=True)
-        fail("L105", f"cannot write '{path}': {exc.strerror or exc}", subject=str(path))
 
 
 # ----- building -----------------------------------------------------------------------------

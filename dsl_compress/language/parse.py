@@ -11,7 +11,6 @@ from lark import Lark, Token, Tree
 from lark.exceptions import UnexpectedCharacters, UnexpectedInput
 
 from dsl_compress.diagnostics import CompressionError, Diagnostic, Severity, Span, did_you_mean
-from dsl_compress.gc_pause import gc_paused
 from dsl_compress.language.lalr_driver import drive
 from dsl_compress.language.lalr_tables import BracketNewlines, ParseTables, build_tables
 from dsl_compress.language.statement_split import Chunk, split_statements
@@ -131,8 +130,7 @@ def fast_parse(text: str, path: str | None = None) -> RuleFile:
     grammar uses what the driver does not reproduce); ``parse`` then asks Lark.
     """
     tables = _tables()
-    with gc_paused():  # the drive makes no reference cycles for a collection to find
-        statements, comments = drive(text, tables, path)
+    statements, comments = drive(text, tables, path)
     return RuleFile(statements, path, _comments(comments, text))
 
 

@@ -14,7 +14,6 @@ from dsl_compress.diagnostics import (
     Diagnostic,
     Severity,
 )
-from dsl_compress.gc_pause import without_gc
 from dsl_compress.vocab import Mode
 from dsl_compress.resolve.nni_export import mixed_metrics, static_config_list
 from dsl_compress.language.parse import parse as parse_file
@@ -75,7 +74,6 @@ class RuleSet:
     path: str | None = None
     files: tuple[str, ...] = ()
 
-    @without_gc
     def compile(
         self, model: torch.nn.Module | None = None, registry: Registry | None = None
     ) -> Compiled:

@@ -16,7 +16,6 @@ from dsl_compress.diagnostics import (
     fail,
     span_of_origin,
 )
-from dsl_compress.gc_pause import without_gc
 from dsl_compress.vocab import Mode
 from dsl_compress.plan import Plan, PlanEntry, Key
 from dsl_compress.resolve.ruleset import RuleSet, load
@@ -53,7 +52,6 @@ class LintResult:
         return int(any(d.severity in FAIL_ON[fail_on] for d in self.diagnostics))
 
 
-@without_gc  # the whole job: files, plans and diagnostics all stay alive to the end
 def lint(paths: Sequence[str], model: torch.nn.Module | None = None) -> LintResult:
     """Lint each rules file: syntax and meaning, and with ``model`` everything model-aware.
 

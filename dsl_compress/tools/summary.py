@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from dsl_compress.diagnostics import span_of_origin
 from dsl_compress.engine.compression import Compression
 from dsl_compress.vocab import Mode
-from dsl_compress.plan import PlanEntry
-
-if TYPE_CHECKING:
-    from dsl_compress.tools.apply_job import ApplyResult
+from dsl_compress.plan import Plan, PlanEntry
 
 HEADER = ("rule", "mode", "tensors", "sparsity", "bits")
 _MODE_ORDER = {mode: i for i, mode in enumerate(Mode)}
@@ -47,7 +44,17 @@ class SummaryRow:
         )
 
 
-def summary_rows(source: Compression | ApplyResult) -> list[SummaryRow]:
+class Summarized(Protocol):
+    """A finished job's plan and rows (the apply job's result), summarised without recomputing."""
+
+    @property
+    def plan(self) -> Plan: ...
+
+    @property
+    def rows(self) -> tuple[SummaryRow, ...]: ...
+
+
+def summary_rows(source: Compression | Summarized) -> list[SummaryRow]:
     """Rows of an apply result, or computed from a compression's plan, masks and scales."""
     if isinstance(source, Compression):
         return compression_rows(source)
@@ -92,7 +99,7 @@ def _percent(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.1f}%"
 
 
-def summary_table(source: Compression | ApplyResult) -> str:
+def summary_table(source: Compression | Summarized) -> str:
     """An aligned text table, one line per rule and a total line."""
     rows = summary_rows(source)
     lines = [HEADER, *(row.cells() for row in rows)]
@@ -106,7 +113,7 @@ def summary_table(source: Compression | ApplyResult) -> str:
     return "\n".join(text)
 
 
-def _total(rows: list[SummaryRow], source: Compression | ApplyResult) -> tuple[str, ...]:
+def _total(rows: list[SummaryRow], source: Compression | Summarized) -> tuple[str, ...]:
     plan = source.plan
     zeros, elements = sum(r.zeros for r in rows), sum(r.elements for r in rows)
     bits = sorted({b for r in rows for b in r.bits}, key=_dtype_order)

@@ -1,13 +1,15 @@
-"""Pausing Python's cyclic garbage collector while a stage builds many long-lived objects."""
+"""Pausing Python's cyclic garbage collector while the command reads rules.
+
+Only the command does this, for the whole of a text job (lint, fmt, compile, explain) or the
+rules-reading part of apply: the process is ours. Library calls never touch the collector,
+which belongs to whatever program imported us (a training job, a notebook).
+"""
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import gc
-from typing import Callable, Iterator, TypeVar
-
-F = TypeVar("F", bound=Callable)
+from typing import Iterator
 
 
 @contextlib.contextmanager
@@ -22,14 +24,3 @@ def gc_paused() -> Iterator[None]:
     finally:
         if was_enabled:
             gc.enable()
-
-
-def without_gc(fn: F) -> F:
-    """``fn`` run under :func:`gc_paused`."""
-
-    @functools.wraps(fn)
-    def paused(*args, **kwargs):
-        with gc_paused():
-            return fn(*args, **kwargs)
-
-    return paused  # type: ignore[return-value]

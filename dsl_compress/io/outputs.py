@@ -1,0 +1,169 @@
+"""The apply command's output folder: finalized weights, masks, scales, plan and config_list,
+written as a whole through the atomic writer."""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import torch
+from safetensors.torch import save_file
+
+from dsl_compress.diagnostics import CompressionWarning, fail
+from dsl_compress.engine.compression import Compression
+from dsl_compress.io.atomic import publish_folder
+from dsl_compress.plan import Plan
+from dsl_compress.vocab import Mode
+
+Progress = Callable[[int, int, str], None]
+OUTPUT_FILES = (
+    "model.safetensors",
+    "masks.safetensors",
+    "quant.safetensors",
+    "plan.json",
+    "config_list.json",
+)
+
+
+def write_outputs(
+    compression: Compression,
+    plan: Plan,
+    out_dir: str | Path,
+    *,
+    overwrite: bool = False,
+    progress: Progress | None = None,
+) -> list[Path]:
+    """Finalize the compression and write OUTPUT_FILES into ``out_dir``, all or nothing.
+
+    Files are written to a fresh folder beside ``out_dir`` and moved into place once all
+    are written; an existing ``out_dir`` that is not empty is refused (L105) unless
+    ``overwrite``, and then replaced as a whole. On any failure nothing is left at
+    ``out_dir`` (an existing one stays as it was) and the temporary folder is removed.
+    """
+    out = Path(out_dir)
+    # Absolute but not resolved: '.' gets a real parent, a symlinked folder stays a link.
+    target = Path(os.path.abspath(out))
+    check_destination(target, overwrite)
+    written = publish_folder(
+        target, lambda staging: _write_files(compression, plan, staging, progress)
+    )
+    return [out / path.name for path in written]
+
+
+def check_destination(out: Path, overwrite: bool) -> None:
+    """Refuse an output path that cannot be (re)placed, before any work is done."""
+    whole = out.resolve()
+    if not out.name or whole == Path.cwd() or whole in Path.cwd().parents:
+        fail(
+            "L105",
+            f"output folder '{out}' holds the working folder; it cannot be replaced",
+            subject=str(out),
+            hint="write to a new folder",
+        )
+    if out.exists() and not out.is_dir():
+        fail("L105", f"output path '{out}' exists and is not a folder", subject=str(out))
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        fail(
+            "L105",
+            f"output folder '{out}' exists and is not empty",
+            subject=str(out),
+            hint="choose a new folder or allow overwriting it; nothing was written",
+        )
+
+
+def _write_files(
+    compression: Compression, plan: Plan, folder: Path, progress: Progress | None
+) -> list[Path]:
+    """Copy masks and scales out, finalize, then write each file (progress counts steps)."""
+    total = len(OUTPUT_FILES) + 1
+    masks, quant = flat_masks(compression.masks()), compression.quant_params()
+    with warnings.catch_warnings():
+        # finalize() warns that run-time masks and scales are dropped: they are in the files.
+        warnings.filterwarnings("ignore", r".*\[X804\]", CompressionWarning)
+        model = compression.finalize()
+    _tick(progress, 1, total, "finalized")
+    writers = {
+        "model.safetensors": lambda p: save_file(plain_state(model), p, {"format": "pt"}),
+        "masks.safetensors": lambda p: save_file(masks, p),
+        "quant.safetensors": lambda p: _save_quant(quant, p),
+        "plan.json": lambda p: _write_json(plan.to_dicts(), p),
+        "config_list.json": lambda p: _write_json(config_lists(plan), p),
+    }
+    written = []
+    for done, (name, write) in enumerate(writers.items(), start=2):
+        path = folder / name
+        write(str(path))
+        written.append(path)
+        _tick(progress, done, total, name)
+    return written
+
+
+def _save_quant(quant: Mapping[str, Mapping[str, Mapping[str, Any]]], path: str) -> None:
+    tensors, metadata = quant_tensors(quant)
+    save_file(tensors, path, metadata or None)  # an empty metadata dict writes a bad header
+
+
+def flat_masks(masks: Mapping[str, Mapping[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """{'module.target': bool mask}, contiguous, as masks.safetensors holds them."""
+    return {
+        tensor_name(module, target): mask.detach().to(torch.bool).cpu().contiguous()
+        for module, targets in masks.items()
+        for target, mask in targets.items()
+    }
+
+
+def quant_tensors(quant: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> tuple[dict, dict]:
+    """quant.safetensors content: '<name>.scale' and '<name>.zero_point' tensors, and metadata
+    mapping each '<name>' to its quant_dtype, quant_scheme, qmin and qmax as JSON."""
+    tensors: dict[str, torch.Tensor] = {}
+    metadata: dict[str, str] = {}
+    for module, targets in quant.items():
+        for target, params in targets.items():
+            name = tensor_name(module, target)
+            for field in ("scale", "zero_point"):
+                tensors[f"{name}.{field}"] = params[field].detach().cpu().contiguous()
+            info = {k: v for k, v in params.items() if not isinstance(v, torch.Tensor)}
+            metadata[name] = json.dumps(info, sort_keys=True)
+    return tensors, metadata
+
+
+def plain_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The model's state dict as safetensors needs it: contiguous, no two keys sharing memory.
+
+    A tensor shared under several keys (tied weights) is copied for every key after the
+    first, so the file still loads into a fresh model with ``strict=True``.
+    """
+    seen: set[int] = set()
+    state = {}
+    for key, value in model.state_dict().items():
+        tensor = value.detach().cpu().contiguous()
+        pointer = tensor.untyped_storage().data_ptr()
+        if pointer in seen:
+            tensor = tensor.clone()
+        seen.add(pointer)
+        state[key] = tensor
+    return state
+
+
+def config_lists(plan: Plan) -> dict[str, list[dict]]:
+    """config_list.json: NNI config_lists keyed by mode."""
+    return {mode.value: plan.to_config_list(mode) for mode in Mode}
+
+
+def tensor_name(module: str, target: str) -> str:
+    """'module.target' (just 'target' for the root module), the key of every output file."""
+    return f"{module}.{target}" if module else target
+
+
+def _write_json(data: Any, path: str) -> None:
+    with open(path, "w", encoding="utf-8") as handle:
+        json.dump(data, handle, indent=2)
+        handle.write("\n")
+
+
+def _tick(progress: Progress | None, done: int, total: int, label: str) -> None:
+    if progress is not None:
+        progress(done, total, label)

@@ -1,0 +1,97 @@
+"""`explain CODE`: what a diagnostic code checks, why, an example and the fix, from the code table."""
+
+from __future__ import annotations
+
+from dsl_compress.codes import CODES
+from dsl_compress.diagnostics import did_you_mean, fail
+
+# Where each family of codes comes from and what it stops: the "why" around a code's summary.
+FAMILIES = {
+    "E1": "a .rules syntax error: the file does not parse, so nothing is compiled",
+    "E2": "a .rules meaning error: the file parses but cannot be compiled",
+    "W3": "found with a model: the rules compile, but on this model they do less than they say"
+    " (a warning) or fail when applied (an error)",
+    "C1": "NNI config_list validation: the config_list is rejected before the model is touched",
+    "S2": "module selection of a config_list, against the model's module names and types",
+    "R3": "the registry of settings templates per module type",
+    "T4": "a target checked against the model's tensors",
+    "P5": "pruning: masks could not be computed as configured",
+    "Q6": "quantization: scales could not be computed as configured",
+    "D7": "distillation: the student and teacher cannot be compared as linked",
+    "L1": "the command line could not load a model, weights, data or a manifest",
+    "X8": "the compression lifecycle or an argument of the Python API",
+}
+
+# One example per code that a rules author meets, proven by the tests: (bundled model, rules).
+EXAMPLES: dict[str, tuple[str | None, str]] = {
+    "E101": (None, "prune conv1.weight sparse_ratio 0.5"),
+    "E102": (None, "prune conv1.weight sparse_ratio=0.5 !"),
+    "E103": (None, "prune conv1.weight sparse_ratio="),
+    "E201": (None, "prune Conv2D.weight sparse_ratio=0.5"),
+    "E202": (None, "prune Linear.weight sparse_ration=0.5"),
+    "E203": (None, "prune Conv2d.weight sparse_ratio=0.5 metric=l3"),
+    "E204": (None, "prune Conv2d.weight sparse_ratio=ratio"),
+    "E205": (None, 'include "missing.rules"'),
+    "E206": (None, '# in a.rules\ninclude "a.rules"'),
+    "E207": (None, "prune Conv2d.weight sparse_ratio=50"),
+    "E208": (
+        "cnn",
+        "align conv1.weight with conv2.weight dims=[0]\n"
+        "align conv2.weight with conv1.weight dims=[0]",
+    ),
+    "E209": (
+        "cnn",
+        "prune conv1.weight sparse_ratio=0.5\nalign bn1.weight with conv9.weight dims=[0]",
+    ),
+    "E210": (None, 'prune re"(".weight sparse_ratio=0.5'),
+    "E211": (None, "let ratio = 0.5\nlet ratio = 0.3"),
+    "E212": (None, "register prune Empty { }"),
+    "W301": ("cnn", "prune conv9.weight sparse_ratio=0.5"),
+    "W302": (
+        "cnn",
+        "prune conv*.weight sparse_ratio=0.5\nprune {conv1,conv2}.weight sparse_ratio=0.3",
+    ),
+    "W303": ("resnet", "prune conv*.weight sparse_ratio=0.5\nprune conv1.weight sparse_ratio=0.3"),
+    "W304": (
+        "cnn",
+        "prune conv1.weight sparse_ratio=0.5 metric=l2\nprune conv2.weight sparse_ratio=0.5",
+    ),
+    "W305": ("cnn", "prune conv1.weight sparse_ratio=0.1 granularity=out_channel"),
+    "E213": (
+        "cnn",
+        "prune conv2.weight sparse_ratio=0.5 granularity=out_channel\n"
+        "align bn1.weight with conv2.weight dims=[0]",
+    ),
+    "E214": ("cnn", "align bn1.weight with conv1.weight dims=[0]"),
+    "R301": ("transformer", "prune attn sparse_ratio=0.5"),
+}
+
+
+def explain_code(code: str) -> str:
+    """What a diagnostic code checks, why it matters, an example and the fix, from CODES."""
+    key = code.strip().upper()
+    if key not in CODES:
+        fail("X803", f"unknown diagnostic code {code!r}", hint=_code_hint(code))
+    info = CODES[key]
+    sections = [f"{key} ({info.name})", _section("What it checks", info.summary)]
+    family = FAMILIES.get(key[:2])
+    if family:
+        sections.append(_section("Why", f"This is {family}."))
+    if key in EXAMPLES:
+        model, text = EXAMPLES[key]
+        note = f"# with --model dsl_compress.models:{model}\n" if model else ""
+        sections.append(_section("Example", note + text))
+    sections.append(_section("Fix", info.fix))
+    return "\n\n".join(sections)
+
+
+def _section(title: str, body: str) -> str:
+    return f"{title}:\n" + "\n".join(f"    {line}" for line in body.split("\n"))
+
+
+def _code_hint(word: str) -> str:
+    """The closest codes, or the codes of a name ('matches-nothing' -> W301)."""
+    named = [c for c, info in CODES.items() if info.name == word.strip().lower()]
+    if named:
+        return "did you mean " + " or ".join(repr(c) for c in named) + "?"
+    return did_you_mean(word.strip().upper(), CODES) or "codes look like E201 or W301"

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from dsl_compress.engine import kth_value
-from dsl_compress.engine.kth_value import MIN_NARROWED, kth_smallest
+from dsl_compress.engine import metrics as kth_value
+from dsl_compress.engine.metrics import MIN_NARROWED, kth_smallest
 
 N = 1 << 17
 

@@ -13,7 +13,7 @@ from dsl_compress.engine.align import apply_align
 from dsl_compress.diagnostics import fail
 from dsl_compress.schema.granularity import BlockKernel, parse_granularity
 from dsl_compress.vocab import TargetKind
-from dsl_compress.engine.kth_value import kth_smallest
+from dsl_compress.engine.metrics import kth_smallest
 from dsl_compress.plan import Key
 
 Masks = dict[Key, torch.Tensor]

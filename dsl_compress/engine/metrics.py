@@ -134,11 +134,11 @@ def _fpgm_rows(rows: torch.Tensor) -> torch.Tensor:
 # ----- the k-th smallest value: torch.kthvalue, narrowed first by a sample on long rows -----
 
 # Rows at least this long are narrowed by a sample before the exact selection.
-MIN_NARROWED = 1 << 16
-SAMPLE = 1 << 14
+KTH_MIN_NARROWED = 1 << 16
+KTH_SAMPLE = 1 << 14
 # Half-width of the sampled window around the k-th position, in standard deviations of
 # that position's sample estimate: wide enough that the fallback almost never runs.
-WINDOW_SIGMAS = 6.0
+KTH_WINDOW_SIGMAS = 6.0
 
 
 def kth_smallest(rows: torch.Tensor, k: int) -> torch.Tensor:
@@ -151,7 +151,7 @@ def kth_smallest(rows: torch.Tensor, k: int) -> torch.Tensor:
     runs on the whole row.
     """
     one_row = rows.dim() > 0 and rows.numel() == rows.shape[-1]
-    found = _narrowed(rows.reshape(-1), k) if one_row and rows.numel() >= MIN_NARROWED else None
+    found = _narrowed(rows.reshape(-1), k) if one_row and rows.numel() >= KTH_MIN_NARROWED else None
     if found is None:
         return rows.kthvalue(k, dim=-1, keepdim=True).values
     return found.reshape((1,) * rows.dim())
@@ -169,11 +169,11 @@ def _narrowed(values: torch.Tensor, k: int) -> torch.Tensor | None:
 
 def _sample_bracket(values: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Two sample values that very likely lie either side of the k-th smallest value."""
-    sample = values[:: max(1, values.numel() // SAMPLE)]
+    sample = values[:: max(1, values.numel() // KTH_SAMPLE)]
     size = sample.numel()
     share = k / values.numel()
     centre = share * size
-    half = WINDOW_SIGMAS * math.sqrt(size * share * (1.0 - share)) + 1.0
+    half = KTH_WINDOW_SIGMAS * math.sqrt(size * share * (1.0 - share)) + 1.0
     first = min(size, max(1, math.floor(centre - half)))
     last = min(size, max(1, math.ceil(centre + half)))
     return sample.kthvalue(first).values, sample.kthvalue(last).values

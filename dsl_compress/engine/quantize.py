@@ -13,7 +13,7 @@ from dsl_compress.schema.granularity import BlockKernel
 from dsl_compress.vocab import TargetKind
 from dsl_compress.plan import PlanEntry, Key
 from dsl_compress.engine.quant_math import QuantRange, quant_range, scale_zero_point
-from dsl_compress.engine.taps import run_with_taps
+from dsl_compress.engine.calibration import run_with_taps
 
 
 @dataclass(frozen=True)

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import graphlib
-from typing import TYPE_CHECKING, Sequence
+from typing import Sequence
 
 import torch
 
 from dsl_compress.diagnostics import fail
-
-if TYPE_CHECKING:
-    from dsl_compress.engine.masks import Masks, MaskRequest
-    from dsl_compress.plan import Key
+from dsl_compress.engine.mask_request import MaskRequest, Masks
+from dsl_compress.plan import Key
 
 
 def apply_align(requests: Sequence[MaskRequest], raw: Masks) -> None:

@@ -12,7 +12,8 @@ from dsl_compress.diagnostics import did_you_mean, fail
 from dsl_compress.vocab import TargetKind, DEFAULT_METRIC
 from dsl_compress.engine.metrics import METRIC_NAMES, compute_metric
 from dsl_compress.plan import PlanEntry, Key
-from dsl_compress.engine.masks import MaskRequest, generate_masks
+from dsl_compress.engine.mask_request import MaskRequest
+from dsl_compress.engine.masks import generate_masks
 from dsl_compress.engine.calibration import run_batches, run_with_taps
 
 LossFn = Callable[[torch.nn.Module, Any], torch.Tensor]

@@ -11,7 +11,8 @@ from dsl_compress.engine.distill import build_targets
 from dsl_compress.engine.compression import Compression, check_not_compressed
 from dsl_compress.vocab import TargetKind, Mode
 from dsl_compress.plan import Plan, locate_in_rules
-from dsl_compress.engine.prune import LossFn, Progress, check_metric, compute_masks
+from dsl_compress.engine.options import EngineOptions, LossFn, Progress
+from dsl_compress.engine.prune import check_metric, compute_masks
 from dsl_compress.engine.quantize import compute_quant_params
 from dsl_compress.resolve.from_config import build_plan
 from dsl_compress.resolve.ruleset import RuleSet
@@ -141,7 +142,8 @@ def run_plan(
     if distill_entries:
         _check_module(teacher, "teacher")
         distill = (teacher, build_targets(distill_entries, teacher))
-    compression = Compression(model, plan, masks, quant, distill, fused, cache_weights).attach()
+    options = EngineOptions(fused=fused, cache_weights=cache_weights)
+    compression = Compression(model, plan, masks, quant, distill, options).attach()
     emit_warnings(plan.diagnostics)
     return compression
 

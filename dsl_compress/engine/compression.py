@@ -11,12 +11,12 @@ from torch.nn.utils import parametrize
 
 from dsl_compress.diagnostics import emit_warnings, error, fail, raise_errors, warning
 from dsl_compress.engine.distill import DistillTarget, distill_loss, install_capture
-from dsl_compress.vocab import TargetKind, Mode
-from dsl_compress.plan import Plan, Key
 from dsl_compress.engine.options import EngineOptions
 from dsl_compress.engine.quantize import QuantParams
 from dsl_compress.engine.taps import install_tap
 from dsl_compress.engine.transforms import TargetTransform
+from dsl_compress.plan import Plan, Key
+from dsl_compress.vocab import TargetKind, Mode
 
 # Models currently carrying a compression. Both sides are weak: the Compression holds its
 # model, so a strong value would keep every compressed model alive forever.

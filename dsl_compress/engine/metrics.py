@@ -9,7 +9,7 @@ import torch
 
 from dsl_compress.diagnostics import did_you_mean, fail
 from dsl_compress.schema.granularity import BlockKernel
-from dsl_compress.vocab import METRIC_NAMES  # noqa: F401  (re-exported for the pruner)
+from dsl_compress.vocab import METRIC_NAMES
 
 # Distances held at once while computing FPGM: bounds memory on tensors with many blocks.
 _FPGM_CHUNK_ENTRIES = 1 << 24

@@ -9,13 +9,13 @@ from typing import Any, Iterable, Sequence
 import torch
 
 from dsl_compress.diagnostics import did_you_mean, fail
-from dsl_compress.vocab import TargetKind, DEFAULT_METRIC
-from dsl_compress.engine.metrics import METRIC_NAMES, compute_metric
-from dsl_compress.engine.options import LossFn, Progress
-from dsl_compress.plan import PlanEntry, Key
+from dsl_compress.engine.calibration import run_batches, run_with_taps
 from dsl_compress.engine.mask_request import MaskRequest
 from dsl_compress.engine.masks import generate_masks
-from dsl_compress.engine.calibration import run_batches, run_with_taps
+from dsl_compress.engine.metrics import compute_metric
+from dsl_compress.engine.options import LossFn, Progress
+from dsl_compress.plan import PlanEntry, Key
+from dsl_compress.vocab import DEFAULT_METRIC, METRIC_NAMES, TargetKind
 
 
 def check_metric(metric: Any) -> None:

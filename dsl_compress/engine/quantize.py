@@ -9,11 +9,11 @@ import torch
 from torch.nn.utils import parametrize
 
 from dsl_compress.diagnostics import error, fail, raise_errors
+from dsl_compress.engine.calibration import run_with_taps
+from dsl_compress.engine.quant_math import QuantRange, quant_range, scale_zero_point
+from dsl_compress.plan import PlanEntry, Key
 from dsl_compress.schema.granularity import BlockKernel
 from dsl_compress.vocab import TargetKind
-from dsl_compress.plan import PlanEntry, Key
-from dsl_compress.engine.quant_math import QuantRange, quant_range, scale_zero_point
-from dsl_compress.engine.calibration import run_with_taps
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,8 @@ _EXPORTS = {
     "prune": ("api", "prune"),
     "quantize": ("api", "quantize"),
     "run_plan": ("api", "run_plan"),
+    "execute_plan": ("api", "execute_plan"),
+    "EngineOptions": ("engine.options", "EngineOptions"),
     "CompressionError": ("diagnostics", "CompressionError"),
     "CompressionWarning": ("diagnostics", "CompressionWarning"),
     "Diagnostic": ("diagnostics", "Diagnostic"),
@@ -66,6 +68,8 @@ __all__ = [
     "prune",
     "quantize",
     "run_plan",
+    "execute_plan",
+    "EngineOptions",
 ]
 
 
@@ -83,7 +87,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # what type checkers and IDEs see
-    from dsl_compress.api import apply, distill, prune, quantize, run_plan
+    from dsl_compress.api import apply, distill, execute_plan, prune, quantize, run_plan
     from dsl_compress.diagnostics import (
         CompressionError,
         CompressionWarning,
@@ -91,6 +95,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see
         Severity,
     )
     from dsl_compress.engine.compression import Compression
+    from dsl_compress.engine.options import EngineOptions
     from dsl_compress.language.format import format_rules as format
     from dsl_compress.vocab import Mode
     from dsl_compress.plan import Plan, PlanEntry

@@ -1,4 +1,5 @@
-"""The Python API verbs: prune, quantize, distill and run_plan, all through the one engine."""
+"""The Python API verbs: apply, prune, quantize, distill and run_plan, all through one path
+to the engine (:func:`execute_plan`)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,10 @@ import torch
 from dsl_compress.diagnostics import CompressionError, emit_warnings, fail, raise_errors
 from dsl_compress.engine.distill import build_targets
 from dsl_compress.engine.compression import Compression, check_not_compressed
-from dsl_compress.vocab import TargetKind, Mode, check_metric
+from dsl_compress.vocab import DEFAULT_METRIC, Mode, TargetKind, check_metric
 from dsl_compress.plan import Plan, locate_in_rules
-from dsl_compress.engine.prune import LossFn, Progress, compute_masks
+from dsl_compress.engine.options import EngineOptions, LossFn, Progress
+from dsl_compress.engine.prune import compute_masks
 from dsl_compress.engine.quantize import compute_quant_params
 from dsl_compress.resolve.from_config import build_plan
 from dsl_compress.resolve.ruleset import RuleSet
@@ -24,7 +26,7 @@ ConfigList = Sequence[Mapping[str, Any]]
 def prune(
     model: torch.nn.Module,
     config_list: ConfigList,
-    metric: str = "l1",
+    metric: str = DEFAULT_METRIC,
     *,
     calib: Iterable[Any] | None = None,
     loss_fn: LossFn | None = None,
@@ -39,7 +41,7 @@ def prune(
     _check_module(model, "model")
     check_metric(metric)
     plan = build_plan(model, config_list, Mode.PRUNE, registry=registry, metric=metric)
-    return run_plan(model, plan, calib=calib, loss_fn=loss_fn, seed=seed)
+    return execute_plan(model, plan, EngineOptions(calib=calib, loss_fn=loss_fn, seed=seed))
 
 
 def quantize(
@@ -63,7 +65,8 @@ def quantize(
     """
     _check_module(model, "model")
     plan = build_plan(model, config_list, Mode.QUANTIZE, registry=registry)
-    return run_plan(model, plan, calib=calib, fused=fused, cache_weights=cache_weights)
+    options = EngineOptions(calib=calib, fused=fused, cache_weights=cache_weights)
+    return execute_plan(model, plan, options)
 
 
 def distill(
@@ -79,11 +82,11 @@ def distill(
     if student is teacher:
         fail("X803", "the student and the teacher are the same model", subject="distill")
     plan = build_plan(student, config_list, Mode.DISTILL, registry=registry)
-    return run_plan(student, plan, teacher=teacher)
+    return execute_plan(student, plan, EngineOptions(teacher=teacher))
 
 
 def apply(
-    ruleset: RuleSet,
+    rules: RuleSet | Plan,
     model: torch.nn.Module,
     calib: Iterable[Any] | None = None,
     *,
@@ -93,19 +96,12 @@ def apply(
     cache_weights: bool = True,
     registry: Registry | None = None,
 ) -> Compression:
-    """Compile a rule set against ``model`` and run its plan through the engine
-    (``cache_weights``: see :func:`quantize`)."""
+    """Compile a rule set against ``model`` (or take a plan already compiled for it) and run
+    the plan through the engine (``cache_weights``: see :func:`quantize`)."""
     _check_module(model, "model")
-    compiled = ruleset.compile(model, registry=registry)
-    return run_plan(
-        model,
-        compiled.plan,
-        calib=calib,
-        loss_fn=loss_fn,
-        seed=seed,
-        teacher=teacher,
-        cache_weights=cache_weights,
-    )
+    plan = rules if isinstance(rules, Plan) else rules.compile(model, registry=registry).plan
+    options = EngineOptions(calib, loss_fn, seed, teacher, cache_weights=cache_weights)
+    return execute_plan(model, plan, options)
 
 
 def run_plan(
@@ -122,33 +118,44 @@ def run_plan(
 ) -> Compression:
     """Compute everything a plan asks for, then install it; any error leaves the model untouched.
 
-    This is the one way a plan reaches the engine (``apply``, ``prune``, ``quantize``,
-    ``distill`` and the command's apply job all come here). Engine errors about a tensor are
-    located at the rule that configured it. ``progress(done, total, label)`` is called as
-    each pruning metric is computed.
+    ``progress(done, total, label)`` is called as each pruning metric is computed; the other
+    options are :class:`EngineOptions`'s.
     """
+    options = EngineOptions(calib, loss_fn, seed, teacher, fused, cache_weights, progress)
+    return execute_plan(model, plan, options)
+
+
+def execute_plan(model: torch.nn.Module, plan: Plan, options: EngineOptions) -> Compression:
+    """The one way a plan reaches the engine: ``apply``, ``prune``, ``quantize``, ``distill``,
+    ``run_plan`` and the command's apply job all come here. Engine errors about a tensor are
+    located at the rule that configured it."""
     try:
-        return _run_plan(model, plan, calib, loss_fn, seed, teacher, fused, cache_weights, progress)
+        return _execute(model, plan, options)
     except CompressionError as exc:
         raise CompressionError(locate_in_rules(exc.diagnostics, plan)) from None
 
 
-def _run_plan(model, plan, calib, loss_fn, seed, teacher, fused, cache_weights, progress):
+def _execute(model: torch.nn.Module, plan: Plan, options: EngineOptions) -> Compression:
     _check_module(model, "model")
-    calib = _batches(calib)
+    calib = _batches(options.calib)
     keys = [e.key for e in plan.entries if e.kind is TargetKind.PARAMETER]
     check_not_compressed(model, keys)
     raise_errors(shared_tensor_errors(model, keys))
     masks = compute_masks(
-        model, plan.of_mode(Mode.PRUNE), calib=calib, loss_fn=loss_fn, seed=seed, progress=progress
+        model,
+        plan.of_mode(Mode.PRUNE),
+        calib=calib,
+        loss_fn=options.loss_fn,
+        seed=options.seed,
+        progress=options.progress,
     )
     quant = _quant_params(model, plan, masks, calib)
     distill_entries = plan.of_mode(Mode.DISTILL)
     distill = None
     if distill_entries:
-        _check_module(teacher, "teacher")
-        distill = (teacher, build_targets(distill_entries, teacher))
-    compression = Compression(model, plan, masks, quant, distill, fused, cache_weights).attach()
+        _check_module(options.teacher, "teacher")
+        distill = (options.teacher, build_targets(distill_entries, options.teacher))
+    compression = Compression(model, plan, masks, quant, distill, options).attach()
     emit_warnings(plan.diagnostics)
     return compression
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from dsl_compress.engine import kth_value
-from dsl_compress.engine.kth_value import MIN_NARROWED, kth_smallest
+from dsl_compress.engine.metrics import KTH_MIN_NARROWED, KTH_SAMPLE, kth_smallest
 
 N = 1 << 17
 
@@ -35,9 +34,9 @@ def _rows(name: str) -> torch.Tensor:
     if name == "several rows":
         return torch.randn(3, N, generator=gen)
     if name == "short row":
-        return torch.randn(MIN_NARROWED - 1, generator=gen)
+        return torch.randn(KTH_MIN_NARROWED - 1, generator=gen)
     # The strided sample sees only the planted zeros, so it brackets the wrong place.
-    return uniform.index_fill(0, torch.arange(0, N, N // kth_value.SAMPLE), 0.0)
+    return uniform.index_fill(0, torch.arange(0, N, N // KTH_SAMPLE), 0.0)
 
 
 NAMES = (

@@ -10,7 +10,7 @@ import torch
 
 from dsl_compress.diagnostics import CompressionError
 from dsl_compress.schema.granularity import BlockKernel, parse_granularity
-from dsl_compress.engine.observers import MinMaxObserver, weight_min_max
+from dsl_compress.engine.quantize import MinMaxObserver, weight_min_max
 from dsl_compress.engine.quant_math import (
     QUANT_DTYPES,
     QuantRange,

@@ -11,7 +11,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from dsl_compress import prune, quantize
-from dsl_compress.engine.result_cache import ResultCache
+from dsl_compress.engine.transforms import ResultCache
 
 WEIGHT_INT8 = {
     "op_types": ["Linear"],

@@ -11,7 +11,8 @@ from dsl_compress.diagnostics import CompressionError
 from dsl_compress.schema.granularity import parse_granularity
 from dsl_compress.vocab import TargetKind
 from dsl_compress.engine.metrics import compute_metric
-from dsl_compress.engine.masks import MaskRequest, generate_masks
+from dsl_compress.engine.mask_request import MaskRequest
+from dsl_compress.engine.masks import generate_masks
 
 FC1 = torch.tensor([[1.0, 2, 3, 4], [-5, 6, 7, 8], [0.1, 0.2, 0.3, 0.4], [9, 10, 11, 12]])
 # rows sum to [26, 10, 6, 22]

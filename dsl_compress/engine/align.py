@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import graphlib
-from typing import TYPE_CHECKING, Sequence
+from typing import Sequence
 
 import torch
 
 from dsl_compress.diagnostics import fail
-
-if TYPE_CHECKING:
-    from dsl_compress.engine.masks import Masks, MaskRequest
-    from dsl_compress.plan import Key
+from dsl_compress.engine.align_shapes import (
+    BlockLayout,
+    block_layout,
+    broadcasts,
+    dims_in_range,
+    reduced_dims,
+)
+from dsl_compress.engine.mask_request import MaskRequest, Masks
+from dsl_compress.plan import Key
 
 
 def apply_align(requests: Sequence[MaskRequest], raw: Masks) -> None:
@@ -72,15 +77,14 @@ def _order(by_key: dict[Key, MaskRequest], raw: Masks) -> list[Key]:
 def reduce_source(source: torch.Tensor, dims: Sequence[int], request: MaskRequest) -> torch.Tensor:
     """Any-reduce the source mask over the dims not listed in ``dims``."""
     rank = source.dim()
-    if any(not -rank <= d < rank for d in dims):
+    if not dims_in_range(dims, rank):
         fail(
             "P509",
             f"align dims {list(dims)} of {request.name} are out of range for a source mask "
             f"of rank {rank}",
             subject=request.name,
         )
-    kept = {d % rank for d in dims}
-    reduced = tuple(d for d in range(rank) if d not in kept)
+    reduced = reduced_dims(dims, rank)
     return source.any(dim=reduced) if reduced else source
 
 
@@ -88,13 +92,12 @@ def place_on_target(reduced: torch.Tensor, request: MaskRequest, source: str) ->
     """The reduced mask in the target's raw (broadcastable) mask shape.
 
     Without a granularity it broadcasts over the target's trailing dims, as in NNI. With one,
-    the mask's non-unit dims map in order onto the target's dims that hold more than one
-    block; each mapped size must equal that dim's block count, or its size in elements (a
-    block is then kept if any element in it is kept). A single value covers every block.
+    it is laid out on the target's blocks as :func:`block_layout` says; a single value covers
+    every block.
     """
     kernel, shape = request.kernel, request.shape
     if kernel is None:
-        if shape is not None and not _broadcasts(reduced.shape, shape):
+        if shape is not None and not broadcasts(reduced.shape, shape):
             _misfit(reduced, request, source, shape)
         return reduced
     if shape is None:
@@ -106,39 +109,21 @@ def place_on_target(reduced: torch.Tensor, request: MaskRequest, source: str) ->
             hint="run a forward pass (calibration batch) before generating masks",
         )
     blocks = kernel.block_shape(shape, request.name)
-    return kernel.expand(_onto_blocks(reduced, request, source, blocks), shape, full=False)
+    layout = block_layout(reduced.shape, shape, blocks)
+    if layout is None:
+        _misfit(reduced, request, source, shape, blocks)
+    return kernel.expand(_onto_blocks(reduced, layout, blocks), shape, full=False)
 
 
 def _onto_blocks(
-    reduced: torch.Tensor, request: MaskRequest, source: str, blocks: tuple[int, ...]
+    reduced: torch.Tensor, layout: BlockLayout, blocks: tuple[int, ...]
 ) -> torch.Tensor:
-    sizes = [s for s in reduced.shape if s != 1]
-    if not sizes:
+    if not layout.split:
         return reduced.reshape(()).expand(blocks)
-    mapped = [d for d, n in enumerate(blocks) if n > 1]
-    if len(sizes) != len(mapped):
-        _misfit(reduced, request, source, request.shape, blocks)
-    split: list[int] = []
-    inner: list[int] = []
-    for size, dim in zip(sizes, mapped):
-        if size == blocks[dim]:
-            split.append(size)
-        elif size == request.shape[dim]:
-            split.extend((blocks[dim], size // blocks[dim]))
-            inner.append(len(split) - 1)
-        else:
-            _misfit(reduced, request, source, request.shape, blocks)
-    values = reduced.reshape(split)
-    if inner:
-        values = values.any(dim=tuple(inner))
+    values = reduced.reshape(layout.split)
+    if layout.inner:
+        values = values.any(dim=layout.inner)
     return values.reshape(blocks)
-
-
-def _broadcasts(shape: Sequence[int], target: Sequence[int]) -> bool:
-    try:
-        return tuple(torch.broadcast_shapes(tuple(shape), tuple(target))) == tuple(target)
-    except RuntimeError:
-        return False
 
 
 def _misfit(

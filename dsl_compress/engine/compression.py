@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import weakref
 from typing import Any, Mapping
 
@@ -10,11 +11,12 @@ from torch.nn.utils import parametrize
 
 from dsl_compress.diagnostics import emit_warnings, error, fail, raise_errors, warning
 from dsl_compress.engine.distill import DistillTarget, distill_loss, install_capture
-from dsl_compress.vocab import TargetKind, Mode
-from dsl_compress.plan import Plan, Key
+from dsl_compress.engine.options import EngineOptions
 from dsl_compress.engine.quantize import QuantParams
 from dsl_compress.engine.taps import install_tap
 from dsl_compress.engine.transforms import TargetTransform
+from dsl_compress.plan import Plan, Key
+from dsl_compress.vocab import TargetKind, Mode
 
 # Models currently carrying a compression. Both sides are weak: the Compression holds its
 # model, so a strong value would keep every compressed model alive forever.
@@ -43,8 +45,21 @@ def check_not_compressed(model: torch.nn.Module, keys: list[Key]) -> None:
     )
 
 
+class CompressionState(enum.Enum):
+    """Where a compression is in its lifecycle: new -> attached -> finalized or restored."""
+
+    NEW = "new"
+    ATTACHED = "attached"
+    FINALIZED = "finalized"
+    RESTORED = "restored"
+
+
 class Compression:
-    """Masks, quantization and distillation installed on one model, until finalize() or restore()."""
+    """Masks, quantization and distillation installed on one model, until finalize() or restore().
+
+    Of ``options`` it reads ``fused`` and ``cache_weights``; the masks, quantization
+    parameters and distillation targets come computed.
+    """
 
     def __init__(
         self,
@@ -53,20 +68,18 @@ class Compression:
         masks: Mapping[Key, torch.Tensor] | None = None,
         quant: Mapping[Key, QuantParams] | None = None,
         distill: tuple[torch.nn.Module, list[DistillTarget]] | None = None,
-        fused: bool = False,
-        cache_weights: bool = True,
+        options: EngineOptions = EngineOptions(),
     ):
         self.model = model
         self.plan = plan
         self._masks = dict(masks or {})
         self._quant = dict(quant or {})
         self._distill = distill
-        self._fused = fused
-        self._cache_weights = cache_weights
+        self._options = options
         self._parametrized: list[Key] = []
         self._handles: list[Any] = []
         self._orders: dict[str, tuple[list[str], list[str]]] = {}
-        self._state = "new"
+        self._state = CompressionState.NEW
 
     def attach(self) -> "Compression":
         """Install every transform; on any failure the model is left exactly as it was."""
@@ -80,7 +93,7 @@ class Compression:
             self._remove(leave_parametrized=False)
             raise
         _ACTIVE[self.model] = weakref.ref(self)
-        self._state = "attached"
+        self._state = CompressionState.ATTACHED
         return self
 
     def _keys(self, kind: TargetKind | None = None) -> list[Key]:
@@ -105,12 +118,12 @@ class Compression:
         # Only quantized parameters keep their result: a mask alone costs one multiply per
         # forward, less than keeping a float copy of the weight.
         cache = (
-            self._cache_weights
+            self._options.cache_weights
             and key in self._quant
             and TargetKind.of(key[1]) is TargetKind.PARAMETER
         )
         quant = self._quant.get(key)
-        return TargetTransform(self._masks.get(key), method, quant, self._fused, cache)
+        return TargetTransform(self._masks.get(key), method, quant, self._options.fused, cache)
 
     def masks(self) -> dict[str, dict[str, torch.Tensor]]:
         """{module: {target: bool mask}} (copies); parameter masks have the full tensor shape."""
@@ -131,7 +144,7 @@ class Compression:
 
     def loss(self) -> torch.Tensor:
         """The distillation loss of the latest student and teacher forward passes."""
-        self._require("attached")
+        self._require(CompressionState.ATTACHED)
         if self._distill is None:
             fail("D702", "this compression has no distillation targets", subject="loss()")
         return distill_loss(self._distill[1])
@@ -143,7 +156,7 @@ class Compression:
         weight: they are removed, with a warning naming them (quant_params() and masks()
         still report them, for export).
         """
-        self._require("attached")
+        self._require(CompressionState.ATTACHED)
         dropped = [
             f"{m}.{t}" for m, t in self._keys() if TargetKind.of(t) is not TargetKind.PARAMETER
         ]
@@ -159,21 +172,21 @@ class Compression:
                 ]
             )
         self._remove(leave_parametrized=True)
-        self._state = "finalized"
+        self._state = CompressionState.FINALIZED
         return self.model
 
     def restore(self) -> torch.nn.Module:
         """Remove everything; the original weights come back bit-identical."""
-        self._require("attached")
+        self._require(CompressionState.ATTACHED)
         self._remove(leave_parametrized=False)
-        self._state = "restored"
+        self._state = CompressionState.RESTORED
         return self.model
 
-    def _require(self, state: str) -> None:
-        if self._state != state:
+    def _require(self, state: CompressionState) -> None:
+        if self._state is not state:
             fail(
                 "X802",
-                f"the compression is {self._state}, so this operation is not available",
+                f"the compression is {self._state.value}, so this operation is not available",
                 subject="compression",
                 hint="create a new compression",
             )

@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as F
 
 from dsl_compress.diagnostics import did_you_mean, error, fail, raise_errors
-from dsl_compress.plan import PlanEntry
 from dsl_compress.engine.taps import install_tap
+from dsl_compress.plan import PlanEntry
 
 # NNI's kl loss: temperature 2, scaled by T^2, batchmean.
 KL_TEMPERATURE = 2.0

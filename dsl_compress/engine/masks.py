@@ -4,53 +4,18 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import torch
 
 from dsl_compress.engine.align import apply_align
+from dsl_compress.engine.mask_request import MaskRequest, Masks
 from dsl_compress.diagnostics import fail
-from dsl_compress.schema.granularity import BlockKernel, parse_granularity
 from dsl_compress.vocab import TargetKind
-from dsl_compress.engine.kth_value import kth_smallest
+from dsl_compress.engine.metrics import kth_smallest
 from dsl_compress.plan import Key
 
-Masks = dict[Key, torch.Tensor]
-
 _ACTIVE_KEYS = ("sparse_ratio", "sparse_threshold", "global_group_id", "dependency_group_id")
-
-
-@dataclass(frozen=True)
-class MaskRequest:
-    """One pruning target: its canonical NNI setting, its shape and (when active) its metric."""
-
-    module: str
-    target: str
-    kind: TargetKind
-    setting: Mapping[str, Any]
-    shape: tuple[int, ...] | None
-    # A tensor, or a zero-argument callable computing it on use: then only one target's
-    # element-wise metric is alive at a time instead of one per target.
-    metric: torch.Tensor | Callable[[], torch.Tensor] | None = None
-
-    @property
-    def key(self) -> Key:
-        return (self.module, self.target)
-
-    @property
-    def name(self) -> str:
-        return f"{self.module}.{self.target}"
-
-    def get(self, key: str) -> Any:
-        return self.setting.get(key)
-
-    @property
-    def kernel(self) -> BlockKernel | None:
-        kernel = parse_granularity(self.get("granularity"), subject=self.name)
-        if isinstance(kernel, str):
-            fail("X803", f"granularity of {self.name} was not resolved", subject=self.name)
-        return kernel
 
 
 def generate_masks(requests: Sequence[MaskRequest]) -> Masks:

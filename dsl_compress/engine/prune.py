@@ -4,19 +4,18 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 import torch
 
 from dsl_compress.diagnostics import fail
-from dsl_compress.vocab import TargetKind, DEFAULT_METRIC, check_metric
+from dsl_compress.engine.calibration import run_batches, run_with_taps
+from dsl_compress.engine.mask_request import MaskRequest
+from dsl_compress.engine.masks import generate_masks
 from dsl_compress.engine.metrics import compute_metric
+from dsl_compress.engine.options import LossFn, Progress
 from dsl_compress.plan import PlanEntry, Key
-from dsl_compress.engine.masks import MaskRequest, generate_masks
-from dsl_compress.engine.taps import run_batches, run_with_taps
-
-LossFn = Callable[[torch.nn.Module, Any], torch.Tensor]
-Progress = Callable[[int, int, str], None]
+from dsl_compress.vocab import DEFAULT_METRIC, TargetKind, check_metric
 
 
 def is_active(entry: PlanEntry) -> bool:

@@ -12,7 +12,7 @@ import torch
 from torch.nn.utils import parametrize
 
 from dsl_compress.diagnostics import CompressionError, Diagnostic, fail
-from dsl_compress.engine.taps import call_model
+from dsl_compress.engine.calibration import call_model
 from dsl_compress.io.atomic import write_text_atomically
 from dsl_compress.io.manifest_check import FORMAT, VERSION, check_manifest, make_signature
 

@@ -7,18 +7,18 @@ import json
 import os
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 import torch
 from safetensors.torch import save_file
 
 from dsl_compress.diagnostics import CompressionWarning, fail
 from dsl_compress.engine.compression import Compression
+from dsl_compress.engine.options import Progress
 from dsl_compress.io.atomic import publish_folder
 from dsl_compress.plan import Plan
 from dsl_compress.vocab import Mode
 
-Progress = Callable[[int, int, str], None]
 OUTPUT_FILES = (
     "model.safetensors",
     "masks.safetensors",

@@ -8,11 +8,12 @@ from typing import Any, Iterable
 
 import torch
 
-from dsl_compress.api import run_plan
+from dsl_compress.api import execute_plan
 from dsl_compress.diagnostics import fail
 from dsl_compress.engine.compression import Compression
 from dsl_compress.io import outputs
-from dsl_compress.io.outputs import OUTPUT_FILES, Progress
+from dsl_compress.engine.options import EngineOptions, Progress
+from dsl_compress.io.outputs import OUTPUT_FILES
 from dsl_compress.plan import Plan
 from dsl_compress.tools.summary import SummaryRow, compression_rows
 
@@ -42,7 +43,8 @@ def apply_plan_job(
 
     ``progress(done, total, label)`` counts the pruning metrics as they are computed.
     """
-    compression = run_plan(model, plan, calib=calib, teacher=teacher, progress=progress)
+    options = EngineOptions(calib=calib, teacher=teacher, progress=progress)
+    compression = execute_plan(model, plan, options)
     try:
         rows = tuple(compression_rows(compression))
     finally:

@@ -16,10 +16,12 @@ from dsl_compress.diagnostics import (
     fail,
     span_of_origin,
 )
+from dsl_compress.engine.align_shapes import align_misfit, dims_in_range
 from dsl_compress.vocab import Mode
 from dsl_compress.plan import Plan, PlanEntry, Key
 from dsl_compress.resolve.ruleset import RuleSet, load
 from dsl_compress.resolve.model_index import ModelIndex
+from dsl_compress.schema.granularity import parse_granularity
 
 if TYPE_CHECKING:
     import torch
@@ -206,37 +208,25 @@ def _misfit(
     source_shape: tuple[int, ...],
     partner: str,
 ) -> str | None:
-    """Why the partner's mask does not fit the target, found by the engine's own layout code."""
+    """Why the partner's mask does not fit the target, found by the engine's own shape arithmetic."""
     name, rank = f"{entry.module}.{entry.target}", len(source_shape)
-    if any(not -rank <= d < rank for d in dims):
+    if not dims_in_range(dims, rank):
         return f"{name} is aligned on dims {list(dims)}, out of range for {partner} of rank {rank}"
-    import torch  # the size checks need a model, so torch is loaded already
-
-    from dsl_compress.engine.align import place_on_target, reduce_source
-    from dsl_compress.engine.masks import MaskRequest
-
-    request = MaskRequest(entry.module, entry.target, entry.kind, entry.setting, shape)
     try:
-        reduced = reduce_source(torch.ones(source_shape, dtype=torch.bool), dims, request)
-        place_on_target(reduced, request, partner)
-    except CompressionError as exc:
-        if not any(d.code == "P509" for d in exc.diagnostics):
-            return None  # another problem (granularity) that the engine reports itself
-        sizes = [source_shape[d] for d in dims]
-        blocks = _blocks_note(entry, shape)
-        return (
-            f"{name} (shape {list(shape)}{blocks}) is aligned to {partner} on dims {list(dims)}, "
-            f"of size {sizes} there; the sizes do not match"
-        )
-    return None
-
-
-def _blocks_note(entry: PlanEntry, shape: tuple[int, ...]) -> str:
-    try:
-        kernel = entry.kernel
-        return f", granularity blocks {list(kernel.block_shape(shape))}" if kernel else ""
+        kernel = parse_granularity(entry.setting.get("granularity"), entry.subject)
+        if isinstance(kernel, str):
+            return None  # an unresolved granularity, which the engine reports itself
+        blocks = kernel.block_shape(shape) if kernel is not None else None
     except CompressionError:
-        return ""
+        return None  # a granularity that does not parse or fit, which the engine reports itself
+    if align_misfit(source_shape, dims, shape, blocks) is None:
+        return None
+    sizes = [source_shape[d] for d in dims]
+    note = f", granularity blocks {list(blocks)}" if blocks is not None else ""
+    return (
+        f"{name} (shape {list(shape)}{note}) is aligned to {partner} on dims {list(dims)}, "
+        f"of size {sizes} there; the sizes do not match"
+    )
 
 
 # ----- locating, ordering and showing ------------------------------------------------------------

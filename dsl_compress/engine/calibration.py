@@ -1,0 +1,63 @@
+"""Calibration runs: batches fed through a model in eval mode, with temporary taps when asked."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import torch
+
+from dsl_compress.diagnostics import CompressionError, fail
+from dsl_compress.engine.taps import TapFn, install_tap
+
+
+def run_batches(model: torch.nn.Module, batches, step: Callable[[Any], Any] | None = None) -> int:
+    """Feed batches through the model in eval mode, restoring every module's training flag."""
+    flags = {m: m.training for m in model.modules()}
+    model.eval()
+    count = 0
+    try:
+        for batch in batches:
+            _guarded(step or (lambda b: call_model(model, b)), batch, count)
+            count += 1
+    finally:
+        for module, flag in flags.items():
+            module.training = flag
+    return count
+
+
+def _guarded(step: Callable[[Any], Any], batch: Any, index: int) -> None:
+    """A model that rejects a batch is a clear error, not a traceback from inside the model."""
+    try:
+        step(batch)
+    except CompressionError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the user's model raised
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        fail(
+            "L103",
+            f"running the model on calibration batch {index} raised {type(exc).__name__}: {message}",
+            subject=f"calibration batch {index}",
+            hint="a batch is a tensor, a tuple of positional inputs or a dict of keyword inputs",
+        )
+
+
+def run_with_taps(
+    model: torch.nn.Module, taps: list[tuple[torch.nn.Module, str, TapFn]], batches
+) -> None:
+    """Run batches without gradients with temporary taps installed, removing them whatever happens."""
+    handles = [install_tap(module, target, fn) for module, target, fn in taps]
+    try:
+        with torch.no_grad():
+            run_batches(model, batches)
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def call_model(model: torch.nn.Module, batch: Any) -> Any:
+    """A batch is a tensor, a tuple/list of positional inputs, or a dict of keyword inputs."""
+    if isinstance(batch, dict):
+        return model(**batch)
+    if isinstance(batch, (tuple, list)):
+        return model(*batch)
+    return model(batch)

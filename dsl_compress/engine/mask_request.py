@@ -1,0 +1,47 @@
+"""MaskRequest: what the mask stages know of one pruning target (setting, shape, metric)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+import torch
+
+from dsl_compress.diagnostics import fail
+from dsl_compress.plan import Key
+from dsl_compress.schema.granularity import BlockKernel, parse_granularity
+from dsl_compress.vocab import TargetKind
+
+Masks = dict[Key, torch.Tensor]
+
+
+@dataclass(frozen=True)
+class MaskRequest:
+    """One pruning target: its canonical NNI setting, its shape and (when active) its metric."""
+
+    module: str
+    target: str
+    kind: TargetKind
+    setting: Mapping[str, Any]
+    shape: tuple[int, ...] | None
+    # A tensor, or a zero-argument callable computing it on use: then only one target's
+    # element-wise metric is alive at a time instead of one per target.
+    metric: torch.Tensor | Callable[[], torch.Tensor] | None = None
+
+    @property
+    def key(self) -> Key:
+        return (self.module, self.target)
+
+    @property
+    def name(self) -> str:
+        return f"{self.module}.{self.target}"
+
+    def get(self, key: str) -> Any:
+        return self.setting.get(key)
+
+    @property
+    def kernel(self) -> BlockKernel | None:
+        kernel = parse_granularity(self.get("granularity"), subject=self.name)
+        if isinstance(kernel, str):
+            fail("X803", f"granularity of {self.name} was not resolved", subject=self.name)
+        return kernel

@@ -179,12 +179,12 @@ class _Resolver:
         index, values, tag = self.index, rule.values, ()
         if rule.is_align:
             values = dict(values)
-            partner = render_partner(rule.partner, match.captures)
+            partner = render_partner(rule.partner.path, match.captures)
             if partner is None or partner not in index.modules:
                 diags.append(missing_partner(index, rule, match.module, partner))
                 return 0
             dims = values.pop("dims", Value([0], rule.span)).value
-            align = {"module_name": partner, "target_name": rule.partner_targets[0], "dims": dims}
+            align = {"module_name": partner, "target_name": rule.partner.targets[0], "dims": dims}
             values["align"] = Value(align, rule.span)
             tag = (partner,)
         targets = rule.selector.targets

@@ -8,7 +8,13 @@ from typing import Mapping, Sequence
 
 import torch
 
-from dsl_compress.resolve.contributions import Contribution, ContributionTable, SettingKey
+from dsl_compress.resolve.contributions import (
+    Contribution,
+    ContributionTable,
+    SettingKey,
+    TensorContributions,
+    in_statement_order,
+)
 from dsl_compress.diagnostics import CompressionError, Diagnostic, Severity, Span, span_of_origin
 from dsl_compress.vocab import INPUT_PREFIX, OUTPUT_PREFIX, Mode
 from dsl_compress.plan import Plan, PlanEntry
@@ -18,7 +24,7 @@ from dsl_compress.resolve.model_index import ModelIndex
 from dsl_compress.resolve.settle import settle
 from dsl_compress.resolve.selectors import Match, expand_targets, render_partner
 from dsl_compress.schema.registry import Registry
-from dsl_compress.resolve.check import ExcludeRule, Rule, Value
+from dsl_compress.resolve.check import CheckedRules, ExcludeRule, Rule, Value
 from dsl_compress.resolve.findings import (
     align_cycles,
     all_excluded,
@@ -30,22 +36,28 @@ from dsl_compress.resolve.findings import (
 )
 
 
-def resolve_rules(
-    model: torch.nn.Module,
-    rules: Sequence[Rule],
-    excludes: Sequence[ExcludeRule],
-    registry: Registry,
-    record: dict | None = None,
-) -> Plan:
-    """The plan for ``model``: every matched tensor with each key set by its winning statement.
+@dataclass(frozen=True)
+class Resolution:
+    """The plan from rules, and each tensor's (kind, module, target) shared (type-wide) and own
+    contributions, in the order the statements first reached them."""
 
-    ``record``, when given, receives every statement's contribution per (kind, module, target).
-    """
+    plan: Plan
+    tensors: list[TensorContributions] = field(repr=False)
+
+    def contributions(self) -> Mapping[SettingKey, list[Contribution]]:
+        """Every tensor's contributions in statement order (what explain reads)."""
+        return {key: in_statement_order(shared, own) for key, shared, own in self.tensors}
+
+
+def resolve_rules(model: torch.nn.Module, checked: CheckedRules) -> Resolution:
+    """The plan for ``model``: every matched tensor with each key set by its winning statement;
+    raises CompressionError carrying every error."""
+    rules = checked.rules
     index = ModelIndex.of(model)
     diags: list[Diagnostic] = []
-    excluded = _excluded(index, excludes, diags)
+    excluded = _excluded(index, checked.excludes, diags)
     removed = {mode: excluded.get(None, set()) | excluded.get(mode, set()) for mode in Mode}
-    resolver = _Resolver(index, registry, removed)
+    resolver = _Resolver(index, checked.registries, removed)
     for rule in rules:
         if _type_wide(rule):
             resolver.add_type_wide(rule, diags)
@@ -55,29 +67,22 @@ def resolve_rules(
         if matches and not made and rule.selector.exact_name is None:
             diags.append(no_target(rule, len(matches)))
     found_per_key = resolver.table.items()
-    if record is not None:
-        record.update({key: _in_order(shared, own) for key, shared, own in found_per_key})
     state = _Outcome()
     check_diags: list[Diagnostic] = []
-    checked, spans = [], {}
+    entries, spans = [], {}
     for key, shared, own in found_per_key:
         entry, spans[key[1:]] = resolver.entry(key, shared, own, state, check_diags)
         if entry is not None:
-            checked.append(entry)
+            entries.append(entry)
     diags.extend(state.conflicts.values())
     diags.extend(state.unregistered.values())
     diags.extend(dead_rules(rules, state.matched, state.won))
     diags.extend(check_diags)
-    diags.extend(align_cycles(checked, spans))
+    diags.extend(align_cycles(entries, spans))
     errors = [d for d in diags if d.severity is Severity.ERROR]
     if errors:
         raise CompressionError(errors)
-    return Plan(tuple(checked), tuple(diags))
-
-
-def _in_order(shared: tuple, own: list) -> list[Contribution]:
-    """A tensor's contributions in statement order (type groups keep their own order)."""
-    return sorted([*shared, *own], key=lambda c: c.rule.index)
+    return Resolution(Plan(tuple(entries), tuple(diags)), found_per_key)
 
 
 def _type_wide(rule: Rule) -> bool:
@@ -211,7 +216,7 @@ class _Resolver:
         signature = (mode, type_name, target, id(shared), *map(id, own))
         settled = state.settled.get(signature)
         if settled is None:
-            found = _in_order(shared, own)
+            found = in_statement_order(shared, own)
             base = self._base(mode, module, target)
             setting, origins, metric, top = settle(
                 key, type_name, found, base, self.registry, state

@@ -6,16 +6,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Mapping
 
 if TYPE_CHECKING:
     import torch
 from dsl_compress.diagnostics import CompressionError, Diagnostic, Severity, source_order
-from dsl_compress.gc_pause import without_gc
 from dsl_compress.language.includes import parse_with_includes, read_rules
 from dsl_compress.language.syntax import Statement
 from dsl_compress.plan import Plan
 from dsl_compress.resolve.check import CheckedRules, check_rules
+from dsl_compress.resolve.contributions import Contribution, SettingKey
 from dsl_compress.resolve.nni_export import mixed_metrics, static_config_list
 from dsl_compress.schema.registry import Registry
 from dsl_compress.vocab import Mode
@@ -31,6 +31,10 @@ class Compiled:
     registries: Registry = field(repr=False, compare=False)
     # Without a model: the statements translated one by one (see nni_export).
     model_free_config_list: dict[str, list[dict]] | None = field(default=None, repr=False)
+    # Compiled with trace=True and a model: every tensor's statements, in statement order.
+    contributions: Mapping[SettingKey, list[Contribution]] | None = field(
+        default=None, repr=False, compare=False
+    )
 
     @cached_property
     def config_list(self) -> dict[str, list[dict]]:
@@ -53,25 +57,33 @@ class RuleSet:
     path: str | None = None
     files: tuple[str, ...] = ()
 
-    @without_gc
     def compile(
-        self, model: torch.nn.Module | None = None, registry: Registry | None = None
+        self,
+        model: torch.nn.Module | None = None,
+        registry: Registry | None = None,
+        *,
+        trace: bool = False,
     ) -> Compiled:
-        """Check everything, then resolve; raises CompressionError carrying every error."""
+        """Check everything, then resolve; raises CompressionError carrying every error.
+
+        ``trace`` keeps, with a model, which statements reached each tensor (what explain reads).
+        """
         checked = self.check(registry)
         diags = list(checked.diagnostics)
-        plan, model_free = None, None
+        plan, model_free, contributions = None, None, None
         if model is not None:
             from dsl_compress.resolve.from_rules import resolve_rules  # torch loads with a model
 
-            plan = resolve_rules(model, checked.rules, checked.excludes, checked.registries)
+            resolution = resolve_rules(model, checked)
+            plan = resolution.plan
+            contributions = resolution.contributions() if trace else None
             diags.extend(plan.diagnostics)
             diags.extend(mixed_metrics(plan))
         else:
             model_free = static_config_list(checked.rules, checked.excludes, diags)
         diags.sort(key=source_order)
         registered, registries = checked.registered, checked.registries
-        return Compiled(registered, plan, tuple(diags), registries, model_free)
+        return Compiled(registered, plan, tuple(diags), registries, model_free, contributions)
 
     def check(self, registry: Registry | None = None) -> CheckedRules:
         """The model-independent stage: lets, registrations, selectors and values checked."""

@@ -48,13 +48,11 @@ class _Forgetful(dict):
 
 def _resolved(text: str, model: nn.Module):
     """Plan entries with their settings, diagnostics, and each tensor's statements in order."""
-    checked = dc.parse(text, "bench.rules").check()
-    record: dict = {}
-    plan = compiler.resolve_rules(
-        model, checked.rules, checked.excludes, checked.registries, record
-    )
-    compiled = dc.parse(text, "bench.rules").compile(model)
-    contributions = {key: [c.rule.index for c in found] for key, found in record.items()}
+    compiled = dc.parse(text, "bench.rules").compile(model, trace=True)
+    plan = compiled.plan
+    contributions = {
+        key: [c.rule.index for c in found] for key, found in compiled.contributions.items()
+    }
     return (
         plan.entries,
         [(e.setting, e.key_origins) for e in plan.entries],

@@ -13,6 +13,8 @@ import dsl_compress
 from dsl_compress import prune, quantize
 from conftest import CustomizedModule
 from dsl_compress.models import example_model
+from dsl_compress.resolve.values import nni_key
+from dsl_compress.tools.explain import explain
 
 RULES = Path(__file__).resolve().parent.parent / "rules"
 
@@ -98,3 +100,39 @@ def test_custom_module_rules_register_the_page_templates_and_prune_rows():
     for name in ("p1", "p2"):
         rows = masks[name].all(1)
         assert torch.equal(rows, masks[name].any(1)) and rows.sum().item() == 10
+
+
+EXAMPLE_MODELS = {
+    "resnet_channels.rules": lambda: example_model("resnet")[0],
+    "global_backbone.rules": lambda: example_model("resnet")[0],
+    "transformer_int8.rules": lambda: example_model("transformer")[0],
+    "custom_module.rules": lambda: torch.nn.Sequential(CustomizedModule()),
+}
+
+
+def test_every_example_rules_file_has_a_model_here():
+    assert sorted(EXAMPLE_MODELS) == sorted(p.name for p in RULES.glob("*.rules"))
+
+
+@pytest.mark.parametrize("name", sorted(EXAMPLE_MODELS))
+def test_explain_agrees_with_the_compiled_plan(name):
+    """explain reads the compile verb's plan: every key it says a tensor gets is the plan's."""
+    model = EXAMPLE_MODELS[name]()
+    plan = rules(name).compile(model).plan
+    explained = explain(rules(name), model)
+    entries = {(e.mode, e.module, e.target): e for e in plan.entries}
+    assert [(x.mode, x.module, x.target) for x in explained] == list(entries)
+    for item in explained:
+        entry = entries[(item.mode, item.module, item.target)]
+        assert item.setting == {k: v for k, v in entry.setting.items() if v is not None}
+        assert item.metric == entry.metric
+        assert item.decisions
+        for decision in item.decisions:
+            planned = (
+                entry.metric if decision.key == "metric" else entry.setting[nni_key(decision.key)]
+            )
+            assert decision.winner.value == planned
+            assert (
+                decision.key == "metric"
+                or decision.winner.origin == entry.key_origins[nni_key(decision.key)]
+            )

@@ -24,7 +24,8 @@ from rules_texts import BN_SEED, ISSUE_REGISTER, PAGE_BN_ALIGNED_CONFIG_LIST
 from conftest import CustomizedModule, ConvBn, TwoLinear
 from dsl_compress import CompressionError, Mode, Severity, build_plan
 from dsl_compress.models import example_model
-from dsl_compress.resolve.model_index import ModelIndex, select
+from dsl_compress.resolve.from_config import select
+from dsl_compress.resolve.model_index import ModelIndex
 
 DATA = Path(__file__).parent / "data"
 COMPILE_DIR = DATA / "compile"

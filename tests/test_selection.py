@@ -6,7 +6,8 @@ import pytest
 from torch import nn
 
 from dsl_compress.diagnostics import Severity
-from dsl_compress.resolve.model_index import ModelIndex, select
+from dsl_compress.resolve.from_config import select
+from dsl_compress.resolve.model_index import ModelIndex
 
 
 class Block(nn.Module):

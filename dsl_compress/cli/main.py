@@ -27,7 +27,8 @@ from dsl_compress.vocab import Mode
 from dsl_compress.plan import Plan
 from dsl_compress.cli.formats import render
 from dsl_compress.tools.code_docs import explain_code
-from dsl_compress.resolve.ruleset import load, read_rules
+from dsl_compress.language.includes import read_rules
+from dsl_compress.resolve.ruleset import load
 
 if TYPE_CHECKING:
     import torch

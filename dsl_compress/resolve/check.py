@@ -1,23 +1,43 @@
-"""Checked statements: a rule set's statements with their selectors compiled and values evaluated."""
+"""The model-free check stage: lets evaluated, registrations built, and each statement checked
+into a Rule or ExcludeRule (selectors compiled, values evaluated) ready to resolve."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
-from dsl_compress.diagnostics import Span, did_you_mean
+from dsl_compress.diagnostics import (
+    Diagnostic,
+    Span,
+    did_you_mean,
+    raise_errors,
+    source_order,
+)
 from dsl_compress.vocab import Mode
+from dsl_compress.resolve.registration import build_template
 from dsl_compress.resolve.selectors import (
     CompiledSelector,
     compile_selector,
     is_type_word,
     split_target,
 )
-from dsl_compress.schema.registry import Registry
-from dsl_compress.language.syntax import Align, Compress, Exclude, Path, Selector, Setting
+from dsl_compress.schema.registry import DEFAULT_REGISTRY, Registry
+from dsl_compress.language.syntax import (
+    Align,
+    Compress,
+    Exclude,
+    Let,
+    Literal,
+    Path,
+    Register,
+    Selector,
+    Setting,
+    Statement,
+)
 from dsl_compress.resolve.values import (
     ALIGN_KEYS,
     NUMERIC_KEYS,
+    WORDS,
     at,
     check_setting,
     evaluate,
@@ -34,7 +54,16 @@ class Value:
     span: Span
 
 
-@dataclass
+@dataclass(frozen=True)
+class AlignPartner:
+    """The other side of an align: a module path (wildcards filled from the matched module's
+    captures) and its targets."""
+
+    path: Path
+    targets: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Rule:
     """A prune/quantize/distill/align statement ready to resolve against a model."""
 
@@ -44,8 +73,7 @@ class Rule:
     values: dict[str, Value]
     excepts: list[CompiledSelector]
     span: Span
-    partner: Path | None = None
-    partner_targets: tuple[str, ...] | None = None
+    partner: AlignPartner | None = None
     # `m.p3` where p3 is no template's target: with a model, p3 is a parameter of m if no
     # module is named m.p3 (the issue's "any parameter of the module").
     fallback: CompiledSelector | None = None
@@ -55,11 +83,87 @@ class Rule:
         return self.partner is not None
 
 
-@dataclass
+@dataclass(frozen=True)
 class ExcludeRule:
     selector: CompiledSelector
     mode: Mode | None
     span: Span
+
+
+@dataclass(frozen=True)
+class CheckedRules:
+    """Rules ready to resolve against a model, with the registry they resolve against."""
+
+    rules: list[Rule]
+    excludes: list[ExcludeRule]
+    registries: Registry
+    registered: dict[str, dict[str, dict]]
+    diagnostics: tuple[Diagnostic, ...]
+
+
+def check_rules(statements: Sequence[Statement], registry: Registry | None) -> CheckedRules:
+    """Lets, registrations, selectors and values checked; raises CompressionError carrying
+    every error."""
+    diags: list[Diagnostic] = []
+    lets = _lets(statements, diags)
+    registries, registered = _registrations(statements, lets, registry, diags)
+    rules, excludes = [], []
+    words = {mode: target_words(registries, mode) for mode in Mode}
+    for i, stmt in enumerate(statements):
+        if isinstance(stmt, (Compress, Align)):
+            rules.append(compile_rule(i, stmt, lets, registries, words, diags))
+        elif isinstance(stmt, Exclude):
+            excludes.append(compile_exclude(stmt, registries, diags))
+    raise_errors(sorted(diags, key=source_order))
+    return CheckedRules(
+        [r for r in rules if r is not None],
+        [e for e in excludes if e is not None],
+        registries,
+        registered,
+        tuple(diags),
+    )
+
+
+def _lets(statements: Sequence[Statement], diags: list) -> dict[str, Any]:
+    """let values in order; a let may use earlier lets, never later ones or built-in words."""
+    later = {s.name: s for s in statements if isinstance(s, Let)}
+    lets: dict[str, Any] = {}
+    for stmt in statements:
+        if not isinstance(stmt, Let):
+            continue
+        if stmt.name in lets:
+            diags.append(located("E211", f"'{stmt.name}' is already defined", stmt.span))
+        elif stmt.name in WORDS:
+            diags.append(located("E211", f"'{stmt.name}' is a built-in word", stmt.span))
+        value = stmt.value
+        if isinstance(value, Literal) and value.is_word and value.value not in lets:
+            if value.value in later and later[value.value] is not stmt:
+                where = later[value.value].span
+                message = f"'{value.value}' is defined later, at line {where.line}"
+                diags.append(located("E204", message, value.span, "move that let first"))
+        lets[stmt.name] = evaluate(value, lets, False, diags)
+    return lets
+
+
+def _registrations(statements, lets, registry: Registry | None, diags: list):
+    """A scoped copy of the registry with this rule set's templates, and those templates."""
+    registries = (registry or DEFAULT_REGISTRY).scoped()
+    registered: dict[str, dict[str, dict]] = {m.value: {} for m in Mode}
+    seen: dict[tuple, Register] = {}
+    for stmt in statements:
+        if isinstance(stmt, Register):
+            first = seen.setdefault((stmt.mode, stmt.type_name), stmt)
+            if first is not stmt:
+                message = (
+                    f"{stmt.type_name} is already registered for {stmt.mode.value} at {first.span}"
+                )
+                diags.append(located("E212", message, stmt.span, "merge the two blocks"))
+                continue
+            template = build_template(stmt, lets, diags)
+            if template:
+                registries[stmt.mode].register(stmt.type_name, template)
+                registered[stmt.mode.value][stmt.type_name] = template
+    return registries, registered
 
 
 def target_words(registry: Registry, mode: Mode) -> frozenset[str]:
@@ -89,11 +193,9 @@ def compile_rule(
     _check_types(selector, registry, mode, stmt.selector, diags)
     if selector is None or any(e is None for e in excepts):
         return None
-    rule = Rule(index, mode, selector, values, excepts, stmt.span)
-    rule.fallback = _parameter_fallback(stmt.selector, selector)
-    if isinstance(stmt, Align):
-        _align_parts(rule, stmt, words, diags)
-    return rule
+    fallback = _parameter_fallback(stmt.selector, selector)
+    partner = _align_partner(stmt, selector, values, words, diags)
+    return Rule(index, mode, selector, values, excepts, stmt.span, partner, fallback)
 
 
 def compile_exclude(stmt: Exclude, registry: Registry, diags: list) -> ExcludeRule | None:
@@ -178,13 +280,16 @@ def _check_types(compiled, registry: Registry, mode: Mode, selector: Selector, d
     )
 
 
-def _align_parts(rule: Rule, stmt: Align, words, diags) -> None:
-    if "dims" not in rule.values:
+def _align_partner(stmt, selector: CompiledSelector, values, words, diags) -> AlignPartner | None:
+    """An align statement's partner (None for other statements, or when it is not one)."""
+    if not isinstance(stmt, Align):
+        return None
+    if "dims" not in values:
         diags.append(located("E203", "align needs dims=[...]", stmt.span, "e.g. dims=[0]"))
     partner = stmt.partner
     compiled, found = compile_selector(partner, words, True)
     diags.extend(at(d, partner.span) for d in found)
-    if rule.selector.targets is None or compiled is None or compiled.targets is None:
+    if selector.targets is None or compiled is None or compiled.targets is None:
         diags.append(
             located(
                 "E210",
@@ -193,7 +298,7 @@ def _align_parts(rule: Rule, stmt: Align, words, diags) -> None:
                 "e.g. align bn*.weight with conv*.weight dims=[0]",
             )
         )
-        return
+        return None
     if (
         partner.scope is not None
         or partner.path.regex is not None
@@ -204,5 +309,5 @@ def _align_parts(rule: Rule, stmt: Align, words, diags) -> None:
                 "E210", "the align partner must be a module name or a name pattern", partner.span
             )
         )
-        return
-    rule.partner, rule.partner_targets = split_target(partner.path, words, True)
+        return None
+    return AlignPartner(*split_target(partner.path, words, True))

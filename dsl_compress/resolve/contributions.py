@@ -27,6 +27,15 @@ class Contribution:
         return (self.rule.selector.specificity, self.rule.index)
 
 
+# A tensor with its shared (type-wide) and its own contributions.
+TensorContributions = tuple[SettingKey, tuple[Contribution, ...], list[Contribution]]
+
+
+def in_statement_order(shared: tuple[Contribution, ...], own: list) -> list[Contribution]:
+    """A tensor's contributions in statement order (type groups keep their own order)."""
+    return sorted([*shared, *own], key=lambda c: c.rule.index)
+
+
 @dataclass
 class _TypeGroup:
     """The type-wide statements of one (kind, type), over the modules none of them may skip."""
@@ -94,7 +103,7 @@ class ContributionTable:
             side.setdefault(target, []).append(c)
             group.positions[(c.rule.index, target)] = position
 
-    def items(self) -> list[tuple[SettingKey, tuple[Contribution, ...], list[Contribution]]]:
+    def items(self) -> list[TensorContributions]:
         """Every tensor with its shared (type-wide) and own contributions, in the order the
         statements first reached them (as if each statement had been added tensor by tensor)."""
         shared: dict[SettingKey, tuple[Contribution, ...]] = {}

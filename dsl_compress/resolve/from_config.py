@@ -1,7 +1,9 @@
-"""Resolution: a validated config_list and a model become a Plan (selection, canonicalisation, precedence)."""
+"""The NNI path: a validated config_list and a model become a Plan (NNI 3.0's module selection,
+canonicalisation, first config wins)."""
 
 from __future__ import annotations
 
+import re
 from typing import Any, Mapping, Sequence
 
 import torch
@@ -16,12 +18,11 @@ from dsl_compress.diagnostics import (
     raise_errors,
     warning,
 )
-from dsl_compress.schema.granularity import BlockKernel, check_kind, parse_granularity
-from dsl_compress.vocab import TargetKind, Mode, DEFAULT_METRIC
+from dsl_compress.vocab import Mode, DEFAULT_METRIC
 from dsl_compress.plan import Plan, PlanEntry
-from dsl_compress.resolve.model_index import ModelIndex, select
+from dsl_compress.resolve.entries import EntryChecks
+from dsl_compress.resolve.model_index import ModelIndex
 from dsl_compress.schema.registry import DEFAULT_REGISTRY, Registry
-from dsl_compress.resolve.targets import check_input, check_parameter
 
 
 def build_plan(
@@ -38,9 +39,10 @@ def build_plan(
     index = ModelIndex.of(model)
     entries, diags = _collect_entries(index, config_list, mode, registry or DEFAULT_REGISTRY)
     metric = (metric or DEFAULT_METRIC) if mode is Mode.PRUNE else None
+    checks = EntryChecks(index)
     checked = []
     for entry in entries:
-        resolved = check_entry(index, entry, metric, diags)
+        resolved = checks.check(entry, metric, diags)
         if resolved is not None:
             checked.append(resolved)
     raise_errors(diags)
@@ -123,107 +125,83 @@ def _key_origins(
     return {k: (where if k in explicit else f"template {type_name}") for k in setting}
 
 
-def check_entry(
-    index: ModelIndex, entry: PlanEntry, metric: str | None, diags: list[Diagnostic]
-) -> PlanEntry | None:
-    module = index.modules[entry.module]
-    subject = entry.subject
-    kind = entry.kind
-    if kind is TargetKind.PARAMETER and not check_parameter(module, entry, diags):
-        return None
-    if kind is TargetKind.INPUT:
-        check_input(module, entry, diags)
-    if entry.mode is Mode.DISTILL and kind is TargetKind.PARAMETER:
-        message = f"distillation compares outputs (or inputs), not the parameter '{entry.target}'"
-        diags.append(error("R302", message, subject=entry.subject, hint="use _output_"))
-        return None
-    setting = dict(entry.setting)
-    try:
-        _resolve_granularity(setting, entry, metric, subject)
-    except CompressionError as exc:
-        diags.extend(exc.diagnostics)
-    _check_align(index, setting, subject, diags)
-    if entry.mode is Mode.QUANTIZE and setting.get("apply_method") not in (None, "clamp_round"):
-        diags.append(
-            warning(
-                "Q603",
-                f"apply_method '{setting['apply_method']}' has no effect: quantization always "
-                "uses clamp_round here, as NNI 3.0's quantizers overwrite it",
-                subject=subject,
-                hint="remove apply_method from the quantization config",
-            )
+def select(
+    index: ModelIndex, config: Mapping[str, Any], where: str
+) -> tuple[list[str], list[Diagnostic]]:
+    """Module names one config selects (canonical, model order) and what went wrong."""
+    diags = _unknown_names(index, config.get("op_names") or [], where)
+    chosen = set(config.get("op_names") or []) & set(index.modules)
+    for pattern in config.get("op_names_re") or []:
+        chosen |= {n for n in index.modules if re.match(pattern, n)}
+    types = config.get("op_types") or []
+    if types:
+        by_type = index.of_types(types)
+        chosen = (
+            chosen & by_type if (config.get("op_names") or config.get("op_names_re")) else by_type
         )
-    if entry.mode is Mode.DISTILL and isinstance(setting.get("lambda"), int):
-        setting["lambda"] = float(setting["lambda"])
-    origins = dict(entry.key_origins)
-    return PlanEntry(
-        entry.module,
-        entry.target,
-        entry.mode,
-        entry.module_type,
-        setting,
-        entry.origin,
-        origins,
-        metric,
+    excluded = {id(index.modules[n]) for n in _excluded(index, config)}
+    chosen = {n for n in chosen if id(index.modules[n]) not in excluded}
+    names, alias_diags = _canonical(index, chosen, where)
+    if not names and not diags:
+        diags.append(_selects_nothing(index, config, where))
+    return names, diags + alias_diags
+
+
+def _excluded(index: ModelIndex, config: Mapping[str, Any]) -> set[str]:
+    """Names the exclude_* keys match; excluding any name of a module excludes all its aliases."""
+    names = set(config.get("exclude_op_names") or []) & set(index.modules)
+    for pattern in config.get("exclude_op_names_re") or []:
+        names |= {n for n in index.modules if re.match(pattern, n)}
+    return names | index.of_types(config.get("exclude_op_types") or [])
+
+
+def _unknown_names(index: ModelIndex, names: list[str], where: str) -> list[Diagnostic]:
+    diags = []
+    for name in names:
+        if name not in index.modules:
+            diags.append(
+                error(
+                    "S201",
+                    f"op_names names '{name}', but the model has no module of that name",
+                    subject=f"{where}.op_names",
+                    hint=did_you_mean(name, index.modules)
+                    or "list names with model.named_modules()",
+                )
+            )
+    return diags
+
+
+def _canonical(
+    index: ModelIndex, chosen: set[str], where: str
+) -> tuple[list[str], list[Diagnostic]]:
+    """Collapse aliases of one module object onto its first name, reporting each alias."""
+    ordered = sorted(chosen, key=index.order.__getitem__)
+    diags = []
+    for name in ordered:
+        canon = index.canonical[name]
+        if canon != name:
+            diags.append(
+                warning(
+                    "S204",
+                    f"'{name}' is the same module object as '{canon}'; it is configured once, as '{canon}'",
+                    subject=where,
+                    hint="select the module by one name only",
+                )
+            )
+    return index.first_names(ordered), diags
+
+
+def _selects_nothing(index: ModelIndex, config: Mapping[str, Any], where: str) -> Diagnostic:
+    hints = []
+    for t in config.get("op_types") or []:
+        if not index.of_types([t]):
+            hints.append(did_you_mean(t, set(index.type_names.values())))
+    for pattern in config.get("op_names_re") or []:
+        hints.append(did_you_mean(pattern, index.modules))
+    hint = next((h for h in hints if h), None)
+    return warning(
+        "S202",
+        f"{where} selects no module",
+        subject=where,
+        hint=hint or "check op_types, op_names, op_names_re and the exclude_* keys",
     )
-
-
-def _resolve_granularity(setting: dict, entry: PlanEntry, metric: str | None, subject: str) -> None:
-    if "granularity" not in setting:
-        return
-    value = setting["granularity"]
-    if value == "default":
-        value = _default_granularity(entry, metric)
-        setting["granularity"] = value
-    if not _granularity_kept(value, entry.kind, entry.mode, metric, subject):
-        setting["granularity"] = None
-
-
-# Checked granularities per (value, target kind, mode, metric): a large plan repeats a few.
-_CHECKED: dict[tuple, bool] = {}
-
-
-def _granularity_kept(value, kind: TargetKind, mode: Mode, metric: str | None, subject: str):
-    """Check the granularity for the target kind; False when it means no blocks at all."""
-    key = (repr(value), kind, mode, metric)
-    if key not in _CHECKED:
-        check_kind(value, kind, subject)  # raises for this subject: never cached
-        blocks = metric != "fpgm" and _means_no_blocks(parse_granularity(value, subject), mode)
-        if len(_CHECKED) > 4096:
-            _CHECKED.clear()
-        _CHECKED[key] = not blocks
-        return not blocks
-    return _CHECKED[key]
-
-
-def _means_no_blocks(kernel: BlockKernel | str | None, mode: Mode) -> bool:
-    """One-entry lists that say 'no blocks' at every rank: [1] when pruning, [[-1], 'back', -1]
-    when quantizing (the forms Plan.to_config_list writes for None). FPGM is the exception:
-    it compares blocks with each other, so one-element blocks are not 'no blocks' there."""
-    if not isinstance(kernel, BlockKernel):
-        return False
-    unit = 1 if mode is Mode.PRUNE else -1
-    return kernel.kernel == (unit,) and kernel.pad_value == unit
-
-
-def _default_granularity(entry: PlanEntry, metric: str | None) -> str | None:
-    """As NNI: level and quantization are element-wise/per-tensor, other pruners channel-wise."""
-    if entry.mode is not Mode.PRUNE or metric == "level":
-        return None
-    return "out_channel" if entry.kind is TargetKind.PARAMETER else "per_channel"
-
-
-def _check_align(index: ModelIndex, setting: Mapping, subject: str, diags: list) -> None:
-    align = setting.get("align")
-    if align is None or not isinstance(align, Mapping) or align.get("module_name") is None:
-        return
-    name = align["module_name"]
-    if name not in index.modules:
-        diags.append(
-            error(
-                "P503",
-                f"align names module '{name}', which the model does not have",
-                subject=subject,
-                hint=did_you_mean(name, index.modules),
-            )
-        )

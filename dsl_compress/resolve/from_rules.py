@@ -4,21 +4,27 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field, replace
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import torch
 
-from dsl_compress.resolve.contributions import Contribution, ContributionTable, SettingKey
+from dsl_compress.resolve.contributions import (
+    Contribution,
+    ContributionTable,
+    SettingKey,
+    TensorContributions,
+    in_statement_order,
+)
 from dsl_compress.diagnostics import CompressionError, Diagnostic, Severity, Span, span_of_origin
-from dsl_compress.vocab import Mode
+from dsl_compress.vocab import INPUT_PREFIX, OUTPUT_PREFIX, Mode
 from dsl_compress.plan import Plan, PlanEntry
-from dsl_compress.resolve.from_config import check_entry
-from dsl_compress.resolve.target_presence import PER_MODULE, TargetPresence
+from dsl_compress.resolve.entries import EntryChecks
+from dsl_compress.resolve.targets import PER_MODULE, TargetPresence
 from dsl_compress.resolve.model_index import ModelIndex
 from dsl_compress.resolve.settle import settle
 from dsl_compress.resolve.selectors import Match, expand_targets, render_partner
 from dsl_compress.schema.registry import Registry
-from dsl_compress.resolve.check import ExcludeRule, Rule, Value
+from dsl_compress.resolve.check import CheckedRules, ExcludeRule, Rule, Value
 from dsl_compress.resolve.findings import (
     align_cycles,
     all_excluded,
@@ -30,22 +36,28 @@ from dsl_compress.resolve.findings import (
 )
 
 
-def resolve_rules(
-    model: torch.nn.Module,
-    rules: Sequence[Rule],
-    excludes: Sequence[ExcludeRule],
-    registry: Registry,
-    record: dict | None = None,
-) -> Plan:
-    """The plan for ``model``: every matched tensor with each key set by its winning statement.
+@dataclass(frozen=True)
+class Resolution:
+    """The plan from rules, and each tensor's (kind, module, target) shared (type-wide) and own
+    contributions, in the order the statements first reached them."""
 
-    ``record``, when given, receives every statement's contribution per (kind, module, target).
-    """
+    plan: Plan
+    tensors: list[TensorContributions] = field(repr=False)
+
+    def contributions(self) -> Mapping[SettingKey, list[Contribution]]:
+        """Every tensor's contributions in statement order (what explain reads)."""
+        return {key: in_statement_order(shared, own) for key, shared, own in self.tensors}
+
+
+def resolve_rules(model: torch.nn.Module, checked: CheckedRules) -> Resolution:
+    """The plan for ``model``: every matched tensor with each key set by its winning statement;
+    raises CompressionError carrying every error."""
+    rules = checked.rules
     index = ModelIndex.of(model)
     diags: list[Diagnostic] = []
-    excluded = _excluded(index, excludes, diags)
+    excluded = _excluded(index, checked.excludes, diags)
     removed = {mode: excluded.get(None, set()) | excluded.get(mode, set()) for mode in Mode}
-    resolver = _Resolver(index, registry, removed)
+    resolver = _Resolver(index, checked.registries, removed)
     for rule in rules:
         if _type_wide(rule):
             resolver.add_type_wide(rule, diags)
@@ -55,29 +67,22 @@ def resolve_rules(
         if matches and not made and rule.selector.exact_name is None:
             diags.append(no_target(rule, len(matches)))
     found_per_key = resolver.table.items()
-    if record is not None:
-        record.update({key: _in_order(shared, own) for key, shared, own in found_per_key})
     state = _Outcome()
     check_diags: list[Diagnostic] = []
-    checked, spans = [], {}
+    entries, spans = [], {}
     for key, shared, own in found_per_key:
         entry, spans[key[1:]] = resolver.entry(key, shared, own, state, check_diags)
         if entry is not None:
-            checked.append(entry)
+            entries.append(entry)
     diags.extend(state.conflicts.values())
     diags.extend(state.unregistered.values())
     diags.extend(dead_rules(rules, state.matched, state.won))
     diags.extend(check_diags)
-    diags.extend(align_cycles(checked, spans))
+    diags.extend(align_cycles(entries, spans))
     errors = [d for d in diags if d.severity is Severity.ERROR]
     if errors:
         raise CompressionError(errors)
-    return Plan(tuple(checked), tuple(diags))
-
-
-def _in_order(shared: tuple, own: list) -> list[Contribution]:
-    """A tensor's contributions in statement order (type groups keep their own order)."""
-    return sorted([*shared, *own], key=lambda c: c.rule.index)
+    return Resolution(Plan(tuple(entries), tuple(diags)), found_per_key)
 
 
 def _type_wide(rule: Rule) -> bool:
@@ -105,6 +110,7 @@ class _Resolver:
     def __init__(self, index: ModelIndex, registry: Registry, removed: dict) -> None:
         self.index, self.registry, self.removed = index, registry, removed
         self.presence = TargetPresence(index, registry)
+        self.checks = EntryChecks(index)
         self.table = ContributionTable(self.presence.has_parameter, self.presence.everywhere)
         self._typed: dict[str, list[str]] = {}
         self._kept: dict[tuple[Mode, str], list[str]] = {}
@@ -178,12 +184,12 @@ class _Resolver:
         index, values, tag = self.index, rule.values, ()
         if rule.is_align:
             values = dict(values)
-            partner = render_partner(rule.partner, match.captures)
+            partner = render_partner(rule.partner.path, match.captures)
             if partner is None or partner not in index.modules:
                 diags.append(missing_partner(index, rule, match.module, partner))
                 return 0
             dims = values.pop("dims", Value([0], rule.span)).value
-            align = {"module_name": partner, "target_name": rule.partner_targets[0], "dims": dims}
+            align = {"module_name": partner, "target_name": rule.partner.targets[0], "dims": dims}
             values["align"] = Value(align, rule.span)
             tag = (partner,)
         targets = rule.selector.targets
@@ -210,7 +216,7 @@ class _Resolver:
         signature = (mode, type_name, target, id(shared), *map(id, own))
         settled = state.settled.get(signature)
         if settled is None:
-            found = _in_order(shared, own)
+            found = in_statement_order(shared, own)
             base = self._base(mode, module, target)
             setting, origins, metric, top = settle(
                 key, type_name, found, base, self.registry, state
@@ -219,7 +225,7 @@ class _Resolver:
                 module, target, mode, type_name, setting, str(top.span), origins, metric
             )
             before = len(diags)
-            checked = _checked(self.index, (entry, top.span), diags)
+            checked = self._checked(entry, top.span, diags)
             clean = checked is not None and len(diags) == before
             state.settled[signature] = (entry, top.span, checked if clean else None)
             return checked, top.span
@@ -230,7 +236,7 @@ class _Resolver:
             module, target, mode, type_name, dict(base.setting), base.origin,
             dict(base.key_origins), base.metric,
         )  # fmt: skip
-        return (entry if plain else _checked(self.index, (entry, span), diags)), span
+        return (entry if plain else self._checked(entry, span, diags)), span
 
     def _of_type(self, type_name: str) -> list[str]:
         """The type's modules, once each (canonical names), in model order."""
@@ -249,39 +255,43 @@ class _Resolver:
         """The template's targets for the type (None: it has no template of this kind)."""
         key = (mode, type_name)
         if key not in self._templates:
-            try:
-                template = self.registry[mode].template(type_name)
-            except CompressionError:
-                template = None
+            table = self.registry[mode]
+            template = table.template(type_name) if type_name in table else None
             self._templates[key] = None if template is None else expand_targets(tuple(template))
         return self._templates[key]
 
     def _base(self, mode: Mode, module: str, target: str) -> dict:
-        """The template's setting for the target (per type, so computed once per type)."""
-        key = (mode, self.index.type_names[module], target)
+        """The template's setting for the target (per type, so computed once per type); empty
+        when the type has no template of this kind, or its template not this target."""
+        type_name = self.index.type_names[module]
+        key = (mode, type_name, target)
         if key not in self._bases:
-            try:
-                config = {"target_names": [target]}
-                self._bases[key] = self.registry[mode].get(self.index.modules[module], config)[
-                    target
-                ]
-            except CompressionError:
-                self._bases[key] = {}
+            table = self.registry[mode]
+            template = table.template(type_name) if type_name in table else {}
+            self._bases[key] = _target_setting(template, target)
         return self._bases[key]
 
+    def _checked(self, entry: PlanEntry, span: Span, diags: list) -> PlanEntry | None:
+        """Target checks of one entry, reported at the setting that caused them."""
+        before = len(diags)
+        resolved = self.checks.check(entry, entry.metric, diags)
+        granularity = entry.key_origins.get("granularity", "")
+        for i in range(before, len(diags)):
+            d = diags[i]
+            where = (span_of_origin(granularity) or span) if d.code.startswith("P50") else span
+            message = f"{entry.module}.{entry.target}: {d.message}"
+            diags[i] = Diagnostic(d.code, d.severity, message, span=where, hint=d.hint)
+        return resolved
 
-def _checked(index: ModelIndex, entry_span: tuple[PlanEntry, Span], diags: list):
-    """Target checks of one entry, reported at the setting that caused them."""
-    entry, span = entry_span
-    before = len(diags)
-    resolved = check_entry(index, entry, entry.metric, diags)
-    granularity = entry.key_origins.get("granularity", "")
-    for i in range(before, len(diags)):
-        where = (span_of_origin(granularity) or span) if diags[i].code.startswith("P50") else span
-        d = diags[i]
-        message = f"{entry.module}.{entry.target}: {d.message}"
-        diags[i] = Diagnostic(d.code, d.severity, message, span=where, hint=d.hint)
-    return resolved
+
+def _target_setting(template: Mapping[str, dict], target: str) -> dict:
+    """A template's setting for a target: its own, else its kind's bare prefix's (NNI's
+    `_input_` setting serves every input); empty when the template has neither."""
+    prefixes = [p for p in (INPUT_PREFIX, OUTPUT_PREFIX) if target.startswith(p)]
+    for name in (target, *prefixes):
+        if name in template:
+            return template[name]
+    return {}
 
 
 def _excluded(index: ModelIndex, excludes: Sequence[ExcludeRule], diags: list) -> dict:

@@ -1,17 +1,16 @@
-"""Module selection for one config: NNI 3.0's (names ∪ regex) ∩ types − excludes, with real errors."""
+"""A model's module index: every name (aliases included), its type name, its canonical name,
+and names by type and by prefix."""
 
 from __future__ import annotations
 
 import bisect
-import re
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, Iterable, Mapping
+from typing import TYPE_CHECKING, Iterable
 
 if TYPE_CHECKING:
     import torch
 
-from dsl_compress.diagnostics import Diagnostic, did_you_mean, error, warning
 from dsl_compress.schema.registry import type_name_of
 
 
@@ -78,88 +77,6 @@ class ModelIndex:
         past = _past(prefix)
         high = len(names) if past is None else bisect.bisect_left(names, past, low)
         return sorted(names[low:high], key=self.order.__getitem__)
-
-
-def select(
-    index: ModelIndex, config: Mapping[str, Any], where: str
-) -> tuple[list[str], list[Diagnostic]]:
-    """Module names one config selects (canonical, model order) and what went wrong."""
-    diags = _unknown_names(index, config.get("op_names") or [], where)
-    chosen = set(config.get("op_names") or []) & set(index.modules)
-    for pattern in config.get("op_names_re") or []:
-        chosen |= {n for n in index.modules if re.match(pattern, n)}
-    types = config.get("op_types") or []
-    if types:
-        by_type = index.of_types(types)
-        chosen = (
-            chosen & by_type if (config.get("op_names") or config.get("op_names_re")) else by_type
-        )
-    excluded = {id(index.modules[n]) for n in _excluded(index, config)}
-    chosen = {n for n in chosen if id(index.modules[n]) not in excluded}
-    names, alias_diags = _canonical(index, chosen, where)
-    if not names and not diags:
-        diags.append(_selects_nothing(index, config, where))
-    return names, diags + alias_diags
-
-
-def _excluded(index: ModelIndex, config: Mapping[str, Any]) -> set[str]:
-    """Names the exclude_* keys match; excluding any name of a module excludes all its aliases."""
-    names = set(config.get("exclude_op_names") or []) & set(index.modules)
-    for pattern in config.get("exclude_op_names_re") or []:
-        names |= {n for n in index.modules if re.match(pattern, n)}
-    return names | index.of_types(config.get("exclude_op_types") or [])
-
-
-def _unknown_names(index: ModelIndex, names: list[str], where: str) -> list[Diagnostic]:
-    diags = []
-    for name in names:
-        if name not in index.modules:
-            diags.append(
-                error(
-                    "S201",
-                    f"op_names names '{name}', but the model has no module of that name",
-                    subject=f"{where}.op_names",
-                    hint=did_you_mean(name, index.modules)
-                    or "list names with model.named_modules()",
-                )
-            )
-    return diags
-
-
-def _canonical(
-    index: ModelIndex, chosen: set[str], where: str
-) -> tuple[list[str], list[Diagnostic]]:
-    """Collapse aliases of one module object onto its first name, reporting each alias."""
-    ordered = sorted(chosen, key=index.order.__getitem__)
-    diags = []
-    for name in ordered:
-        canon = index.canonical[name]
-        if canon != name:
-            diags.append(
-                warning(
-                    "S204",
-                    f"'{name}' is the same module object as '{canon}'; it is configured once, as '{canon}'",
-                    subject=where,
-                    hint="select the module by one name only",
-                )
-            )
-    return index.first_names(ordered), diags
-
-
-def _selects_nothing(index: ModelIndex, config: Mapping[str, Any], where: str) -> Diagnostic:
-    hints = []
-    for t in config.get("op_types") or []:
-        if not index.of_types([t]):
-            hints.append(did_you_mean(t, set(index.type_names.values())))
-    for pattern in config.get("op_names_re") or []:
-        hints.append(did_you_mean(pattern, index.modules))
-    hint = next((h for h in hints if h), None)
-    return warning(
-        "S202",
-        f"{where} selects no module",
-        subject=where,
-        hint=hint or "check op_types, op_names, op_names_re and the exclude_* keys",
-    )
 
 
 def _named_modules(model: torch.nn.Module) -> dict[str, torch.nn.Module]:

@@ -8,7 +8,6 @@ from typing import Any
 
 import torch
 
-from dsl_compress.resolve.from_rules import resolve_rules
 from dsl_compress.vocab import Mode
 from dsl_compress.resolve.ruleset import RuleSet
 from dsl_compress.resolve.selectors import EXACT, PATTERN, TYPE
@@ -46,16 +45,15 @@ class TensorExplanation:
 
 
 def explain(ruleset: RuleSet, model: torch.nn.Module, target: str | None = None) -> list:
-    """Explanations for every planned tensor whose `module.target` matches the glob ``target``."""
-    checked = ruleset.check()
-    record: dict = {}
-    plan = resolve_rules(model, checked.rules, checked.excludes, checked.registries, record)
+    """Explanations for every planned tensor whose `module.target` matches the glob ``target``,
+    read from the compiled plan and the statements that reached each tensor."""
+    compiled = ruleset.compile(model, trace=True)
     out = []
-    for entry in plan.entries:
+    for entry in compiled.plan.entries:
         name = f"{entry.module}.{entry.target}"
         if target is not None and not fnmatch.fnmatchcase(name, target):
             continue
-        found = record.get((entry.mode, entry.module, entry.target), [])
+        found = compiled.contributions.get((entry.mode, entry.module, entry.target), [])
         statements = tuple(dict.fromkeys(str(c.rule.span) for c in found))
         decisions = tuple(d for d in (_decide(k, found, entry) for k in _keys(found)) if d)
         setting = {k: v for k, v in entry.setting.items() if v is not None}

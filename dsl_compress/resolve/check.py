@@ -15,7 +15,7 @@ from dsl_compress.resolve.selectors import (
 )
 from dsl_compress.schema.registry import Registry
 from dsl_compress.language.syntax import Align, Compress, Exclude, Path, Selector, Setting
-from dsl_compress.resolve.values import (
+from dsl_compress.resolve.setting_values import (
     ALIGN_KEYS,
     NUMERIC_KEYS,
     at,

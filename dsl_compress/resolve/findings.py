@@ -9,7 +9,7 @@ from dsl_compress.plan import PlanEntry
 from dsl_compress.resolve.model_index import ModelIndex
 from dsl_compress.resolve.check import Rule
 from dsl_compress.language.syntax import Selector
-from dsl_compress.resolve.values import located
+from dsl_compress.resolve.setting_values import located
 
 TARGET_WORDS = ("weight", "bias", "_input_", "_output_")
 

@@ -13,7 +13,7 @@ from dsl_compress.schema.templates import (
     pruning_weight_template,
     quant_target_template,
 )
-from dsl_compress.resolve.values import check_setting, evaluate, located
+from dsl_compress.resolve.setting_values import check_setting, evaluate, located
 from dsl_compress.schema.keys import SETTING_RULES
 
 Template = dict[str, dict[str, Any]]

@@ -39,7 +39,7 @@ from dsl_compress.language.syntax import (
     RuleFile,
     Statement,
 )
-from dsl_compress.resolve.values import WORDS, evaluate, located
+from dsl_compress.resolve.setting_values import WORDS, evaluate, located
 from dsl_compress.diagnostics import raise_errors, source_order
 
 

@@ -7,7 +7,8 @@ from typing import Any, Mapping
 from dsl_compress.diagnostics import Diagnostic
 from dsl_compress.vocab import Mode
 from dsl_compress.language.syntax import Register, RegisterTarget
-from dsl_compress.schema.templates import (
+from dsl_compress.schema.registry import (
+    Template,
     distill_template,
     pruning_bias_template,
     pruning_weight_template,
@@ -15,8 +16,6 @@ from dsl_compress.schema.templates import (
 )
 from dsl_compress.resolve.setting_values import check_setting, evaluate, located
 from dsl_compress.schema.keys import SETTING_RULES
-
-Template = dict[str, dict[str, Any]]
 
 
 def build_template(stmt: Register, lets: Mapping[str, Any], diags: list[Diagnostic]) -> Template:

@@ -12,13 +12,12 @@ import torch
 from dsl_compress.engine.align import apply_align
 from dsl_compress.diagnostics import fail
 from dsl_compress.schema.granularity import BlockKernel, parse_granularity
+from dsl_compress.schema.key_sets import MASK_KEYS
 from dsl_compress.vocab import TargetKind
 from dsl_compress.engine.kth_value import kth_smallest
 from dsl_compress.plan import Key
 
 Masks = dict[Key, torch.Tensor]
-
-_ACTIVE_KEYS = ("sparse_ratio", "sparse_threshold", "global_group_id", "dependency_group_id")
 
 
 @dataclass(frozen=True)
@@ -82,7 +81,7 @@ def _index(requests: Iterable[MaskRequest]) -> dict[Key, MaskRequest]:
 
 def _check_request(request: MaskRequest) -> None:
     if request.kind is not TargetKind.PARAMETER:
-        active = [k for k in _ACTIVE_KEYS if request.get(k) is not None]
+        active = [k for k in MASK_KEYS if request.get(k) is not None]
         if active:
             fail(
                 "P508",

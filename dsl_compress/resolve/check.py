@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from dsl_compress.diagnostics import Span, did_you_mean
+from dsl_compress.diagnostics import Span, did_you_mean, located, relocated
 from dsl_compress.vocab import Mode
 from dsl_compress.resolve.selectors import (
     CompiledSelector,
@@ -15,15 +15,8 @@ from dsl_compress.resolve.selectors import (
 )
 from dsl_compress.schema.registry import Registry
 from dsl_compress.language.syntax import Align, Compress, Exclude, Path, Selector, Setting
-from dsl_compress.resolve.setting_values import (
-    ALIGN_KEYS,
-    NUMERIC_KEYS,
-    at,
-    check_setting,
-    evaluate,
-    located,
-    statement_keys,
-)
+from dsl_compress.resolve.setting_values import check_setting, evaluate
+from dsl_compress.schema.key_sets import ALIGN_STATEMENT_KEYS, NUMERIC_KEYS, statement_keys
 
 
 @dataclass(frozen=True)
@@ -84,7 +77,7 @@ def compile_rule(
     words = words[mode]
     selector = _selector(stmt.selector, words, True, stmt.span, diags)
     excepts = [_module_selector(s, "except", registry, mode, diags) for s in stmt.excepts]
-    allowed = ALIGN_KEYS if isinstance(stmt, Align) else statement_keys(mode)
+    allowed = ALIGN_STATEMENT_KEYS if isinstance(stmt, Align) else statement_keys(mode)
     values = _values(mode, stmt.settings, lets, allowed, diags)
     _check_types(selector, registry, mode, stmt.selector, diags)
     if selector is None or any(e is None for e in excepts):
@@ -134,7 +127,7 @@ def _parameter_fallback(selector: Selector, compiled: CompiledSelector | None):
 
 def _selector(selector: Selector, words, takes_target, span, diags) -> CompiledSelector | None:
     compiled, found = compile_selector(selector, words, takes_target)
-    diags.extend(at(d, selector.span or span) for d in found)
+    diags.extend(relocated(d, selector.span or span) for d in found)
     return compiled
 
 
@@ -183,7 +176,7 @@ def _align_parts(rule: Rule, stmt: Align, words, diags) -> None:
         diags.append(located("E203", "align needs dims=[...]", stmt.span, "e.g. dims=[0]"))
     partner = stmt.partner
     compiled, found = compile_selector(partner, words, True)
-    diags.extend(at(d, partner.span) for d in found)
+    diags.extend(relocated(d, partner.span) for d in found)
     if rule.selector.targets is None or compiled is None or compiled.targets is None:
         diags.append(
             located(

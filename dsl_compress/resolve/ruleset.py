@@ -39,8 +39,8 @@ from dsl_compress.language.syntax import (
     RuleFile,
     Statement,
 )
-from dsl_compress.resolve.setting_values import WORDS, evaluate, located
-from dsl_compress.diagnostics import raise_errors, source_order
+from dsl_compress.resolve.setting_values import WORDS, evaluate
+from dsl_compress.diagnostics import located, raise_errors, source_order
 
 
 @dataclass(frozen=True)

@@ -439,3 +439,21 @@ CODES: dict[str, CodeInfo] = _table(
         "See the function's docstring.",
     ),
 )
+
+# A .rules setting's value is checked by the config_list checks; the language reports each of
+# their codes under its own, so a rules file's problems all read in the E family.
+LANGUAGE_CODE_OF: dict[str, str] = {
+    "C101": "E203",
+    "C102": "E202",
+    "C103": "E203",
+    "C104": "E207",
+    "C105": "E203",
+    "C106": "E203",
+    "C107": "E203",
+    "C108": "E203",
+    "C109": "E203",
+    "C110": "E203",
+    "C111": "E203",
+    "C112": "E203",
+}
+"""The language's code for each config_list (schema) code."""

@@ -8,7 +8,7 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
-from dsl_compress.codes import CODES
+from dsl_compress.codes import CODES, LANGUAGE_CODE_OF
 
 
 class Severity(str, enum.Enum):
@@ -133,6 +133,19 @@ def warning(
     code: str, message: str, *, subject: str | None = None, hint: str | None = None
 ) -> Diagnostic:
     return Diagnostic(code, Severity.WARNING, message, subject=subject, hint=hint)
+
+
+def located(code: str, message: str, span: Span, hint: str | None = None) -> Diagnostic:
+    """An error at ``span`` in a source file."""
+    return Diagnostic(code, Severity.ERROR, message, span=span, hint=hint)
+
+
+def relocated(diag: Diagnostic, span: Span, code: str | None = None) -> Diagnostic:
+    """``diag`` located at ``span``, under ``code`` or else its language code (LANGUAGE_CODE_OF)."""
+    code = code or LANGUAGE_CODE_OF.get(diag.code, diag.code)
+    return Diagnostic(
+        code, diag.severity, diag.message, span=span, subject=diag.subject, hint=diag.hint
+    )
 
 
 def fail(code: str, message: str, *, subject: str | None = None, hint: str | None = None) -> None:

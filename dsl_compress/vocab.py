@@ -22,6 +22,11 @@ INPUT_PREFIX = "_input_"
 OUTPUT_PREFIX = "_output_"
 
 
+def expand_bare_target(name: str) -> str:
+    """NNI's bare prefixes name the first input/output: _input_ is _input_0; other names stay."""
+    return name + "0" if name in (INPUT_PREFIX, OUTPUT_PREFIX) else name
+
+
 class TargetKind(str, enum.Enum):
     """Whether a target is a module attribute or a forward input/output."""
 

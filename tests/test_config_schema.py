@@ -6,6 +6,9 @@ from typing import Any
 
 import pytest
 
+import dsl_compress
+from dsl_compress.codes import CODES, LANGUAGE_CODE_OF
+from dsl_compress.diagnostics import CompressionError, Diagnostic, Severity
 from dsl_compress.schema.config_list import (
     CONFIG_RULES,
     LEGACY_KEYS,
@@ -16,7 +19,18 @@ from dsl_compress.schema.config_list import (
     setting_keys,
     validate_config_list,
 )
-from dsl_compress.diagnostics import CompressionError, Diagnostic, Severity
+from dsl_compress.schema.key_sets import (
+    ALIGN_STATEMENT_KEYS,
+    EXCLUDE_KEYS,
+    MASK_KEYS,
+    NAME_RULES,
+    NUMERIC_KEYS,
+    REQUIRED_KEYS,
+    SELECTOR_KEYS,
+    nni_key,
+    statement_keys,
+)
+from dsl_compress.schema.keys import KEYS, Level, Statement
 from dsl_compress.vocab import Mode
 
 P, Q, D = Mode.PRUNE, Mode.QUANTIZE, Mode.DISTILL
@@ -806,3 +820,155 @@ def test_key_tables() -> None:
     assert setting_keys(P) == frozenset(SETTING_RULES[P])
     assert "fuse_names" in CONFIG_RULES[Q] and "fuse_names" not in setting_keys(Q)
     assert not set(LEGACY_KEYS) & set().union(*(config_keys(m) for m in Mode))
+
+
+# ---- the key table -------------------------------------------------------------------------------
+# Every key set below is derived from schema/keys.py's rows; the literals are the sets each
+# reader held before the table (config_schema, setting_schema, values, registration, the linter's
+# and the engine's mask keys), so the table changes none of them.
+
+
+def test_config_list_key_sets_derive_from_the_table():
+    assert SELECTOR_KEYS == ("op_types", "op_names", "op_names_re")
+    assert EXCLUDE_KEYS == ("exclude_op_types", "exclude_op_names", "exclude_op_names_re")
+    assert SELECTION_KEYS == SELECTOR_KEYS + EXCLUDE_KEYS
+    assert TARGET_KEYS == ("target_names", "target_settings")
+    assert tuple(NAME_RULES) == SELECTION_KEYS + ("target_names",)
+    assert LEGACY_KEYS["group_id"] == "NNI 3.0 calls it global_group_id"
+    assert tuple(LEGACY_KEYS) == (
+        "sparsity",
+        "sparsity_per_layer",
+        "max_sparsity_per_layer",
+        "total_sparsity",
+        "group_id",
+        "quant_types",
+        "quant_bits",
+        "exclude",
+        "op_partial_names",
+    )
+
+
+def test_setting_rules_derive_from_the_table_in_their_order():
+    assert {m: tuple(SETTING_RULES[m]) for m in Mode} == {
+        P: (
+            "sparse_ratio",
+            "sparse_threshold",
+            "max_sparse_ratio",
+            "min_sparse_ratio",
+            "global_group_id",
+            "dependency_group_id",
+            "internal_metric_block",
+            "granularity",
+            "apply_method",
+            "align",
+        ),
+        Q: ("quant_dtype", "quant_scheme", "granularity", "apply_method"),
+        D: ("lambda", "link", "apply_method"),
+    }
+    assert {m: tuple(CONFIG_RULES[m]) for m in Mode} == {P: (), Q: ("fuse_names",), D: ()}
+    assert REQUIRED_KEYS == {
+        P: {},
+        Q: {"quant_dtype": "write quant_dtype=None for int8: NNI 3.0 requires the key even then"},
+        D: {},
+    }
+
+
+def test_language_key_sets_derive_from_the_table():
+    assert statement_keys(P) == (
+        "sparse_ratio",
+        "sparse_threshold",
+        "max_sparse_ratio",
+        "min_sparse_ratio",
+        "dependency_group_id",
+        "internal_metric_block",
+        "granularity",
+        "apply_method",
+        "metric",
+        "group",
+    )
+    assert statement_keys(Q) == ("quant_dtype", "quant_scheme", "granularity", "apply_method")
+    assert statement_keys(D) == ("lambda", "link", "apply_method")
+    assert ALIGN_STATEMENT_KEYS == ("dims", "granularity", "apply_method")
+    assert statement_keys(P, Statement.REGISTER) == tuple(SETTING_RULES[P]) + ("dims",)
+    assert statement_keys(Q, Statement.REGISTER) == tuple(SETTING_RULES[Q])
+    assert statement_keys(D, Statement.REGISTER) == tuple(SETTING_RULES[D])
+    assert NUMERIC_KEYS == {
+        "sparse_ratio",
+        "sparse_threshold",
+        "max_sparse_ratio",
+        "min_sparse_ratio",
+        "lambda",
+    }
+    assert MASK_KEYS == (
+        "sparse_ratio",
+        "sparse_threshold",
+        "global_group_id",
+        "dependency_group_id",
+    )
+    assert nni_key("group") == "global_group_id"
+    assert nni_key("metric") == "metric" and nni_key("dims") == "dims"
+
+
+def test_each_row_names_one_key_per_mode_and_says_what_it_means():
+    assert len({(row.mode, row.name) for row in KEYS}) == len(KEYS)
+    assert all(row.meaning for row in KEYS)
+    assert all(row.instead for row in KEYS if row.level is Level.LEGACY)
+
+
+def test_every_schema_code_has_a_language_code():
+    schema_codes = {code for code in CODES if code.startswith("C")}
+    assert set(LANGUAGE_CODE_OF) == schema_codes
+    assert all(code.startswith("E") and code in CODES for code in LANGUAGE_CODE_OF.values())
+    assert LANGUAGE_CODE_OF["C102"] == "E202" and LANGUAGE_CODE_OF["C104"] == "E207"
+
+
+_CONFIG_LEVELS = (Level.SELECT, Level.EXCLUDE, Level.TARGET, Level.SETTING, Level.CONFIG)
+
+
+@pytest.mark.parametrize("row", KEYS, ids=lambda row: f"{row.mode and row.mode.value}-{row.name}")
+def test_config_list_validation_reads_every_row(row):
+    modes = [row.mode] if row.mode is not None else list(Mode)
+    for mode in modes:
+        found = diagnose({**SEL, "quant_dtype": None, row.name: None}, mode)
+        unknown = [d for d in found if d.code == "C102" and d.subject == f"{C0}.{row.name}"]
+        if row.level in _CONFIG_LEVELS:
+            assert row.name in config_keys(mode) and not unknown
+        else:
+            assert row.name not in config_keys(mode) and len(unknown) == 1
+            assert row.level is not Level.LEGACY or unknown[0].hint == row.instead
+
+
+def _statement(statement: Statement, mode: Mode, setting: str) -> str:
+    if statement is Statement.ALIGN:
+        return f"align bn.weight with conv.weight dims=[0] {setting}"
+    if statement is Statement.REGISTER:
+        return f"register {mode.value} Custom {{ weight {setting} }}"
+    return f"{mode.value} Linear.weight {setting}"
+
+
+# An align statement is a pruning statement: it reads the pruning rows.
+_STATEMENT_CASES = [
+    (row, statement)
+    for row in KEYS
+    if row.mode is not None
+    for statement in Statement
+    if statement is not Statement.ALIGN or row.mode is P
+]
+
+
+@pytest.mark.parametrize(
+    "row, statement",
+    _STATEMENT_CASES,
+    ids=[f"{st.value}-{row.mode.value}-{row.name}" for row, st in _STATEMENT_CASES],
+)
+def test_the_language_reads_every_row(row, statement):
+    if row.name == "dims" and statement is Statement.ALIGN:
+        text = _statement(statement, row.mode, "")
+    else:
+        text = _statement(statement, row.mode, f"{row.name}=1")
+    try:
+        found = list(dsl_compress.parse(text, "t.rules").compile(None).diagnostics)
+    except CompressionError as exc:
+        found = list(exc.diagnostics)
+    unknown = [d for d in found if d.code == "E202" and f"'{row.name}'" in d.message]
+    assert bool(unknown) is (statement not in row.statements), [d.render() for d in found]

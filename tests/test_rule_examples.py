@@ -13,7 +13,7 @@ import dsl_compress
 from dsl_compress import prune, quantize
 from conftest import CustomizedModule
 from dsl_compress.models import example_model
-from dsl_compress.resolve.values import nni_key
+from dsl_compress.schema.key_sets import nni_key
 from dsl_compress.tools.explain import explain
 
 RULES = Path(__file__).resolve().parent.parent / "rules"

@@ -7,7 +7,15 @@ import torch
 from torch import nn
 
 from dsl_compress import CompressionError, DistillationSetting, PruningSetting, QuantizationSetting
-from dsl_compress.schema.registry import DEFAULT_REGISTRY, Registry, canonicalize
+from dsl_compress.schema.config_list import setting_keys
+from dsl_compress.schema.registry import (
+    DEFAULT_REGISTRY,
+    Registry,
+    builtin_templates,
+    canonicalize,
+    distill_template,
+)
+from dsl_compress.vocab import Mode, expand_bare_target
 
 WEIGHT_05 = {
     "sparse_ratio": 0.5,
@@ -225,3 +233,24 @@ def test_parametrized_modules_report_their_original_class():
     parametrize.register_parametrization(layer, "weight", nn.Identity())
     assert list(PruningSetting.get(layer, {"sparse_ratio": 0.5})) == ["weight", "bias"]
     assert isinstance(layer.weight, torch.Tensor)
+
+
+@pytest.mark.parametrize("mode", list(Mode))
+def test_builtin_templates_hold_only_keys_of_the_key_table(mode):
+    templates = builtin_templates(mode) or {"any type": distill_template()}
+    for template in templates.values():
+        for setting in template.values():
+            assert set(setting) <= setting_keys(mode)
+
+
+def test_bare_prefixes_name_the_first_input_and_output():
+    assert [expand_bare_target(n) for n in ("_input_", "_output_", "_input_1", "weight")] == [
+        "_input_0",
+        "_output_0",
+        "_input_1",
+        "weight",
+    ]
+    got = QuantizationSetting.get(
+        "Linear", {"quant_dtype": None, "target_names": ["_input_", "weight"]}
+    )
+    assert list(got) == ["weight", "_input_0"]

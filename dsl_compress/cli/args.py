@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 
 from dsl_compress import __version__
+from dsl_compress.cli.formats import FORMATS
 
-FORMATS = ("full", "concise", "json", "sarif", "github")
 MODEL_HELP = "package.module:callable or path/to/file.py:callable returning an nn.Module"
 
 

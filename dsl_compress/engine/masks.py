@@ -11,11 +11,10 @@ import torch
 from dsl_compress.engine.align import apply_align
 from dsl_compress.engine.mask_request import MaskRequest, Masks
 from dsl_compress.diagnostics import fail
+from dsl_compress.schema.key_sets import MASK_KEYS
 from dsl_compress.vocab import TargetKind
 from dsl_compress.engine.metrics import kth_smallest
 from dsl_compress.plan import Key
-
-_ACTIVE_KEYS = ("sparse_ratio", "sparse_threshold", "global_group_id", "dependency_group_id")
 
 
 def generate_masks(requests: Sequence[MaskRequest]) -> Masks:
@@ -47,7 +46,7 @@ def _index(requests: Iterable[MaskRequest]) -> dict[Key, MaskRequest]:
 
 def _check_request(request: MaskRequest) -> None:
     if request.kind is not TargetKind.PARAMETER:
-        active = [k for k in _ACTIVE_KEYS if request.get(k) is not None]
+        active = [k for k in MASK_KEYS if request.get(k) is not None]
         if active:
             fail(
                 "P508",

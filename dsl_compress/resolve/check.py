@@ -10,7 +10,9 @@ from dsl_compress.diagnostics import (
     Diagnostic,
     Span,
     did_you_mean,
+    located,
     raise_errors,
+    relocated,
     source_order,
 )
 from dsl_compress.vocab import Mode
@@ -34,16 +36,8 @@ from dsl_compress.language.syntax import (
     Setting,
     Statement,
 )
-from dsl_compress.resolve.values import (
-    ALIGN_KEYS,
-    NUMERIC_KEYS,
-    WORDS,
-    at,
-    check_setting,
-    evaluate,
-    located,
-    statement_keys,
-)
+from dsl_compress.resolve.setting_values import WORDS, check_setting, evaluate
+from dsl_compress.schema.key_sets import ALIGN_STATEMENT_KEYS, NUMERIC_KEYS, statement_keys
 
 
 @dataclass(frozen=True)
@@ -188,7 +182,7 @@ def compile_rule(
     words = words[mode]
     selector = _selector(stmt.selector, words, True, stmt.span, diags)
     excepts = [_module_selector(s, "except", registry, mode, diags) for s in stmt.excepts]
-    allowed = ALIGN_KEYS if isinstance(stmt, Align) else statement_keys(mode)
+    allowed = ALIGN_STATEMENT_KEYS if isinstance(stmt, Align) else statement_keys(mode)
     values = _values(mode, stmt.settings, lets, allowed, diags)
     _check_types(selector, registry, mode, stmt.selector, diags)
     if selector is None or any(e is None for e in excepts):
@@ -236,7 +230,7 @@ def _parameter_fallback(selector: Selector, compiled: CompiledSelector | None):
 
 def _selector(selector: Selector, words, takes_target, span, diags) -> CompiledSelector | None:
     compiled, found = compile_selector(selector, words, takes_target)
-    diags.extend(at(d, selector.span or span) for d in found)
+    diags.extend(relocated(d, selector.span or span) for d in found)
     return compiled
 
 
@@ -288,7 +282,7 @@ def _align_partner(stmt, selector: CompiledSelector, values, words, diags) -> Al
         diags.append(located("E203", "align needs dims=[...]", stmt.span, "e.g. dims=[0]"))
     partner = stmt.partner
     compiled, found = compile_selector(partner, words, True)
-    diags.extend(at(d, partner.span) for d in found)
+    diags.extend(relocated(d, partner.span) for d in found)
     if selector.targets is None or compiled is None or compiled.targets is None:
         diags.append(
             located(

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from typing import Iterable, Mapping
 
-from dsl_compress.diagnostics import Diagnostic, Severity, Span, did_you_mean
+from dsl_compress.diagnostics import Diagnostic, Severity, Span, did_you_mean, located
 from dsl_compress.plan import PlanEntry
 from dsl_compress.resolve.model_index import ModelIndex
 from dsl_compress.resolve.check import Rule
 from dsl_compress.language.syntax import Selector
-from dsl_compress.resolve.values import located
 
 TARGET_WORDS = ("weight", "bias", "_input_", "_output_")
 

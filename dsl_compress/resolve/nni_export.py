@@ -10,7 +10,7 @@ from dsl_compress.vocab import Mode
 from dsl_compress.plan import Plan
 from dsl_compress.resolve.selectors import CompiledSelector
 from dsl_compress.resolve.check import ExcludeRule, Rule
-from dsl_compress.resolve.values import nni_key
+from dsl_compress.schema.key_sets import nni_key
 
 
 def static_config_list(

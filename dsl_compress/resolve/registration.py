@@ -4,19 +4,19 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from dsl_compress.diagnostics import Diagnostic
-from dsl_compress.vocab import Mode
+from dsl_compress.diagnostics import Diagnostic, located
 from dsl_compress.language.syntax import Register, RegisterTarget
-from dsl_compress.schema.templates import (
+from dsl_compress.resolve.setting_values import check_setting, evaluate
+from dsl_compress.schema.key_sets import statement_keys
+from dsl_compress.schema.keys import Statement
+from dsl_compress.schema.registry import (
+    Template,
     distill_template,
     pruning_bias_template,
     pruning_weight_template,
     quant_target_template,
 )
-from dsl_compress.resolve.values import check_setting, evaluate, located
-from dsl_compress.schema.keys import SETTING_RULES
-
-Template = dict[str, dict[str, Any]]
+from dsl_compress.vocab import Mode
 
 
 def build_template(stmt: Register, lets: Mapping[str, Any], diags: list[Diagnostic]) -> Template:
@@ -67,7 +67,7 @@ def _target_template(mode: Mode, target: RegisterTarget, lets, diags: list) -> d
 
 
 def _values(mode: Mode, target: RegisterTarget, lets, diags: list) -> dict[str, Any]:
-    allowed = tuple(SETTING_RULES[mode]) + (("dims",) if mode is Mode.PRUNE else ())
+    allowed = statement_keys(mode, Statement.REGISTER)
     values: dict[str, Any] = {}
     for setting in target.settings:
         value = evaluate(setting.value, lets, False, diags)

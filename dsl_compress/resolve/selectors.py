@@ -10,6 +10,7 @@ from typing import Iterable, NamedTuple
 from dsl_compress.diagnostics import Diagnostic, error
 from dsl_compress.resolve.model_index import ModelIndex
 from dsl_compress.language.syntax import Path, Segment, Selector
+from dsl_compress.vocab import expand_bare_target
 
 _TYPE_WORD = re.compile(r"[A-Z][A-Za-z0-9_]*$")
 _TARGET_WORD = re.compile(r"(weight|bias|_input_\w*|_output_\w*)$")
@@ -116,7 +117,7 @@ def split_target(
 
 def expand_targets(options: tuple[str, ...]) -> tuple[str, ...]:
     """NNI's bare prefixes name the first input/output."""
-    return tuple(o + "0" if o in ("_input_", "_output_") else o for o in options)
+    return tuple(expand_bare_target(o) for o in options)
 
 
 def compile_selector(

@@ -8,7 +8,7 @@ from typing import Any
 from dsl_compress.resolve.contributions import Contribution, SettingKey
 from dsl_compress.vocab import Mode, DEFAULT_METRIC
 from dsl_compress.resolve.findings import conflict, unregistered
-from dsl_compress.resolve.values import nni_key
+from dsl_compress.schema.key_sets import nni_key
 
 
 def settle(key: SettingKey, type_name: str, found: list[Contribution], base: dict, registry, state):

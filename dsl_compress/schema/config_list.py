@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
-import re
-from typing import Any, Collection
+from typing import Any, Collection, Mapping
 
 from dsl_compress.diagnostics import Diagnostic, did_you_mean, error, fail
 from dsl_compress.schema.checks import MODE_NOUNS, found, subject_of, wrong_type
-from dsl_compress.vocab import Mode
-from dsl_compress.schema.keys import (
+from dsl_compress.schema.key_sets import (
     CONFIG_RULES,
+    EXCLUDE_KEYS,
+    EXCLUSIVE_KEYS,
+    LEGACY_KEYS,
+    NAME_RULES,
     REQUIRED_KEYS,
+    SELECTION_KEYS,
+    SELECTOR_KEYS,
     SETTING_RULES,
-    check_setting_values,
+    TARGET_KEYS,
     modes_taking,
     setting_keys,
 )
+from dsl_compress.vocab import Mode
 
 __all__ = [
     "CONFIG_RULES",
@@ -29,31 +34,6 @@ __all__ = [
     "validate_config",
     "validate_config_list",
 ]
-
-SELECTOR_KEYS = ("op_types", "op_names", "op_names_re")
-EXCLUDE_KEYS = ("exclude_op_types", "exclude_op_names", "exclude_op_names_re")
-SELECTION_KEYS = SELECTOR_KEYS + EXCLUDE_KEYS
-"""The keys that choose modules; a config needs at least one of SELECTOR_KEYS."""
-
-REGEX_KEYS = ("op_names_re", "exclude_op_names_re")
-TARGET_KEYS = ("target_names", "target_settings")
-
-LEGACY_KEYS: dict[str, str] = {
-    "sparsity": "NNI 3.0 calls it sparse_ratio: write sparse_ratio=<ratio>",
-    "sparsity_per_layer": "NNI 3.0 calls it sparse_ratio: write sparse_ratio=<ratio>",
-    "max_sparsity_per_layer": "NNI 3.0 calls it max_sparse_ratio",
-    "total_sparsity": "write sparse_ratio=<ratio> and one global_group_id shared by the targets "
-    "that are ranked together",
-    "group_id": "NNI 3.0 calls it global_group_id",
-    "quant_types": "use target_names: 'input' -> '_input_', 'weight' -> 'weight', "
-    "'output' -> '_output_'",
-    "quant_bits": "use quant_dtype: quant_bits=8 becomes quant_dtype='int8' "
-    "(per target: target_settings={'weight': {'quant_dtype': 'int8'}})",
-    "exclude": "exclude: True is gone; put exclude_op_names / exclude_op_types / "
-    "exclude_op_names_re in the config whose selection should skip those modules",
-    "op_partial_names": "use op_names_re: op_partial_names=['fc'] becomes op_names_re=['.*fc.*']",
-}
-"""NNI 2.x keys that NNI 3.0 rejects, each with its NNI 3.0 replacement."""
 
 _SETTING_EXAMPLES = {
     Mode.PRUNE: "'sparse_ratio': 0.5",
@@ -91,7 +71,7 @@ def validate_config(config: Any, mode: Mode | str, subject: str = "config") -> l
     diagnostics += _check_selection(config, subject)
     diagnostics += _check_target_settings(config, mode, subject)
     diagnostics += _check_required(config, mode, subject)
-    diagnostics += check_setting_values(config, mode, subject, top_level=True)
+    diagnostics += _check_setting_values(config, mode, subject, top_level=True)
     return diagnostics
 
 
@@ -173,9 +153,9 @@ def _check_selection(config: dict, subject: str) -> list[Diagnostic]:
     diagnostics = []
     if not any(key in config for key in SELECTOR_KEYS):
         diagnostics.append(_no_selector(config, subject))
-    for key in SELECTION_KEYS + ("target_names",):
+    for key, rule in NAME_RULES.items():
         if key in config:
-            diagnostics.extend(_check_names(key, config[key], subject_of(subject, key)))
+            diagnostics.extend(rule.check(key, config[key], subject_of(subject, key)))
     return diagnostics
 
 
@@ -185,39 +165,6 @@ def _no_selector(config: dict, subject: str) -> Diagnostic:
     if any(key in config for key in EXCLUDE_KEYS):
         hint = "exclude_* keys only remove modules from what the selectors choose; " + hint
     return error("C108", message, subject=subject, hint=hint)
-
-
-def _check_names(key: str, value: Any, subject: str) -> list[Diagnostic]:
-    if not isinstance(value, list):
-        hint = None
-        if isinstance(value, str):
-            hint = f"wrap it in a list: [{value!r}]"
-        elif isinstance(value, (tuple, set, frozenset)):
-            hint = f"write it as a list: {sorted(value, key=str)!r}"
-        return [wrong_type(key, "a list of str", value, subject, hint)]
-    diagnostics = []
-    for index, item in enumerate(value):
-        item_subject = f"{subject}[{index}]"
-        if not isinstance(item, str):
-            hint = (
-                f"write the name as a string: {item.__name__!r}" if isinstance(item, type) else None
-            )
-            diagnostics.append(wrong_type(f"each {key} entry", "a str", item, item_subject, hint))
-        elif key in REGEX_KEYS:
-            diagnostics.extend(_check_regex(key, item, item_subject))
-    return diagnostics
-
-
-def _check_regex(key: str, pattern: str, subject: str) -> list[Diagnostic]:
-    try:
-        re.compile(pattern)
-    except re.error as exc:
-        message = f"{key} entry {pattern!r} is not a valid regular expression: {exc}"
-        hint = None
-        if pattern.startswith(("*", "+", "?")):
-            hint = f"this is a regex, not a glob: write '.{pattern}' to match any prefix"
-        return [error("S205", message, subject=subject, hint=hint)]
-    return []
 
 
 # ---- target_settings -----------------------------------------------------------------------------
@@ -247,4 +194,22 @@ def _check_target(target: Any, setting: Any, mode: Mode, subject: str) -> list[D
         return [wrong_type(f"the setting of target {target!r}", expected, setting, subject, hint)]
     allowed = setting_keys(mode)
     diagnostics = _unknown_keys(setting, mode, subject, allowed, top_level=False)
-    return diagnostics + check_setting_values(setting, mode, subject, top_level=False)
+    return diagnostics + _check_setting_values(setting, mode, subject, top_level=False)
+
+
+def _check_setting_values(
+    setting: Mapping[Any, Any], mode: Mode, subject: str, *, top_level: bool
+) -> list[Diagnostic]:
+    """Check the values of the known keys of one setting dict; unknown keys are left alone."""
+    rules = {**SETTING_RULES[mode], **(CONFIG_RULES[mode] if top_level else {})}
+    diagnostics: list[Diagnostic] = []
+    for key, value in setting.items():
+        rule = rules.get(key)
+        if rule is not None:
+            diagnostics.extend(rule.check(key, value, subject_of(subject, key)))
+    for first, second in EXCLUSIVE_KEYS[mode]:
+        if first in setting and second in setting:
+            message = f"{first} and {second} are both set; a setting takes only one of them"
+            hint = f"keep {first} (mask a fraction) or {second} (mask below a metric value)"
+            diagnostics.append(error("C109", message, subject=subject, hint=hint))
+    return diagnostics

@@ -11,7 +11,7 @@ import torch
 from dsl_compress.vocab import Mode
 from dsl_compress.resolve.ruleset import RuleSet
 from dsl_compress.resolve.selectors import EXACT, PATTERN, TYPE
-from dsl_compress.resolve.values import nni_key
+from dsl_compress.schema.key_sets import nni_key
 
 _LEVELS = {EXACT: "exact name", PATTERN: "name pattern", TYPE: "type"}
 

@@ -22,6 +22,7 @@ from dsl_compress.plan import Plan, PlanEntry, Key
 from dsl_compress.resolve.ruleset import RuleSet, load
 from dsl_compress.resolve.model_index import ModelIndex
 from dsl_compress.schema.granularity import parse_granularity
+from dsl_compress.schema.key_sets import MASK_KEYS
 
 if TYPE_CHECKING:
     import torch
@@ -30,9 +31,6 @@ FAIL_ON: dict[str, frozenset[Severity]] = {
     "error": frozenset({Severity.ERROR}),
     "warning": frozenset({Severity.ERROR, Severity.WARNING}),
 }
-# The keys that give a pruning target a mask of its own (the engine's threshold, ratio and
-# group stages); an align partner needs one of these, or an align of its own.
-_MASK_KEYS = ("sparse_ratio", "sparse_threshold", "global_group_id", "dependency_group_id")
 
 
 @dataclass(frozen=True)
@@ -198,7 +196,7 @@ def _templated(entry: PlanEntry, key: str) -> bool:
 def _gets_mask(entry: PlanEntry | None) -> bool:
     if entry is None:
         return False
-    return any(entry.get(k) is not None for k in _MASK_KEYS) or entry.get("align") is not None
+    return any(entry.get(k) is not None for k in MASK_KEYS) or entry.get("align") is not None
 
 
 def _misfit(

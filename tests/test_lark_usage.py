@@ -110,7 +110,8 @@ print(json.dumps({"mode": statement.mode.value, "log": messages}))
 
 
 def run_probe(cache: Path) -> dict:
-    env = {**os.environ, CACHE_DIR_VARIABLE: str(cache), "PYTHONPATH": str(REPO)}
+    path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, CACHE_DIR_VARIABLE: str(cache), "PYTHONPATH": path}
     done = subprocess.run(
         [sys.executable, "-c", PROBE], env=env, capture_output=True, text=True, timeout=120
     )

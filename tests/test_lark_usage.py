@@ -145,12 +145,23 @@ def parses(parser: lark.Lark) -> bool:
     return len(parser.parse("prune Conv2d.weight sparse_ratio=0.5\n")) == 1
 
 
-def test_an_unwritable_cache_folder_still_parses(monkeypatch, tmp_path):
+def test_a_cache_folder_that_cannot_be_made_means_no_cache(monkeypatch, tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("")
-    monkeypatch.setenv(CACHE_DIR_VARIABLE, str(blocker / "cache"))  # no folder can go there
+    cache = blocker / "cache"  # no folder can go there, whoever runs the test
+    monkeypatch.setenv(CACHE_DIR_VARIABLE, str(cache))
     assert cache_path(grammar_path().read_text(encoding="utf-8")) is None
-    assert parses(build_parser(SyntaxBuilder(), lambda token: token))
+    assert run_probe(cache)["mode"] == "prune"
+
+
+def test_a_read_only_cache_folder_still_parses(tmp_path):
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    cache.chmod(0o555)
+    try:
+        assert run_probe(cache)["mode"] == "prune"
+    finally:
+        cache.chmod(0o755)
 
 
 @pytest.mark.parametrize("content", [b"", b"not a cache\n", b"0" * 64 + b"\n\x80\x04garbage"])

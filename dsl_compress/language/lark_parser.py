@@ -30,9 +30,8 @@ def grammar_path() -> FilePath:
 class BracketNewlines:
     """Post-lexer: a newline inside [...] does not end a statement, so a list may span lines."""
 
-    always_accept = (
-        "_NEWLINE",
-    )  # the contextual lexer must lex it where the parser cannot take it
+    # The contextual lexer must lex a newline even in states where the parser cannot take one.
+    always_accept = ("_NEWLINE",)
 
     def process(self, stream: Iterator[Token]) -> Iterator[Token]:
         depth = 0
@@ -63,6 +62,8 @@ def build_parser(builder: Transformer, on_comment: Callable[[Token], Token]) -> 
     cache = cache_path(grammar)
     if cache is None:
         return Lark(grammar, **options)
+    # The cache holds the analysed grammar and lexer only: Lark takes the transformer, the
+    # post-lexer and the lexer callbacks afresh on every load, so none of them is pickled.
     # Lark hashes the grammar, these options and its own version into the file's first line,
     # and rebuilds (rewriting the file) when that does not match or the file does not load: a
     # file half written by a concurrent process costs a rebuild, never a wrong parser.

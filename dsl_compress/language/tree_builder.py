@@ -1,18 +1,22 @@
-"""Syntax nodes from grammar rules: one action per rule, run by the LALR driver or over a Lark tree."""
+"""Syntax nodes from grammar rules: Lark's inline transformer, one method per rule, spans from tokens.
+
+Lark calls a method on each reduction with the rule's children: tokens (named terminals only;
+'_' terminals are left out and '_' rules spliced in) and the nodes the sub-rules returned. A
+node's span runs from its first token to its last, as Lark's ``propagate_positions`` would
+set it; Token and Span spell those positions alike (line, column, end_line, end_column).
+"""
 
 from __future__ import annotations
 
 import re
-from typing import Any, Callable, Sequence
+from typing import Callable, Union
 
-from lark import Token, Tree
+from lark import Token, Transformer
 
 from dsl_compress.diagnostics import Span
-from dsl_compress.vocab import Mode
 from dsl_compress.language.statement_split import Chunk
 from dsl_compress.language.syntax import (
     Align,
-    Comment,
     Compress,
     Exclude,
     Include,
@@ -22,37 +26,153 @@ from dsl_compress.language.syntax import (
     Path,
     Register,
     RegisterTarget,
-    RuleFile,
     Segment,
     Selector,
     Setting,
 )
+from dsl_compress.vocab import Mode
 
 _INTEGER = re.compile(r"[+-]?\d+$")
 _MODES = {mode.value: mode for mode in Mode}
 
-# An action gets the children Lark's tree would hold (tokens as str, sub-rules already
-# built; '_' rules spliced in, '_' terminals left out) and, if spanned, the node's span.
-SpannedAction = Callable[[list, Span], Any]
-PlainAction = Callable[[list], Any]
+Position = Union[Token, Span]  # both hold line, column, end_line and end_column
+SpanMaker = Callable[[Position, Position], Span]
 
 
-def _let(kids: list, span: Span) -> Let:
-    return Let(kids[1], kids[3], span)
+def spans_in(path: str | None) -> SpanMaker:
+    """Spans from first to last position, in a file parsed whole."""
+
+    def span(first: Position, last: Position) -> Span:
+        return Span(path, first.line, first.column, last.end_line, last.end_column)
+
+    return span
 
 
-def _include(kids: list, span: Span) -> Include:
-    return Include(unquote(kids[1]), span)
+def spans_in_chunk(path: str | None, chunk: Chunk) -> SpanMaker:
+    """Spans in a file of which only ``chunk`` is parsed: a token's position is in the chunk's
+    text and is moved to the file's; a span of a node built before is in the file already."""
+    absolute = chunk.absolute
+
+    def span(first: Position, last: Position) -> Span:
+        line, column = first.line, first.column
+        if isinstance(first, Token):
+            line, column = absolute(line, column)
+        end_line, end_column = last.end_line, last.end_column
+        if isinstance(last, Token):
+            end_line, end_column = absolute(end_line, end_column)
+        return Span(path, line, column, end_line, end_column)
+
+    return span
 
 
-def _compress(kids: list, span: Span) -> Compress:
-    settings, excepts = _tail(kids[2:])
-    return Compress(kids[0], kids[1], settings, excepts, span)
+class SyntaxBuilder(Transformer):
+    """The nodes of one parse at a time; ``span`` is set for each parse (spans_in, spans_in_chunk)."""
 
+    def __init__(self) -> None:
+        super().__init__()
+        self.span: SpanMaker = spans_in(None)
 
-def _align(kids: list, span: Span) -> Align:
-    settings, excepts = _tail(kids[4:])
-    return Align(kids[1], kids[3], settings, excepts, span)
+    def start(self, kids: list) -> tuple:
+        return tuple(kids)
+
+    def let_stmt(self, kids: list) -> Let:
+        keyword, name, _, value = kids
+        return Let(name.value, value, self.span(keyword, value.span))
+
+    def include_stmt(self, kids: list) -> Include:
+        keyword, path = kids
+        return Include(unquote(path.value), self.span(keyword, path))
+
+    def compress_stmt(self, kids: list) -> Compress:
+        kind, selector = kids[0], kids[1]
+        settings, excepts = _tail(kids[2:])
+        last = _last_span(selector, settings, excepts)
+        return Compress(_MODES[kind.value], selector, settings, excepts, self.span(kind, last))
+
+    def align_stmt(self, kids: list) -> Align:
+        keyword, selector, partner = kids[0], kids[1], kids[3]
+        settings, excepts = _tail(kids[4:])
+        last = _last_span(partner, settings, excepts)
+        return Align(selector, partner, settings, excepts, self.span(keyword, last))
+
+    def exclude_stmt(self, kids: list) -> Exclude:
+        keyword, selector = kids[0], kids[1]
+        if len(kids) == 2:
+            return Exclude(selector, None, self.span(keyword, selector.span))
+        kind = kids[2]
+        return Exclude(selector, _MODES[kind.value], self.span(keyword, kind))
+
+    def register_stmt(self, kids: list) -> Register:
+        mode, name = _MODES[kids[1].value], kids[2].value
+        return Register(mode, name, tuple(kids[4:-1]), self.span(kids[0], kids[-1]))
+
+    def register_target(self, kids: list) -> RegisterTarget:
+        name, settings = kids[0], tuple(kids[1:])
+        last = settings[-1].span if settings else name
+        return RegisterTarget(name.value, settings, self.span(name, last))
+
+    # The kind keywords stay tokens, so that the statement knows where it starts.
+    def compress_kind(self, kids: list) -> Token:
+        return kids[0]
+
+    register_kind = from_kind = target_word = compress_kind
+
+    def from_clause(self, kids: list) -> Token:
+        return kids[1]
+
+    def except_clause(self, kids: list) -> tuple[Selector, ...]:
+        return tuple(kids[1::2])
+
+    def selector(self, kids: list) -> Selector:
+        path = kids[0]
+        if len(kids) == 1:
+            return Selector(path, None, path.span)
+        scope = kids[1]
+        return Selector(path, scope, self.span(path.span, scope.span))
+
+    def scope(self, kids: list) -> Path:
+        return kids[1]
+
+    def regex_path(self, kids: list) -> Path:
+        regex = kids[0]
+        pattern = unquote(regex.value[2:], keep_backslashes=True)
+        if len(kids) == 1:
+            return Path((), pattern, self.span(regex, regex))
+        segment = kids[2]
+        return Path((segment,), pattern, self.span(regex, segment.span))
+
+    def glob_path(self, kids: list) -> Path:
+        segments = tuple(kids[::2])
+        return Path(segments, None, self.span(segments[0].span, segments[-1].span))
+
+    def pattern_segment(self, kids: list) -> Segment:
+        token = kids[0]
+        return Segment((token.value,), False, self.span(token, token))
+
+    def set_segment(self, kids: list) -> Segment:
+        options = tuple(dict.fromkeys(token.value for token in kids[1:-1:2]))
+        return Segment(options, True, self.span(kids[0], kids[-1]))
+
+    def setting(self, kids: list) -> Setting:
+        key, _, value = kids
+        return Setting(key.value, value, self.span(key, value.span))
+
+    def number(self, kids: list) -> Literal:
+        token = kids[0]
+        text = token.value
+        value = int(text) if _INTEGER.match(text) else float(text)
+        return Literal(value, False, self.span(token, token))
+
+    def string(self, kids: list) -> Literal:
+        token = kids[0]
+        return Literal(unquote(token.value), False, self.span(token, token))
+
+    def name(self, kids: list) -> Literal:
+        token = kids[0]
+        return Literal(token.value, True, self.span(token, token))
+
+    def list(self, kids: list) -> ListValue:
+        return ListValue(tuple(kids[1:-1:2]), self.span(kids[0], kids[-1]))
 
 
 def _tail(kids: list) -> tuple[tuple, tuple]:
@@ -62,116 +182,11 @@ def _tail(kids: list) -> tuple[tuple, tuple]:
     return tuple(kids), ()
 
 
-def _exclude(kids: list, span: Span) -> Exclude:
-    return Exclude(kids[1], kids[2] if len(kids) > 2 else None, span)
-
-
-def _register(kids: list, span: Span) -> Register:
-    return Register(kids[1], kids[2], tuple(kids[4:-1]), span)
-
-
-def _register_target(kids: list, span: Span) -> RegisterTarget:
-    return RegisterTarget(kids[0], tuple(kids[1:]), span)
-
-
-def _selector(kids: list, span: Span) -> Selector:
-    return Selector(kids[0], kids[1] if len(kids) > 1 else None, span)
-
-
-def _regex_path(kids: list, span: Span) -> Path:
-    return Path(tuple(kids[2::2]), unquote(kids[0][2:], keep_backslashes=True), span)
-
-
-def _glob_path(kids: list, span: Span) -> Path:
-    return Path(tuple(kids[::2]), None, span)
-
-
-def _pattern_segment(kids: list, span: Span) -> Segment:
-    return Segment((kids[0],), False, span)
-
-
-def _set_segment(kids: list, span: Span) -> Segment:
-    return Segment(tuple(dict.fromkeys(kids[1:-1:2])), True, span)
-
-
-def _setting(kids: list, span: Span) -> Setting:
-    return Setting(kids[0], kids[2], span)
-
-
-def _number(kids: list, span: Span) -> Literal:
-    text = kids[0]
-    return Literal(int(text) if _INTEGER.match(text) else float(text), False, span)
-
-
-def _string(kids: list, span: Span) -> Literal:
-    return Literal(unquote(kids[0]), False, span)
-
-
-def _name(kids: list, span: Span) -> Literal:
-    return Literal(kids[0], True, span)
-
-
-def _list(kids: list, span: Span) -> ListValue:
-    return ListValue(tuple(kids[1:-1:2]), span)
-
-
-SPANNED: dict[str, SpannedAction] = {
-    "let_stmt": _let,
-    "include_stmt": _include,
-    "compress_stmt": _compress,
-    "align_stmt": _align,
-    "exclude_stmt": _exclude,
-    "register_stmt": _register,
-    "register_target": _register_target,
-    "selector": _selector,
-    "regex_path": _regex_path,
-    "glob_path": _glob_path,
-    "pattern_segment": _pattern_segment,
-    "set_segment": _set_segment,
-    "setting": _setting,
-    "number": _number,
-    "string": _string,
-    "name": _name,
-    "list": _list,
-}
-
-PLAIN: dict[str, PlainAction] = {
-    "start": tuple,
-    "compress_kind": lambda kids: _MODES[kids[0]],
-    "register_kind": lambda kids: _MODES[kids[0]],
-    "from_kind": lambda kids: _MODES[kids[0]],
-    "from_clause": lambda kids: kids[1],
-    "except_clause": lambda kids: tuple(kids[1::2]),
-    "target_word": lambda kids: kids[0],
-    "scope": lambda kids: kids[1],
-}
-
-
-class TreeBuilder:
-    """Builds syntax nodes from a Lark tree; line/column give where the parsed text starts."""
-
-    def __init__(self, path: str | None, line: int = 1, column: int = 1):
-        self.path = path
-        self.origin = Chunk("", line, column)
-
-    def rule_file(self, tree: Tree, comments: Sequence[Comment]) -> RuleFile:
-        return RuleFile(self.build(tree), self.path, tuple(comments))
-
-    def shift(self, token: Token) -> Token:
-        """A comment token moved to its file position."""
-        line, column = self.origin.absolute(token.line, token.column)
-        return Token(token.type, str(token), line=line, column=column)
-
-    def span(self, tree: Tree) -> Span:
-        meta = tree.meta
-        line, column = self.origin.absolute(meta.line, meta.column)
-        end_line, end_column = self.origin.absolute(meta.end_line, meta.end_column)
-        return Span(self.path, line, column, end_line, end_column)
-
-    def build(self, tree: Tree) -> Any:
-        kids = [self.build(k) if isinstance(k, Tree) else str(k) for k in tree.children]
-        plain = PLAIN.get(tree.data)
-        return plain(kids) if plain else SPANNED[tree.data](kids, self.span(tree))
+def _last_span(before: Selector, settings: tuple, excepts: tuple) -> Span:
+    """Where a statement's last part is: its except clause, else its last setting, else ``before``."""
+    if excepts:
+        return excepts[-1].span
+    return settings[-1].span if settings else before.span
 
 
 def unquote(text: str, keep_backslashes: bool = False) -> str:

@@ -1,0 +1,102 @@
+"""The Lark LALR parser of grammar/rules.lark: its options, the bracket post-lexer, the grammar cache."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+from pathlib import Path as FilePath
+from typing import Callable, Iterator
+
+import lark
+from lark import Lark, Token, Transformer
+
+GRAMMAR_NAME = "rules.lark"
+CACHE_DIR_VARIABLE = "DSL_COMPRESS_CACHE_DIR"
+
+
+def grammar_path() -> FilePath:
+    """The grammar inside the installed package, or the top-level grammar/ of a source tree."""
+    package = FilePath(__file__).resolve().parent.parent
+    for candidate in (
+        package / "grammar" / GRAMMAR_NAME,
+        package.parent / "grammar" / GRAMMAR_NAME,
+    ):
+        if candidate.is_file():
+            return candidate
+    raise FileNotFoundError(f"the {GRAMMAR_NAME} grammar is missing from {package}")
+
+
+class BracketNewlines:
+    """Post-lexer: a newline inside [...] does not end a statement, so a list may span lines."""
+
+    # The contextual lexer must lex a newline even in states where the parser cannot take one.
+    always_accept = ("_NEWLINE",)
+
+    def process(self, stream: Iterator[Token]) -> Iterator[Token]:
+        depth = 0
+        for token in stream:
+            kind = token.type
+            if kind == "LBRACKET":
+                depth += 1
+            elif kind == "RBRACKET":
+                depth = max(0, depth - 1)
+            elif kind == "_NEWLINE" and depth:
+                continue
+            yield token
+
+
+def build_parser(builder: Transformer, on_comment: Callable[[Token], Token]) -> Lark:
+    """A parser that reduces with ``builder`` (Lark's inline transformer) and hands each comment
+    to ``on_comment``; the grammar analysis is read from the cache folder when it is there."""
+    grammar = grammar_path().read_text(encoding="utf-8")
+    options = dict(
+        parser="lalr",
+        lexer="contextual",
+        strict=True,
+        maybe_placeholders=False,
+        transformer=builder,
+        postlex=BracketNewlines(),
+        lexer_callbacks={"COMMENT": on_comment},
+    )
+    cache = cache_path(grammar)
+    if cache is None:
+        return Lark(grammar, **options)
+    # The cache holds the analysed grammar and lexer only: Lark takes the transformer, the
+    # post-lexer and the lexer callbacks afresh on every load, so none of them is pickled.
+    # Lark hashes the grammar, these options and its own version into the file's first line,
+    # and rebuilds (rewriting the file) when that does not match or the file does not load: a
+    # file half written by a concurrent process costs a rebuild, never a wrong parser.
+    return Lark(grammar, cache=str(cache), **options)
+
+
+def cache_path(grammar: str) -> FilePath | None:
+    """Where the analysed grammar is cached, or None where no cache folder can be written.
+
+    The folder is the user's (``$DSL_COMPRESS_CACHE_DIR``, else ``$XDG_CACHE_HOME/dsl-compress``,
+    else ``~/.cache/dsl-compress``), never the package (it may be installed read-only) nor the
+    shared temporary folder that Lark's ``cache=True`` writes to (any user could plant a pickle
+    there). The name holds a hash of the grammar, the Lark version and Python's, so a changed
+    grammar or an upgrade never meets a stale file, and two environments never take turns
+    rewriting one file.
+    """
+    try:
+        folder = _cache_folder()
+        folder.mkdir(parents=True, exist_ok=True)
+    except (OSError, RuntimeError):  # RuntimeError: no home folder to be found
+        return None
+    key = f"{grammar}\0{lark.__version__}\0{sys.version_info[:2]}"
+    name = f"rules-{hashlib.sha256(key.encode()).hexdigest()[:20]}.lark-cache"
+    path = folder / name
+    if path.is_file() and os.access(path, os.R_OK):
+        return path
+    return path if os.access(folder, os.W_OK) else None
+
+
+def _cache_folder() -> FilePath:
+    chosen = os.environ.get(CACHE_DIR_VARIABLE)
+    if chosen:
+        return FilePath(chosen)
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = FilePath(xdg) if xdg else FilePath.home() / ".cache"
+    return base / "dsl-compress"

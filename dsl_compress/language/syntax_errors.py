@@ -1,0 +1,104 @@
+"""Syntax errors in words: what was found, what was expected, where, and a did-you-mean for keywords."""
+
+from __future__ import annotations
+
+from lark import Token
+from lark.exceptions import UnexpectedCharacters, UnexpectedInput
+
+from dsl_compress.diagnostics import Diagnostic, Severity, Span, did_you_mean
+from dsl_compress.language.statement_split import Chunk
+
+# How terminals are named in error messages: words a user recognises, never __ANON_0.
+TERMINAL_WORDS = {
+    "NAME": "a name",
+    "PATTERN": "a module name, type or pattern",
+    "NUMBER": "a number",
+    "STRING": 'a string ("...")',
+    "REGEX": 'a regex (re"...")',
+    "EQUALS": "'='",
+    "DOT": "'.'",
+    "COMMA": "','",
+    "_SEMICOLON": "';'",
+    "_NEWLINE": "a new line",
+    "LBRACE": "'{'",
+    "RBRACE": "'}'",
+    "LBRACKET": "'['",
+    "RBRACKET": "']'",
+    "$END": "the end of the file",
+}
+STATEMENT_KEYWORDS = ("let", "include", "prune", "quantize", "distill", "align", "exclude")
+STATEMENT_KEYWORDS += ("register",)
+KEYWORDS = STATEMENT_KEYWORDS + ("with", "from", "except", "in")
+
+
+def syntax_diagnostic(exc: UnexpectedInput, chunk: Chunk, path: str | None) -> Diagnostic:
+    """A syntax error in words: what was found, what was expected, where."""
+    line, column = chunk.absolute(*_position(exc, chunk.text))
+    expected = _expected(exc)
+    hint = f"expected {_listed(expected)}" if expected else None
+    if isinstance(exc, UnexpectedCharacters):
+        code, message, width, hint = _bad_character(exc, chunk.text, hint)
+    elif getattr(exc, "token", None) is None or exc.token.type == "$END":
+        code, message, width = "E103", "the statement ends too early", 1
+    else:
+        token = exc.token
+        code, message, width = "E101", f"unexpected {_describe(token)}", max(1, len(str(token)))
+        hint = _keyword_hint(token, expected) or hint
+    span = Span(path, line, column, line, column + width)
+    return Diagnostic(code, Severity.ERROR, message, span=span, subject=path, hint=hint)
+
+
+def _bad_character(exc: UnexpectedCharacters, text: str, hint: str | None):
+    pos = exc.pos_in_stream
+    char = text[pos] if pos < len(text) else "?"
+    if char == '"':
+        end = text.find("\n", pos)
+        width = (len(text) if end < 0 else end) - pos
+        return "E102", "unterminated string", width, "close it with '\"' on the same line"
+    return "E102", f"unexpected character {char!r}", 1, hint
+
+
+def _keyword_hint(token: Token, expected: set[str]) -> str | None:
+    """A misspelt statement keyword ('quantise') gets a did-you-mean, not a list of tokens."""
+    starts = {name.lower() for name in expected} & set(STATEMENT_KEYWORDS)
+    if token.type in ("NAME", "PATTERN") and starts:
+        return did_you_mean(str(token), sorted(starts))
+    return None
+
+
+def _position(exc: UnexpectedInput, text: str) -> tuple[int, int]:
+    """Where to point: the offending token, or just past the last character at the end."""
+    if exc.line > 0 and getattr(getattr(exc, "token", None), "type", None) != "$END":
+        return exc.line, exc.column
+    body = text.rstrip()
+    line = body.count("\n") + 1
+    return line, len(body) - (body.rfind("\n") + 1) + 1
+
+
+def _describe(token: Token) -> str:
+    if token.type == "_NEWLINE":
+        return "end of line"
+    if token.type in ("NAME", "PATTERN") and str(token) not in KEYWORDS:
+        return f"'{token}'"
+    return f"'{token}'" if token.type != "$END" else "end of file"
+
+
+def _expected(exc: UnexpectedInput) -> set[str]:
+    """Terminals the parser accepts at the error (exact, from the interactive parser)."""
+    parser = getattr(exc, "interactive_parser", None)
+    if parser is not None:
+        return set(parser.accepts())
+    return set(getattr(exc, "expected", None) or getattr(exc, "allowed", None) or ())
+
+
+def _listed(names: set[str]) -> str:
+    words = sorted({_word(name) for name in names})
+    return ", ".join(words[:-1]) + (" or " if len(words) > 1 else "") + words[-1] if words else ""
+
+
+def _word(terminal: str) -> str:
+    if terminal in TERMINAL_WORDS:
+        return TERMINAL_WORDS[terminal]
+    if terminal.lower() in KEYWORDS:
+        return f"'{terminal.lower()}'"
+    return terminal.lower()

@@ -3,13 +3,18 @@ to the engine (:func:`execute_plan`)."""
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping, Sequence
+import contextlib
+from typing import Any, ContextManager, Iterable, Mapping, Sequence
 
 import torch
 
 from dsl_compress.diagnostics import CompressionError, emit_warnings, fail, raise_errors
 from dsl_compress.engine.distill import build_targets
-from dsl_compress.engine.compression import Compression, check_not_compressed
+from dsl_compress.engine.compression import (
+    Compression,
+    attached_compression,
+    check_not_compressed,
+)
 from dsl_compress.vocab import DEFAULT_METRIC, Mode, TargetKind, check_metric
 from dsl_compress.plan import Plan, locate_in_rules
 from dsl_compress.engine.options import EngineOptions, LossFn, Progress
@@ -40,7 +45,8 @@ def prune(
     """
     _check_module(model, "model")
     check_metric(metric)
-    plan = build_plan(model, config_list, Mode.PRUNE, registry=registry, metric=metric)
+    with _as_it_was(model):
+        plan = build_plan(model, config_list, Mode.PRUNE, registry=registry, metric=metric)
     return execute_plan(model, plan, EngineOptions(calib=calib, loss_fn=loss_fn, seed=seed))
 
 
@@ -64,7 +70,8 @@ def quantize(
     cache: pass ``cache_weights=False`` for code that edits weights that way.
     """
     _check_module(model, "model")
-    plan = build_plan(model, config_list, Mode.QUANTIZE, registry=registry)
+    with _as_it_was(model):
+        plan = build_plan(model, config_list, Mode.QUANTIZE, registry=registry)
     options = EngineOptions(calib=calib, fused=fused, cache_weights=cache_weights)
     return execute_plan(model, plan, options)
 
@@ -81,7 +88,8 @@ def distill(
     _check_module(teacher, "teacher")
     if student is teacher:
         fail("X803", "the student and the teacher are the same model", subject="distill")
-    plan = build_plan(student, config_list, Mode.DISTILL, registry=registry)
+    with _as_it_was(student):
+        plan = build_plan(student, config_list, Mode.DISTILL, registry=registry)
     return execute_plan(student, plan, EngineOptions(teacher=teacher))
 
 
@@ -99,7 +107,8 @@ def apply(
     """Compile a rule set against ``model`` (or take a plan already compiled for it) and run
     the plan through the engine (``cache_weights``: see :func:`quantize`)."""
     _check_module(model, "model")
-    plan = rules if isinstance(rules, Plan) else rules.compile(model, registry=registry).plan
+    with _as_it_was(model):
+        plan = rules if isinstance(rules, Plan) else rules.compile(model, registry=registry).plan
     options = EngineOptions(calib, loss_fn, seed, teacher, cache_weights=cache_weights)
     return execute_plan(model, plan, options)
 
@@ -128,7 +137,12 @@ def run_plan(
 def execute_plan(model: torch.nn.Module, plan: Plan, options: EngineOptions) -> Compression:
     """The one way a plan reaches the engine: ``apply``, ``prune``, ``quantize``, ``distill``,
     ``run_plan`` and the command's apply job all come here. Engine errors about a tensor are
-    located at the rule that configured it."""
+    located at the rule that configured it.
+
+    On a model that carries a compression the plan is added to it (see :class:`Compression`):
+    what it asks for is computed against the weights as they were, through every mask, as one
+    apply of both plans computes it, and the same compression is returned.
+    """
     try:
         return _execute(model, plan, options)
     except CompressionError as exc:
@@ -137,10 +151,28 @@ def execute_plan(model: torch.nn.Module, plan: Plan, options: EngineOptions) -> 
 
 def _execute(model: torch.nn.Module, plan: Plan, options: EngineOptions) -> Compression:
     _check_module(model, "model")
+    earlier = attached_compression(model)
+    if earlier is None:
+        compression = Compression(model, plan, *_computed(model, plan, options, None), options)
+        compression.attach()
+    else:
+        distills = bool(plan.of_mode(Mode.DISTILL))
+        raise_errors(earlier.addition_errors(plan, distills))
+        with earlier.lifted():
+            earlier.add(plan, *_computed(model, plan, options, earlier), options)
+        compression = earlier
+    emit_warnings(plan.diagnostics)
+    return compression
+
+
+def _computed(model, plan: Plan, options: EngineOptions, earlier: Compression | None) -> tuple:
+    """The plan's masks, scales and distillation targets, computed with the model untouched
+    (``earlier``: the lifted compression the plan adds to)."""
     calib = _batches(options.calib)
     keys = [e.key for e in plan.entries if e.kind is TargetKind.PARAMETER]
     check_not_compressed(model, keys)
-    raise_errors(shared_tensor_errors(model, keys))
+    before = [] if earlier is None else [e.key for e in earlier.plan.entries]
+    raise_errors(shared_tensor_errors(model, [*before, *keys]))
     masks = compute_masks(
         model,
         plan.of_mode(Mode.PRUNE),
@@ -149,27 +181,36 @@ def _execute(model: torch.nn.Module, plan: Plan, options: EngineOptions) -> Comp
         seed=options.seed,
         progress=options.progress,
     )
-    quant = _quant_params(model, plan, masks, calib)
+    if earlier is not None:  # activations are observed through every mask, as by one apply
+        masks_seen = {**earlier.mask_table, **masks}
+        mask_plan = Plan(earlier.plan.entries + plan.entries)
+    else:
+        masks_seen, mask_plan = masks, plan
+    quant = _quant_params(model, plan.of_mode(Mode.QUANTIZE), mask_plan, masks_seen, calib)
     distill_entries = plan.of_mode(Mode.DISTILL)
     distill = None
     if distill_entries:
         _check_module(options.teacher, "teacher")
         distill = (options.teacher, build_targets(distill_entries, options.teacher))
-    compression = Compression(model, plan, masks, quant, distill, options).attach()
-    emit_warnings(plan.diagnostics)
-    return compression
+    return masks, quant, distill
 
 
-def _quant_params(model, plan: Plan, masks, calib) -> dict:
-    """Scales; activations are observed through the plan's masks, as NNI calibrates."""
-    entries = plan.of_mode(Mode.QUANTIZE)
+def _quant_params(model, entries, mask_plan: Plan, masks, calib) -> dict:
+    """Scales; activations are observed through the masks, as NNI calibrates."""
     if not masks or not entries:
         return compute_quant_params(model, entries, calib)
-    masked = Compression(model, plan, masks).attach()
+    masked = Compression(model, mask_plan, masks).attach()
     try:
         return compute_quant_params(model, entries, calib)
     finally:
         masked.restore()
+
+
+def _as_it_was(model: Any) -> ContextManager:
+    """Resolve against the model without the transforms of a compression it carries (the
+    plan is then added to that compression)."""
+    earlier = attached_compression(model) if isinstance(model, torch.nn.Module) else None
+    return contextlib.nullcontext() if earlier is None else earlier.lifted()
 
 
 def _check_module(value: Any, role: str) -> None:

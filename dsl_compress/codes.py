@@ -417,8 +417,9 @@ CODES: dict[str, CodeInfo] = _table(
     (
         "X801",
         "already-compressed",
-        "The model already carries a compression.",
-        "finalize() or restore() it first.",
+        "A tensor already carries a mask (or quantizer) of the same kind, or a foreign "
+        "parametrization.",
+        "Leave it out of the second call, or restore() and give both settings to one apply.",
     ),
     (
         "X802",

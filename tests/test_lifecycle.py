@@ -67,18 +67,15 @@ def test_restore_gives_back_bit_identical_weights_and_no_hooks(conv_bn):
     assert all(a is b for a, b in zip(conv_bn.parameters(), params))
 
 
-def test_one_compression_at_a_time(two_linear):
+def test_one_mask_per_tensor_across_verbs(two_linear):
     compression = prune(two_linear, PRUNE)
+    masks = compression.masks()
     with pytest.raises(CompressionError) as info:
-        quantize(
-            two_linear,
-            [{"op_types": ["Linear"], "quant_dtype": "int8", "target_names": ["weight"]}],
-        )
-    assert set(info.value.codes) == {"X801"}
+        prune(two_linear, [{"op_names": ["fc1"], "sparse_ratio": 0.2}])
+    assert info.value.codes == ["X801", "X801"]  # fc1.weight and fc1.bias
+    assert torch.equal(compression.masks()["fc1"]["weight"], masks["fc1"]["weight"])
     compression.finalize()
-    quantize(
-        two_linear, [{"op_types": ["Linear"], "quant_dtype": "int8", "target_names": ["weight"]}]
-    )
+    prune(two_linear, [{"op_names": ["fc1"], "sparse_ratio": 0.2}])
 
 
 def test_a_closed_compression_refuses_further_use(two_linear):

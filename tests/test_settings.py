@@ -11,6 +11,7 @@ from dsl_compress.schema.config_list import setting_keys
 from dsl_compress.schema.registry import (
     DEFAULT_REGISTRY,
     Registry,
+    TRANSPOSED_WEIGHTS,
     builtin_templates,
     canonicalize,
     distill_template,
@@ -129,8 +130,9 @@ def test_distillation_rejects_parameter_targets():
     assert info.value.codes == ["R302"]
 
 
-def test_builtin_tables_match_nni():
-    assert set(PruningSetting.names()) == {
+def test_builtin_tables_match_nni_plus_transposed_layouts():
+    # NNI 3.0's table, plus the transposed-weight types (Conv1D) it does not ship.
+    assert set(PruningSetting.names()) - set(TRANSPOSED_WEIGHTS) == {
         "Linear",
         "Conv1d",
         "Conv2d",

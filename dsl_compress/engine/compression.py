@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import enum
-import weakref
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import torch
 from torch.nn.utils import parametrize
 
-from dsl_compress.diagnostics import emit_warnings, error, fail, raise_errors, warning
+from dsl_compress.diagnostics import Diagnostic, emit_warnings, error, fail, raise_errors, warning
 from dsl_compress.engine.distill import DistillTarget, distill_loss, install_capture
 from dsl_compress.engine.options import EngineOptions
 from dsl_compress.engine.quantize import QuantParams
@@ -18,14 +18,34 @@ from dsl_compress.engine.transforms import TargetTransform
 from dsl_compress.plan import Plan, Key
 from dsl_compress.vocab import TargetKind, Mode
 
-# Models currently carrying a compression. Both sides are weak: the Compression holds its
-# model, so a strong value would keep every compressed model alive forever.
-_ACTIVE: "weakref.WeakKeyDictionary[torch.nn.Module, weakref.ref]" = weakref.WeakKeyDictionary()
+# The attribute by which a model keeps the compression attached to it alive: a further verb
+# finds it there even when the caller dropped the object an earlier verb returned.
+_ATTACHED = "_dsl_compress_attached"
+
+
+class _Attached:
+    """Holds a model's attached compression. A copy or pickle of the model is not attached to
+    that compression, so it carries an empty holder; the model-compression cycle is collected
+    with the model."""
+
+    __slots__ = ("compression",)
+
+    def __init__(self, compression: "Compression | None" = None):
+        self.compression = compression
+
+    def __reduce__(self) -> tuple:
+        return (_Attached, ())
+
+
+def attached_compression(model: torch.nn.Module) -> "Compression | None":
+    """The compression attached to ``model`` and not yet finalized or restored, if any."""
+    holder = model.__dict__.get(_ATTACHED)
+    return None if holder is None else holder.compression
 
 
 def check_not_compressed(model: torch.nn.Module, keys: list[Key]) -> None:
     """A model (or one of its target tensors) may carry only one compression at a time."""
-    if model in _ACTIVE and _ACTIVE[model]() is not None:
+    if attached_compression(model) is not None:
         fail(
             "X801",
             "the model already carries a compression",
@@ -59,6 +79,11 @@ class Compression:
 
     Of ``options`` it reads ``fused`` and ``cache_weights``; the masks, quantization
     parameters and distillation targets come computed.
+
+    Verbs compose: a further verb on a model that carries a compression adds its plan to it
+    (:meth:`lifted`, :meth:`add`), so one compression holds every mask and quantizer and
+    finalize()/restore() act on all of them, exactly as one apply of both plans would. A
+    tensor takes at most one mask and one quantizer (:meth:`addition_errors`).
     """
 
     def __init__(
@@ -79,10 +104,18 @@ class Compression:
         self._parametrized: list[Key] = []
         self._handles: list[Any] = []
         self._orders: dict[str, tuple[list[str], list[str]]] = {}
+        # The options of the verb that quantized a tensor (fused, cache_weights), when a later
+        # verb added it; tensors not in here use ``options``.
+        self._quant_options: dict[Key, EngineOptions] = {}
         self._state = CompressionState.NEW
 
     def attach(self) -> "Compression":
         """Install every transform; on any failure the model is left exactly as it was."""
+        self._install()
+        self._state = CompressionState.ATTACHED
+        return self
+
+    def _install(self) -> None:
         check_not_compressed(self.model, self._keys(TargetKind.PARAMETER))
         try:
             self._install_transforms()
@@ -92,9 +125,79 @@ class Compression:
         except BaseException:
             self._remove(leave_parametrized=False)
             raise
-        _ACTIVE[self.model] = weakref.ref(self)
-        self._state = CompressionState.ATTACHED
-        return self
+        self.model.__dict__[_ATTACHED] = _Attached(self)
+
+    @property
+    def mask_table(self) -> Mapping[Key, torch.Tensor]:
+        """{(module, target): bool mask} of every tensor this compression masks (not copies)."""
+        return dict(self._masks)
+
+    def addition_errors(self, plan: Plan, distills: bool) -> list[Diagnostic]:
+        """X801 for each tensor of ``plan`` that this compression already masks (or quantizes)
+        and ``plan`` masks (or quantizes) again, and for a second distillation."""
+        found = []
+        for entry in plan.entries:
+            earlier = self.plan.find(entry.module, entry.target, entry.mode)
+            if earlier is not None and entry.mode is not Mode.DISTILL:
+                found.append(_second_transform(entry.module, entry.target, entry.mode, earlier))
+        if distills and self._distill is not None:
+            found.append(
+                error(
+                    "X801",
+                    "the model already distills, through the compression attached earlier",
+                    subject="distill",
+                    hint="one compression takes one teacher: give every distillation target "
+                    "in one call",
+                )
+            )
+        return found
+
+    @contextlib.contextmanager
+    def lifted(self) -> Iterator[None]:
+        """The model without this compression's transforms (its weights as they were) while a
+        further verb resolves and computes against it, as one apply of both plans would; the
+        transforms come back on exit with whatever :meth:`add` merged in. On any failure the
+        compression comes back as it was."""
+        self._require(CompressionState.ATTACHED)
+        before = self._contents()
+        self._remove(leave_parametrized=False)
+        try:
+            yield
+            self._install()
+        except BaseException:
+            self._set_contents(before)
+            self._install()
+            raise
+
+    def add(
+        self,
+        plan: Plan,
+        masks: Mapping[Key, torch.Tensor],
+        quant: Mapping[Key, QuantParams],
+        distill: tuple[torch.nn.Module, list[DistillTarget]] | None,
+        options: EngineOptions,
+    ) -> None:
+        """Merge what a further verb computed (inside :meth:`lifted`, after
+        :meth:`addition_errors` found nothing): installed when ``lifted`` exits."""
+        self.plan = Plan(self.plan.entries + plan.entries, self.plan.diagnostics + plan.diagnostics)
+        self._masks.update(masks)
+        self._quant.update(quant)
+        self._quant_options.update((key, options) for key in quant)
+        self._distill = distill if distill is not None else self._distill
+
+    def _contents(self) -> tuple:
+        return (
+            self.plan,
+            dict(self._masks),
+            dict(self._quant),
+            self._distill,
+            dict(self._quant_options),
+        )
+
+    def _set_contents(self, contents: tuple) -> None:
+        plan, masks, quant, distill, quant_options = contents
+        self.plan, self._masks, self._quant = plan, masks, quant
+        self._distill, self._quant_options = distill, quant_options
 
     def _keys(self, kind: TargetKind | None = None) -> list[Key]:
         keys = list(dict.fromkeys([*self._quant, *self._masks]))
@@ -115,15 +218,16 @@ class Compression:
     def _transform(self, key: Key) -> TargetTransform:
         entry = self.plan.find(*key, Mode.PRUNE)
         method = entry.get("apply_method", "mul") if entry is not None else "mul"
+        options = self._quant_options.get(key, self._options)
         # Only quantized parameters keep their result: a mask alone costs one multiply per
         # forward, less than keeping a float copy of the weight.
         cache = (
-            self._options.cache_weights
+            options.cache_weights
             and key in self._quant
             and TargetKind.of(key[1]) is TargetKind.PARAMETER
         )
         quant = self._quant.get(key)
-        return TargetTransform(self._masks.get(key), method, quant, self._options.fused, cache)
+        return TargetTransform(self._masks.get(key), method, quant, options.fused, cache)
 
     def masks(self) -> dict[str, dict[str, torch.Tensor]]:
         """{module: {target: bool mask}} (copies); parameter masks have the full tensor shape."""
@@ -203,7 +307,20 @@ class Compression:
         self._parametrized.clear()
         self._handles.clear()
         self._orders.clear()
-        _ACTIVE.pop(self.model, None)
+        self.model.__dict__.pop(_ATTACHED, None)
+
+
+def _second_transform(module: str, target: str, mode: Mode, earlier) -> Diagnostic:
+    what = "mask" if mode is Mode.PRUNE else "quantizer"
+    return error(
+        "X801",
+        f"'{module}.{target}' already has a {what} from the compression attached earlier "
+        f"(set at {earlier.origin})",
+        subject=f"module '{module}' target '{target}'",
+        hint=f"a tensor takes one mask and one quantizer: leave '{module}.{target}' out of "
+        "this call, or restore() the earlier compression and give both settings to one "
+        "dc.apply",
+    )
 
 
 def _reorder(module: torch.nn.Module, orders: tuple[list[str], list[str]]) -> None:

@@ -85,6 +85,41 @@ class ExcludeRule:
 
 
 @dataclass(frozen=True)
+class KnownTypes:
+    """The module types a selector may name: the registry's per kind and, when a model is
+    given, the model's own (``model_types``; None without a model)."""
+
+    registry: Registry
+    model_types: frozenset[str] | None = None
+
+    def known(self, name: str, mode: Mode) -> bool:
+        return name in self.registry[mode]
+
+    def problem(self, name: str, mode: Mode, span: Span) -> Diagnostic | None:
+        """None for a registered type; R301 for a type of the model without a template of
+        this kind (register it); E201 for a type neither registered nor in the model."""
+        if self.known(name, mode):
+            return None
+        register = f"register {mode.value} {name} {{ weight ... }}"
+        if self.model_types is not None and name in self.model_types:
+            message = (
+                f"module type '{name}' is in the model but has no {mode.value} settings template"
+            )
+            hint = f"register it in the rules, naming its targets and their settings: {register}"
+            return located("R301", message, span, hint)
+        pool = sorted({*self.registry[mode].names(), *(self.model_types or ())})
+        close = did_you_mean(name, pool)
+        if self.model_types is None:
+            # Without a model only registered types are known: say how the model's own come in.
+            how = "types of your own model are known only with --model (compile(model) in Python)"
+            how = how if close else f"{how}; or register it first: {register}"
+        else:
+            how = f"the model has no '{name}' module and no template is registered for it"
+        hint = f"{close} {how[0].upper()}{how[1:]}" if close else how[0].upper() + how[1:]
+        return located("E201", f"unknown module type '{name}'", span, hint)
+
+
+@dataclass(frozen=True)
 class CheckedRules:
     """Rules ready to resolve against a model, with the registry they resolve against."""
 
@@ -95,19 +130,25 @@ class CheckedRules:
     diagnostics: tuple[Diagnostic, ...]
 
 
-def check_rules(statements: Sequence[Statement], registry: Registry | None) -> CheckedRules:
+def check_rules(
+    statements: Sequence[Statement],
+    registry: Registry | None,
+    model_types: frozenset[str] | None = None,
+) -> CheckedRules:
     """Lets, registrations, selectors and values checked; raises CompressionError carrying
-    every error."""
+    every error. ``model_types``, the type names of the model when one is given, turn a type
+    word of the model without a template from "unknown" (E201) into "unregistered" (R301)."""
     diags: list[Diagnostic] = []
     lets = _lets(statements, diags)
     registries, registered = _registrations(statements, lets, registry, diags)
+    types = KnownTypes(registries, model_types)
     rules, excludes = [], []
     words = {mode: target_words(registries, mode) for mode in Mode}
     for i, stmt in enumerate(statements):
         if isinstance(stmt, (Compress, Align)):
-            rules.append(compile_rule(i, stmt, lets, registries, words, diags))
+            rules.append(compile_rule(i, stmt, lets, types, words, diags))
         elif isinstance(stmt, Exclude):
-            excludes.append(compile_exclude(stmt, registries, diags))
+            excludes.append(compile_exclude(stmt, types, diags))
     raise_errors(sorted(diags, key=source_order))
     return CheckedRules(
         [r for r in rules if r is not None],
@@ -173,7 +214,7 @@ def compile_rule(
     index: int,
     stmt: Compress | Align,
     lets: Mapping,
-    registry: Registry,
+    types: KnownTypes,
     words: Mapping[Mode, frozenset[str]],
     diags: list,
 ) -> Rule | None:
@@ -181,10 +222,10 @@ def compile_rule(
     mode = stmt.mode if isinstance(stmt, Compress) else Mode.PRUNE
     words = words[mode]
     selector = _selector(stmt.selector, words, True, stmt.span, diags)
-    excepts = [_module_selector(s, "except", registry, mode, diags) for s in stmt.excepts]
+    excepts = [_module_selector(s, "except", types, mode, diags) for s in stmt.excepts]
     allowed = ALIGN_STATEMENT_KEYS if isinstance(stmt, Align) else statement_keys(mode)
     values = _values(mode, stmt.settings, lets, allowed, diags)
-    _check_types(selector, registry, mode, stmt.selector, diags)
+    _check_types(selector, types, mode, stmt.selector, diags)
     if selector is None or any(e is None for e in excepts):
         return None
     fallback = _parameter_fallback(stmt.selector, selector)
@@ -192,15 +233,16 @@ def compile_rule(
     return Rule(index, mode, selector, values, excepts, stmt.span, partner, fallback)
 
 
-def compile_exclude(stmt: Exclude, registry: Registry, diags: list) -> ExcludeRule | None:
-    selector = _module_selector(stmt.selector, "exclude", registry, stmt.mode, diags)
+def compile_exclude(stmt: Exclude, types: KnownTypes, diags: list) -> ExcludeRule | None:
+    selector = _module_selector(stmt.selector, "exclude", types, stmt.mode, diags)
     return None if selector is None else ExcludeRule(selector, stmt.mode, stmt.span)
 
 
 def _module_selector(
-    selector: Selector, what: str, registry, mode, diags
+    selector: Selector, what: str, types: KnownTypes, mode, diags
 ) -> CompiledSelector | None:
-    """exclude/except selectors name modules: a trailing target is an error, types are checked."""
+    """exclude/except selectors name modules: a trailing target is an error, types are checked
+    (removing the modules of a type of the model needs no template)."""
     segments = selector.path.segments
     _, target = split_target(selector.path, frozenset(), True)
     if target is not None and len(segments) > 1:
@@ -209,10 +251,12 @@ def _module_selector(
         diags.append(located("E210", message, selector.span, f"write {what} {module}"))
         return None
     compiled = _selector(selector, frozenset(), False, selector.span, diags)
+    if compiled is None or compiled.type_name in (types.model_types or ()):
+        return compiled
     for kind in [mode] if mode is not None else [Mode.PRUNE, Mode.QUANTIZE]:
-        if compiled is not None and compiled.type_name in registry[kind]:
+        if types.known(compiled.type_name, kind):
             return compiled
-    _check_types(compiled, registry, mode or Mode.PRUNE, selector, diags)
+    _check_types(compiled, types, mode or Mode.PRUNE, selector, diags)
     return compiled
 
 
@@ -256,22 +300,13 @@ def _values(mode, settings: tuple[Setting, ...], lets, allowed, diags) -> dict[s
     return values
 
 
-def _check_types(compiled, registry: Registry, mode: Mode, selector: Selector, diags) -> None:
+def _check_types(compiled, types: KnownTypes, mode: Mode, selector: Selector, diags) -> None:
     """A CamelCase selector must name a type the registry knows for this kind of statement."""
     if compiled is None or compiled.type_name is None or mode is Mode.DISTILL:
         return
-    if compiled.type_name in registry[mode]:
-        return
-    name = compiled.type_name
-    hint = did_you_mean(name, registry[mode].names())
-    diags.append(
-        located(
-            "E201",
-            f"unknown module type '{name}'",
-            selector.path.segments[0].span,
-            hint or f"register it first: register {mode.value} {name} {{ weight ... }}",
-        )
-    )
+    found = types.problem(compiled.type_name, mode, selector.path.segments[0].span)
+    if found is not None:
+        diags.append(found)
 
 
 def _align_partner(stmt, selector: CompiledSelector, values, words, diags) -> AlignPartner | None:

@@ -10,6 +10,7 @@ from dsl_compress.plan import PlanEntry
 from dsl_compress.resolve.model_index import ModelIndex
 from dsl_compress.resolve.targets import check_input, check_parameter
 from dsl_compress.schema.granularity import BlockKernel, check_kind, parse_granularity
+from dsl_compress.schema.registry import layout_granularity
 from dsl_compress.vocab import Mode, TargetKind
 
 
@@ -65,7 +66,8 @@ class EntryChecks:
         value = setting["granularity"]
         if value == "default":
             value = _default_granularity(entry, metric)
-            setting["granularity"] = value
+        value = layout_granularity(entry.module_type, entry.target, value)
+        setting["granularity"] = value
         if not self._granularity_kept(value, entry.kind, entry.mode, metric, entry.subject):
             setting["granularity"] = None
 

@@ -17,7 +17,7 @@ from dsl_compress.plan import Plan
 from dsl_compress.resolve.check import CheckedRules, check_rules
 from dsl_compress.resolve.contributions import Contribution, SettingKey
 from dsl_compress.resolve.nni_export import mixed_metrics, static_config_list
-from dsl_compress.schema.registry import Registry
+from dsl_compress.schema.registry import Registry, type_name_of
 from dsl_compress.vocab import Mode
 
 
@@ -68,7 +68,7 @@ class RuleSet:
 
         ``trace`` keeps, with a model, which statements reached each tensor (what explain reads).
         """
-        checked = self.check(registry)
+        checked = self.check(registry, None if model is None else model_type_names(model))
         diags = list(checked.diagnostics)
         plan, model_free, contributions = None, None, None
         if model is not None:
@@ -85,9 +85,17 @@ class RuleSet:
         registered, registries = checked.registered, checked.registries
         return Compiled(registered, plan, tuple(diags), registries, model_free, contributions)
 
-    def check(self, registry: Registry | None = None) -> CheckedRules:
-        """The model-independent stage: lets, registrations, selectors and values checked."""
-        return check_rules(self.statements, registry)
+    def check(
+        self, registry: Registry | None = None, model_types: frozenset[str] | None = None
+    ) -> CheckedRules:
+        """The model-independent stage: lets, registrations, selectors and values checked
+        (``model_types``: the model's type names, when there is a model; see check_rules)."""
+        return check_rules(self.statements, registry, model_types)
+
+
+def model_type_names(model: torch.nn.Module) -> frozenset[str]:
+    """The class names of the model's modules, as the registry keys them."""
+    return frozenset(type_name_of(module) for module in model.modules())
 
 
 def parse(text: str, path: str | None = None) -> RuleSet:

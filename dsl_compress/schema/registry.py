@@ -32,9 +32,10 @@ def pruning_weight_template() -> dict[str, Any]:
     }
 
 
-def pruning_bias_template() -> dict[str, Any]:
+def pruning_bias_template(weight_out_dim: int = 0) -> dict[str, Any]:
+    """The bias follows the weight's mask along the weight's output dim."""
     return {
-        "align": {"module_name": None, "target_name": "weight", "dims": [0]},
+        "align": {"module_name": None, "target_name": "weight", "dims": [weight_out_dim]},
         "apply_method": "mul",
     }
 
@@ -66,6 +67,22 @@ _PRUNE_WITH_BIAS = _WEIGHTED + ("BatchNorm1d", "BatchNorm2d", "BatchNorm3d")
 _QUANT_WITH_WEIGHT = _WEIGHTED + ("BatchNorm1d", "BatchNorm2d")
 _QUANT_ACTIVATIONS = ("ReLU", "ReLU6", "Hardtanh", "MaxPool2d")
 
+# Types whose weight is stored [in, out], transposed relative to nn.Linear's [out, in]: the
+# `Conv1D` of Hugging Face transformers (GPT-2 and kin; `forward` is `x @ weight + bias`).
+# Matched by class name, as the registry is. NNI 3.0 ships no template for them.
+TRANSPOSED_WEIGHTS: dict[str, frozenset[str]] = {"Conv1D": frozenset({"weight"})}
+
+# What a channel granularity means on an [in, out] weight: NNI's names assume [out, in, ...].
+_TRANSPOSED_CHANNELS = {"out_channel": [-1, 1], "in_channel": [1, -1]}
+
+
+def layout_granularity(type_name: str, target: str, value: Any) -> Any:
+    """``value`` with 'out_channel'/'in_channel' written as the block list that means the same
+    channels on a transposed weight (Conv1D's out_channel is [-1, 1]); other values unchanged."""
+    if target in TRANSPOSED_WEIGHTS.get(type_name, ()) and isinstance(value, str):
+        return _TRANSPOSED_CHANNELS.get(value, value)
+    return value
+
 
 def builtin_templates(mode: Mode) -> dict[str, Template]:
     """Fresh copies of NNI 3.0's registry for one mode (distillation's is empty)."""
@@ -75,10 +92,13 @@ def builtin_templates(mode: Mode) -> dict[str, Template]:
             for name in _PRUNE_WITH_BIAS
         }
         table["Embedding"] = {"weight": pruning_weight_template()}
+        for name in TRANSPOSED_WEIGHTS:
+            table[name] = {"weight": pruning_weight_template(), "bias": pruning_bias_template(1)}
         return table
     if mode is Mode.QUANTIZE:
         full = ("_input_", "weight", "bias", "_output_")
-        table = {name: {t: quant_target_template() for t in full} for name in _QUANT_WITH_WEIGHT}
+        weighted = (*_QUANT_WITH_WEIGHT, *TRANSPOSED_WEIGHTS)
+        table = {name: {t: quant_target_template() for t in full} for name in weighted}
         for name in _QUANT_ACTIVATIONS:
             table[name] = {t: quant_target_template() for t in ("_input_", "_output_")}
         return table

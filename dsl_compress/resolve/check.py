@@ -41,7 +41,7 @@ from dsl_compress.schema.key_sets import ALIGN_STATEMENT_KEYS, NUMERIC_KEYS, sta
 
 
 @dataclass(frozen=True)
-class Value:
+class SettingValue:
     """One evaluated setting value and the span that wrote it."""
 
     value: Any
@@ -64,7 +64,7 @@ class Rule:
     index: int
     mode: Mode
     selector: CompiledSelector
-    values: dict[str, Value]
+    values: dict[str, SettingValue]
     excepts: list[CompiledSelector]
     span: Span
     partner: AlignPartner | None = None
@@ -278,8 +278,8 @@ def _selector(selector: Selector, words, takes_target, span, diags) -> CompiledS
     return compiled
 
 
-def _values(mode, settings: tuple[Setting, ...], lets, allowed, diags) -> dict[str, Value]:
-    values: dict[str, Value] = {}
+def _values(mode, settings: tuple[Setting, ...], lets, allowed, diags) -> dict[str, SettingValue]:
+    values: dict[str, SettingValue] = {}
     for setting in settings:
         before = len(diags)
         value = evaluate(setting.value, lets, setting.key in NUMERIC_KEYS, diags)
@@ -287,7 +287,7 @@ def _values(mode, settings: tuple[Setting, ...], lets, allowed, diags) -> dict[s
             diags.extend(check_setting(mode, setting.key, value, setting, allowed))
         if setting.key in values:
             diags.append(located("E202", f"'{setting.key}' is set twice", setting.span))
-        values[setting.key] = Value(value, setting.span)
+        values[setting.key] = SettingValue(value, setting.span)
     if "sparse_ratio" in values and "sparse_threshold" in values:
         diags.append(
             located(

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from dsl_compress.vocab import Mode
-from dsl_compress.resolve.check import Rule, Value
+from dsl_compress.resolve.check import Rule, SettingValue
 
 SettingKey = tuple[Mode, str, str]
 HasTarget = Callable[[str, str], bool]
@@ -19,7 +19,7 @@ class Contribution:
     partner): shared by every tensor it reaches, compared by identity."""
 
     rule: Rule
-    values: dict[str, Value]
+    values: dict[str, SettingValue]
     explicit: bool
 
     @property
@@ -74,7 +74,7 @@ class ContributionTable:
         self._shared: dict[tuple, Contribution] = {}
         self._seq = 0
 
-    def contribution(self, rule: Rule, values: dict[str, Value], explicit: bool, *tag: str):
+    def contribution(self, rule: Rule, values: dict[str, SettingValue], explicit: bool, *tag: str):
         """The one Contribution of ``rule`` (and ``tag``, the align partner), made on first use."""
         key = (rule.index, *tag)
         if key not in self._shared:

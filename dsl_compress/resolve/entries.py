@@ -45,7 +45,7 @@ class EntryChecks:
             self._resolve_granularity(setting, entry, metric)
         except CompressionError as exc:
             diags.extend(exc.diagnostics)
-        _check_align(self.index, setting, entry.subject, diags)
+        _check_align_module_exists(self.index, setting, entry.subject, diags)
         _check_apply_method(setting, entry, diags)
         if entry.mode is Mode.DISTILL and isinstance(setting.get("lambda"), int):
             setting["lambda"] = float(setting["lambda"])
@@ -98,7 +98,10 @@ def _default_granularity(entry: PlanEntry, metric: str | None) -> str | None:
     return "out_channel" if entry.kind is TargetKind.PARAMETER else "per_channel"
 
 
-def _check_align(index: ModelIndex, setting: Mapping, subject: str, diags: list) -> None:
+def _check_align_module_exists(
+    index: ModelIndex, setting: Mapping, subject: str, diags: list
+) -> None:
+    """P503 when an align names a module the model does not have."""
     align = setting.get("align")
     if align is None or not isinstance(align, Mapping) or align.get("module_name") is None:
         return

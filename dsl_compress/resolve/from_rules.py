@@ -24,7 +24,7 @@ from dsl_compress.resolve.model_index import ModelIndex
 from dsl_compress.resolve.settle import settle
 from dsl_compress.resolve.selectors import Match, expand_targets, render_partner
 from dsl_compress.schema.registry import Registry
-from dsl_compress.resolve.check import CheckedRules, ExcludeRule, Rule, Value
+from dsl_compress.resolve.check import CheckedRules, ExcludeRule, Rule, SettingValue
 from dsl_compress.resolve.findings import (
     align_cycles,
     all_excluded,
@@ -188,9 +188,9 @@ class _Resolver:
             if partner is None or partner not in index.modules:
                 diags.append(missing_partner(index, rule, match.module, partner))
                 return 0
-            dims = values.pop("dims", Value([0], rule.span)).value
+            dims = values.pop("dims", SettingValue([0], rule.span)).value
             align = {"module_name": partner, "target_name": rule.partner.targets[0], "dims": dims}
-            values["align"] = Value(align, rule.span)
+            values["align"] = SettingValue(align, rule.span)
             tag = (partner,)
         targets = rule.selector.targets
         explicit = targets is not None

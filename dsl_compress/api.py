@@ -13,6 +13,7 @@ from dsl_compress.engine.compression import Compression, check_not_compressed
 from dsl_compress.vocab import DEFAULT_METRIC, Mode, TargetKind, check_metric
 from dsl_compress.plan import Plan, locate_in_rules
 from dsl_compress.engine.options import EngineOptions, LossFn, Progress
+from dsl_compress.engine.plan_checks import plan_errors
 from dsl_compress.engine.prune import compute_masks
 from dsl_compress.engine.quantize import compute_quant_params
 from dsl_compress.resolve.from_config import build_plan
@@ -141,6 +142,7 @@ def _execute(model: torch.nn.Module, plan: Plan, options: EngineOptions) -> Comp
     keys = [e.key for e in plan.entries if e.kind is TargetKind.PARAMETER]
     check_not_compressed(model, keys)
     raise_errors(shared_tensor_errors(model, keys))
+    raise_errors(plan_errors(model, plan))  # every stage's errors at once, as lint reports them
     masks = compute_masks(
         model,
         plan.of_mode(Mode.PRUNE),

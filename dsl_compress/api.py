@@ -18,6 +18,7 @@ from dsl_compress.engine.compression import (
 from dsl_compress.vocab import DEFAULT_METRIC, Mode, TargetKind, check_metric
 from dsl_compress.plan import Plan, locate_in_rules
 from dsl_compress.engine.options import EngineOptions, LossFn, Progress
+from dsl_compress.engine.plan_checks import plan_errors
 from dsl_compress.engine.prune import compute_masks
 from dsl_compress.engine.quantize import compute_quant_params
 from dsl_compress.resolve.from_config import build_plan
@@ -173,6 +174,7 @@ def _computed(model, plan: Plan, options: EngineOptions, earlier: Compression | 
     check_not_compressed(model, keys)
     before = [] if earlier is None else [e.key for e in earlier.plan.entries]
     raise_errors(shared_tensor_errors(model, [*before, *keys]))
+    raise_errors(plan_errors(model, plan))  # every stage's errors at once, as lint reports them
     masks = compute_masks(
         model,
         plan.of_mode(Mode.PRUNE),

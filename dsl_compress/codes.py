@@ -12,10 +12,12 @@ class CodeInfo:
     name: str
     summary: str
     fix: str
+    # The engine code a lint code foretells: lint reports it exactly when apply() fails with it.
+    predicts: str | None = None
 
 
-def _table(*rows: tuple[str, str, str, str]) -> dict[str, CodeInfo]:
-    return {code: CodeInfo(name, summary, fix) for code, name, summary, fix in rows}
+def _table(*rows: tuple[str, ...]) -> dict[str, CodeInfo]:
+    return {code: CodeInfo(*info) for code, *info in rows}
 
 
 CODES: dict[str, CodeInfo] = _table(
@@ -81,6 +83,7 @@ CODES: dict[str, CodeInfo] = _table(
         "align-cycle",
         "align statements that point at each other in a cycle.",
         "Give one member a ratio instead.",
+        "P504",
     ),
     (
         "E209",
@@ -136,14 +139,47 @@ CODES: dict[str, CodeInfo] = _table(
     (
         "E213",
         "align-size-mismatch",
-        "An align partner whose sizes on the aligned dims do not fit the target (P509).",
+        "An align partner whose sizes on the aligned dims do not fit the target.",
         "Align to a tensor of the same size on those dims, or fix dims.",
+        "P509",
     ),
     (
         "E214",
         "align-partner-unmasked",
-        "An align partner that gets no mask: no ratio, threshold, group or align (P503).",
+        "An align partner that gets no mask: no ratio, threshold, group or align.",
         "Give the partner a sparse_ratio, or align to a tensor that is pruned.",
+        "P503",
+    ),
+    (
+        "E215",
+        "granularity-does-not-fit",
+        "A granularity whose blocks do not divide the tensor's shape, or that has more entries "
+        "than the tensor has dims.",
+        "Pick block sizes that divide every dim, -1 for a whole dim, or exclude the tensor.",
+        "P501",
+    ),
+    (
+        "E216",
+        "global-group-mismatch",
+        "Members of a global group with different sparse ratios, or a member without one.",
+        "Give every member of the group the same sparse_ratio.",
+        "P505",
+    ),
+    (
+        "E217",
+        "dependency-group-mismatch",
+        "Members of a dependency group that differ in ratio or block grid, or an "
+        "internal_metric_block that does not divide the group's blocks.",
+        "Use one sparse_ratio and the same granularity on tensors of the same shape.",
+        "P506",
+    ),
+    (
+        "E218",
+        "masked-activation",
+        "A sparse_ratio, threshold or group on an input or output; activations get masks "
+        "only through align.",
+        "Align the activation to a parameter's mask instead.",
+        "P508",
     ),
     # config_list validation
     (
@@ -458,3 +494,8 @@ LANGUAGE_CODE_OF: dict[str, str] = {
     "C112": "E203",
 }
 """The language's code for each config_list (schema) code."""
+
+LINT_CODE_OF: dict[str, str] = {
+    info.predicts: code for code, info in CODES.items() if info.predicts is not None
+}
+"""The lint code that foretells each engine code it can (see CodeInfo.predicts)."""

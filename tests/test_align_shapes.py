@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import math
 import subprocess
 import sys
 
+import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dsl_compress.diagnostics import CompressionError
-from dsl_compress.engine.align import place_on_target, reduce_source
-from dsl_compress.engine.align_shapes import AlignMisfit, align_misfit, broadcasts
+from dsl_compress.engine.align import apply_align
+from dsl_compress.engine.align_shapes import align_misfit, broadcasts
+from dsl_compress.engine.mask_checks import mask_problems, mask_shapes
 from dsl_compress.engine.mask_request import MaskRequest
 from dsl_compress.vocab import TargetKind
 
@@ -24,8 +26,9 @@ GRANULARITIES = st.sampled_from(
 )
 
 
-def test_align_shapes_does_not_load_torch() -> None:
-    probe = "import sys, dsl_compress.engine.align_shapes; print('torch' in sys.modules)"
+@pytest.mark.parametrize("module", ["align_shapes", "mask_checks"])
+def test_shape_checks_do_not_load_torch(module: str) -> None:
+    probe = f"import sys, dsl_compress.engine.{module}; print('torch' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "False"
 
@@ -40,22 +43,35 @@ def test_broadcasts_is_torchs_rule(shape: tuple[int, ...], target: tuple[int, ..
     assert broadcasts(shape, target) is expected
 
 
-@PROPERTY
-@given(NONEMPTY_SHAPES, NONEMPTY_SHAPES, st.lists(st.integers(-4, 3), max_size=3), GRANULARITIES)
-def test_misfit_is_where_the_engine_fails_with_p509(source_shape, target_shape, dims, granularity):
-    request = MaskRequest(
-        "m", "t", TargetKind.PARAMETER, {"granularity": granularity}, target_shape
+@st.composite
+def source_masks(draw) -> tuple[tuple[int, ...], torch.Tensor]:
+    """A source shape and a mask for it, with some dims collapsed to 1 as a granularity does."""
+    shape = draw(NONEMPTY_SHAPES)
+    collapsed = [1 if draw(st.booleans()) else size for size in shape]
+    values = draw(
+        st.lists(st.booleans(), min_size=math.prod(collapsed), max_size=math.prod(collapsed))
     )
-    try:
-        blocks = request.kernel.block_shape(target_shape) if request.kernel else None
-    except CompressionError:
-        return  # a granularity that does not fit the target: P501, before any align arithmetic
-    source = torch.ones(source_shape, dtype=torch.bool)
-    try:
-        place_on_target(reduce_source(source, dims, request), request, "p.w")
-        engine = None
-    except CompressionError as exc:
-        assert [d.code for d in exc.diagnostics] == ["P509"]
-        engine = "range" if "out of range" in str(exc) else "shape"
-    expected = {None: None, "range": AlignMisfit.DIMS_OUT_OF_RANGE, "shape": AlignMisfit.SHAPE}
-    assert align_misfit(source_shape, dims, target_shape, blocks) is expected[engine]
+    return shape, torch.tensor(values, dtype=torch.bool).reshape(collapsed)
+
+
+@PROPERTY
+@given(source_masks(), NONEMPTY_SHAPES, st.lists(st.integers(-4, 3), max_size=3), GRANULARITIES)
+def test_p509_depends_on_shapes_and_a_fitting_align_always_places(
+    source, target_shape, dims, granularity
+):
+    source_shape, mask = source
+    weight = MaskRequest("p", "w", TargetKind.PARAMETER, {"sparse_ratio": 0.5}, source_shape, mask)
+    align = {"module_name": "p", "target_name": "w", "dims": dims}
+    setting = {"align": align, "granularity": granularity}
+    target = MaskRequest("m", "t", TargetKind.PARAMETER, setting, target_shape)
+    codes = [p.diagnostic.code for p in mask_problems([weight, target])]
+    if "P501" in codes:
+        return  # a granularity that does not fit the target: no align arithmetic
+    blocks = target.kernel.block_shape(target_shape) if target.kernel else None
+    misfit = align_misfit(source_shape, dims, target_shape, blocks)
+    assert codes == ([] if misfit is None else ["P509"])
+    if misfit is None:
+        raw = {weight.key: mask}
+        apply_align([target], raw, mask_shapes({weight.key: weight, target.key: target}))
+        placed = raw[target.key]
+        assert tuple(torch.broadcast_shapes(placed.shape, target_shape)) == target_shape

@@ -324,7 +324,7 @@ def test_align_cycle_is_p504() -> None:
 def test_align_to_a_maskless_source_is_p503() -> None:
     error = raises([weight("fc1", FC1), aligned("fc1", "bias", (4,))])
     assert error.codes == ["P503"]
-    assert "fc1.bias aligns to fc1.weight" in str(error)
+    assert "fc1.bias is aligned to fc1.weight, which gets no mask" in str(error)
 
 
 def test_output_without_granularity_keeps_broadcast_shape() -> None:
@@ -433,3 +433,31 @@ def test_level_on_a_long_tensor_prunes_what_topk_prunes() -> None:
     pruned = metric.topk(int(metric.numel() * 0.3), largest=False).indices
     expected = torch.ones_like(metric, dtype=torch.bool).scatter(0, pruned, False)
     assert torch.equal(masks[("fc", "weight")], expected.reshape(tensor.shape))
+
+
+def test_align_misfit_is_p509_even_when_the_reduced_mask_is_one_value() -> None:
+    # out_channel keeps dim 1 whole, so the raw mask is [4, 1] and reduced over dim 0 it is a
+    # single value; the weight's dim 1 still has 2 entries where the bias has 4 blocks.
+    source = torch.arange(8.0).reshape(4, 2)
+    error = raises(
+        [
+            weight("fc", source, sparse_ratio=0.5),
+            aligned("fc", "bias", (4,), dims=[1], granularity="out_channel"),
+        ]
+    )
+    assert error.codes == ["P509"]
+    assert "fc.bias (shape [4], granularity blocks [4])" in str(error)
+    assert "of size [2] there" in str(error)
+
+
+def test_every_settings_error_of_the_mask_stage_comes_at_once() -> None:
+    error = raises(
+        [
+            weight("fc1", FC1, sparse_ratio=0.5, global_group_id="g"),
+            weight("fc2", FC2, sparse_ratio=0.25, global_group_id="g"),
+            aligned("fc3", "bias", (4,)),
+            aligned("fc4", "bias", (4,)),
+            MaskRequest("fc1", "_output_0", TargetKind.OUTPUT, {"sparse_ratio": 0.5}, (2, 4)),
+        ]
+    )
+    assert sorted(error.codes) == ["P503", "P503", "P505", "P508"]

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
-
-import torch
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from dsl_compress.diagnostics import fail
 from dsl_compress.plan import Key
 from dsl_compress.schema.granularity import BlockKernel, parse_granularity
 from dsl_compress.vocab import TargetKind
 
-Masks = dict[Key, torch.Tensor]
+if TYPE_CHECKING:
+    import torch
+
+# Torch-free, so that the checks of settings and shapes (mask_checks) run without torch.
+Masks = dict[Key, "torch.Tensor"]
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,24 @@ class MaskRequest:
 
     def get(self, key: str) -> Any:
         return self.setting.get(key)
+
+    @property
+    def stage(self) -> str | None:
+        """The one of the dependency, global, ratio, align stages the target falls into, if any."""
+        if self.get("dependency_group_id") is not None:
+            return "dependency"
+        if self.get("global_group_id") is not None:
+            return "global"
+        if self.get("sparse_ratio") is not None:
+            return "ratio"
+        if self.get("align") is not None:
+            return "align"
+        return None
+
+    @property
+    def makes_mask(self) -> bool:
+        """Whether a stage before align computes a mask for the target from its own metric."""
+        return self.get("sparse_threshold") is not None or self.stage not in (None, "align")
 
     @property
     def kernel(self) -> BlockKernel | None:

@@ -4,14 +4,21 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Iterable, Mapping, Sequence
 
 import torch
 
+from dsl_compress.diagnostics import fail, raise_errors
 from dsl_compress.engine.align import apply_align
+from dsl_compress.engine.mask_checks import (
+    diagnostics,
+    group_ratio,
+    groups,
+    internal_blocks,
+    mask_problems,
+    mask_shapes,
+)
 from dsl_compress.engine.mask_request import MaskRequest, Masks
-from dsl_compress.diagnostics import fail
-from dsl_compress.schema.key_sets import MASK_KEYS
 from dsl_compress.vocab import TargetKind
 from dsl_compress.engine.metrics import kth_smallest
 from dsl_compress.plan import Key
@@ -20,17 +27,19 @@ from dsl_compress.plan import Key
 def generate_masks(requests: Sequence[MaskRequest]) -> Masks:
     """Bool masks (True = kept) for every target some stage produces.
 
-    Stages run in NNI's order and AND their results: threshold, dependency, global, ratio,
-    then align. Parameter masks have the tensor's full shape; input/output masks keep the
-    broadcastable shape NNI stores for them.
+    Every error the settings and shapes give is raised first, all in one CompressionError
+    (:func:`mask_problems`). Stages then run in NNI's order and AND their results: threshold,
+    dependency, global, ratio, then align. Parameter masks have the tensor's full shape;
+    input/output masks keep the broadcastable shape NNI stores for them.
     """
     by_key = _index(requests)
+    raise_errors(diagnostics(mask_problems(list(by_key.values()))))
     raw: Masks = {}
     for stage in (_threshold_stage, _dependency_stage, _global_stage, _ratio_stage):
         for key, keep in stage(list(by_key.values())).items():
             _merge(raw, key, _expand_blocks(by_key[key], keep))
-    aligned = [r for r in by_key.values() if _stage_of(r) == "align"]
-    apply_align(aligned, raw)
+    aligned = [r for r in by_key.values() if r.stage == "align"]
+    apply_align(aligned, raw, mask_shapes(by_key))
     return _finish_all(by_key, raw)
 
 
@@ -39,42 +48,14 @@ def _index(requests: Iterable[MaskRequest]) -> dict[Key, MaskRequest]:
     for request in requests:
         if request.key in by_key:
             fail("X803", f"{request.name} was requested twice", subject=request.name)
-        _check_request(request)
+        if request.kind is TargetKind.PARAMETER and request.shape is None:
+            fail("X803", f"parameter target {request.name} has no shape", subject=request.name)
         by_key[request.key] = request
     return by_key
 
 
-def _check_request(request: MaskRequest) -> None:
-    if request.kind is not TargetKind.PARAMETER:
-        active = [k for k in MASK_KEYS if request.get(k) is not None]
-        if active:
-            fail(
-                "P508",
-                f"{request.name} is an {request.kind.value} target and cannot take "
-                f"{', '.join(active)}; activations get masks only through align",
-                subject=request.name,
-                hint="align it to a parameter's mask, e.g. align: {target_name: 'weight', dims: [0]}",
-            )
-    elif request.shape is None:
-        fail("X803", f"parameter target {request.name} has no shape", subject=request.name)
-
-
-def _stage_of(request: MaskRequest) -> str | None:
-    """The one of the dependency, global, ratio, align stages a target falls into, if any."""
-    if request.get("dependency_group_id") is not None:
-        return "dependency"
-    if request.get("global_group_id") is not None:
-        return "global"
-    if request.get("sparse_ratio") is not None:
-        return "ratio"
-    if request.get("align") is not None:
-        return "align"
-    return None
-
-
-def _metric(request: MaskRequest, code: str, why: str) -> torch.Tensor:
-    if request.metric is None:
-        fail(code, f"{request.name} has no metric: {why}", subject=request.name)
+def _metric(request: MaskRequest) -> torch.Tensor:
+    """The target's metric; the checks have made sure it has one."""
     metric = request.metric() if callable(request.metric) else request.metric
     kernel = request.kernel
     expected = kernel.block_shape(request.shape, request.name) if kernel else request.shape
@@ -136,7 +117,7 @@ def _threshold_stage(requests: Sequence[MaskRequest]) -> Masks:
         threshold = request.get("sparse_threshold")
         if threshold is None:
             continue
-        metric = _metric(request, "P507", "a sparse_threshold needs one")
+        metric = _metric(request)
         keep = metric >= threshold
         # NNI measures the realised ratio in float32 over metric entries.
         realised = 1.0 - keep.to(torch.float32).sum() / keep.numel()
@@ -152,95 +133,40 @@ def _threshold_stage(requests: Sequence[MaskRequest]) -> Masks:
 def _ratio_stage(requests: Sequence[MaskRequest]) -> Masks:
     masks: Masks = {}
     for request in requests:
-        if _stage_of(request) != "ratio":
+        if request.stage != "ratio":
             continue
-        metric = _metric(request, "P507", "a sparse_ratio needs one")
+        metric = _metric(request)
         low, high = _bounds(request)
         ratio = min(high, max(low, request.get("sparse_ratio")))
         masks[request.key] = ratio_keep(metric, ratio)
     return masks
 
 
-def _groups(requests: Sequence[MaskRequest], stage: str, key: str) -> list[list[MaskRequest]]:
-    groups: dict[Any, list[MaskRequest]] = {}
-    for request in requests:
-        if _stage_of(request) == stage:
-            groups.setdefault(request.get(key), []).append(request)
-    return list(groups.values())
-
-
-def _group_ratio(group: Sequence[MaskRequest], code: str, kind: str) -> float:
-    ratios = {r.name: r.get("sparse_ratio") for r in group if r.get("sparse_ratio") is not None}
-    members = ", ".join(r.name for r in group)
-    if not ratios:
-        fail(code, f"no member of the {kind} group [{members}] has a sparse_ratio", subject=members)
-    if len(set(ratios.values())) > 1:
-        listed = ", ".join(f"{name}={ratio}" for name, ratio in ratios.items())
-        fail(
-            code,
-            f"members of the {kind} group [{members}] have different sparse ratios: {listed}",
-            subject=members,
-            hint="give every member of the group the same sparse_ratio",
-        )
-    return next(iter(ratios.values()))
-
-
 def _dependency_stage(requests: Sequence[MaskRequest]) -> Masks:
     """One mask per group, from the mean member metric, pruned per internal block."""
     masks: Masks = {}
-    for group in _groups(requests, "dependency", "dependency_group_id"):
-        ratio = _group_ratio(group, "P506", "dependency")
-        metrics = [_metric(r, "P506", "a dependency member needs a sparse_ratio") for r in group]
-        _check_same_shapes(group, metrics)
+    for group in groups(requests, "dependency", "dependency_group_id"):
+        metrics = [_metric(r) for r in group]
         fused = metrics[0].clone()
         for metric in metrics[1:]:
             fused += metric.to(fused.device)
         fused = fused / len(metrics)
-        blocks = _internal_blocks(group, fused.numel())
-        keep = ratio_keep(fused, ratio, (blocks, -1))
+        keep = ratio_keep(fused, group_ratio(group), (internal_blocks(group), -1))
         masks.update({r.key: keep.clone() for r in group})
     return masks
 
 
-def _check_same_shapes(group: Sequence[MaskRequest], metrics: Sequence[torch.Tensor]) -> None:
-    shapes = {r.name: list(m.shape) for r, m in zip(group, metrics)}
-    if len({tuple(s) for s in shapes.values()}) > 1:
-        listed = ", ".join(f"{name} {shape}" for name, shape in shapes.items())
-        fail(
-            "P506",
-            f"members of a dependency group have different metric shapes: {listed}",
-            subject=", ".join(shapes),
-            hint="use the same granularity on tensors with the same rank and channel count",
-        )
-
-
-def _internal_blocks(group: Sequence[MaskRequest], numel: int) -> int:
-    blocks = [r.get("internal_metric_block") or 1 for r in group]
-    members = ", ".join(r.name for r in group)
-    if not all(isinstance(b, int) and not isinstance(b, bool) and b > 0 for b in blocks):
-        fail("P506", f"internal_metric_block must be a positive int [{members}]", subject=members)
-    number = math.lcm(1, *blocks)
-    if numel % number:
-        fail(
-            "P506",
-            f"internal_metric_block {number} does not divide the {numel} metric entries "
-            f"of the dependency group [{members}]",
-            subject=members,
-        )
-    return number
-
-
 def _global_stage(requests: Sequence[MaskRequest]) -> Masks:
     masks: Masks = {}
-    for group in _groups(requests, "global", "global_group_id"):
+    for group in groups(requests, "global", "global_group_id"):
         masks.update(_global_group(group))
     return masks
 
 
 def _global_group(group: Sequence[MaskRequest]) -> Masks:
     """Rank all members together: prune ``floor(total * ratio)`` elements, bounded by min/max."""
-    ratio = _group_ratio(group, "P505", "global")
-    metrics = [_metric(r, "P505", "a global group member needs a sparse_ratio") for r in group]
+    ratio = group_ratio(group)
+    metrics = [_metric(r) for r in group]
     sizes = [math.prod(r.shape) for r in group]
     total = sum(sizes)
     low = sum(int(n * _bounds(r)[0]) for n, r in zip(sizes, group))

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import torch
 
-from dsl_compress.diagnostics import fail
+from dsl_compress.diagnostics import CompressionError, Diagnostic, fail, raise_errors
 from dsl_compress.engine.calibration import run_batches, run_with_taps
+from dsl_compress.engine.mask_checks import diagnostics, mask_problems
 from dsl_compress.engine.mask_request import MaskRequest
 from dsl_compress.engine.masks import generate_masks
 from dsl_compress.engine.metrics import compute_metric
@@ -32,15 +33,42 @@ def compute_masks(
     seed: int = 0,
     progress: Progress | None = None,
 ) -> dict[Key, torch.Tensor]:
-    """Bool masks (True = kept) for every pruning entry; raises before anything is modified."""
+    """Bool masks (True = kept) for every pruning entry; raises before anything is modified.
+
+    Every error the settings and shapes give (unknown metrics, and the mask stage's checks)
+    is raised at once, before the taylor metric's calibration runs.
+    """
     modules = dict(model.named_modules())
-    for entry in entries:
-        check_metric(entry.metric or DEFAULT_METRIC)
-    scores = _taylor_scores(model, modules, entries, calib, loss_fn)
     shapes = _activation_shapes(model, modules, entries, calib)
+    requests = mask_requests(model, entries, shapes)
+    raise_errors([*_metric_errors(entries), *diagnostics(mask_problems(requests))])
+    scores = _taylor_scores(model, modules, entries, calib, loss_fn)
     generator = torch.Generator().manual_seed(seed)
-    requests = [_request(modules, e, scores, shapes, generator) for e in entries]
+    requests = mask_requests(model, entries, shapes, scores, generator)
     return generate_masks(_counted(requests, progress) if progress else requests)
+
+
+def mask_requests(
+    model: torch.nn.Module,
+    entries: Sequence[PlanEntry],
+    activation_shapes: Mapping[Key, tuple[int, ...]],
+    scores: Mapping[Key, torch.Tensor] | None = None,
+    generator: torch.Generator | None = None,
+) -> list[MaskRequest]:
+    """What the mask stage knows of each entry; metrics are computed only when used, so lint
+    builds the same requests to run the same checks (:func:`mask_problems`)."""
+    modules = dict(model.named_modules())
+    return [_request(modules, e, scores or {}, activation_shapes, generator) for e in entries]
+
+
+def _metric_errors(entries: Sequence[PlanEntry]) -> list[Diagnostic]:
+    found: list[Diagnostic] = []
+    for entry in entries:
+        try:
+            check_metric(entry.metric or DEFAULT_METRIC)
+        except CompressionError as exc:
+            found.extend(exc.diagnostics)
+    return found
 
 
 def _counted(requests: list[MaskRequest], progress: Progress) -> list[MaskRequest]:

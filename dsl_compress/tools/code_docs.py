@@ -63,6 +63,17 @@ EXAMPLES: dict[str, tuple[str | None, str]] = {
         "align bn1.weight with conv2.weight dims=[0]",
     ),
     "E214": ("cnn", "align bn1.weight with conv1.weight dims=[0]"),
+    "E215": ("cnn", "prune conv2.weight sparse_ratio=0.5 granularity=[5]"),
+    "E216": (
+        "cnn",
+        "prune conv1.weight sparse_ratio=0.5 group=g\nprune conv2.weight sparse_ratio=0.25 group=g",
+    ),
+    "E217": (
+        "cnn",
+        "prune conv2.weight sparse_ratio=0.5 dependency_group_id=1\n"
+        "prune conv3.weight sparse_ratio=0.25 dependency_group_id=1",
+    ),
+    "E218": ("cnn", "prune fc._output_ sparse_ratio=0.5"),
     "R301": ("transformer", "prune attn sparse_ratio=0.5"),
 }
 

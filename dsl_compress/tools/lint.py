@@ -16,13 +16,11 @@ from dsl_compress.diagnostics import (
     fail,
     span_of_origin,
 )
-from dsl_compress.engine.align_shapes import align_misfit, dims_in_range
+from dsl_compress.codes import LINT_CODE_OF
 from dsl_compress.vocab import Mode
 from dsl_compress.plan import Plan, PlanEntry, Key
 from dsl_compress.resolve.ruleset import RuleSet, load
 from dsl_compress.resolve.model_index import ModelIndex
-from dsl_compress.schema.granularity import parse_granularity
-from dsl_compress.schema.key_sets import MASK_KEYS
 
 if TYPE_CHECKING:
     import torch
@@ -82,18 +80,35 @@ def lint_file(path: str, model: torch.nn.Module | None = None) -> list[Diagnosti
 def check_plan(
     plan: Plan, model: torch.nn.Module, spans: Mapping[str, Span] | None = None
 ) -> list[Diagnostic]:
-    """W305 ratios that prune no block, E213/E214 align partners that cannot give a mask.
+    """W305 ratios that prune no block, and every error apply() would meet in the engine's
+    checks of settings and shapes, which lint runs itself (see :func:`foretold`).
 
     Each is reported at the statement or setting that set the value: ``spans`` maps a plan
     origin ('file:line:col') to that construct's whole span (see :func:`statement_spans`).
     """
     shapes = _parameter_shapes(model)
-    pruning = {e.key: e for e in plan.of_mode(Mode.PRUNE)}
-    found: list[Diagnostic] = []
-    for entry in pruning.values():
-        found.extend(_zero_blocks(entry, shapes.get(entry.key)))
-        found.extend(_align_partner(entry, pruning, shapes))
+    found = [d for e in plan.of_mode(Mode.PRUNE) for d in _zero_blocks(e, shapes.get(e.key))]
+    found.extend(foretold(plan, model))
     return [_widened(diag, spans or {}) for diag in found]
+
+
+def foretold(plan: Plan, model: torch.nn.Module) -> list[Diagnostic]:
+    """The errors apply() fails with, from the engine's own checks of settings and shapes
+    (:func:`plan_problems`), each under the lint code that foretells its engine code
+    (``CodeInfo.predicts``); lint runs no forward pass, so input/output shapes are unknown.
+    """
+    from dsl_compress.engine.plan_checks import plan_problems  # torch loads with a model
+
+    return [_foretold(entry, p.setting, p.diagnostic) for entry, p in plan_problems(model, plan)]
+
+
+def _foretold(entry: PlanEntry, key: str, engine: Diagnostic) -> Diagnostic:
+    code = LINT_CODE_OF.get(engine.code, engine.code)
+    by = f" (the {entry.module_type} template's {key})" if _templated(entry, key) else ""
+    name = f"{entry.module}.{entry.target}"
+    message = engine.message if name in engine.message else f"{name}: {engine.message}"
+    hint = "; ".join(h for h in (engine.hint, f"apply() fails with {engine.code}") if h)
+    return _at(entry, key, code, Severity.ERROR, message + by, hint)
 
 
 def statement_spans(rules: RuleSet) -> dict[str, Span]:
@@ -162,69 +177,8 @@ def _block_count(entry: PlanEntry, shape: tuple[int, ...]) -> int | None:
     return math.prod(sizes)
 
 
-# ----- E213 / E214: align partners ----------------------------------------------------------------
-
-
-def _align_partner(
-    entry: PlanEntry, pruning: Mapping[Key, PlanEntry], shapes: Mapping[Key, tuple[int, ...]]
-) -> list[Diagnostic]:
-    """An align target (no mask of its own) needs a partner with a mask and sizes that fit."""
-    align = entry.get("align")
-    if not isinstance(align, Mapping) or entry.get("sparse_ratio") is not None or _grouped(entry):
-        return []  # the engine aligns only targets that its ratio and group stages leave alone
-    source = (align.get("module_name") or entry.module, align.get("target_name"))
-    name, partner = f"{entry.module}.{entry.target}", f"{source[0]}.{source[1]}"
-    if not _gets_mask(pruning.get(source)):
-        by = f" by the {entry.module_type} template" if _templated(entry, "align") else ""
-        message = f"{name} is aligned to {partner}{by}, which gets no mask"
-        hint = f"give {partner} a sparse_ratio, sparse_threshold or group; apply() fails with P503"
-        return [_at(entry, "align", "E214", Severity.ERROR, message, hint)]
-    target_shape, source_shape = shapes.get(entry.key), shapes.get(source)
-    if target_shape is None or source_shape is None:
-        return []  # an input or output: its shape is known only when the model runs
-    message = _misfit(entry, align.get("dims") or [], target_shape, source_shape, partner)
-    if message is None:
-        return []
-    hint = "align to a tensor of the same size on those dims, or fix dims; apply() fails with P509"
-    return [_at(entry, "align", "E213", Severity.ERROR, message, hint)]
-
-
 def _templated(entry: PlanEntry, key: str) -> bool:
     return entry.key_origins.get(key, "").startswith("template ")
-
-
-def _gets_mask(entry: PlanEntry | None) -> bool:
-    if entry is None:
-        return False
-    return any(entry.get(k) is not None for k in MASK_KEYS) or entry.get("align") is not None
-
-
-def _misfit(
-    entry: PlanEntry,
-    dims: Sequence[int],
-    shape: tuple[int, ...],
-    source_shape: tuple[int, ...],
-    partner: str,
-) -> str | None:
-    """Why the partner's mask does not fit the target, found by the engine's own shape arithmetic."""
-    name, rank = f"{entry.module}.{entry.target}", len(source_shape)
-    if not dims_in_range(dims, rank):
-        return f"{name} is aligned on dims {list(dims)}, out of range for {partner} of rank {rank}"
-    try:
-        kernel = parse_granularity(entry.setting.get("granularity"), entry.subject)
-        if isinstance(kernel, str):
-            return None  # an unresolved granularity, which the engine reports itself
-        blocks = kernel.block_shape(shape) if kernel is not None else None
-    except CompressionError:
-        return None  # a granularity that does not parse or fit, which the engine reports itself
-    if align_misfit(source_shape, dims, shape, blocks) is None:
-        return None
-    sizes = [source_shape[d] for d in dims]
-    note = f", granularity blocks {list(blocks)}" if blocks is not None else ""
-    return (
-        f"{name} (shape {list(shape)}{note}) is aligned to {partner} on dims {list(dims)}, "
-        f"of size {sizes} there; the sizes do not match"
-    )
 
 
 # ----- locating, ordering and showing ------------------------------------------------------------

@@ -1,0 +1,38 @@
+"""A plan's errors found from settings and shapes alone, across every stage: apply raises them
+all before computing anything, and lint reports the same, from the same functions."""
+
+from __future__ import annotations
+
+from typing import Iterable, Sequence
+
+import torch
+
+from dsl_compress.diagnostics import Diagnostic
+from dsl_compress.engine.mask_checks import Problem, mask_problems
+from dsl_compress.engine.prune import mask_requests
+from dsl_compress.engine.quantize import quant_problems
+from dsl_compress.plan import Plan, PlanEntry
+from dsl_compress.vocab import Mode
+
+
+def plan_problems(model: torch.nn.Module, plan: Plan) -> list[tuple[PlanEntry, Problem]]:
+    """Every error of the mask and quantization stages that parameter shapes decide, each with
+    the plan entry it is about; input/output shapes are learnt later, by a forward pass."""
+    pruning, quantizing = plan.of_mode(Mode.PRUNE), plan.of_mode(Mode.QUANTIZE)
+    requests = mask_requests(model, pruning, {})
+    found = mask_problems(requests, shapes_observed=False)
+    return [
+        *_with_entries(pruning, found),
+        *_with_entries(quantizing, quant_problems(dict(model.named_modules()), quantizing)),
+    ]
+
+
+def _with_entries(
+    entries: Sequence[PlanEntry], problems: Iterable[Problem]
+) -> list[tuple[PlanEntry, Problem]]:
+    by_key = {e.key: e for e in entries}
+    return [(by_key[p.key], p) for p in problems]
+
+
+def plan_errors(model: torch.nn.Module, plan: Plan) -> list[Diagnostic]:
+    return [problem.diagnostic for _, problem in plan_problems(model, plan)]

@@ -118,8 +118,8 @@ def run_plan(
 ) -> Compression:
     """Compute everything a plan asks for, then install it; any error leaves the model untouched.
 
-    ``progress(done, total, label)`` is called as each pruning metric is computed; the other
-    options are :class:`EngineOptions`'s.
+    ``progress(done, total, label)`` is called as each pruning metric is computed and after
+    each calibration batch; the other options are :class:`EngineOptions`'s.
     """
     options = EngineOptions(calib, loss_fn, seed, teacher, fused, cache_weights, progress)
     return execute_plan(model, plan, options)
@@ -149,7 +149,7 @@ def _execute(model: torch.nn.Module, plan: Plan, options: EngineOptions) -> Comp
         seed=options.seed,
         progress=options.progress,
     )
-    quant = _quant_params(model, plan, masks, calib)
+    quant = _quant_params(model, plan, masks, calib, options.progress)
     distill_entries = plan.of_mode(Mode.DISTILL)
     distill = None
     if distill_entries:
@@ -160,14 +160,14 @@ def _execute(model: torch.nn.Module, plan: Plan, options: EngineOptions) -> Comp
     return compression
 
 
-def _quant_params(model, plan: Plan, masks, calib) -> dict:
+def _quant_params(model, plan: Plan, masks, calib, progress: Progress | None) -> dict:
     """Scales; activations are observed through the plan's masks, as NNI calibrates."""
     entries = plan.of_mode(Mode.QUANTIZE)
     if not masks or not entries:
-        return compute_quant_params(model, entries, calib)
+        return compute_quant_params(model, entries, calib, progress)
     masked = Compression(model, plan, masks).attach()
     try:
-        return compute_quant_params(model, entries, calib)
+        return compute_quant_params(model, entries, calib, progress)
     finally:
         masked.restore()
 

@@ -107,10 +107,34 @@ def test_file_with_errors_exits_1_and_shows_source_and_help(capsys, here):
     assert result.out.rstrip().endswith("Found 1 error.")
 
 
-def test_missing_rules_file_is_a_finding(capsys, here):
-    result = run(capsys, "lint", "missing.rules", "--format", "concise")
-    assert result.code == 1
-    assert result.out.strip() == "missing.rules: error[E205] no rules file at 'missing.rules'"
+@pytest.mark.parametrize("name", ["missing.rules", "missing.json"])
+def test_missing_input_is_an_input_error_exit_2(capsys, here, name):
+    result = run(capsys, "lint", name, "--mode", "prune", "--format", "concise")
+    assert result.code == 2
+    assert result.out.startswith(f"{name}: error[E205] ")
+    assert name in result.out.split("] ", 1)[1]
+
+
+def test_missing_input_among_others_still_reports_their_findings_and_exits_2(capsys, here):
+    result = run(capsys, "lint", "broken.rules", "missing.rules", "--format", "concise")
+    assert result.code == 2
+    assert [line.split(": ")[0] for line in result.out.splitlines()] == [
+        "broken.rules:1:33",
+        "missing.rules",
+    ]
+
+
+def test_unreadable_rules_file_is_an_input_error_exit_2(capsys, here):
+    Path("secret.rules").write_text("prune fc.weight sparse_ratio=0.5\n", encoding="utf-8")
+    Path("secret.rules").chmod(0)
+    try:
+        if os.access("secret.rules", os.R_OK):
+            pytest.skip("running as a user who reads any file")
+        result = run(capsys, "lint", "secret.rules", "--format", "concise")
+    finally:
+        Path("secret.rules").chmod(0o644)
+    assert result.code == 2
+    assert result.out.startswith("secret.rules: error[E205] cannot read rules file")
 
 
 @pytest.mark.parametrize("fail_on, code", [(None, 0), ("error", 0), ("warning", 1)])

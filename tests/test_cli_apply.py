@@ -436,6 +436,36 @@ def test_progress_bar_only_on_a_terminal(capsys, tmp_path, monkeypatch):
     assert "\r[" in result.err and "4/4 layer2.1.conv1.weight" in result.err
 
 
+def test_calibration_reports_progress_on_a_terminal_only(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    write_quant_rules(tmp_path)
+    write_calib(tmp_path)
+    argv = ("apply", "quant.rules", "--model", RESNET, "--calib", "calib.pt", "--dry-run")
+    quiet = run(capsys, *argv)
+    assert quiet.code == 0 and "calibration" not in quiet.err
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    shown = run(capsys, *argv)
+    assert shown.code == 0
+    batches = len(torch.load(tmp_path / "calib.pt"))
+    for done in range(1, batches + 1):
+        assert f"] {done}/{batches} calibration" in shown.err
+
+
+def test_x804_is_said_once_when_inputs_or_outputs_are_quantized(applied):
+    said = [line for line in applied["err"].splitlines() if "[X804]" in line]
+    assert len(said) == 1
+    assert said[0].startswith(f"{Path('out') / 'model.safetensors'}: warning[X804] ")
+    assert "fc._input_" in said[0] and "not baked into model.safetensors" in said[0]
+    assert "quant.safetensors" in said[0]
+
+
+def test_no_x804_when_every_target_is_a_parameter(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = run(capsys, "apply", CHANNELS, "--model", RESNET, "--out", "out")
+    assert result.code == 0, result.err
+    assert "X804" not in result.err
+
+
 # ----- through a real process ---------------------------------------------------------------------
 
 

@@ -34,6 +34,11 @@ FAIL_ON: dict[str, frozenset[Severity]] = {
 }
 
 
+# An input that cannot be read (E205) or a config_list without its mode (X803) is the
+# command's input error; a file that reads but does not parse (C101, E101) is a finding.
+INPUT_ERRORS = frozenset({"E205", "X803"})
+
+
 @dataclass(frozen=True)
 class LintResult:
     """What lint found: diagnostics in file/line/column order and the source lines to show them.
@@ -79,7 +84,8 @@ def lint(
             diagnostics = lint_file(path, model, mode=mode, metric=metric, mode_hint=mode_hint)
         except CompressionError as exc:
             diagnostics = list(exc.diagnostics)
-            unreadable.append(path)
+            if any(d.code in INPUT_ERRORS for d in diagnostics):
+                unreadable.append(path)
         found.extend(_located(diagnostics, path))
     diagnostics = sorted(_unique(found), key=_position)
     sources = _sources(paths, diagnostics)
@@ -94,7 +100,8 @@ def lint_file(
     metric: str | None = None,
     mode_hint: str = MODE_ARGUMENT_HINT,
 ) -> list[Diagnostic]:
-    """Every diagnostic of one input; raises CompressionError (E205, X803) when it cannot be read."""
+    """Every diagnostic of one input; raises CompressionError when it cannot be read or parsed
+    as a whole (a missing file, JSON that does not parse, a config_list without its mode)."""
     if is_config_list(path):
         return _lint_config_list(read_config_input(path, mode, mode_hint=mode_hint), model, metric)
     text = read_rules_file(path)

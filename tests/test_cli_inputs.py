@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -241,3 +242,20 @@ def test_model_and_manifest_together_is_a_usage_error_of_compile(capsys):
     assert (
         "dsl-compress compile: error: argument --manifest: not allowed with argument --model" in err
     )
+
+
+# ----- item 9d: the README's CI snippet installs what exists ----------------------------------------
+
+
+def test_readme_ci_snippet_installs_dsl_compress_from_the_repository():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("### Linting in CI") :]
+    workflow = section[section.index("```yaml") : section.index("```\n", 8)]
+    installed = [
+        package
+        for command in re.findall(r"pip install ([^\n&]+)", workflow)
+        for package in command.split()
+        if "dsl-compress" in package or package.strip("'\"") == "."
+    ]
+    assert installed, "the CI snippet installs no dsl-compress"
+    assert all(p.strip("'\"").startswith(("git+", ".")) for p in installed), installed

@@ -124,17 +124,20 @@ def test_missing_input_among_others_still_reports_their_findings_and_exits_2(cap
     ]
 
 
-def test_unreadable_rules_file_is_an_input_error_exit_2(capsys, here):
+def test_unreadable_rules_file_is_an_input_error_exit_2(capsys, here, monkeypatch):
     Path("secret.rules").write_text("prune fc.weight sparse_ratio=0.5\n", encoding="utf-8")
-    Path("secret.rules").chmod(0)
-    try:
-        if os.access("secret.rules", os.R_OK):
-            pytest.skip("running as a user who reads any file")
-        result = run(capsys, "lint", "secret.rules", "--format", "concise")
-    finally:
-        Path("secret.rules").chmod(0o644)
+    real = Path.read_bytes
+
+    def refuse(path: Path) -> bytes:
+        if path.name == "secret.rules":
+            raise PermissionError(13, "Permission denied")
+        return real(path)
+
+    monkeypatch.setattr(Path, "read_bytes", refuse)
+    result = run(capsys, "lint", "secret.rules", "--format", "concise")
     assert result.code == 2
     assert result.out.startswith("secret.rules: error[E205] cannot read rules file")
+    assert "Permission denied" in result.out
 
 
 @pytest.mark.parametrize("fail_on, code", [(None, 0), ("error", 0), ("warning", 1)])

@@ -128,8 +128,8 @@ def run_plan(
 ) -> Compression:
     """Compute everything a plan asks for, then install it; any error leaves the model untouched.
 
-    ``progress(done, total, label)`` is called as each pruning metric is computed; the other
-    options are :class:`EngineOptions`'s.
+    ``progress(done, total, label)`` is called as each pruning metric is computed and after
+    each calibration batch; the other options are :class:`EngineOptions`'s.
     """
     options = EngineOptions(calib, loss_fn, seed, teacher, fused, cache_weights, progress)
     return execute_plan(model, plan, options)
@@ -188,7 +188,9 @@ def _computed(model, plan: Plan, options: EngineOptions, earlier: Compression | 
         mask_plan = Plan(earlier.plan.entries + plan.entries)
     else:
         masks_seen, mask_plan = masks, plan
-    quant = _quant_params(model, plan.of_mode(Mode.QUANTIZE), mask_plan, masks_seen, calib)
+    quant = _quant_params(
+        model, plan.of_mode(Mode.QUANTIZE), mask_plan, masks_seen, calib, options.progress
+    )
     distill_entries = plan.of_mode(Mode.DISTILL)
     distill = None
     if distill_entries:
@@ -197,13 +199,13 @@ def _computed(model, plan: Plan, options: EngineOptions, earlier: Compression | 
     return masks, quant, distill
 
 
-def _quant_params(model, entries, mask_plan: Plan, masks, calib) -> dict:
+def _quant_params(model, entries, mask_plan: Plan, masks, calib, progress: Progress | None) -> dict:
     """Scales; activations are observed through the masks, as NNI calibrates."""
     if not masks or not entries:
-        return compute_quant_params(model, entries, calib)
+        return compute_quant_params(model, entries, calib, progress)
     masked = Compression(model, mask_plan, masks).attach()
     try:
-        return compute_quant_params(model, entries, calib)
+        return compute_quant_params(model, entries, calib, progress)
     finally:
         masked.restore()
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+import pytest
+
 from dsl_compress.cli.main import main
 
 
@@ -17,3 +19,11 @@ def run(capsys, *argv) -> Run:
     code = main([str(a) for a in argv])
     out, err = capsys.readouterr()
     return Run(int(code), out, err)
+
+
+def exit_of(capsys, *argv) -> tuple[int, str, str]:
+    """--help, --version and usage errors leave through argparse's SystemExit."""
+    with pytest.raises(SystemExit) as exited:
+        main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return exited.value.code, out, err

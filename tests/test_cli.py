@@ -16,8 +16,7 @@ from pathlib import Path
 import pytest
 
 import dsl_compress
-from cli_runner import Run, run
-from dsl_compress.cli.main import main
+from cli_runner import Run, exit_of, run
 from dsl_compress.codes import CODES
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,14 +38,6 @@ FORMATTED = (
 )
 BROKEN = "prune conv1.weight sparse_ratio 0.5\n"
 WARNINGS = "prune layer1.0.conv9.weight sparse_ratio=0.5\n"
-
-
-def exit_of(capsys, *argv) -> tuple[int, str, str]:
-    """--help, --version and usage errors leave through argparse's SystemExit."""
-    with pytest.raises(SystemExit) as exited:
-        main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return exited.value.code, out, err
 
 
 def process(cwd: Path, *argv, env: dict | None = None, **kwargs) -> subprocess.CompletedProcess:

@@ -16,7 +16,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from cli_runner import run
+from cli_runner import exit_of, run
 from dsl_compress.cli.main import main
 from dsl_compress.tools.apply_job import OUTPUT_FILES
 from dsl_compress.models import cnn, resnet
@@ -186,18 +186,32 @@ def test_config_list_file_has_the_three_kinds_in_nni_format(applied):
 
 def test_dry_run_reports_and_writes_nothing(capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    result = run(capsys, "apply", CHANNELS, "--model", RESNET, "--dry-run", "--out", "out")
+    result = run(capsys, "apply", CHANNELS, "--model", RESNET, "--dry-run")
     assert result.code == 0, result.err
     assert "total" in result.out and "50.0%" in result.out
     assert "wrote" not in result.err
     assert os.listdir(tmp_path) == []
 
 
-def test_apply_without_out_or_dry_run_is_a_usage_error(capsys, tmp_path, monkeypatch):
+def test_usage_line_says_out_or_dry_run_is_required(capsys):
+    code, out, _ = exit_of(capsys, "apply", "--help")
+    assert code == 0
+    assert "(--out DIR | --dry-run)" in " ".join(out.split())
+
+
+@pytest.mark.parametrize(
+    "extra, error",
+    [
+        ((), "one of the arguments --out --dry-run is required"),
+        (("--dry-run", "--out", "out"), "argument --out: not allowed with argument --dry-run"),
+    ],
+)
+def test_apply_needs_exactly_one_of_out_and_dry_run(capsys, tmp_path, monkeypatch, extra, error):
     monkeypatch.chdir(tmp_path)
-    result = run(capsys, "apply", CHANNELS, "--model", RESNET)
-    assert result.code == 2
-    assert "--out" in result.err and result.out == ""
+    code, out, err = exit_of(capsys, "apply", CHANNELS, "--model", RESNET, *extra)
+    assert code == 2 and out == ""
+    assert err.startswith("usage: dsl-compress apply ")
+    assert f"dsl-compress apply: error: {error}" in err
     assert os.listdir(tmp_path) == []
 
 
@@ -331,9 +345,6 @@ def _setup_bad(tmp_path: Path, case: str) -> tuple[list, str]:
         return ["apply", tmp_path / "a.rules", *model], r"a\.rules:1:1: error\[P503\]"
     if case == "config_list without mode":
         return ["apply", NNI_PRUNE, *model], r"error\[X803\].*needs a mode"
-    if case == "unknown metric":
-        argv = ["apply", NNI_PRUNE, *model, "--mode", "prune", "--metric", "l3"]
-        return argv, r"error\[P510\].*'l3'"
     raise AssertionError(case)
 
 
@@ -348,7 +359,6 @@ SPANLESS = [
     "missing weights file",
     "missing calibration file",
     "config_list without mode",
-    "unknown metric",
 ]
 LOCATED = ["syntax error", "input quantization without calibration", "align partner without a mask"]
 
@@ -424,6 +434,36 @@ def test_progress_bar_only_on_a_terminal(capsys, tmp_path, monkeypatch):
     result = run(capsys, "apply", CHANNELS, "--model", RESNET, "--dry-run")
     assert result.code == 0
     assert "\r[" in result.err and "4/4 layer2.1.conv1.weight" in result.err
+
+
+def test_calibration_reports_progress_on_a_terminal_only(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    write_quant_rules(tmp_path)
+    write_calib(tmp_path)
+    argv = ("apply", "quant.rules", "--model", RESNET, "--calib", "calib.pt", "--dry-run")
+    quiet = run(capsys, *argv)
+    assert quiet.code == 0 and "calibration" not in quiet.err
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    shown = run(capsys, *argv)
+    assert shown.code == 0
+    batches = len(torch.load(tmp_path / "calib.pt"))
+    for done in range(1, batches + 1):
+        assert f"] {done}/{batches} calibration" in shown.err
+
+
+def test_x804_is_said_once_when_inputs_or_outputs_are_quantized(applied):
+    said = [line for line in applied["err"].splitlines() if "[X804]" in line]
+    assert len(said) == 1
+    assert said[0].startswith(f"{Path('out') / 'model.safetensors'}: warning[X804] ")
+    assert "fc._input_" in said[0] and "not baked into model.safetensors" in said[0]
+    assert "quant.safetensors" in said[0]
+
+
+def test_no_x804_when_every_target_is_a_parameter(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = run(capsys, "apply", CHANNELS, "--model", RESNET, "--out", "out")
+    assert result.code == 0, result.err
+    assert "X804" not in result.err
 
 
 # ----- through a real process ---------------------------------------------------------------------

@@ -107,10 +107,37 @@ def test_file_with_errors_exits_1_and_shows_source_and_help(capsys, here):
     assert result.out.rstrip().endswith("Found 1 error.")
 
 
-def test_missing_rules_file_is_a_finding(capsys, here):
-    result = run(capsys, "lint", "missing.rules", "--format", "concise")
-    assert result.code == 1
-    assert result.out.strip() == "missing.rules: error[E205] no rules file at 'missing.rules'"
+@pytest.mark.parametrize("name", ["missing.rules", "missing.json"])
+def test_missing_input_is_an_input_error_exit_2(capsys, here, name):
+    result = run(capsys, "lint", name, "--mode", "prune", "--format", "concise")
+    assert result.code == 2
+    assert result.out.startswith(f"{name}: error[E205] ")
+    assert name in result.out.split("] ", 1)[1]
+
+
+def test_missing_input_among_others_still_reports_their_findings_and_exits_2(capsys, here):
+    result = run(capsys, "lint", "broken.rules", "missing.rules", "--format", "concise")
+    assert result.code == 2
+    assert [line.split(": ")[0] for line in result.out.splitlines()] == [
+        "broken.rules:1:33",
+        "missing.rules",
+    ]
+
+
+def test_unreadable_rules_file_is_an_input_error_exit_2(capsys, here, monkeypatch):
+    Path("secret.rules").write_text("prune fc.weight sparse_ratio=0.5\n", encoding="utf-8")
+    real = Path.read_bytes
+
+    def refuse(path: Path) -> bytes:
+        if path.name == "secret.rules":
+            raise PermissionError(13, "Permission denied")
+        return real(path)
+
+    monkeypatch.setattr(Path, "read_bytes", refuse)
+    result = run(capsys, "lint", "secret.rules", "--format", "concise")
+    assert result.code == 2
+    assert result.out.startswith("secret.rules: error[E205] cannot read rules file")
+    assert "Permission denied" in result.out
 
 
 @pytest.mark.parametrize("fail_on, code", [(None, 0), ("error", 0), ("warning", 1)])

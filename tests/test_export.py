@@ -277,9 +277,12 @@ def test_dry_run_reports_and_leaves_the_model_bit_identical():
     assert_same_state(model, saved)
     assert not any("parametrizations" in k for k in model.state_dict())
     assert result.dry_run and result.rows == run_job()[2].rows
-    # One step per pruning metric computed, counting up to the number of actively pruned tensors.
+    # One step per pruning metric computed, counting up to the number of actively pruned tensors,
+    # then one per calibration batch of the activation quantization.
     active = [e for e in result.plan.entries if e.setting.get("sparse_ratio") is not None]
-    assert [s[:2] for s in steps] == [(i, len(active)) for i in range(1, len(active) + 1)]
+    metrics = [s[:2] for s in steps if s[2] != "calibration"]
+    assert metrics == [(i, len(active)) for i in range(1, len(active) + 1)]
+    assert steps[len(metrics) :] == [(1, 1, "calibration")]
     with pytest.raises(CompressionError) as caught:
         write_outputs(result, "never-written")
     assert caught.value.codes == ["X803"]

@@ -3,67 +3,114 @@
 from __future__ import annotations
 
 import argparse
+from typing import Sequence
 
 from dsl_compress import __version__
 from dsl_compress.cli.formats import FORMATS
+from dsl_compress.vocab import DEFAULT_METRIC, METRIC_NAMES, Mode
+
+MODES = tuple(m.value for m in Mode)
+RULES_HELP = ".rules file, or an NNI config_list .json"
 
 MODEL_HELP = "package.module:callable or path/to/file.py:callable returning an nn.Module"
 
 
-def build_parser() -> argparse.ArgumentParser:
+def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
+    """The parsed command line; an argument a subcommand does not take is that subcommand's
+    usage error (argparse reports leftovers with the top-level usage, which lists none of them)."""
+    parser, commands = build_parser()
+    args, leftover = parser.parse_known_args(argv)
+    if leftover:
+        commands[args.command].error(f"unrecognized arguments: {' '.join(leftover)}")
+    return args
+
+
+def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    """The top-level parser and each subcommand's parser by name."""
     parser = argparse.ArgumentParser(
         prog="dsl-compress",
         description="Declarative compression rules for PyTorch models (NNI 3.0 compatible).",
     )
     parser.add_argument("--version", action="version", version=f"dsl-compress {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    _example(commands)
-    _apply(commands)
-    _lint(commands)
-    _manifest(commands)
-    _explain(commands)
-    _compile(commands)
-    _fmt(commands)
-    return parser
+    built = {
+        name: add(commands)
+        for name, add in (
+            ("example", _example),
+            ("apply", _apply),
+            ("lint", _lint),
+            ("manifest", _manifest),
+            ("explain", _explain),
+            ("compile", _compile),
+            ("fmt", _fmt),
+        )
+    }
+    return parser, built
 
 
 def _model_options(command: argparse.ArgumentParser, required: bool) -> None:
     command.add_argument("--model", required=required, metavar="SPEC", help=MODEL_HELP)
+    _weights_option(command)
+
+
+def _weights_option(command: argparse.ArgumentParser) -> None:
     command.add_argument(
         "--weights", metavar="FILE", help="state dict (.safetensors, or .pt read weights-only)"
     )
 
 
-def _example(commands) -> None:
-    commands.add_parser("example", help="prune and quantize the bundled CNN; print what was done")
-
-
-def _apply(commands) -> None:
-    cmd = commands.add_parser("apply", help="compress a model by a rules file; write the results")
-    cmd.add_argument("rules", metavar="RULES", help=".rules file, or an NNI config_list .json")
-    _model_options(cmd, required=True)
-    cmd.add_argument("--calib", metavar="FILE|SPEC", help="calibration batches")
-    cmd.add_argument("--out", metavar="DIR", help="output folder (written atomically)")
-    cmd.add_argument("--mode", choices=("prune", "quantize", "distill"), help="for a .json RULES")
-    cmd.add_argument("--metric", default="l1", help="pruning metric for a .json RULES")
-    cmd.add_argument("--dry-run", action="store_true", help="resolve and report; touch nothing")
-    cmd.add_argument("--overwrite", action="store_true", help="replace a non-empty --out folder")
-
-
-def _lint(commands) -> None:
-    cmd = commands.add_parser("lint", help="check rules files (for CI)")
-    cmd.add_argument("rules", nargs="+", metavar="RULES")
-    target = cmd.add_mutually_exclusive_group()
+def _model_or_manifest(command: argparse.ArgumentParser) -> None:
+    """--model SPEC or --manifest FILE: what rules are resolved against, without running it."""
+    target = command.add_mutually_exclusive_group()
     target.add_argument("--model", metavar="SPEC", help=MODEL_HELP)
     target.add_argument(
         "--manifest", metavar="FILE", help="a manifest from `dsl-compress manifest`"
     )
-    cmd.add_argument("--weights", metavar="FILE", help="state dict for --model")
+    command.add_argument("--weights", metavar="FILE", help="state dict for --model")
+
+
+def _config_list_options(command: argparse.ArgumentParser) -> None:
+    """How an NNI config_list .json input is read: the kind of a plain list, the pruning metric."""
+    command.add_argument("--mode", choices=MODES, help="the kind of a .json config_list")
+    command.add_argument(
+        "--metric",
+        choices=METRIC_NAMES,
+        help=f"pruning metric for a .json (default {DEFAULT_METRIC})",
+    )
+
+
+def _example(commands) -> argparse.ArgumentParser:
+    return commands.add_parser(
+        "example", help="prune and quantize the bundled CNN; print what was done"
+    )
+
+
+def _apply(commands) -> argparse.ArgumentParser:
+    cmd = commands.add_parser("apply", help="compress a model by a rules file; write the results")
+    cmd.add_argument("rules", metavar="RULES", help=RULES_HELP)
+    _model_options(cmd, required=True)
+    cmd.add_argument("--calib", metavar="FILE|SPEC", help="calibration batches")
+    destination = cmd.add_mutually_exclusive_group(required=True)
+    destination.add_argument("--out", metavar="DIR", help="output folder (written atomically)")
+    destination.add_argument(
+        "--dry-run", action="store_true", help="resolve and report; touch nothing"
+    )
+    _config_list_options(cmd)
+    cmd.add_argument("--overwrite", action="store_true", help="replace a non-empty --out folder")
+    return cmd
+
+
+def _lint(commands) -> argparse.ArgumentParser:
+    cmd = commands.add_parser("lint", help="check rules files or NNI config_lists (for CI)")
+    cmd.add_argument("rules", nargs="+", metavar="RULES", help=RULES_HELP)
+    _model_or_manifest(cmd)
+    _config_list_options(cmd)
     cmd.add_argument("--format", choices=FORMATS, default="full")
     cmd.add_argument("--fail-on", choices=("error", "warning"), default="error")
+    return cmd
 
 
-def _manifest(commands) -> None:
+def _manifest(commands) -> argparse.ArgumentParser:
     cmd = commands.add_parser("manifest", help="write a model's module names, types and shapes")
     _model_options(cmd, required=True)
     cmd.add_argument("-o", "--output", required=True, metavar="FILE")
@@ -73,27 +120,33 @@ def _manifest(commands) -> None:
         help="record input/output shapes on the first batch of this calibration data "
         "(a tensor file whose first dim is the list of batches, or module:callable)",
     )
+    return cmd
 
 
-def _explain(commands) -> None:
+def _explain(commands) -> argparse.ArgumentParser:
     cmd = commands.add_parser(
         "explain", help="why each tensor gets its settings, or what a diagnostic code means"
     )
-    cmd.add_argument("subject", metavar="RULES|CODE")
-    _model_options(cmd, required=False)
+    cmd.add_argument("subject", metavar="RULES|CODE", help=f"{RULES_HELP}, or a diagnostic code")
+    _model_or_manifest(cmd)
+    _config_list_options(cmd)
     cmd.add_argument("--target", metavar="NAME-PATTERN", help="only tensors matching this glob")
+    return cmd
 
 
-def _compile(commands) -> None:
+def _compile(commands) -> argparse.ArgumentParser:
     cmd = commands.add_parser("compile", help="print the NNI config_list, registry or plan")
-    cmd.add_argument("rules", metavar="RULES")
-    _model_options(cmd, required=False)
+    cmd.add_argument("rules", metavar="RULES", help=RULES_HELP)
+    _model_or_manifest(cmd)
+    _config_list_options(cmd)
     cmd.add_argument("--format", choices=("config-list", "registry", "plan"), default="config-list")
     cmd.add_argument("-o", "--output", metavar="FILE")
+    return cmd
 
 
-def _fmt(commands) -> None:
-    cmd = commands.add_parser("fmt", help="format rules files in place")
+def _fmt(commands) -> argparse.ArgumentParser:
+    cmd = commands.add_parser("fmt", help="format .rules files in place (a .json is skipped)")
     cmd.add_argument("rules", nargs="+", metavar="RULES")
     cmd.add_argument("--check", action="store_true", help="exit 1 if a file would change")
     cmd.add_argument("--diff", action="store_true", help="print the changes, write nothing")
+    return cmd

@@ -17,17 +17,18 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
 
-from dsl_compress.cli.args import build_parser
+from dsl_compress.cli.args import parse_arguments
 from dsl_compress.cli.gc_pause import gc_paused
-from dsl_compress.diagnostics import CompressionError, CompressionWarning
+from dsl_compress.diagnostics import CompressionError, CompressionWarning, raise_errors
 from dsl_compress.io.atomic import write_text_atomically
 from dsl_compress.language.format import format_rules
-from dsl_compress.tools.lint import lint
+from dsl_compress.tools.lint import is_config_list, lint
 from dsl_compress.vocab import Mode
 from dsl_compress.plan import Plan
 from dsl_compress.cli.formats import render
 from dsl_compress.tools.code_docs import explain_code
 from dsl_compress.language.includes import read_rules
+from dsl_compress.resolve.config_input import ConfigInput, read_config_input
 from dsl_compress.resolve.ruleset import load
 
 if TYPE_CHECKING:
@@ -57,6 +58,10 @@ EXAMPLE_QUANTIZE = [
         "target_names": ["weight", "_input_", "_output_"],
     }
 ]
+
+
+# How the command's user gives the kind of a plain config_list.
+MODE_OPTION_HINT = "give --mode prune|quantize|distill"
 
 
 class ExitStatus(enum.IntEnum):
@@ -90,7 +95,7 @@ def run_example() -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_arguments(argv)
     handler: Callable = COMMANDS[args.command]
     try:
         with warnings.catch_warnings(), _collector(args.command):
@@ -138,6 +143,12 @@ def _example(args) -> ExitStatus:
 def _fmt(args) -> ExitStatus:
     changed, broken = [], False
     for name in args.rules:
+        if is_config_list(name):
+            print(
+                f"skipped {name}: fmt formats .rules files only (lint checks a config_list)",
+                file=sys.stderr,
+            )
+            continue
         try:
             before, after = _formatted(name)
         except CompressionError as exc:
@@ -174,19 +185,43 @@ def _missing(name: str) -> str:
 
 
 def _compile(args) -> ExitStatus:
-    model = _model(args) if args.model else None
+    model = _model_or_manifest(args)
     if args.format == "plan" and model is None:
-        print("compile --format plan needs --model SPEC", file=sys.stderr)
+        print("compile --format plan needs --model SPEC or --manifest FILE", file=sys.stderr)
         return ExitStatus.ERROR
-    compiled = load(args.rules).compile(model)
-    _report_warnings(compiled.diagnostics)
-    payload = {
-        "config-list": compiled.config_list,
-        "registry": compiled.registry,
-        "plan": compiled.plan.to_dicts() if compiled.plan is not None else None,
-    }[args.format]
+    if is_config_list(args.rules):
+        payload = _compiled_config_list(_config_input(args), model, args.metric)[args.format]
+    else:
+        compiled = load(args.rules).compile(model)
+        _report_warnings(compiled.diagnostics)
+        payload = {
+            "config-list": compiled.config_list,
+            "registry": compiled.registry,
+            "plan": compiled.plan.to_dicts() if compiled.plan is not None else None,
+        }[args.format]
     _emit(json.dumps(payload, indent=2) + "\n", args.output)
     return ExitStatus.OK
+
+
+def _compiled_config_list(config: ConfigInput, model, metric: str | None) -> dict:
+    """What compile prints for a config_list: it checked and, with a model, resolved per tensor."""
+    registry: dict = {m.value: {} for m in Mode}  # a config_list registers no template
+    if model is None:
+        raise_errors(config.validate())
+        lists = {m.value: config.lists.get(m, []) for m in Mode}
+        return {"config-list": lists, "registry": registry, "plan": None}
+    plan = config.plan(model, metric)
+    _report_warnings(plan.diagnostics)
+    lists = {m.value: plan.to_config_list(m) for m in Mode}
+    return {"config-list": lists, "registry": registry, "plan": plan.to_dicts()}
+
+
+def _config_input(args) -> ConfigInput:
+    return read_config_input(
+        args.subject if args.command == "explain" else args.rules,
+        args.mode,
+        mode_hint=MODE_OPTION_HINT,
+    )
 
 
 def _emit(text: str, output: str | None) -> None:
@@ -197,15 +232,26 @@ def _emit(text: str, output: str | None) -> None:
 
 
 def _explain(args) -> ExitStatus:
-    if not Path(args.subject).exists() and not args.subject.endswith(".rules"):
-        print(explain_code(args.subject))  # a code (W305, w305) or a code's name
+    subject = args.subject
+    if not Path(subject).exists() and not subject.endswith((".rules", ".json")):
+        print(explain_code(subject))  # a code (W305, w305) or a code's name
         return ExitStatus.OK
-    if not args.model:
-        print("explain RULES needs --model SPEC (explain CODE needs none)", file=sys.stderr)
+    model = _model_or_manifest(args)
+    if model is None:
+        print(
+            "explain RULES needs --model SPEC or --manifest FILE (explain CODE needs none)",
+            file=sys.stderr,
+        )
         return ExitStatus.ERROR
     from dsl_compress.tools.explain import explain, render_explanations
 
-    sys.stdout.write(render_explanations(explain(load(args.subject), _model(args), args.target)))
+    if is_config_list(subject):
+        from dsl_compress.tools.explain_config import explain_config_list
+
+        found = explain_config_list(_config_input(args), model, args.metric, args.target)
+    else:
+        found = explain(load(subject), model, args.target)
+    sys.stdout.write(render_explanations(found))
     return ExitStatus.OK
 
 
@@ -218,18 +264,27 @@ def _model(args) -> torch.nn.Module:
     return model
 
 
-def _lint(args) -> ExitStatus:
-    model = _model(args) if args.model else None
+def _model_or_manifest(args) -> torch.nn.Module | None:
+    """The model to resolve against: --model, a meta model rebuilt from --manifest, or none."""
+    if args.model:
+        return _model(args)
     if args.manifest:
         from dsl_compress.io.manifest import load_manifest, model_from_manifest
 
-        model = model_from_manifest(load_manifest(args.manifest))
-    result = lint(args.rules, model)
+        return model_from_manifest(load_manifest(args.manifest))
+    return None
+
+
+def _lint(args) -> ExitStatus:
+    model = _model_or_manifest(args)
+    result = lint(args.rules, model, mode=args.mode, metric=args.metric, mode_hint=MODE_OPTION_HINT)
     text = render(result, args.format)
     if text:
         sys.stdout.write(paint(text, sys.stdout) if args.format == "full" else text)
         if not text.endswith("\n"):
             sys.stdout.write("\n")
+    if result.unreadable:
+        return ExitStatus.ERROR  # an input that could not be read is not a finding of the rules
     return ExitStatus(result.exit_status(args.fail_on))
 
 
@@ -244,11 +299,7 @@ def _manifest(args) -> ExitStatus:
 
 
 def _apply(args) -> ExitStatus:
-    if not args.dry_run and not args.out:
-        print("apply needs --out DIR (or --dry-run)", file=sys.stderr)
-        return ExitStatus.ERROR
-    from dsl_compress.io.outputs import check_destination
-    from dsl_compress.resolve.config_input import plan_from_config_list
+    from dsl_compress.io.outputs import check_destination, runtime_only_warning
     from dsl_compress.tools.apply_job import apply_plan_job, write_outputs
     from dsl_compress.io.loading import load_calib
     from dsl_compress.tools.summary import summary_table
@@ -257,8 +308,9 @@ def _apply(args) -> ExitStatus:
         check_destination(Path(args.out), args.overwrite)
     model = _model(args)
     calib = load_calib(args.calib) if args.calib else None
-    if args.rules.endswith(".json"):
-        plan = plan_from_config_list(model, args.rules, args.mode, args.metric)
+    if is_config_list(args.rules):
+        plan = _config_input(args).plan(model, args.metric)
+        _report_warnings(plan.diagnostics)
     else:
         with gc_paused():
             compiled = load(args.rules).compile(model)
@@ -268,6 +320,7 @@ def _apply(args) -> ExitStatus:
     print(summary_table(result))
     if not args.dry_run:
         written = write_outputs(result, args.out, overwrite=args.overwrite)
+        _report_warnings(runtime_only_warning(plan, Path(args.out)))
         print(f"wrote {len(written)} files to {args.out}", file=sys.stderr)
     return ExitStatus.OK
 

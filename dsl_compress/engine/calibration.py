@@ -7,18 +7,32 @@ from typing import Any, Callable
 import torch
 
 from dsl_compress.diagnostics import CompressionError, fail
+from dsl_compress.engine.options import Progress
 from dsl_compress.engine.taps import TapFn, install_tap
 
 
-def run_batches(model: torch.nn.Module, batches, step: Callable[[Any], Any] | None = None) -> int:
-    """Feed batches through the model in eval mode, restoring every module's training flag."""
+def run_batches(
+    model: torch.nn.Module,
+    batches,
+    step: Callable[[Any], Any] | None = None,
+    progress: Progress | None = None,
+    label: str = "calibration",
+) -> int:
+    """Feed batches through the model in eval mode, restoring every module's training flag.
+
+    ``progress(done, total, label)`` is called after each batch (total 0 when ``batches`` has
+    no length).
+    """
     flags = {m: m.training for m in model.modules()}
+    total = len(batches) if hasattr(batches, "__len__") else 0
     model.eval()
     count = 0
     try:
         for batch in batches:
             _guarded(step or (lambda b: call_model(model, b)), batch, count)
             count += 1
+            if progress is not None:
+                progress(count, total, label)
     finally:
         for module, flag in flags.items():
             module.training = flag
@@ -42,13 +56,16 @@ def _guarded(step: Callable[[Any], Any], batch: Any, index: int) -> None:
 
 
 def run_with_taps(
-    model: torch.nn.Module, taps: list[tuple[torch.nn.Module, str, TapFn]], batches
+    model: torch.nn.Module,
+    taps: list[tuple[torch.nn.Module, str, TapFn]],
+    batches,
+    progress: Progress | None = None,
 ) -> None:
     """Run batches without gradients with temporary taps installed, removing them whatever happens."""
     handles = [install_tap(module, target, fn) for module, target, fn in taps]
     try:
         with torch.no_grad():
-            run_batches(model, batches)
+            run_batches(model, batches, progress=progress)
     finally:
         for handle in handles:
             handle.remove()

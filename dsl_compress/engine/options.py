@@ -21,7 +21,7 @@ class EngineOptions:
     metric. ``teacher`` is the model distillation targets compare against. ``fused`` uses
     torch's fused fake-quant kernels; ``cache_weights`` keeps each fake-quantized weight
     between forwards run without grad. ``progress(done, total, label)`` is called as each
-    pruning metric is computed.
+    pruning metric is computed and after each calibration batch of activation quantization.
     """
 
     calib: Iterable[Any] | None = None

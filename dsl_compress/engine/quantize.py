@@ -11,6 +11,7 @@ from torch.nn.utils import parametrize
 from dsl_compress.diagnostics import CompressionError, error, fail, raise_errors
 from dsl_compress.engine.calibration import run_with_taps
 from dsl_compress.engine.mask_checks import Problem
+from dsl_compress.engine.options import Progress
 from dsl_compress.engine.quant_math import QuantRange, quant_range, scale_zero_point
 from dsl_compress.plan import PlanEntry, Key
 from dsl_compress.schema.granularity import BlockKernel
@@ -39,11 +40,15 @@ class QuantParams:
 
 
 def compute_quant_params(
-    model: torch.nn.Module, entries: Sequence[PlanEntry], calib: Iterable[Any] | None
+    model: torch.nn.Module,
+    entries: Sequence[PlanEntry],
+    calib: Iterable[Any] | None,
+    progress: Progress | None = None,
 ) -> dict[Key, QuantParams]:
     """Scales for every active quantization entry; raises before anything is modified.
 
     Every error the settings and weight shapes give is raised at once, before calibration.
+    ``progress(done, total, 'calibration')`` is called after each calibration batch.
     """
     active = list(entries)
     modules = dict(model.named_modules())
@@ -52,7 +57,11 @@ def compute_quant_params(
     stats = _weight_stats(modules, [e for e in active if e.kind is TargetKind.PARAMETER])
     stats.update(
         _activation_stats(
-            model, modules, [e for e in active if e.kind is not TargetKind.PARAMETER], calib
+            model,
+            modules,
+            [e for e in active if e.kind is not TargetKind.PARAMETER],
+            calib,
+            progress,
         )
     )
     params = {}
@@ -104,7 +113,9 @@ def _raw(module: torch.nn.Module, name: str) -> torch.Tensor:
     return getattr(module, name)
 
 
-def _activation_stats(model, modules, entries: Sequence[PlanEntry], calib) -> dict[Key, tuple]:
+def _activation_stats(
+    model, modules, entries: Sequence[PlanEntry], calib, progress: Progress | None
+) -> dict[Key, tuple]:
     """Running min/max of each input/output target over the calibration batches."""
     if not entries:
         return {}
@@ -118,7 +129,7 @@ def _activation_stats(model, modules, entries: Sequence[PlanEntry], calib) -> di
         )
     observers = {e.key: MinMaxObserver(e.kernel, e.subject) for e in entries}
     taps = [(modules[e.module], e.target, _observing(observers[e.key])) for e in entries]
-    run_with_taps(model, taps, calib)
+    run_with_taps(model, taps, calib, progress)
     missing = [e for e in entries if not observers[e.key].observed]
     raise_errors(
         error(

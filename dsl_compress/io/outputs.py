@@ -12,13 +12,15 @@ from typing import Any, Mapping
 import torch
 from safetensors.torch import save_file
 
-from dsl_compress.diagnostics import CompressionWarning, fail
+from dsl_compress.diagnostics import CompressionWarning, Diagnostic, fail, warning
 from dsl_compress.engine.compression import Compression
 from dsl_compress.engine.options import Progress
 from dsl_compress.io.atomic import publish_folder
 from dsl_compress.plan import Plan
-from dsl_compress.vocab import Mode
+from dsl_compress.vocab import Mode, TargetKind
 
+# Where the run-time parts that model.safetensors cannot hold are written.
+RUNTIME_FILES = {"quantization": "quant.safetensors", "masks": "masks.safetensors"}
 OUTPUT_FILES = (
     "model.safetensors",
     "masks.safetensors",
@@ -53,6 +55,26 @@ def write_outputs(
     return [out / path.name for path in written]
 
 
+def runtime_only_warning(plan: Plan, out_dir: Path) -> list[Diagnostic]:
+    """X804 once, when the plan masks or quantizes inputs/outputs: model.safetensors cannot hold
+    them (finalize() bakes parameters only), so the user must apply them at run time."""
+    runtime = [
+        e for e in plan.entries if e.kind is not TargetKind.PARAMETER and e.mode is not Mode.DISTILL
+    ]
+    if not runtime:
+        return []
+    kinds = sorted({"quantization" if e.mode is Mode.QUANTIZE else "masks" for e in runtime})
+    files = " and ".join(RUNTIME_FILES[kind] for kind in kinds)
+    names = [tensor_name(e.module, e.target) for e in runtime]
+    shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+    message = (
+        f"input/output {' and '.join(kinds)} of {len(names)} target(s) ({shown}) are not baked "
+        "into model.safetensors: they act at run time"
+    )
+    hint = f"apply it at run time from {files}"
+    return [warning("X804", message, subject=str(out_dir / "model.safetensors"), hint=hint)]
+
+
 def check_destination(out: Path, overwrite: bool) -> None:
     """Refuse an output path that cannot be (re)placed, before any work is done."""
     whole = out.resolve()
@@ -81,7 +103,8 @@ def _write_files(
     total = len(OUTPUT_FILES) + 1
     masks, quant = flat_masks(compression.masks()), compression.quant_params()
     with warnings.catch_warnings():
-        # finalize() warns that run-time masks and scales are dropped: they are in the files.
+        # finalize() warns that run-time masks and scales are dropped: they are in the files,
+        # and the command says so in its own words (runtime_only_warning).
         warnings.filterwarnings("ignore", r".*\[X804\]", CompressionWarning)
         model = compression.finalize()
     _tick(progress, 1, total, "finalized")

@@ -21,9 +21,15 @@ def parse_with_includes(
 
 
 def read_rules(path: Path, span: Span | None = None) -> str:
-    """A rules file's text (UTF-8, a BOM allowed); undecodable bytes are a diagnostic."""
+    """A rules file's text (UTF-8, a BOM allowed); an unreadable file or undecodable bytes are
+    a diagnostic."""
     try:
         return path.read_bytes().decode("utf-8-sig")
+    except OSError as exc:
+        message = f"cannot read rules file '{path}': {exc.strerror or exc}"
+        raise CompressionError(
+            [Diagnostic("E205", Severity.ERROR, message, span=span, subject=str(path))]
+        ) from None
     except UnicodeDecodeError as exc:
         message = f"'{path}' is not UTF-8 text ({exc.reason} at byte {exc.start})"
         diag = Diagnostic("E102", Severity.ERROR, message, span=span, subject=str(path))

@@ -106,9 +106,14 @@ def parse(text: str, path: str | None = None) -> RuleSet:
 
 def load(path: str | Path) -> RuleSet:
     """Read and parse a .rules file."""
+    return parse(read_rules_file(path), str(path))
+
+
+def read_rules_file(path: str | Path) -> str:
+    """A .rules file's text; a missing or unreadable file is one E205 naming it."""
     file = Path(path)
     if not file.is_file():
         raise CompressionError(
             [Diagnostic("E205", Severity.ERROR, f"no rules file at '{path}'", subject=str(path))]
         )
-    return parse(read_rules(file), str(path))
+    return read_rules(file)

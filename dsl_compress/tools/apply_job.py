@@ -41,7 +41,8 @@ def apply_plan_job(
 ) -> ApplyResult:
     """Run ``plan`` on ``model``; with ``dry_run`` report what it would reach and restore the model.
 
-    ``progress(done, total, label)`` counts the pruning metrics as they are computed.
+    ``progress(done, total, label)`` counts the pruning metrics as they are computed and the
+    calibration batches as they run.
     """
     options = EngineOptions(calib=calib, teacher=teacher, progress=progress)
     compression = execute_plan(model, plan, options)

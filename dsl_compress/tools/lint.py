@@ -19,7 +19,8 @@ from dsl_compress.diagnostics import (
 from dsl_compress.codes import LINT_CODE_OF
 from dsl_compress.vocab import Mode
 from dsl_compress.plan import Plan, PlanEntry, Key
-from dsl_compress.resolve.ruleset import RuleSet, load
+from dsl_compress.resolve.config_input import MODE_ARGUMENT_HINT, ConfigInput, read_config_input
+from dsl_compress.resolve.ruleset import RuleSet, parse, read_rules_file
 from dsl_compress.resolve.model_index import ModelIndex
 
 if TYPE_CHECKING:
@@ -31,13 +32,23 @@ FAIL_ON: dict[str, frozenset[Severity]] = {
 }
 
 
+# An input that cannot be read (E205) or a config_list without its mode (X803) is the
+# command's input error; a file that reads but does not parse (C101, E101) is a finding.
+INPUT_ERRORS = frozenset({"E205", "X803"})
+
+
 @dataclass(frozen=True)
 class LintResult:
-    """What lint found: diagnostics in file/line/column order and the source lines to show them."""
+    """What lint found: diagnostics in file/line/column order and the source lines to show them.
+
+    ``unreadable`` names the inputs that could not be read at all (missing, unreadable, or a
+    config_list without its mode): the command's input error, not a finding of the rules.
+    """
 
     diagnostics: tuple[Diagnostic, ...]
     sources: dict[str, list[str]] = field(default_factory=dict, compare=False)
     files_checked: tuple[str, ...] = ()
+    unreadable: tuple[str, ...] = ()
 
     def count(self, severity: Severity) -> int:
         return sum(1 for d in self.diagnostics if d.severity is severity)
@@ -50,23 +61,50 @@ class LintResult:
         return int(any(d.severity in FAIL_ON[fail_on] for d in self.diagnostics))
 
 
-def lint(paths: Sequence[str], model: torch.nn.Module | None = None) -> LintResult:
-    """Lint each rules file: syntax and meaning, and with ``model`` everything model-aware.
+def lint(
+    paths: Sequence[str],
+    model: torch.nn.Module | None = None,
+    *,
+    mode: Mode | str | None = None,
+    metric: str | None = None,
+    mode_hint: str = MODE_ARGUMENT_HINT,
+) -> LintResult:
+    """Lint each input: a .rules file, or an NNI config_list .json (with ``mode`` for a plain
+    list, ``metric`` for pruning); syntax and meaning, and with ``model`` everything model-aware.
 
     Errors are collected, never raised: a file that does not parse or compile is reported
     with every error it has, and the other files are still checked.
     """
     found: list[Diagnostic] = []
-    for path in paths:
-        found.extend(_located(lint_file(str(path), model), str(path)))
+    unreadable: list[str] = []
+    for path in map(str, paths):
+        try:
+            diagnostics = lint_file(path, model, mode=mode, metric=metric, mode_hint=mode_hint)
+        except CompressionError as exc:
+            diagnostics = list(exc.diagnostics)
+            if any(d.code in INPUT_ERRORS for d in diagnostics):
+                unreadable.append(path)
+        found.extend(_located(diagnostics, path))
     diagnostics = sorted(_unique(found), key=_position)
-    return LintResult(tuple(diagnostics), _sources(paths, diagnostics), tuple(map(str, paths)))
+    sources = _sources(paths, diagnostics)
+    return LintResult(tuple(diagnostics), sources, tuple(map(str, paths)), tuple(unreadable))
 
 
-def lint_file(path: str, model: torch.nn.Module | None = None) -> list[Diagnostic]:
-    """Every diagnostic of one file (a missing file is E205)."""
+def lint_file(
+    path: str,
+    model: torch.nn.Module | None = None,
+    *,
+    mode: Mode | str | None = None,
+    metric: str | None = None,
+    mode_hint: str = MODE_ARGUMENT_HINT,
+) -> list[Diagnostic]:
+    """Every diagnostic of one input; raises CompressionError when it cannot be read or parsed
+    as a whole (a missing file, JSON that does not parse, a config_list without its mode)."""
+    if is_config_list(path):
+        return _lint_config_list(read_config_input(path, mode, mode_hint=mode_hint), model, metric)
+    text = read_rules_file(path)
     try:
-        rules = load(path)
+        rules = parse(text, path)
         compiled = rules.compile(model)
     except CompressionError as exc:
         return list(exc.diagnostics)
@@ -75,6 +113,25 @@ def lint_file(path: str, model: torch.nn.Module | None = None) -> list[Diagnosti
     if model is not None and compiled.plan is not None:
         found.extend(check_plan(compiled.plan, model, statement_spans(rules)))
     return found
+
+
+def is_config_list(path: str | Path) -> bool:
+    """Whether an input is an NNI config_list (a .json file) rather than .rules text."""
+    return str(path).endswith(".json")
+
+
+def _lint_config_list(
+    config: ConfigInput, model: torch.nn.Module | None, metric: str | None
+) -> list[Diagnostic]:
+    """C1xx of every config; with a model, what resolving them reports and the plan's checks."""
+    found = config.validate()
+    if model is None or any(d.severity is Severity.ERROR for d in found):
+        return found
+    try:
+        plan = config.plan(model, metric)
+    except CompressionError as exc:
+        return list(exc.diagnostics)
+    return [*plan.diagnostics, *config.located_by_origin(plan, check_plan(plan, model))]
 
 
 def check_plan(

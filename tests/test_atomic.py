@@ -49,10 +49,15 @@ def test_a_failed_file_write_keeps_the_old_content_and_leaves_no_temporary(tmp_p
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.rules"]
 
 
-def test_a_folder_is_published_whole_and_replaces_the_old_one(tmp_path):
-    out = tmp_path / "out"
+def _existing_folder(parent, file_name: str):
+    out = parent / "out"
     out.mkdir()
-    (out / "stale.txt").write_text("old")
+    (out / file_name).write_text("old")
+    return out
+
+
+def test_a_folder_is_published_whole_and_replaces_the_old_one(tmp_path):
+    out = _existing_folder(tmp_path, "stale.txt")
 
     def fill(folder):
         (folder / "a.txt").write_text("a")
@@ -64,9 +69,7 @@ def test_a_folder_is_published_whole_and_replaces_the_old_one(tmp_path):
 
 
 def test_a_failing_fill_leaves_the_old_folder_and_no_staging(tmp_path):
-    out = tmp_path / "out"
-    out.mkdir()
-    (out / "old.txt").write_text("old")
+    out = _existing_folder(tmp_path, "old.txt")
 
     def fill(folder):
         (folder / "half.txt").write_text("half")

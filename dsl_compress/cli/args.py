@@ -81,7 +81,11 @@ def _explain(commands) -> None:
     )
     cmd.add_argument("subject", metavar="RULES|CODE")
     _model_options(cmd, required=False)
-    cmd.add_argument("--target", metavar="NAME-PATTERN", help="only tensors matching this glob")
+    cmd.add_argument(
+        "--target",
+        metavar="SELECTOR",
+        help="only the tensors this selector picks, read as in a statement (layer1.*.conv1.weight)",
+    )
 
 
 def _compile(commands) -> None:

@@ -38,15 +38,18 @@ STATEMENT_KEYWORDS += ("register",)
 KEYWORDS = STATEMENT_KEYWORDS + ("with", "from", "except", "in")
 
 
-def syntax_diagnostic(exc: UnexpectedInput, chunk: Chunk, path: str | None) -> Diagnostic:
-    """A syntax error in words: what was found, what was expected, where."""
+def syntax_diagnostic(
+    exc: UnexpectedInput, chunk: Chunk, path: str | None, what: str = "statement"
+) -> Diagnostic:
+    """A syntax error in words: what was found, what was expected, where (``what`` is being
+    parsed: a statement, or a selector given on the command line)."""
     line, column = chunk.absolute(*_position(exc, chunk.text))
     expected = _expected(exc)
     hint = f"expected {_listed(expected)}" if expected else None
     if isinstance(exc, UnexpectedCharacters):
         code, message, width, hint = _bad_character(exc, chunk.text, hint)
     elif getattr(exc, "token", None) is None or exc.token.type == "$END":
-        code, message, width = "E103", "the statement ends too early", 1
+        code, message, width = "E103", f"the {what} ends too early", 1
     else:
         token = exc.token
         code, message, width = "E101", f"unexpected {_describe(token)}", max(1, len(str(token)))

@@ -60,6 +60,9 @@ def _order(by_key: dict[Key, MaskRequest], raw: Masks) -> list[Key]:
                 subject=request.name,
                 hint=f"give {_name(source)} a sparse_ratio, sparse_threshold or group, "
                 f"or drop {request.target} from target_names",
+                rules_hint=f"give {_name(source)} a sparse_ratio, sparse_threshold or group "
+                f"(prune {_name(source)} sparse_ratio=...), or remove the align statement "
+                f"for {request.name}",
             )
     try:
         return list(sorter.static_order())

@@ -54,6 +54,8 @@ def _check_request(request: MaskRequest) -> None:
                 f"{', '.join(active)}; activations get masks only through align",
                 subject=request.name,
                 hint="align it to a parameter's mask, e.g. align: {target_name: 'weight', dims: [0]}",
+                rules_hint=f"align it to a parameter's mask instead: align {request.name} "
+                f"with {request.module}.weight dims=[0]",
             )
     elif request.shape is None:
         fail("X803", f"parameter target {request.name} has no shape", subject=request.name)

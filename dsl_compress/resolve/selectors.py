@@ -99,7 +99,12 @@ class CompiledSelector:
 
 
 def is_type_word(segment: Segment) -> bool:
-    return not segment.braced and bool(_TYPE_WORD.match(segment.text))
+    return not segment.braced and is_type_name(segment.text)
+
+
+def is_type_name(word: str) -> bool:
+    """A CamelCase word: a module type when it stands alone as a selector's first segment."""
+    return bool(_TYPE_WORD.match(word))
 
 
 def split_target(

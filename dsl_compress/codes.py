@@ -449,6 +449,13 @@ CODES: dict[str, CodeInfo] = _table(
         "An output path that cannot be written.",
         "Choose a writable folder; nothing was written.",
     ),
+    (
+        "L106",
+        "target-matches-nothing",
+        "explain --target selects no tensor of the model.",
+        "Write a selector as in a statement ('*' within one dotted segment, '**' across them);"
+        " see the suggestion.",
+    ),
     # engine lifecycle
     (
         "X801",

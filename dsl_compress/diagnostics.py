@@ -56,6 +56,9 @@ class Diagnostic:
     span: Span | None = field(default=None, compare=False)
     subject: str | None = None
     hint: str | None = None
+    # The hint in .rules words, where ``hint`` speaks config_list ("drop weight from
+    # target_names"): what the diagnostic says once located at a statement (at_statement).
+    rules_hint: str | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.code not in CODES:
@@ -124,15 +127,29 @@ class CompressionWarning(UserWarning):
 
 
 def error(
-    code: str, message: str, *, subject: str | None = None, hint: str | None = None
+    code: str,
+    message: str,
+    *,
+    subject: str | None = None,
+    hint: str | None = None,
+    rules_hint: str | None = None,
 ) -> Diagnostic:
-    return Diagnostic(code, Severity.ERROR, message, subject=subject, hint=hint)
+    return Diagnostic(
+        code, Severity.ERROR, message, subject=subject, hint=hint, rules_hint=rules_hint
+    )
 
 
 def warning(
-    code: str, message: str, *, subject: str | None = None, hint: str | None = None
+    code: str,
+    message: str,
+    *,
+    subject: str | None = None,
+    hint: str | None = None,
+    rules_hint: str | None = None,
 ) -> Diagnostic:
-    return Diagnostic(code, Severity.WARNING, message, subject=subject, hint=hint)
+    return Diagnostic(
+        code, Severity.WARNING, message, subject=subject, hint=hint, rules_hint=rules_hint
+    )
 
 
 def located(code: str, message: str, span: Span, hint: str | None = None) -> Diagnostic:
@@ -141,16 +158,36 @@ def located(code: str, message: str, span: Span, hint: str | None = None) -> Dia
 
 
 def relocated(diag: Diagnostic, span: Span, code: str | None = None) -> Diagnostic:
-    """``diag`` located at ``span``, under ``code`` or else its language code (LANGUAGE_CODE_OF)."""
+    """``diag`` located at ``span`` in a .rules file, under ``code`` or else its language code
+    (LANGUAGE_CODE_OF), its hint in the words of .rules."""
     code = code or LANGUAGE_CODE_OF.get(diag.code, diag.code)
-    return Diagnostic(
-        code, diag.severity, diag.message, span=span, subject=diag.subject, hint=diag.hint
+    hint = diag.rules_hint or diag.hint
+    return Diagnostic(code, diag.severity, diag.message, span=span, subject=diag.subject, hint=hint)
+
+
+def fail(
+    code: str,
+    message: str,
+    *,
+    subject: str | None = None,
+    hint: str | None = None,
+    rules_hint: str | None = None,
+) -> None:
+    """Raise a CompressionError holding one error diagnostic (``rules_hint``: see Diagnostic)."""
+    raise CompressionError(
+        [error(code, message, subject=subject, hint=hint, rules_hint=rules_hint)]
     )
 
 
-def fail(code: str, message: str, *, subject: str | None = None, hint: str | None = None) -> None:
-    """Raise a CompressionError holding one error diagnostic."""
-    raise CompressionError([error(code, message, subject=subject, hint=hint)])
+def at_statement(diag: Diagnostic, span: Span, message: str | None = None) -> Diagnostic:
+    """``diag`` located at a .rules statement, its hint in the words of .rules."""
+    return Diagnostic(
+        diag.code,
+        diag.severity,
+        diag.message if message is None else message,
+        span=span,
+        hint=diag.rules_hint or diag.hint,
+    )
 
 
 def source_order(diag: Diagnostic) -> tuple:

@@ -7,7 +7,7 @@ import functools
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
-from dsl_compress.diagnostics import Diagnostic, Severity, span_of_origin
+from dsl_compress.diagnostics import Diagnostic, Severity, at_statement, span_of_origin
 from dsl_compress.schema.granularity import BlockKernel, parse_granularity
 from dsl_compress.vocab import TargetKind, Mode
 
@@ -117,7 +117,8 @@ def _entry_config(entry: PlanEntry) -> dict[str, Any]:
 
 
 def locate_in_rules(diags: Iterable[Diagnostic], plan: Plan) -> list[Diagnostic]:
-    """Engine diagnostics about a tensor, located at the statement that configured it."""
+    """Engine diagnostics about a tensor, located at the statement that configured it and
+    speaking .rules there; a plan from a config_list keeps them as they are."""
     origins = {entry.subject: entry.origin for entry in plan.entries}
     by_name = {f"{e.module}.{e.target}": e.origin for e in plan.entries}
     out = []
@@ -126,7 +127,6 @@ def locate_in_rules(diags: Iterable[Diagnostic], plan: Plan) -> list[Diagnostic]
         origin = origins.get(subject) or next((o for n, o in by_name.items() if n in subject), "")
         span = span_of_origin(origin)
         if diag.span is None and span is not None:
-            message = f"{diag.subject}: {diag.message}"
-            diag = Diagnostic(diag.code, diag.severity, message, span=span, hint=diag.hint)
+            diag = at_statement(diag, span, f"{diag.subject}: {diag.message}")
         out.append(diag)
     return out

@@ -79,7 +79,9 @@ def test_explain_rules_shows_matches_winners_reasons_and_final_settings(capsys):
         "layer1.0.conv1.weight (prune)",
         "layer1.0.bn1.weight (prune)",
         "layer1.0.bn1.bias (prune)",
+        "layer1.0.conv2.weight, layer1.0.bn2.weight, layer1.0.bn2.bias (no settings)",
     ]
+    assert found[list(found)[-1]] == ["  no statement selects these 3"]
     conv = found["layer1.0.conv1.weight (prune)"]
     assert conv[0] == f"  matched by: {CHANNELS}:8:1"
     assert f"  sparse_ratio = 0.5 from {CHANNELS}:8:29 (the only statement that sets it)" in conv
@@ -102,7 +104,7 @@ def test_explain_says_why_the_more_specific_statement_wins(capsys, here):
         "o.rules",
         "prune Conv2d.weight sparse_ratio=0.3\nprune layer1.0.conv1.weight sparse_ratio=0.6\n",
     )
-    result = run(capsys, "explain", "o.rules", "--model", RESNET, "--target", "layer1.0.conv1.*")
+    result = run(capsys, "explain", "o.rules", "--model", RESNET, "--target", "layer1.0.conv1")
     assert result.code == 0
     lines = blocks(result.out)["layer1.0.conv1.weight (prune)"]
     assert lines[0] == "  matched by: o.rules:1:1, o.rules:2:1"
@@ -124,9 +126,75 @@ def test_explain_says_why_the_later_of_equal_statements_wins(capsys, here):
     assert lines[2].startswith("      not 0.3 from eq.rules:1:")
 
 
-def test_explain_target_matching_nothing_prints_nothing(capsys):
-    result = run(capsys, "explain", CHANNELS, "--model", RESNET, "--target", "nothing.*")
-    assert result == Run(0, "", "")
+def test_explain_target_matching_nothing_is_an_input_error_with_a_suggestion(capsys):
+    result = run(capsys, "explain", CHANNELS, "--model", RESNET, "--target", "layr1.0.conv1.weight")
+    assert result.code == 2 and result.out == ""
+    (line,) = result.err.strip().splitlines()
+    assert line.startswith("--target: error[L106] --target 'layr1.0.conv1.weight' matches no")
+    assert "did you mean 'layer1.0.conv1.weight'" in line
+
+
+def test_explain_target_star_stays_within_one_segment_as_in_rules(capsys):
+    """The issue's `layer2.*` reached layer2.0.downsample.0.weight; in rules it names the blocks
+    layer2.0 and layer2.1, which hold no tensor of their own."""
+    result = run(capsys, "explain", CHANNELS, "--model", RESNET, "--target", "layer2.*")
+    assert result.code == 2 and result.out == ""
+    assert "matches 2 module(s) (layer2.0, layer2.1), none with a parameter" in result.err
+    assert "write 'layer2.**' for every tensor below" in result.err
+    below = run(capsys, "explain", CHANNELS, "--model", RESNET, "--target", "layer2.**")
+    planned = [b for b in blocks(below.out) if b.endswith("(prune)")]
+    assert below.code == 0
+    assert sorted(planned) == [
+        f"layer2.{i}.{m}.{t} (prune)"
+        for i in (0, 1)
+        for m, t in (("bn1", "bias"), ("bn1", "weight"), ("conv1", "weight"))
+    ]
+
+
+def test_explain_target_says_which_statement_left_a_tensor_without_settings(capsys, here):
+    write(
+        "x.rules",
+        "prune Conv2d.weight sparse_ratio=0.5 except layer1.*.conv2\n"
+        "exclude fc\nexclude bn1 from prune\nprune **.bn1.weight sparse_ratio=0.5\n",
+    )
+    found = {}
+    for target in ("fc.weight", "layer1.0.conv2.weight", "bn1.weight", "bn1.bias"):
+        result = run(capsys, "explain", "x.rules", "--model", RESNET, "--target", target)
+        assert result.code == 0 and result.err == ""
+        (found[target],) = blocks(result.out).items()
+    assert found["fc.weight"] == (
+        "fc.weight (no settings)",
+        ["  excluded by x.rules:2:1 (exclude fc)"],
+    )
+    assert found["layer1.0.conv2.weight"][1] == [
+        "  removed by 'except layer1.*.conv2' of the prune statement at x.rules:1:1"
+    ]
+    assert found["bn1.weight"][1] == ["  excluded from prune by x.rules:3:1 (exclude bn1)"]
+    assert found["bn1.bias"] == (
+        "bn1.bias (no settings)",
+        ["  excluded from prune by x.rules:3:1 (exclude bn1)"],
+    )
+
+
+def test_explain_target_takes_any_selector_of_the_language(capsys):
+    result = run(
+        capsys,
+        "explain",
+        CHANNELS,
+        "--model",
+        RESNET,
+        "--target",
+        "BatchNorm2d.bias in layer1.{0,1}.*",
+    )
+    assert list(blocks(result.out)) == [
+        "layer1.0.bn1.bias (prune)",
+        "layer1.1.bn1.bias (prune)",
+        "layer1.0.bn2.bias, layer1.1.bn2.bias (no settings)",
+    ]
+    broken = run(capsys, "explain", CHANNELS, "--model", RESNET, "--target", "layer1..conv1")
+    assert broken.code == 2 and broken.err.startswith(
+        "--target: error[E101] unexpected '.' at column 8"
+    )
 
 
 def test_explain_rules_needs_a_model(capsys):

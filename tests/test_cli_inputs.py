@@ -185,6 +185,18 @@ def test_explain_config_list_names_the_config_and_where_it_is(capsys, here):
     assert f"sparse_ratio = 0.5 from config_list[0] at {config_at}" in result.out
 
 
+def test_explain_target_means_the_same_for_a_config_list_as_for_rules(capsys, here):
+    """One selector meaning: '*' stays within a segment, and a selector picking nothing is L106."""
+    args = ("explain", "clean.json", "--mode", "prune", "--manifest", "manifest.json")
+    picked = run(capsys, *args, "--target", "f*.weight")
+    assert picked.code == 0, picked.err
+    assert picked.out.splitlines()[0] == "fc.weight (prune)"
+    crossing = run(capsys, *args, "--target", "layer1.*")  # no dot-crossing glob
+    assert "fc.weight" not in crossing.out
+    nothing = run(capsys, *args, "--target", "nothing_here.weight")
+    assert nothing.code == 2 and "L106" in nothing.err
+
+
 def test_fmt_skips_a_config_list_with_a_clear_word_and_leaves_it_alone(capsys, here):
     result = run(capsys, "fmt", "--check", "bad_values.json")
     assert result.code == 0

@@ -155,6 +155,7 @@ def selectors() -> st.SearchStrategy[Selector]:
     segment = st.one_of(
         PATTERN.map(lambda word: Segment((word,))),
         st.lists(PATTERN, min_size=1, max_size=3, unique=True).map(_braced),
+        brace_words().map(lambda word: Segment((word,))),
     )
     glob = st.lists(segment, min_size=1, max_size=4).map(lambda s: Path(tuple(s)))
     regex = st.builds(lambda r, s: Path(tuple(s), r), regexes(), st.lists(segment, max_size=1))
@@ -164,6 +165,14 @@ def selectors() -> st.SearchStrategy[Selector]:
 
 def _braced(words: list[str]) -> Segment:
     return Segment(tuple(words), True)
+
+
+def brace_words() -> st.SearchStrategy[str]:
+    """One segment of glob words and {a,b} sets run together ({q,k}_proj, x{a,b}y*, {a}{b})."""
+    word = st.from_regex(r"[A-Za-z0-9_*]{1,4}", fullmatch=True)
+    group = st.lists(word, min_size=1, max_size=3).map(lambda w: "{" + ",".join(w) + "}")
+    pieces = st.lists(st.one_of(word, group), min_size=2, max_size=4)
+    return pieces.filter(lambda p: any(w.startswith("{") for w in p)).map("".join)
 
 
 def statements(chars: st.SearchStrategy[str] = STRING_CHARS) -> st.SearchStrategy:
@@ -196,7 +205,11 @@ def test_random_tree_prints_to_text_that_parses_back_to_it(tree: RuleFile):
 # --- messy spellings of random trees ---------------------------------------------------------
 
 MARK = "#~"  # inserted comments carry this mark, so they can be told apart and removed
-PROTECTED = re.compile(r'(?:re)?"(?:\\.|[^"\\\n])*"')  # strings and regexes: no space goes inside
+# Strings, regexes and segments with a {a,b} set inside ({q,k}_proj): no space goes inside.
+PROTECTED = re.compile(
+    r'(?:re)?"(?:\\.|[^"\\\n])*"'
+    r"|(?=[A-Za-z0-9_*]|\{[^{}\s]*\}[A-Za-z0-9_*{])[A-Za-z0-9_*]*(?:\{[^{}\s]*\}[A-Za-z0-9_*]*)+"
+)
 SPACES = [" ", "  ", "\t", " \\\n  "]
 
 

@@ -142,7 +142,7 @@ def test_the_cache_file_is_named_by_grammar_and_lark_version(monkeypatch, tmp_pa
 
 
 def parses(parser: lark.Lark) -> bool:
-    return len(parser.parse("prune Conv2d.weight sparse_ratio=0.5\n")) == 1
+    return len(parser.parse("prune Conv2d.weight sparse_ratio=0.5\n", start="start")) == 1
 
 
 def test_a_cache_folder_that_cannot_be_made_means_no_cache(monkeypatch, tmp_path):

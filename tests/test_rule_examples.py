@@ -119,7 +119,7 @@ def test_explain_agrees_with_the_compiled_plan(name):
     """explain reads the compile verb's plan: every key it says a tensor gets is the plan's."""
     model = EXAMPLE_MODELS[name]()
     plan = rules(name).compile(model).plan
-    explained = explain(rules(name), model)
+    explained = explain(rules(name), model).tensors
     entries = {(e.mode, e.module, e.target): e for e in plan.entries}
     assert [(x.mode, x.module, x.target) for x in explained] == list(entries)
     for item in explained:

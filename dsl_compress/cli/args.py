@@ -130,7 +130,11 @@ def _explain(commands) -> argparse.ArgumentParser:
     cmd.add_argument("subject", metavar="RULES|CODE", help=f"{RULES_HELP}, or a diagnostic code")
     _model_or_manifest(cmd)
     _config_list_options(cmd)
-    cmd.add_argument("--target", metavar="NAME-PATTERN", help="only tensors matching this glob")
+    cmd.add_argument(
+        "--target",
+        metavar="SELECTOR",
+        help="only the tensors this selector picks, read as in a statement (layer1.*.conv1.weight)",
+    )
     return cmd
 
 

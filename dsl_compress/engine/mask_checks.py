@@ -61,9 +61,12 @@ def _activity(request: MaskRequest) -> list[Problem]:
         f"{', '.join(active)}; activations get masks only through align"
     )
     hint = "align it to a parameter's mask, e.g. align: {target_name: 'weight', dims: [0]}"
-    return [
-        Problem(request.key, active[0], error("P508", message, subject=request.name, hint=hint))
-    ]
+    rules_hint = (
+        f"align it to a parameter's mask instead: align {request.name} "
+        f"with {request.module}.weight dims=[0]"
+    )
+    diag = error("P508", message, subject=request.name, hint=hint, rules_hint=rules_hint)
+    return [Problem(request.key, active[0], diag)]
 
 
 def _granularity(request: MaskRequest) -> list[Problem]:
@@ -244,6 +247,9 @@ def _no_source(request: MaskRequest, source: Key) -> Diagnostic:
         subject=request.name,
         hint=f"give {_name(source)} a sparse_ratio, sparse_threshold or group, "
         f"or drop {request.target} from target_names",
+        rules_hint=f"give {_name(source)} a sparse_ratio, sparse_threshold or group "
+        f"(prune {_name(source)} sparse_ratio=...), or remove the align statement "
+        f"for {request.name}",
     )
 
 

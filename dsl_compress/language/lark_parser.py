@@ -51,6 +51,8 @@ def build_parser(builder: Transformer, on_comment: Callable[[Token], Token]) -> 
     to ``on_comment``; the grammar analysis is read from the cache folder when it is there."""
     grammar = grammar_path().read_text(encoding="utf-8")
     options = dict(
+        # `selector` alone: how the command reads a selector given as an option (explain --target).
+        start=["start", "selector"],
         parser="lalr",
         lexer="contextual",
         strict=True,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 from pathlib import Path as FilePath
 from typing import Sequence
 
@@ -12,11 +13,11 @@ from lark.exceptions import UnexpectedInput
 from dsl_compress.diagnostics import CompressionError
 from dsl_compress.language.lark_parser import build_parser, grammar_path
 from dsl_compress.language.statement_split import Chunk, split_statements
-from dsl_compress.language.syntax import Comment, RuleFile, Statement
+from dsl_compress.language.syntax import Comment, RuleFile, Selector, Statement
 from dsl_compress.language.syntax_errors import KEYWORDS, syntax_diagnostic
 from dsl_compress.language.tree_builder import SpanMaker, SyntaxBuilder, spans_in, spans_in_chunk
 
-__all__ = ["KEYWORDS", "grammar_path", "load", "parse", "parse_by_statement"]
+__all__ = ["KEYWORDS", "grammar_path", "load", "parse", "parse_by_statement", "parse_selector"]
 
 
 class _Parser:
@@ -30,11 +31,14 @@ class _Parser:
         self.comments: list[Token] = []
         self.lark: Lark = build_parser(self.builder, self._collect_comment)
 
-    def parse(self, text: str, spans: SpanMaker) -> tuple[tuple[Statement, ...], list[Token]]:
-        """The statements of ``text`` and the comment tokens the lexer skipped."""
+    def parse(
+        self, text: str, spans: SpanMaker, start: str = "start"
+    ) -> tuple[tuple[Statement, ...] | Selector, list[Token]]:
+        """The statements of ``text`` (or its one selector) and the comment tokens the lexer
+        skipped."""
         self.builder.span = spans
         self.comments = []
-        return self.lark.parse(text), self.comments
+        return self.lark.parse(text, start=start), self.comments
 
     def _collect_comment(self, token: Token) -> Token:
         self.comments.append(token)
@@ -59,6 +63,18 @@ def parse(text: str, path: str | None = None) -> RuleFile:
     except UnexpectedInput:
         return parse_by_statement(text, path)
     return RuleFile(statements, path, _comments(_positions(comments), text))
+
+
+def parse_selector(text: str, origin: str) -> Selector:
+    """One selector written outside a file (``origin`` says where: ``--target``), as a statement
+    reads it; raises CompressionError with the syntax error, located by column in ``origin``."""
+    try:
+        selector, _ = _parser().parse(text, spans_in(origin), start="selector")
+    except UnexpectedInput as exc:
+        found = syntax_diagnostic(exc, Chunk(text, 1, 1), origin, "selector")
+        message = f"{found.message} at column {found.span.column} of {text!r}"
+        raise CompressionError([replace(found, message=message, span=None)]) from None
+    return selector
 
 
 def parse_by_statement(text: str, path: str | None = None) -> RuleFile:

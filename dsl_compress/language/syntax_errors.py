@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from lark import Token
 from lark.exceptions import UnexpectedCharacters, UnexpectedInput
 
@@ -26,24 +28,33 @@ TERMINAL_WORDS = {
     "RBRACKET": "']'",
     "$END": "the end of the file",
 }
+# A {a,b} set with a space inside, touching a word or another set: meant as one segment.
+_SPACED_SET = re.compile(
+    r'[A-Za-z0-9_*]*(?:[A-Za-z0-9_*]\{[^{}\n"]*\s[^{}\n"]*\}|\{[^{}\n"]*\s[^{}\n"]*\}[A-Za-z0-9_*{])'
+    r"[A-Za-z0-9_*{},]*"
+)
 STATEMENT_KEYWORDS = ("let", "include", "prune", "quantize", "distill", "align", "exclude")
 STATEMENT_KEYWORDS += ("register",)
 KEYWORDS = STATEMENT_KEYWORDS + ("with", "from", "except", "in")
 
 
-def syntax_diagnostic(exc: UnexpectedInput, chunk: Chunk, path: str | None) -> Diagnostic:
-    """A syntax error in words: what was found, what was expected, where."""
+def syntax_diagnostic(
+    exc: UnexpectedInput, chunk: Chunk, path: str | None, what: str = "statement"
+) -> Diagnostic:
+    """A syntax error in words: what was found, what was expected, where (``what`` is being
+    parsed: a statement, or a selector given on the command line)."""
     line, column = chunk.absolute(*_position(exc, chunk.text))
     expected = _expected(exc)
     hint = f"expected {_listed(expected)}" if expected else None
     if isinstance(exc, UnexpectedCharacters):
         code, message, width, hint = _bad_character(exc, chunk.text, hint)
     elif getattr(exc, "token", None) is None or exc.token.type == "$END":
-        code, message, width = "E103", "the statement ends too early", 1
+        code, message, width = "E103", f"the {what} ends too early", 1
     else:
         token = exc.token
         code, message, width = "E101", f"unexpected {_describe(token)}", max(1, len(str(token)))
         hint = _keyword_hint(token, expected) or hint
+    hint = _spaced_set_hint(chunk.text) or hint
     span = Span(path, line, column, line, column + width)
     return Diagnostic(code, Severity.ERROR, message, span=span, subject=path, hint=hint)
 
@@ -64,6 +75,17 @@ def _keyword_hint(token: Token, expected: set[str]) -> str | None:
     if token.type in ("NAME", "PATTERN") and starts:
         return did_you_mean(str(token), sorted(starts))
     return None
+
+
+def _spaced_set_hint(text: str) -> str | None:
+    """A {a,b} set run together with a word ({q, k}_proj) lexes as one segment only without
+    spaces; with them the parser reads a set, then a setting, and fails somewhere after."""
+    words = text.split(maxsplit=1)
+    spaced = _SPACED_SET.search(text)
+    if spaced is None or not words or words[0] in ("register", "let", "include"):
+        return None
+    joined = "".join(spaced.group(0).split())
+    return f"write '{joined}': no spaces inside a segment with a {{a,b}} set"
 
 
 def _position(exc: UnexpectedInput, text: str) -> tuple[int, int]:

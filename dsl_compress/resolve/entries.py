@@ -126,5 +126,6 @@ def _check_apply_method(setting: Mapping, entry: PlanEntry, diags: list) -> None
                 "uses clamp_round here, as NNI 3.0's quantizers overwrite it",
                 subject=entry.subject,
                 hint="remove apply_method from the quantization config",
+                rules_hint="remove apply_method from the quantize statement",
             )
         )

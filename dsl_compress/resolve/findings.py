@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Iterable, Mapping
 
 from dsl_compress.diagnostics import Diagnostic, Severity, Span, did_you_mean, located
 from dsl_compress.plan import PlanEntry
 from dsl_compress.resolve.model_index import ModelIndex
-from dsl_compress.resolve.check import Rule
+from dsl_compress.resolve.check import Rule, SettingValue
 from dsl_compress.language.syntax import Selector
+from dsl_compress.resolve.selectors import brace_expansions, is_type_name
 
 TARGET_WORDS = ("weight", "bias", "_input_", "_output_")
 
@@ -19,6 +21,8 @@ def nothing_matched(index: ModelIndex, compiled, span: Span, what: str) -> Diagn
     text = ".".join(s.text for s in selector.path.segments) or (selector.path.regex or "")
     if compiled.type_name is not None:
         hint = _type_hint(index, compiled)
+    elif _braced_types(selector):
+        hint = _braced_type_hint(index, selector)
     else:
         pool = [*index.modules, *sorted(set(index.type_names.values()))]
         head = text.split(".")[0]
@@ -38,6 +42,34 @@ def _type_hint(index: ModelIndex, compiled) -> str | None:
     if count and compiled.scope_pattern is not None:
         return f"the model has {count} {compiled.type_name} module(s), none inside the `in` scope"
     return did_you_mean(compiled.type_name, set(index.type_names.values()))
+
+
+def _braced_types(selector: Selector) -> list[str]:
+    """CamelCase words inside a {a,b} set of the selector: names there, though meant as types."""
+    words = []
+    for segment in selector.path.segments:
+        if segment.braced or "{" in segment.text:
+            expanded = [w for option in segment.options for w in brace_expansions(option)]
+            words.extend(w for w in expanded if is_type_name(w))
+    return list(dict.fromkeys(words))
+
+
+def _braced_type_hint(index: ModelIndex, selector: Selector) -> str:
+    """`{Conv2d,Linear}.weight`: say what it means today and how to select by type."""
+    words = _braced_types(selector)
+    segments = selector.path.segments
+    first = next(i for i, s in enumerate(segments) if s.braced or "{" in s.text)
+    rest = "".join("." + s.text for s in segments[first + 1 :])
+    if any(s.text != "**" for s in segments[:first]):  # the name part becomes an `in` scope
+        rest += " in " + ".".join(s.text for s in segments[:first]) + ".*"
+    present = [w for w in words if w in index.by_type]
+    counts = ", ".join(f"{len(index.by_type[w])} {w}" for w in present)
+    has = f"; the model has {counts} module(s)" if present else ""
+    each = " and ".join(f"'{w}{rest}'" for w in (present or words))
+    return (
+        f"inside braces {' and '.join(repr(w) for w in words)} are module names, not types "
+        f"(a type is a lone CamelCase word){has}: write one statement per type, {each}"
+    )
 
 
 def _target_typo(index: ModelIndex, text: str) -> str | None:
@@ -92,12 +124,33 @@ def missing_partner(index: ModelIndex, rule: Rule, module: str, partner: str | N
     )
 
 
-def conflict(name: str, tensor: str, winner, rival) -> Diagnostic:
-    """W302: equally specific statements give one tensor different values; the later wins."""
+@dataclass(frozen=True)
+class Conflict:
+    """Two equally specific statements giving different values for one key, and every tensor
+    on which they do (filled in as resolution meets them)."""
+
+    name: str
+    winner: SettingValue
+    rival: SettingValue
+    tensors: list[str] = field(default_factory=list)
+
+
+_NAMED_TENSORS = 3  # tensors a W302 names; the rest are counted
+
+
+def conflict(found: Conflict) -> Diagnostic:
+    """W302: equally specific statements give tensors different values; the later wins."""
+    name, winner, rival, tensors = found.name, found.winner, found.rival, found.tensors
+    if len(tensors) == 1:
+        who = f"'{tensors[0]}' gets"
+    else:
+        named = ", ".join(f"'{t}'" for t in tensors[:_NAMED_TENSORS])
+        more = f" and {len(tensors) - _NAMED_TENSORS} more" if len(tensors) > _NAMED_TENSORS else ""
+        who = f"{len(tensors)} tensors ({named}{more}) get"
     return Diagnostic(
         "W302",
         Severity.WARNING,
-        f"'{tensor}' gets {name}={winner.value!r} here and {name}={rival.value!r} at "
+        f"{who} {name}={winner.value!r} here and {name}={rival.value!r} at "
         f"{rival.span}, equally specific; the later statement wins",
         span=winner.span,
         hint="make one statement more specific, or remove one",

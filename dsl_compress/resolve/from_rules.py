@@ -15,7 +15,14 @@ from dsl_compress.resolve.contributions import (
     TensorContributions,
     in_statement_order,
 )
-from dsl_compress.diagnostics import CompressionError, Diagnostic, Severity, Span, span_of_origin
+from dsl_compress.diagnostics import (
+    CompressionError,
+    Diagnostic,
+    Severity,
+    Span,
+    at_statement,
+    span_of_origin,
+)
 from dsl_compress.vocab import INPUT_PREFIX, OUTPUT_PREFIX, Mode
 from dsl_compress.plan import Plan, PlanEntry
 from dsl_compress.resolve.entries import EntryChecks
@@ -28,6 +35,7 @@ from dsl_compress.resolve.check import CheckedRules, ExcludeRule, Rule, SettingV
 from dsl_compress.resolve.findings import (
     align_cycles,
     all_excluded,
+    conflict,
     dead_rules,
     missing_partner,
     no_target,
@@ -74,7 +82,7 @@ def resolve_rules(model: torch.nn.Module, checked: CheckedRules) -> Resolution:
         entry, spans[key[1:]] = resolver.entry(key, shared, own, state, check_diags)
         if entry is not None:
             entries.append(entry)
-    diags.extend(state.conflicts.values())
+    diags.extend(conflict(found) for found in state.conflicts.values())
     diags.extend(state.unregistered.values())
     diags.extend(dead_rules(rules, state.matched, state.won))
     diags.extend(check_diags)
@@ -218,7 +226,7 @@ class _Resolver:
         if settled is None:
             found = in_statement_order(shared, own)
             base = self._base(mode, module, target)
-            setting, origins, metric, top = settle(
+            setting, origins, metric, top, conflicts = settle(
                 key, type_name, found, base, self.registry, state
             )
             entry = PlanEntry(
@@ -227,9 +235,11 @@ class _Resolver:
             before = len(diags)
             checked = self._checked(entry, top.span, diags)
             clean = checked is not None and len(diags) == before
-            state.settled[signature] = (entry, top.span, checked if clean else None)
+            state.settled[signature] = (entry, top.span, checked if clean else None, conflicts)
             return checked, top.span
-        first, span, template = settled
+        first, span, template, conflicts = settled
+        for seen in conflicts:
+            state.conflicts[seen].tensors.append(f"{module}.{target}")
         plain = template is not None and self.presence.plain(module, target)
         base = template if plain else first
         entry = PlanEntry(
@@ -279,8 +289,7 @@ class _Resolver:
         for i in range(before, len(diags)):
             d = diags[i]
             where = (span_of_origin(granularity) or span) if d.code.startswith("P50") else span
-            message = f"{entry.module}.{entry.target}: {d.message}"
-            diags[i] = Diagnostic(d.code, d.severity, message, span=where, hint=d.hint)
+            diags[i] = at_statement(d, where, f"{entry.module}.{entry.target}: {d.message}")
         return resolved
 
 

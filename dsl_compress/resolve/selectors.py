@@ -14,6 +14,7 @@ from dsl_compress.vocab import expand_bare_target
 
 _TYPE_WORD = re.compile(r"[A-Z][A-Za-z0-9_]*$")
 _TARGET_WORD = re.compile(r"(weight|bias|_input_\w*|_output_\w*)$")
+_BRACE_SET = re.compile(r"(\{[^}]*\})")
 
 # Specificity levels (CSS-like): exact name > pattern or regex > type; `in` adds a type bonus.
 EXACT, PATTERN, TYPE = 3, 2, 1
@@ -98,21 +99,41 @@ class CompiledSelector:
 
 
 def is_type_word(segment: Segment) -> bool:
-    return not segment.braced and bool(_TYPE_WORD.match(segment.text))
+    return not segment.braced and is_type_name(segment.text)
+
+
+def is_type_name(word: str) -> bool:
+    """A CamelCase word: a module type when it stands alone as a selector's first segment."""
+    return bool(_TYPE_WORD.match(word))
 
 
 def split_target(
     path: Path, target_words: frozenset[str], takes_target: bool
 ) -> tuple[Path, tuple[str, ...] | None]:
-    """Separate the module part from a trailing target segment, if the last segment is one."""
+    """Separate the module part from a trailing target segment, if the last segment is one.
+
+    A last segment that is one {a,b} set names targets; any other names targets when every
+    word its sets expand to is one (``_input_{0,1}``), and is a module-name segment otherwise
+    (``{q,k}_proj``).
+    """
     segments = path.segments
     if not takes_target or not segments or (len(segments) == 1 and path.regex is None):
         return path, None
     last = segments[-1]
-    if last.braced or all(_TARGET_WORD.match(o) or o in target_words for o in last.options):
+    named = tuple(dict.fromkeys(word for o in last.options for word in brace_expansions(o)))
+    if last.braced or all(_TARGET_WORD.match(w) or w in target_words for w in named):
         if "*" not in last.text:
-            return Path(segments[:-1], path.regex, path.span), expand_targets(last.options)
+            return Path(segments[:-1], path.regex, path.span), expand_targets(named)
     return path, None
+
+
+def brace_expansions(word: str) -> tuple[str, ...]:
+    """The words a glob word's {a,b} sets stand for, in order, as a shell expands them."""
+    words = [""]
+    for piece in _BRACE_SET.split(word):
+        options = piece[1:-1].split(",") if piece.startswith("{") else [piece]
+        words = [done + option for done in words for option in options]
+    return tuple(words)
 
 
 def expand_targets(options: tuple[str, ...]) -> tuple[str, ...]:
@@ -242,7 +263,7 @@ def _segment_regex(segment: Segment) -> str:
 
 def _word_regex(word: str) -> str:
     """A glob word: `*` captures within the segment, `{a,b}` inside a word is an alternative."""
-    pieces = re.split(r"(\{[^}]*\})", word)
+    pieces = _BRACE_SET.split(word)
     out = []
     for piece in pieces:
         if piece.startswith("{"):

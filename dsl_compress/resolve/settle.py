@@ -7,13 +7,14 @@ from typing import Any
 
 from dsl_compress.resolve.contributions import Contribution, SettingKey
 from dsl_compress.vocab import Mode, DEFAULT_METRIC
-from dsl_compress.resolve.findings import conflict, unregistered
+from dsl_compress.resolve.findings import Conflict, unregistered
 from dsl_compress.schema.key_sets import nni_key
 
 
 def settle(key: SettingKey, type_name: str, found: list[Contribution], base: dict, registry, state):
     """Each key's winning value among ``found`` over the template's ``base``: the setting, where
-    each key came from, the metric and the most specific statement."""
+    each key came from, the metric, the most specific statement and the keys of the conflicts
+    found (``state.conflicts``; another tensor settled by the same statements shares them)."""
     mode, module, target = key
     top = max(found, key=lambda c: c.rank).rule
     state.matched.update(c.rule.index for c in found)
@@ -22,6 +23,7 @@ def settle(key: SettingKey, type_name: str, found: list[Contribution], base: dic
     setting, origins = dict(base), {k: f"template {type_name}" for k in base}
     extra: dict[str, Any] = {}
     ranks: dict[str, tuple] = {}
+    conflicts: list[tuple] = []
     for name in sorted({k for c in found for k in c.values}):
         allowed = [
             c
@@ -32,14 +34,16 @@ def settle(key: SettingKey, type_name: str, found: list[Contribution], base: dic
             continue
         winner = max(allowed, key=lambda c: c.rank)
         state.won.add(winner.rule.index)
-        _check_conflict(allowed, winner, name, f"{module}.{target}", state.conflicts)
+        conflicts.extend(_check_conflict(allowed, winner, name, state.conflicts))
         value = winner.values[name]
         (extra if _extra(name) else setting)[nni_key(name)] = value.value
         origins[nni_key(name)] = str(value.span)
         ranks[name] = winner.rank
     _one_goal(setting, origins, ranks)
     metric = extra.get("metric", DEFAULT_METRIC) if mode is Mode.PRUNE else None
-    return setting, origins, metric, top
+    for seen in conflicts:
+        state.conflicts[seen].tensors.append(f"{module}.{target}")
+    return setting, origins, metric, top, conflicts
 
 
 def _extra(name: str) -> bool:
@@ -54,8 +58,10 @@ def _one_goal(setting: dict, origins: dict, ranks: dict) -> None:
         origins.pop(loser, None)
 
 
-def _check_conflict(allowed, winner: Contribution, name: str, tensor: str, conflicts) -> None:
-    """Equally specific statements giving one tensor different values: the later wins, say so."""
+def _check_conflict(allowed, winner: Contribution, name: str, conflicts: dict) -> list[tuple]:
+    """Equally specific statements giving one tensor different values: the later wins, say so
+    (once per pair of values, with every tensor they meet on)."""
+    found = []
     for rival in allowed:
         if (
             rival is winner
@@ -64,4 +70,6 @@ def _check_conflict(allowed, winner: Contribution, name: str, tensor: str, confl
         ):
             continue
         seen = (str(winner.values[name].span), str(rival.values[name].span), name)
-        conflicts.setdefault(seen, conflict(name, tensor, winner.values[name], rival.values[name]))
+        conflicts.setdefault(seen, Conflict(name, winner.values[name], rival.values[name]))
+        found.append(seen)
+    return found

@@ -1,17 +1,18 @@
-"""explain: for each tensor, the statements that matched it, which one won each key and why."""
+"""explain: each tensor's statements, which one won each key and why; why a tensor has none."""
 
 from __future__ import annotations
 
-import fnmatch
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from dsl_compress.vocab import Mode
+from dsl_compress.resolve.model_index import ModelIndex
 from dsl_compress.resolve.ruleset import RuleSet
 from dsl_compress.resolve.selectors import EXACT, PATTERN, TYPE
 from dsl_compress.schema.key_sets import nni_key
+from dsl_compress.tools.explain_target import select_target, tensors_without_plan, why_no_settings
+from dsl_compress.vocab import Mode
 
 _LEVELS = {EXACT: "exact name", PATTERN: "name pattern", TYPE: "type"}
 
@@ -44,25 +45,51 @@ class TensorExplanation:
     metric: str | None
 
 
-def explain(ruleset: RuleSet, model: torch.nn.Module, target: str | None = None) -> list:
-    """Explanations for every planned tensor whose `module.target` matches the glob ``target``,
-    read from the compiled plan and the statements that reached each tensor."""
+@dataclass(frozen=True)
+class NoSettings:
+    """A tensor --target selected that the plan leaves alone, and why (empty: no statement
+    selects it)."""
+
+    module: str
+    target: str
+    reasons: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """What explain found: the planned tensors, then the selected tensors without settings."""
+
+    tensors: tuple[TensorExplanation, ...]
+    unset: tuple[NoSettings, ...] = ()
+
+
+def explain(ruleset: RuleSet, model: torch.nn.Module, target: str | None = None) -> Explanation:
+    """Every planned tensor, or those the selector ``target`` picks (read as a statement reads
+    it), each with the statements that reached it and why each key's value won; with a target,
+    also the tensors it picks that get no settings, and why. Raises CompressionError (L106)
+    when ``target`` picks no tensor of the model."""
     compiled = ruleset.compile(model, trace=True)
-    out = []
-    for entry in compiled.plan.entries:
-        name = f"{entry.module}.{entry.target}"
-        if target is not None and not fnmatch.fnmatchcase(name, target):
-            continue
-        found = compiled.contributions.get((entry.mode, entry.module, entry.target), [])
-        statements = tuple(dict.fromkeys(str(c.rule.span) for c in found))
-        decisions = tuple(d for d in (_decide(k, found, entry) for k in _keys(found)) if d)
-        setting = {k: v for k, v in entry.setting.items() if v is not None}
-        out.append(
-            TensorExplanation(
-                entry.module, entry.target, entry.mode, statements, decisions, setting, entry.metric
-            )
-        )
-    return out
+    if target is None:
+        return Explanation(tuple(_tensor(compiled, e) for e in compiled.plan.entries))
+    index = ModelIndex.of(model)
+    selection = select_target(target, index, compiled.plan)
+    entries = [e for e in compiled.plan.entries if selection.picks(e.module, e.target)]
+    unset = list(tensors_without_plan(selection, index, compiled.plan))
+    checked = ruleset.check() if unset else None
+    return Explanation(
+        tuple(_tensor(compiled, e) for e in entries),
+        tuple(NoSettings(m, t, tuple(why_no_settings(checked, index, m, t))) for m, t in unset),
+    )
+
+
+def _tensor(compiled, entry) -> TensorExplanation:
+    found = compiled.contributions.get((entry.mode, entry.module, entry.target), [])
+    statements = tuple(dict.fromkeys(str(c.rule.span) for c in found))
+    decisions = tuple(d for d in (_decide(k, found, entry) for k in _keys(found)) if d)
+    setting = {k: v for k, v in entry.setting.items() if v is not None}
+    return TensorExplanation(
+        entry.module, entry.target, entry.mode, statements, decisions, setting, entry.metric
+    )
 
 
 def _keys(found) -> list[str]:
@@ -100,17 +127,40 @@ def _reason(winner, setters) -> str:
     return "the latest of the most specific statements that set it"
 
 
-def render_explanations(explanations: list[TensorExplanation]) -> str:
-    """Plain text, one block per tensor."""
-    blocks = []
-    for item in explanations:
-        lines = [f"{item.module}.{item.target} ({item.mode.value})"]
-        lines.append("  matched by: " + (", ".join(item.statements) or "-"))
-        for d in item.decisions:
-            lines.append(f"  {d.key} = {d.winner.value!r} from {d.winner.origin} ({d.reason})")
-            for other in d.others:
-                lines.append(f"      not {other.value!r} from {other.origin} ({other.specificity})")
-        final = ", ".join(f"{k}={v!r}" for k, v in item.setting.items())
-        lines.append(f"  final: {final}" + (f", metric={item.metric}" if item.metric else ""))
-        blocks.append("\n".join(lines))
+def render_explanations(explanation: Explanation) -> str:
+    """Plain text, one block per planned tensor, one per tensor that an exclude or except left
+    without settings, and one naming the tensors no statement selects."""
+    blocks = [_planned_block(item) for item in explanation.tensors]
+    blocks.extend(_unset_block(item) for item in explanation.unset if item.reasons)
+    unselected = [f"{i.module}.{i.target}" for i in explanation.unset if not i.reasons]
+    if unselected:
+        blocks.append(_unselected_block(unselected))
     return "\n\n".join(blocks) + ("\n" if blocks else "")
+
+
+def _planned_block(item: TensorExplanation) -> str:
+    lines = [f"{item.module}.{item.target} ({item.mode.value})"]
+    lines.append("  matched by: " + (", ".join(item.statements) or "-"))
+    for d in item.decisions:
+        lines.append(f"  {d.key} = {d.winner.value!r} from {d.winner.origin} ({d.reason})")
+        for other in d.others:
+            lines.append(f"      not {other.value!r} from {other.origin} ({other.specificity})")
+    final = ", ".join(f"{k}={v!r}" for k, v in item.setting.items())
+    lines.append(f"  final: {final}" + (f", metric={item.metric}" if item.metric else ""))
+    return "\n".join(lines)
+
+
+def _unset_block(item: NoSettings) -> str:
+    lines = [f"{item.module}.{item.target} (no settings)", *(f"  {r}" for r in item.reasons)]
+    return "\n".join(lines)
+
+
+_NAMED = 8  # tensors named in the line about those no statement selects; the rest are counted
+
+
+def _unselected_block(names: list[str]) -> str:
+    shown = ", ".join(names[:_NAMED])
+    if len(names) > _NAMED:
+        shown += f" and {len(names) - _NAMED} more"
+    them = "it" if len(names) == 1 else f"these {len(names)}"
+    return f"{shown} (no settings)\n  no statement selects {them}"

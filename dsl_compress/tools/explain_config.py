@@ -3,13 +3,20 @@ that selects a tensor wins, as in NNI 3.0) and where that config is in the file.
 
 from __future__ import annotations
 
-import fnmatch
 from typing import TYPE_CHECKING
 
 from dsl_compress.plan import PlanEntry
 from dsl_compress.resolve.config_input import ConfigInput
 from dsl_compress.schema.config_text import subject_span
-from dsl_compress.tools.explain import Candidate, KeyDecision, TensorExplanation
+from dsl_compress.resolve.model_index import ModelIndex
+from dsl_compress.tools.explain import (
+    Candidate,
+    Explanation,
+    KeyDecision,
+    NoSettings,
+    TensorExplanation,
+)
+from dsl_compress.tools.explain_target import select_target, tensors_without_plan
 
 if TYPE_CHECKING:
     import torch
@@ -19,14 +26,21 @@ FIRST_WINS = "the first config that selects this tensor (NNI 3.0: the first conf
 
 def explain_config_list(
     config: ConfigInput, model: torch.nn.Module, metric: str | None, target: str | None = None
-) -> list[TensorExplanation]:
-    """Explanations for every planned tensor whose `module.target` matches the glob ``target``."""
+) -> Explanation:
+    """Every planned tensor, or those the selector ``target`` picks (read as a .rules statement
+    reads it, as for rules), and with a target the picked tensors no config selects; L106 when
+    it picks no tensor."""
     plan = config.plan(model, metric)
-    return [
-        _explained(entry, config)
-        for entry in plan.entries
-        if target is None or fnmatch.fnmatchcase(f"{entry.module}.{entry.target}", target)
-    ]
+    if target is None:
+        return Explanation(tuple(_explained(entry, config) for entry in plan.entries))
+    index = ModelIndex.of(model)
+    selection = select_target(target, index, plan)
+    picked = [e for e in plan.entries if selection.picks(e.module, e.target)]
+    unset = tensors_without_plan(selection, index, plan)
+    return Explanation(
+        tuple(_explained(entry, config) for entry in picked),
+        tuple(NoSettings(module, name, ()) for module, name in unset),
+    )
 
 
 def _explained(entry: PlanEntry, config: ConfigInput) -> TensorExplanation:

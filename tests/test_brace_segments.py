@@ -8,7 +8,7 @@ from torch import nn
 import dsl_compress
 from dsl_compress import Mode
 from dsl_compress.language.format import format_rules
-from dsl_compress.language.parse import parse
+from dsl_compress.language.parse import parse_rule_file
 from dsl_compress.language.syntax import Segment
 from dsl_compress.resolve.selectors import brace_expansions
 
@@ -30,7 +30,7 @@ class Decoder(nn.Module):
 
 
 def segments_of(text: str) -> list[Segment]:
-    return list(parse(text).statements[0].selector.path.segments)
+    return list(parse_rule_file(text).statements[0].selector.path.segments)
 
 
 def modules_of(text: str, mode: Mode = Mode.PRUNE) -> list[str]:
@@ -129,7 +129,7 @@ def test_config_list_without_a_model_matches_the_same_names():
 )
 def test_fmt_prints_combined_segments_back_unchanged(text: str):
     assert format_rules(text) == text
-    assert parse(format_rules(text)) == parse(text)
+    assert parse_rule_file(format_rules(text)) == parse_rule_file(text)
 
 
 def test_fmt_normalises_spacing_around_but_never_inside_a_combined_segment():

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from dsl_compress.diagnostics import CompressionError
 from dsl_compress.language.format import format_file, format_rules
 from dsl_compress.vocab import Mode
-from dsl_compress.language.parse import KEYWORDS, parse
+from dsl_compress.language.parse import KEYWORDS, parse_rule_file
 from dsl_compress.language.syntax import (
     Align,
     Compress,
@@ -43,7 +43,7 @@ def expected_path(case: FilePath) -> FilePath:
 
 
 def comment_texts(text: str) -> list[str]:
-    return sorted(c.text for c in parse(text).comments)
+    return sorted(c.text for c in parse_rule_file(text).comments)
 
 
 # --- golden files --------------------------------------------------------------------------
@@ -63,7 +63,7 @@ def test_golden_is_stable_and_equivalent(case: FilePath):
     source = case.read_text(encoding="utf-8")
     formatted = format_rules(source)
     assert format_rules(formatted) == formatted
-    assert parse(formatted) == parse(source)
+    assert parse_rule_file(formatted) == parse_rule_file(source)
     assert comment_texts(formatted) == comment_texts(source)
 
 
@@ -75,7 +75,7 @@ def test_broken_file_raises_the_parsers_error():
     with pytest.raises(CompressionError) as raised:
         format_rules(text, "broken.rules")
     with pytest.raises(CompressionError) as parsed:
-        parse(text, "broken.rules")
+        parse_rule_file(text, "broken.rules")
     assert str(raised.value) == str(parsed.value)
 
 
@@ -94,7 +94,7 @@ def test_format_file_prints_a_tree_built_in_code():
     )
     text = "prune fc.weight sparse_ratio=1e999\nregister quantize T {\n  p1\n}\n"
     assert format_file(tree) == text
-    assert parse(text) == tree
+    assert parse_rule_file(text) == tree
 
 
 def test_nan_cannot_be_written():
@@ -198,7 +198,7 @@ def rule_files(chars: st.SearchStrategy[str] = STRING_CHARS) -> st.SearchStrateg
 @given(rule_files())
 def test_random_tree_prints_to_text_that_parses_back_to_it(tree: RuleFile):
     text = format_file(tree)
-    assert parse(text) == tree
+    assert parse_rule_file(text) == tree
     assert format_rules(text) == text
 
 
@@ -265,9 +265,9 @@ def without_marked_comments(text: str) -> str:
 def test_messy_spelling_formats_to_the_canonical_text(tree: RuleFile, rng: random.Random):
     canonical = format_file(tree)
     messy = messy_spelling(canonical, rng)
-    assert parse(messy) == tree
+    assert parse_rule_file(messy) == tree
     formatted = format_rules(messy)
     assert format_rules(formatted) == formatted
-    assert parse(formatted) == tree
+    assert parse_rule_file(formatted) == tree
     assert comment_texts(formatted) == comment_texts(messy)
     assert without_marked_comments(formatted) == (canonical or "\n")

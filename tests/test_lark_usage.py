@@ -98,13 +98,13 @@ lark.lexer.BasicLexer
 
 PROBE = """\
 import json, logging, lark
-from dsl_compress.language.parse import parse
+from dsl_compress.language.parse import parse_rule_file
 messages = []
 handler = logging.Handler()
 handler.emit = lambda record: messages.append(record.getMessage())
 lark.logger.addHandler(handler)
 lark.logger.setLevel(logging.DEBUG)
-(statement,) = parse("prune Conv2d.weight sparse_ratio=0.5").statements
+(statement,) = parse_rule_file("prune Conv2d.weight sparse_ratio=0.5").statements
 print(json.dumps({"mode": statement.mode.value, "log": messages}))
 """
 

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from dsl_compress.codes import CODES
 from dsl_compress.diagnostics import CompressionError, Span
 from dsl_compress.language.format import format_file
-from dsl_compress.language.parse import parse, parse_by_statement
+from dsl_compress.language.parse import parse_rule_file, parse_by_statement
 from dsl_compress.language.syntax import ListValue, Literal
 from test_formatter import PLAIN_CHARS, messy_spelling, rule_files
 
@@ -56,7 +56,7 @@ def check_parser(text: str, path: str | None = "x.rules") -> None:
     statement's span holds text that parses back to that statement. A bad one: diagnostics of
     syntax codes, each pointing into the text."""
     try:
-        rule_file = parse(text, path)
+        rule_file = parse_rule_file(text, path)
     except CompressionError as exc:
         check_diagnostics(exc, text)
         return
@@ -64,7 +64,7 @@ def check_parser(text: str, path: str | None = "x.rules") -> None:
     assert rule_file.path == path and parse_by_statement(text, path).path == path
     for statement in rule_file.statements:
         assert statement.span.file == path
-        assert parse(span_text(text, statement.span)).statements == (statement,)
+        assert parse_rule_file(span_text(text, statement.span)).statements == (statement,)
 
 
 def check_diagnostics(exc: CompressionError, text: str) -> None:
@@ -132,19 +132,19 @@ def test_edge_cases(text: str):
 @pytest.mark.parametrize("text", BAD_CASES)
 def test_bad_cases(text: str):
     with pytest.raises(CompressionError):
-        parse(text)
+        parse_rule_file(text)
     check_parser(text)
 
 
 def test_a_statement_the_whole_file_parse_rejects_may_parse_alone():
     """A carriage return before ';' ends no line for the lexer, but the statement split drops it."""
-    (let,) = parse("let a = 1\r;\n").statements
+    (let,) = parse_rule_file("let a = 1\r;\n").statements
     assert (let.name, let.value, let.span) == ("a", Literal(1), Span(None, 1, 1, 1, 10))
 
 
 def test_deep_lists():
     depth = 200
-    value = parse("let a = " + "[" * depth + "1" + "]" * depth + "\n").statements[0].value
+    value = parse_rule_file("let a = " + "[" * depth + "1" + "]" * depth + "\n").statements[0].value
     for _ in range(depth):
         assert isinstance(value, ListValue)
         (value,) = value.items
@@ -154,10 +154,10 @@ def test_deep_lists():
 def test_threads_parse_side_by_side():
     texts = {f"f{i}.rules": rules_text(20, seed=i) for i in range(8)}
     with ThreadPoolExecutor(4) as pool:
-        parsed = dict(zip(texts, pool.map(lambda p: parse(texts[p], p), texts)))
+        parsed = dict(zip(texts, pool.map(lambda p: parse_rule_file(texts[p], p), texts)))
     for path, rule_file in parsed.items():
         assert {s.span.file for s in rule_file.statements} == {path}
-        assert dump(rule_file) == dump(parse(texts[path], path))
+        assert dump(rule_file) == dump(parse_rule_file(texts[path], path))
 
 
 @PROPERTY

@@ -11,7 +11,7 @@ import golden
 
 from dsl_compress.diagnostics import CompressionError, Span
 from dsl_compress.vocab import Mode
-from dsl_compress.language.parse import load, parse
+from dsl_compress.language.parse import load_rule_file, parse_rule_file
 from dsl_compress.language.syntax import (
     Align,
     Comment,
@@ -161,7 +161,7 @@ EXPECTED_EXAMPLE = (
 
 
 def test_issue_example_parses_to_the_exact_tree():
-    assert parse(EXAMPLE).statements == EXPECTED_EXAMPLE
+    assert parse_rule_file(EXAMPLE).statements == EXPECTED_EXAMPLE
 
 
 def test_one_liner_with_semicolon_gives_two_statements():
@@ -171,16 +171,16 @@ def test_one_liner_with_semicolon_gives_two_statements():
         ),
         BN_WEIGHT_TO_CONV,
     )
-    assert parse(ONE_LINER).statements == expected
+    assert parse_rule_file(ONE_LINER).statements == expected
 
 
 def test_braced_target_segment():
-    segment = parse(EXAMPLE).statements[7].selector.path.segments[1]
+    segment = parse_rule_file(EXAMPLE).statements[7].selector.path.segments[1]
     assert segment == Segment(("weight", "_input_", "_output_"), braced=True)
     assert segment.text == "{weight,_input_,_output_}"
-    assert parse("quantize a.{x,x,y} quant_dtype=int8").statements[0].selector.path == Path(
-        (Segment(("a",)), braced("x", "y"))
-    )
+    assert parse_rule_file("quantize a.{x,x,y} quant_dtype=int8").statements[
+        0
+    ].selector.path == Path((Segment(("a",)), braced("x", "y")))
 
 
 def test_regex_path_with_target_scope_nested_list_and_numbers():
@@ -207,7 +207,7 @@ def test_regex_path_with_target_scope_nested_list_and_numbers():
         ),
         (sel(glob("a", "b")), sel(glob("Conv2d"), scope=glob("head", "*"))),
     )
-    (statement,) = parse(text).statements
+    (statement,) = parse_rule_file(text).statements
     assert statement == expected
     assert type(statement.settings[0].value.value) is float
     assert type(statement.settings[1].value.value) is int
@@ -215,12 +215,12 @@ def test_regex_path_with_target_scope_nested_list_and_numbers():
 
 
 def test_regex_without_trailing_segment_keeps_backslashes():
-    (statement,) = parse(r'quantize re"fc\d+\\x" quant_dtype=int8').statements
+    (statement,) = parse_rule_file(r'quantize re"fc\d+\\x" quant_dtype=int8').statements
     assert statement.selector.path == Path((), regex=r"fc\d+\\x")
 
 
 def test_exclude_forms():
-    statements = parse(
+    statements = parse_rule_file(
         'exclude head.* from quantize\nexclude re"aux.*" from prune\nexclude x from distill'
     ).statements
     assert statements == (
@@ -231,7 +231,7 @@ def test_exclude_forms():
 
 
 def test_align_with_except_and_type_scope():
-    (statement,) = parse(
+    (statement,) = parse_rule_file(
         "align Linear.bias in enc.** with Linear.weight dims=[0] except enc.fc"
     ).statements
     assert statement == Align(
@@ -246,7 +246,7 @@ def test_align_with_except_and_type_scope():
 
 
 def test_statement_spans_are_one_based_with_exclusive_end():
-    statements = parse(EXAMPLE, "ex.rules").statements
+    statements = parse_rule_file(EXAMPLE, "ex.rules").statements
     assert statements[0].span == Span("ex.rules", 1, 1, 1, 16)
     assert statements[2].span == Span("ex.rules", 4, 1, 4, 73)
     # The trailing comment is not part of the statement.
@@ -260,7 +260,7 @@ def test_statement_spans_are_one_based_with_exclusive_end():
 
 
 def test_spans_inside_a_multi_line_register_block():
-    register = parse(EXAMPLE, "ex.rules").statements[11]
+    register = parse_rule_file(EXAMPLE, "ex.rules").statements[11]
     assert register.span == Span("ex.rules", 13, 1, 17, 2)
     p1, p2, output = register.targets
     assert p1.span == Span("ex.rules", 14, 3, 14, 24)
@@ -273,7 +273,7 @@ def test_spans_inside_a_multi_line_register_block():
 
 
 def test_spans_after_semicolons_on_one_line():
-    register = parse(EXAMPLE, "ex.rules").statements[12]
+    register = parse_rule_file(EXAMPLE, "ex.rules").statements[12]
     assert register.span == Span("ex.rules", 18, 1, 18, 141)
     assert [(t.name, t.span.line, t.span.column) for t in register.targets] == [
         ("_input_", 18, 38),
@@ -281,7 +281,7 @@ def test_spans_after_semicolons_on_one_line():
         ("p2", 18, 89),
         ("_output_", 18, 112),
     ]
-    first, align = parse(ONE_LINER).statements
+    first, align = parse_rule_file(ONE_LINER).statements
     assert first.span == Span(None, 1, 1, 1, 44)
     assert align.span == Span(None, 1, 46, 1, 89)
     assert align.selector.span == Span(None, 1, 52, 1, 62)
@@ -291,20 +291,22 @@ def test_spans_after_semicolons_on_one_line():
 
 
 def test_spans_after_blank_lines_and_crlf():
-    statements = parse("\r\n\r\n  prune a.b x=1\r\nexclude c.*\r\n").statements
+    statements = parse_rule_file("\r\n\r\n  prune a.b x=1\r\nexclude c.*\r\n").statements
     assert statements[0].span == Span(None, 3, 3, 3, 16)
     assert statements[1].span == Span(None, 4, 1, 4, 12)
 
 
 def test_line_continuation_joins_lines_and_keeps_positions():
-    (statement,) = parse("prune fc.weight \\\n  sparse_ratio=0.5\n").statements
+    (statement,) = parse_rule_file("prune fc.weight \\\n  sparse_ratio=0.5\n").statements
     assert statement == Compress(Mode.PRUNE, sel(glob("fc", "weight")), settings(sparse_ratio=0.5))
     assert statement.settings[0].span == Span(None, 2, 3, 2, 19)
     assert statement.span == Span(None, 1, 1, 2, 19)
 
 
 def test_equality_ignores_spans_and_layout():
-    assert parse("prune a.b x=1") == parse("\n\n   prune   a.b    x=1   # why\n", "other.rules")
+    assert parse_rule_file("prune a.b x=1") == parse_rule_file(
+        "\n\n   prune   a.b    x=1   # why\n", "other.rules"
+    )
 
 
 # ----- comments, newlines, empty input -------------------------------------------------------
@@ -320,7 +322,7 @@ def test_comments_are_collected_with_line_and_trailing_flag():
         "}\n"
         "# last"
     )
-    rule_file = parse(text)
+    rule_file = parse_rule_file(text)
     assert rule_file.comments == (
         Comment("# header", 1, False),
         Comment("# after code", 2, True),
@@ -330,18 +332,18 @@ def test_comments_are_collected_with_line_and_trailing_flag():
         Comment("# last", 7, False),
     )
     assert len(rule_file.statements) == 2
-    assert parse(EXAMPLE).comments == (Comment("# global group", 5, True),)
+    assert parse_rule_file(EXAMPLE).comments == (Comment("# global group", 5, True),)
 
 
 def test_hash_inside_a_string_is_not_a_comment():
-    rule_file = parse('include "a#b.rules"  # real')
+    rule_file = parse_rule_file('include "a#b.rules"  # real')
     assert rule_file.statements == (Include("a#b.rules"),)
     assert rule_file.comments == (Comment("# real", 1, True),)
 
 
 def test_newlines_inside_brackets_do_not_end_the_statement():
     text = "align bn.weight with conv.weight dims=[\n  0,  # first\n  1,\n]\nexclude x.*"
-    rule_file = parse(text)
+    rule_file = parse_rule_file(text)
     assert rule_file.statements == (
         Align(
             sel(glob("bn", "weight")),
@@ -359,14 +361,14 @@ def test_newlines_inside_brackets_do_not_end_the_statement():
     "text", ["", "\n", "   \n\t\n", ";;\n;", "# only a comment", "# a\n\n  # b\n"]
 )
 def test_empty_and_comment_only_files_have_no_statements(text):
-    rule_file = parse(text)
+    rule_file = parse_rule_file(text)
     assert rule_file.statements == ()
     assert all(not c.trailing for c in rule_file.comments)
     assert len(rule_file.comments) == text.count("#")
 
 
 def test_separators_may_repeat():
-    statements = parse("prune a.b x=1;;\n;\n\nprune c.d y=2;").statements
+    statements = parse_rule_file("prune a.b x=1;;\n;\n\nprune c.d y=2;").statements
     assert statements == (
         Compress(Mode.PRUNE, sel(glob("a", "b")), settings(x=1)),
         Compress(Mode.PRUNE, sel(glob("c", "d")), settings(y=2)),
@@ -376,18 +378,18 @@ def test_separators_may_repeat():
 def test_load_reads_the_file_and_sets_the_path(tmp_path):
     file = tmp_path / "model.rules"
     file.write_text(EXAMPLE, encoding="utf-8")
-    rule_file = load(file)
+    rule_file = load_rule_file(file)
     assert rule_file == RuleFile(EXPECTED_EXAMPLE)
     assert rule_file.path == str(file)
     assert rule_file.statements[11].targets[2].span.file == str(file)
-    assert load(str(file)).statements[0].span == Span(str(file), 1, 1, 1, 16)
+    assert load_rule_file(str(file)).statements[0].span == Span(str(file), 1, 1, 1, 16)
 
 
 def test_load_reports_errors_with_the_path(tmp_path):
     file = tmp_path / "bad.rules"
     file.write_text("prune a.b x=1\nalign a.b c.d\n", encoding="utf-8")
     with pytest.raises(CompressionError) as caught:
-        load(file)
+        load_rule_file(file)
     (diagnostic,) = caught.value.diagnostics
     assert diagnostic.span == Span(str(file), 2, 11, 2, 12)
     assert str(diagnostic.span) == f"{file}:2:11"
@@ -396,7 +398,7 @@ def test_load_reports_errors_with_the_path(tmp_path):
 def test_every_error_is_reported_and_good_statements_are_not():
     text = "prune a.b x=\nprune c.d y=1\nalign a.b c.d\nexclude e.*; prune f.g z=@\nlet q = 1"
     with pytest.raises(CompressionError) as caught:
-        parse(text)
+        parse_rule_file(text)
     found = [(d.code, d.span.line, d.span.column) for d in caught.value.diagnostics]
     assert found == [("E103", 1, 13), ("E101", 3, 11), ("E102", 4, 26)]
     assert all(d.hint and d.hint.startswith("expected ") for d in caught.value.diagnostics)
@@ -413,7 +415,7 @@ def render_errors(source: FilePath) -> str:
     """Every diagnostic of the file, rendered with its source line, separated by a blank line."""
     text = source.read_text(encoding="utf-8")
     try:
-        parse(text, source.name)
+        parse_rule_file(text, source.name)
     except CompressionError as exc:
         lines = text.splitlines()
         return "\n\n".join(d.render(lines) for d in exc.diagnostics) + "\n"

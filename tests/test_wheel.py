@@ -15,8 +15,8 @@ GRAMMAR = REPO / "grammar" / "rules.lark"
 # Run by the venv's python from a directory outside the repo, so only the wheel can answer.
 PROBE = """\
 import json, sys, sysconfig
-from dsl_compress.language.parse import grammar_path, parse
-rule_file = parse("prune Conv2d.weight sparse_ratio=0.5")
+from dsl_compress.language.parse import grammar_path, parse_rule_file
+rule_file = parse_rule_file("prune Conv2d.weight sparse_ratio=0.5")
 (statement,) = rule_file.statements
 print(json.dumps({
     "grammar": str(grammar_path()),

@@ -33,7 +33,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Iterator
 
-from dsl_compress.language.parse import parse
+from dsl_compress.language.parse import parse_rule_file
 from dsl_compress.language.syntax import (
     Align,
     Comment,
@@ -58,7 +58,7 @@ COMMENT_GAP = "  "
 
 def format_rules(text: str, path: str | None = None) -> str:
     """The canonical text of ``text``; a syntax error raises the parser's CompressionError."""
-    return format_file(parse(text, path))
+    return format_file(parse_rule_file(text, path))
 
 
 def format_file(rule_file: RuleFile) -> str:

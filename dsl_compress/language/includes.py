@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from dsl_compress.diagnostics import CompressionError, Diagnostic, Severity, Span
-from dsl_compress.language.parse import parse as parse_file
+from dsl_compress.language.parse import parse_rule_file
 from dsl_compress.language.syntax import Include, RuleFile, Statement
 
 
@@ -16,7 +16,7 @@ def parse_with_includes(
     """The statements of rules text with included files' statements in place, and the files it
     included; includes are read relative to ``path``'s folder (or the working folder)."""
     base = Path(path).resolve() if path else None
-    statements = _expand(parse_file(text, path), base, [base] if base else [], set())
+    statements = _expand(parse_rule_file(text, path), base, [base] if base else [], set())
     return tuple(statements), tuple(str(p) for p in _seen(statements, base))
 
 
@@ -70,7 +70,7 @@ def _include(stmt: Include, base: Path | None, stack: list[Path], done: set) -> 
     if target in done:
         return []
     done.add(target)
-    included = parse_file(read_rules(target, stmt.span), _shown(target))
+    included = parse_rule_file(read_rules(target, stmt.span), _shown(target))
     return _expand(included, target, [*stack, target], done)
 
 

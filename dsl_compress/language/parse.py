@@ -17,7 +17,14 @@ from dsl_compress.language.syntax import Comment, RuleFile, Selector, Statement
 from dsl_compress.language.syntax_errors import KEYWORDS, syntax_diagnostic
 from dsl_compress.language.tree_builder import SpanMaker, SyntaxBuilder, spans_in, spans_in_chunk
 
-__all__ = ["KEYWORDS", "grammar_path", "load", "parse", "parse_by_statement", "parse_selector"]
+__all__ = [
+    "KEYWORDS",
+    "grammar_path",
+    "load_rule_file",
+    "parse_by_statement",
+    "parse_rule_file",
+    "parse_selector",
+]
 
 
 class _Parser:
@@ -56,7 +63,7 @@ def _parser() -> _Parser:
     return parser
 
 
-def parse(text: str, path: str | None = None) -> RuleFile:
+def parse_rule_file(text: str, path: str | None = None) -> RuleFile:
     """Parse a whole file; raise one CompressionError with every syntax error found."""
     try:
         statements, comments = _parser().parse(text, spans_in(path))
@@ -116,7 +123,7 @@ def _comments(found: list[tuple[str, int, int]], text: str) -> tuple[Comment, ..
     return tuple(out)
 
 
-def load(path: str | FilePath) -> RuleFile:
+def load_rule_file(path: str | FilePath) -> RuleFile:
     """Parse a .rules file from disk."""
     file = FilePath(path)
-    return parse(file.read_text(encoding="utf-8"), str(path))
+    return parse_rule_file(file.read_text(encoding="utf-8"), str(path))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import enum
+import functools
 import re
 import warnings
 from dataclasses import dataclass, field
@@ -222,7 +223,13 @@ def emit_warnings(diagnostics: Iterable[Diagnostic]) -> None:
 
 def did_you_mean(word: str, candidates: Iterable[str], n: int = 3) -> str | None:
     """A 'did you mean' hint from the closest candidates, or None."""
-    pool = [str(c) for c in candidates]
+    return _closest(word, tuple(str(c) for c in candidates), n)
+
+
+# A pure function of its arguments, so a bounded memo changes no result: a file repeating one
+# misspelt key 100,000 times asks difflib once, not 100,000 times (most of lint's time).
+@functools.lru_cache(maxsize=512)
+def _closest(word: str, pool: tuple[str, ...], n: int) -> str | None:
     close = difflib.get_close_matches(word, pool, n=n, cutoff=0.6)
     if not close:
         lowered = {c.lower(): c for c in pool}

@@ -119,7 +119,7 @@ def _check_allowed(stmt: Include, target: Path, stack: list[Path], root: Path) -
             f"includes may read files under {root} only; move the file there or give --include-root"
         )
         raise CompressionError([_error("E219", message, stmt.span, hint)])
-    if len(stack) >= MAX_INCLUDE_DEPTH:
+    if len(stack) > MAX_INCLUDE_DEPTH:
         message = f"includes chained deeper than {MAX_INCLUDE_DEPTH} files"
         raise CompressionError(
             [_error("E104", message, stmt.span, "include the files from one file")]

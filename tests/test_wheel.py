@@ -63,9 +63,11 @@ def test_wheel_ships_the_grammar_and_parses_when_installed(tmp_path):
     # --system-site-packages would expose the base interpreter's, not a calling venv's.
     run([sys.executable, "-m", "venv", str(venv)], tmp_path)
     python = venv / "bin" / "python"
+    run([str(python), "-m", "pip", "install", "--no-deps", "--no-index", str(wheel)], tmp_path)
+    # After the install: with the caller's folders on its path, pip would take a copy of the
+    # package installed there (CI installs one) as already satisfying the wheel.
     purelib = Path(run([str(python), "-c", PURELIB], tmp_path).strip())
     (purelib / "caller_dependencies.pth").write_text("\n".join(dependency_folders()) + "\n")
-    run([str(python), "-m", "pip", "install", "--no-deps", "--no-index", str(wheel)], tmp_path)
 
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()

@@ -40,6 +40,14 @@ CODES: dict[str, CodeInfo] = _table(
         "The statement ends before it is complete.",
         "Finish the statement (a value after '=', a closing bracket).",
     ),
+    (
+        "E104",
+        "input-limit",
+        "Text beyond what the language reads: a list nested deeper than 32 levels, a number "
+        "literal longer than 100 characters, or includes chained deeper than 32 files.",
+        "Write the list flatter, the number shorter (1e30, not thirty zeros), the includes "
+        "less deeply chained.",
+    ),
     # .rules meaning
     (
         "E201",
@@ -76,6 +84,19 @@ CODES: dict[str, CodeInfo] = _table(
         "include-cycle",
         "Files include each other in a cycle.",
         "Remove one of the includes.",
+    ),
+    (
+        "E219",
+        "include-refused",
+        "An include that reads outside the include root (the folder of the top-level rules "
+        "file, or --include-root), or a file that is not rules text (NUL bytes, binary).",
+        "Move the file under the root, or give --include-root; include .rules text only.",
+    ),
+    (
+        "E220",
+        "more-problems",
+        "A statement with more problems than are shown: the first ones are, then their count.",
+        "Fix the problems shown; the rest are usually the same mistake repeated.",
     ),
     ("E207", "ratio-out-of-range", "A ratio outside [0, 1].", "Write a fraction, 0.5 means half."),
     (
@@ -481,6 +502,14 @@ CODES: dict[str, CodeInfo] = _table(
         "bad-argument",
         "An argument to a public function has the wrong form.",
         "See the function's docstring.",
+    ),
+    # the command's last resort
+    (
+        "I901",
+        "internal-error",
+        "An exception dsl-compress did not expect: a bug in dsl-compress, not in your input. "
+        "The command prints it as one line and exits 2, never with a traceback.",
+        "Report it as an issue of dsl-compress with the command line and its input files.",
     ),
 )
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import difflib
 import enum
+import functools
+import re
 import warnings
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
+from typing import Iterable, Iterator, Sequence
 
 from dsl_compress.codes import CODES, LANGUAGE_CODE_OF
 
@@ -73,7 +75,8 @@ class Diagnostic:
     def render(self, source_lines: Sequence[str] | None = None) -> str:
         """Render like a compiler: location, severity[code], message, source, help.
 
-        Without ``source_lines`` the excerpt is read from the span's file when it exists.
+        Without ``source_lines`` the excerpt is read from the span's file when it exists (to
+        render many diagnostics, :func:`render_all` reads each file once).
         """
         lines = [f"{self.location}: {self.severity.value}[{self.code}] {self.message}"]
         if source_lines is None and self.span is not None:
@@ -88,25 +91,65 @@ class Diagnostic:
         return self.render()
 
 
-def _file_lines(file: str | None) -> list[str] | None:
+def _file_lines(file: str | None) -> list[str]:
     if not file:
-        return None
+        return []
     try:
         with open(file, encoding="utf-8-sig") as handle:
             return handle.read().split("\n")
-    except (OSError, UnicodeDecodeError):
-        return None
+    except (OSError, UnicodeDecodeError, ValueError):
+        return []
+
+
+class SourceLines:
+    """Each file's lines, read once: rendering many diagnostics of one file must not read it
+    once per diagnostic (16,000 of them took a minute that way)."""
+
+    def __init__(self, known: dict[str, Sequence[str]] | None = None) -> None:
+        self._files: dict[str, Sequence[str]] = dict(known or {})
+
+    def of(self, file: str | None) -> Sequence[str]:
+        if not file:
+            return []
+        if file not in self._files:
+            self._files[file] = _file_lines(file)
+        return self._files[file]
+
+
+def render_all(
+    diagnostics: Iterable[Diagnostic], sources: SourceLines | None = None
+) -> Iterator[str]:
+    """Each diagnostic rendered with its source excerpt, each file read once."""
+    sources = sources or SourceLines()
+    for diag in diagnostics:
+        yield diag.render(sources.of(diag.span.file) if diag.span is not None else None)
+
+
+# An excerpt shows at most this many characters of a line, around the span: a 169 KB line
+# printed once per diagnostic of it made hundreds of megabytes of output.
+EXCERPT_WIDTH = 200
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
 
 def _source_excerpt(span: Span, text: str) -> list[str]:
     number = str(span.line)
     pad = " " * len(number)
-    end = span.end_column if span.end_line == span.line else len(text) + 1
-    width = max(1, end - span.column)
     text = text.rstrip("\r")
+    end = span.end_column if span.end_line == span.line else len(text) + 1
+    first, last = span.column - 1, max(span.column, end - 1)
+    start = 0
+    if first >= EXCERPT_WIDTH // 2:  # the span starts far along a long line: shift the window
+        start = max(0, min(first - EXCERPT_WIDTH // 4, len(text) - EXCERPT_WIDTH))
+    shown = text[start : start + EXCERPT_WIDTH]
+    before = "…" if start > 0 else ""
+    after = "…" if start + EXCERPT_WIDTH < len(text) else ""
+    caret_start = first - start + len(before)
+    width = max(1, min(last, start + EXCERPT_WIDTH) - max(first, start))
+    # Control characters (a terminal's escape sequences among them) are never echoed raw.
+    shown = _CONTROL.sub("\ufffd", shown)
     return [
-        f"  {number} | {text}",
-        f"  {pad} | {' ' * (span.column - 1)}{'^' * width}",
+        f"  {number} | {before}{shown}{after}",
+        f"  {pad} | {' ' * caret_start}{'^' * width}",
     ]
 
 
@@ -115,7 +158,12 @@ class CompressionError(Exception):
 
     def __init__(self, diagnostics: Iterable[Diagnostic]):
         self.diagnostics = tuple(diagnostics)
-        super().__init__("\n".join(d.render() for d in self.diagnostics))
+        super().__init__(self.diagnostics)
+
+    def __str__(self) -> str:
+        # Rendered when shown, not when raised: a check that raises and catches thousands of
+        # errors must not read and render the source each time.
+        return "\n".join(render_all(self.diagnostics))
 
     @property
     def codes(self) -> list[str]:
@@ -205,14 +253,20 @@ def raise_errors(diagnostics: Iterable[Diagnostic]) -> None:
 
 def emit_warnings(diagnostics: Iterable[Diagnostic]) -> None:
     """Send warning diagnostics through :mod:`warnings` so callers see them."""
-    for diag in diagnostics:
-        if diag.severity is Severity.WARNING:
-            warnings.warn(diag.render(), CompressionWarning, stacklevel=3)
+    found = [diag for diag in diagnostics if diag.severity is Severity.WARNING]
+    for text in render_all(found):
+        warnings.warn(text, CompressionWarning, stacklevel=3)
 
 
 def did_you_mean(word: str, candidates: Iterable[str], n: int = 3) -> str | None:
     """A 'did you mean' hint from the closest candidates, or None."""
-    pool = [str(c) for c in candidates]
+    return _closest(word, tuple(str(c) for c in candidates), n)
+
+
+# A pure function of its arguments, so a bounded memo changes no result: a file repeating one
+# misspelt key 100,000 times asks difflib once, not 100,000 times (most of lint's time).
+@functools.lru_cache(maxsize=512)
+def _closest(word: str, pool: tuple[str, ...], n: int) -> str | None:
     close = difflib.get_close_matches(word, pool, n=n, cutoff=0.6)
     if not close:
         lowered = {c.lower(): c for c in pool}

@@ -55,8 +55,10 @@ def write_calib(folder: Path) -> Path:
 
 
 def write_quant_rules(folder: Path) -> Path:
+    # The included file sits beside quant.rules: includes read under the rules file's folder.
+    (folder / CHANNELS.name).write_text(CHANNELS.read_text(encoding="utf-8"), encoding="utf-8")
     path = folder / "quant.rules"
-    path.write_text(QUANT_RULES.format(channels=CHANNELS), encoding="utf-8")
+    path.write_text(QUANT_RULES.format(channels=CHANNELS.name), encoding="utf-8")
     return path
 
 
@@ -93,7 +95,7 @@ def test_apply_exits_0_and_prints_the_summary_table(applied):
     assert lines[0].split() == ["rule", "mode", "tensors", "sparsity", "bits"]
     rows = {line.split()[0]: line.split()[1:] for line in lines[2:] if line[:1] not in "-"}
     for line_no in (8, 11, 12):
-        assert rows[f"{CHANNELS}:{line_no}:1"] == ["prune", "4", "50.0%", "-"]
+        assert rows[f"{CHANNELS.name}:{line_no}:1"] == ["prune", "4", "50.0%", "-"]
     assert rows["quant.rules:2:1"] == ["quantize", "1", "-", "int8"]
     assert rows["quant.rules:3:1"] == ["quantize", "1", "-", "uint8"]
     assert rows["total"] == ["14", "50.0%", "int8/uint8"]
@@ -103,7 +105,12 @@ def test_apply_exits_0_and_prints_the_summary_table(applied):
 
 def test_apply_writes_exactly_the_output_files_and_no_staging_left(applied):
     assert sorted(os.listdir(applied["dir"])) == sorted(OUTPUT_FILES)
-    assert sorted(os.listdir(applied["dir"].parent)) == ["calib.pt", "out", "quant.rules"]
+    assert sorted(os.listdir(applied["dir"].parent)) == [
+        "calib.pt",
+        "out",
+        "quant.rules",
+        CHANNELS.name,
+    ]
 
 
 def test_masks_file_holds_bool_channel_masks_keyed_module_target(applied):
@@ -160,10 +167,10 @@ def test_plan_file_names_the_rule_file_line_col_of_every_setting(applied):
     for block in BLOCKS:
         conv = by_key[(f"{block}.conv1", "weight")]
         assert conv["mode"] == "prune" and conv["setting"]["sparse_ratio"] == 0.5
-        assert conv["origin"] == f"{CHANNELS}:8:1"
-        assert conv["key_origins"]["sparse_ratio"] == f"{CHANNELS}:8:29"
-        assert by_key[(f"{block}.bn1", "weight")]["origin"] == f"{CHANNELS}:11:1"
-        assert by_key[(f"{block}.bn1", "bias")]["origin"] == f"{CHANNELS}:12:1"
+        assert conv["origin"] == f"{CHANNELS.name}:8:1"
+        assert conv["key_origins"]["sparse_ratio"] == f"{CHANNELS.name}:8:29"
+        assert by_key[(f"{block}.bn1", "weight")]["origin"] == f"{CHANNELS.name}:11:1"
+        assert by_key[(f"{block}.bn1", "bias")]["origin"] == f"{CHANNELS.name}:12:1"
     fc = by_key[("fc", "weight")]
     assert fc["mode"] == "quantize" and fc["setting"]["quant_dtype"] == "int8"
     assert fc["origin"] == f"{quant_rules}:2:1"

@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 from dsl_compress.codes import CODES
 from dsl_compress.diagnostics import CompressionError, Span
 from dsl_compress.language.format import format_file
-from dsl_compress.language.parse import parse_rule_file, parse_by_statement
+from dsl_compress.language.lark_parser import MAX_LIST_DEPTH
+from dsl_compress.language.parse import parse_by_statement, parse_rule_file
 from dsl_compress.language.syntax import ListValue, Literal
 from test_formatter import PLAIN_CHARS, messy_spelling, rule_files
 
@@ -143,12 +144,26 @@ def test_a_statement_the_whole_file_parse_rejects_may_parse_alone():
 
 
 def test_deep_lists():
-    depth = 200
+    depth = MAX_LIST_DEPTH
     value = parse_rule_file("let a = " + "[" * depth + "1" + "]" * depth + "\n").statements[0].value
     for _ in range(depth):
         assert isinstance(value, ListValue)
         (value,) = value.items
     assert value == Literal(1)
+
+
+@pytest.mark.parametrize("depth", [MAX_LIST_DEPTH + 1, 500, 100_000])
+def test_lists_deeper_than_the_limit_are_e104_at_the_bracket(depth):
+    text = "let ok = 1\nlet a = " + "[" * depth + "1" + "]" * depth + "\n"
+    with pytest.raises(CompressionError) as info:
+        parse_rule_file(text, "deep.rules")
+    (diag,) = info.value.diagnostics
+    assert diag.code == "E104"
+    assert (diag.span.file, diag.span.line, diag.span.column) == (
+        "deep.rules",
+        2,
+        9 + MAX_LIST_DEPTH,
+    )
 
 
 def test_threads_parse_side_by_side():

@@ -29,6 +29,18 @@ print(json.dumps({
 """
 
 
+PURELIB = "import sysconfig; print(sysconfig.get_paths()['purelib'])"
+
+
+def dependency_folders() -> list[str]:
+    """The folders the running interpreter imports the package's dependencies from."""
+    import interegular
+    import lark
+
+    folders = {str(Path(module.__file__).resolve().parent.parent) for module in (lark, interegular)}
+    return sorted(folders)
+
+
 def run(command: list[str], cwd: Path) -> str:
     # No PYTHONPATH: the source tree must not leak into the installed package's imports.
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
@@ -46,14 +58,16 @@ def test_wheel_ships_the_grammar_and_parses_when_installed(tmp_path):
         assert archive.read("dsl_compress/grammar/rules.lark") == GRAMMAR.read_bytes()
 
     venv = tmp_path / "venv"
-    run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], tmp_path)
+    # A venv of its own, with the caller's dependencies on its path through a .pth file: how
+    # the caller installed them (system site-packages, a venv, --user) must not matter, and
+    # --system-site-packages would expose the base interpreter's, not a calling venv's.
+    run([sys.executable, "-m", "venv", str(venv)], tmp_path)
     python = venv / "bin" / "python"
-    # --ignore-installed: a copy already in the base site-packages (CI installs one) must not stop
-    # pip from installing the wheel into the venv.
-    run(
-        [str(python), "-m", "pip", "install", "--no-deps", "--ignore-installed", str(wheel)],
-        tmp_path,
-    )
+    run([str(python), "-m", "pip", "install", "--no-deps", "--no-index", str(wheel)], tmp_path)
+    # After the install: with the caller's folders on its path, pip would take a copy of the
+    # package installed there (CI installs one) as already satisfying the wheel.
+    purelib = Path(run([str(python), "-c", PURELIB], tmp_path).strip())
+    (purelib / "caller_dependencies.pth").write_text("\n".join(dependency_folders()) + "\n")
 
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()

@@ -69,6 +69,14 @@ def _model_or_manifest(command: argparse.ArgumentParser) -> None:
     command.add_argument("--weights", metavar="FILE", help="state dict for --model")
 
 
+def _include_root_option(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--include-root",
+        metavar="DIR",
+        help="the folder includes may read under (default: the rules file's own folder)",
+    )
+
+
 def _config_list_options(command: argparse.ArgumentParser) -> None:
     """How an NNI config_list .json input is read: the kind of a plain list, the pruning metric."""
     command.add_argument("--mode", choices=MODES, help="the kind of a .json config_list")
@@ -97,6 +105,7 @@ def _apply(commands) -> argparse.ArgumentParser:
     )
     _config_list_options(cmd)
     cmd.add_argument("--overwrite", action="store_true", help="replace a non-empty --out folder")
+    _include_root_option(cmd)
     return cmd
 
 
@@ -107,6 +116,7 @@ def _lint(commands) -> argparse.ArgumentParser:
     _config_list_options(cmd)
     cmd.add_argument("--format", choices=FORMATS, default="full")
     cmd.add_argument("--fail-on", choices=("error", "warning"), default="error")
+    _include_root_option(cmd)
     return cmd
 
 
@@ -135,6 +145,7 @@ def _explain(commands) -> argparse.ArgumentParser:
         metavar="SELECTOR",
         help="only the tensors this selector picks, read as in a statement (layer1.*.conv1.weight)",
     )
+    _include_root_option(cmd)
     return cmd
 
 
@@ -145,6 +156,7 @@ def _compile(commands) -> argparse.ArgumentParser:
     _config_list_options(cmd)
     cmd.add_argument("--format", choices=("config-list", "registry", "plan"), default="config-list")
     cmd.add_argument("-o", "--output", metavar="FILE")
+    _include_root_option(cmd)
     return cmd
 
 

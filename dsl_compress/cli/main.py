@@ -19,7 +19,13 @@ from typing import TYPE_CHECKING, Callable, Sequence
 
 from dsl_compress.cli.args import parse_arguments
 from dsl_compress.cli.gc_pause import gc_paused
-from dsl_compress.diagnostics import CompressionError, CompressionWarning, raise_errors
+from dsl_compress import __version__
+from dsl_compress.diagnostics import (
+    CompressionError,
+    CompressionWarning,
+    raise_errors,
+    render_all,
+)
 from dsl_compress.io.atomic import write_text_atomically
 from dsl_compress.language.format import format_rules
 from dsl_compress.tools.lint import is_config_list, lint
@@ -27,9 +33,8 @@ from dsl_compress.vocab import Mode
 from dsl_compress.plan import Plan
 from dsl_compress.cli.formats import render
 from dsl_compress.tools.code_docs import explain_code
-from dsl_compress.language.includes import read_rules
 from dsl_compress.resolve.config_input import ConfigInput, read_config_input
-from dsl_compress.resolve.ruleset import load
+from dsl_compress.resolve.ruleset import load, read_rules_file
 
 if TYPE_CHECKING:
     import torch
@@ -106,9 +111,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("interrupted; nothing was written", file=sys.stderr)
         return 130
     except CompressionError as exc:
-        for diag in exc.diagnostics:
-            print(paint(_one_line(diag) if diag.span is None else diag.render()), file=sys.stderr)
+        _print_diagnostics(exc.diagnostics)
         return ExitStatus.ERROR
+    except SystemExit:
+        raise
+    except BaseException as exc:  # the last resort: whatever escaped is a bug, never a traceback
+        print(internal_error_line(exc, args.command), file=sys.stderr)
+        return ExitStatus.ERROR
+
+
+def internal_error_line(exc: BaseException, command: str) -> str:
+    """One line for an exception no handler expected: what it was and how to report it."""
+    what = " ".join(f"{type(exc).__name__}: {exc}".split())
+    what = what if len(what) <= 300 else what[:300] + "…"
+    return (
+        f"error[I901] internal error in 'dsl-compress {command}': {what} (a bug in "
+        f"dsl-compress {__version__}, not in your input: please report it as an issue with "
+        "the command line and its input files)"
+    )
+
+
+def _print_diagnostics(diagnostics) -> None:
+    """Each diagnostic on stderr, located ones with their source excerpt (each file read once)."""
+    for diag, text in zip(diagnostics, render_all(diagnostics)):
+        print(paint(text if diag.span is not None else _one_line(diag)), file=sys.stderr)
 
 
 def _collector(command: str):
@@ -153,8 +179,7 @@ def _fmt(args) -> ExitStatus:
             before, after = _formatted(name)
         except CompressionError as exc:
             broken = True
-            for diag in exc.diagnostics:
-                print(paint(diag.render() if diag.span else _one_line(diag)), file=sys.stderr)
+            _print_diagnostics(exc.diagnostics)
             continue
         if after == before:
             continue
@@ -174,14 +199,8 @@ def _fmt(args) -> ExitStatus:
 
 
 def _formatted(name: str) -> tuple[str, str]:
-    path = Path(name)
-    before = read_rules(path) if path.is_file() else _missing(name)
+    before = read_rules_file(name)
     return before, format_rules(before, name)
-
-
-def _missing(name: str) -> str:
-    load(name)  # raises the located "no rules file" diagnostic
-    raise AssertionError("unreachable")
 
 
 def _compile(args) -> ExitStatus:
@@ -192,7 +211,7 @@ def _compile(args) -> ExitStatus:
     if is_config_list(args.rules):
         payload = _compiled_config_list(_config_input(args), model, args.metric)[args.format]
     else:
-        compiled = load(args.rules).compile(model)
+        compiled = load(args.rules, args.include_root).compile(model)
         _report_warnings(compiled.diagnostics)
         payload = {
             "config-list": compiled.config_list,
@@ -250,7 +269,7 @@ def _explain(args) -> ExitStatus:
 
         found = explain_config_list(_config_input(args), model, args.metric, args.target)
     else:
-        found = explain(load(subject), model, args.target)
+        found = explain(load(subject, args.include_root), model, args.target)
     sys.stdout.write(render_explanations(found))
     return ExitStatus.OK
 
@@ -277,7 +296,14 @@ def _model_or_manifest(args) -> torch.nn.Module | None:
 
 def _lint(args) -> ExitStatus:
     model = _model_or_manifest(args)
-    result = lint(args.rules, model, mode=args.mode, metric=args.metric, mode_hint=MODE_OPTION_HINT)
+    result = lint(
+        args.rules,
+        model,
+        mode=args.mode,
+        metric=args.metric,
+        mode_hint=MODE_OPTION_HINT,
+        include_root=args.include_root,
+    )
     text = render(result, args.format)
     if text:
         sys.stdout.write(paint(text, sys.stdout) if args.format == "full" else text)
@@ -313,7 +339,7 @@ def _apply(args) -> ExitStatus:
         _report_warnings(plan.diagnostics)
     else:
         with gc_paused():
-            compiled = load(args.rules).compile(model)
+            compiled = load(args.rules, args.include_root).compile(model)
         _report_warnings(compiled.diagnostics)
         plan = compiled.plan
     result = apply_plan_job(model, plan, calib=calib, dry_run=args.dry_run, progress=_bar())
@@ -327,9 +353,7 @@ def _apply(args) -> ExitStatus:
 
 def _report_warnings(diagnostics) -> None:
     """Warnings and notes of a compile, on stderr (stdout may carry JSON)."""
-    for diag in diagnostics:
-        if diag.severity.value != "error":
-            print(paint(diag.render() if diag.span else _one_line(diag)), file=sys.stderr)
+    _print_diagnostics([diag for diag in diagnostics if diag.severity.value != "error"])
 
 
 def _bar() -> Callable | None:

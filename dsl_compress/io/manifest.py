@@ -15,6 +15,7 @@ from dsl_compress.diagnostics import CompressionError, Diagnostic, fail
 from dsl_compress.engine.calibration import call_model
 from dsl_compress.io.atomic import write_text_atomically
 from dsl_compress.io.manifest_check import FORMAT, VERSION, check_manifest, make_signature
+from dsl_compress.schema.config_text import MAX_JSON_DEPTH, too_deep
 
 
 def build_manifest(model: torch.nn.Module, example_input: Any = None) -> dict:
@@ -53,17 +54,24 @@ def save_manifest(manifest: dict, path: str | Path) -> None:
 def load_manifest(path: str | Path) -> dict:
     """Read and check a manifest file; every problem is an L104 diagnostic naming where it is."""
     file = Path(path)
-    if not file.is_file():
-        fail("L104", f"no manifest file '{path}'", subject=str(path))
     try:
-        manifest = json.loads(file.read_text(encoding="utf-8"))
+        text = file.read_text(encoding="utf-8")
+        deep = too_deep(text)
+        if deep is not None:
+            message = (
+                f"nests deeper than {MAX_JSON_DEPTH} levels at line {deep[0]} column {deep[1]}"
+            )
+            fail("L104", f"'{path}' {message}", subject=str(path))
+        manifest = json.loads(text)
     except json.JSONDecodeError as exc:
         fail(
             "L104",
             f"'{path}' is not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
             subject=str(path),
         )
-    except (OSError, UnicodeDecodeError) as exc:
+    except FileNotFoundError:
+        fail("L104", f"no manifest file '{path}'", subject=str(path))
+    except (OSError, ValueError) as exc:  # ValueError: not UTF-8, an integer of 4,300+ digits
         fail("L104", f"cannot read '{path}': {exc}", subject=str(path))
     _raise(check_manifest(manifest, str(path)))
     return manifest

@@ -96,9 +96,9 @@ def user_code(code: str, spec: str, doing: str) -> Iterator[None]:
     """Whatever user code raises (even SystemExit) becomes one diagnostic saying what and where."""
     try:
         yield
-    except CompressionError:
+    except (CompressionError, KeyboardInterrupt):
         raise
-    except (Exception, SystemExit) as exc:
+    except BaseException as exc:  # SystemExit and BaseException subclasses of user code too
         message = f"{doing} raised {exc_text(exc)}"
         raise CompressionError([error(code, message, subject=spec)]) from exc
 

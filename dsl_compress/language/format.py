@@ -30,7 +30,9 @@ spans) prints no blank lines and puts any comments at the end.
 from __future__ import annotations
 
 import math
+from bisect import bisect_right
 from dataclasses import dataclass, field
+from itertools import accumulate
 from typing import Iterator
 
 from dsl_compress.language.parse import parse_rule_file
@@ -178,6 +180,10 @@ class _Layout:
         for statement in rule_file.statements:
             self._add(statement)
         self.end_comments: list[Comment] = []
+        # Code lines by first source line, so each comment finds its line by bisection
+        # (a scan per comment made formatting quadratic: 200,000 statements never finished).
+        self.starts = [line.start for line in self.code]
+        self.last_end = list(accumulate((line.end for line in self.code), max))
         for comment in sorted(rule_file.comments, key=lambda c: c.line):
             self._attach(comment)
 
@@ -197,14 +203,29 @@ class _Layout:
 
     def _attach(self, comment: Comment) -> None:
         """A trailing comment to the last code on its line; any other to the code after it."""
-        holders = [line for line in self.code if line.start <= comment.line <= line.end]
+        holders = self._holders(comment.line)
         if comment.trailing and holders:
             holders[-1].trailing.append(comment)
         elif holders:
             holders[0].leading.append(comment)
         else:
-            after = [line for line in self.code if line.start > comment.line]
-            (after[0].leading if after else self.end_comments).append(comment)
+            after = bisect_right(self.starts, comment.line)
+            target = self.code[after].leading if after < len(self.code) else self.end_comments
+            target.append(comment)
+
+    def _holders(self, line: int) -> list[_Line]:
+        """The code lines whose source lines include ``line``, in order.
+
+        Code lines start in source order, so the candidates are those starting at or before
+        ``line``; walking back, the walk stops where no earlier line reaches ``line``.
+        """
+        found = []
+        index = bisect_right(self.starts, line) - 1
+        while index >= 0 and self.last_end[index] >= line:
+            if self.code[index].end >= line:
+                found.append(self.code[index])
+            index -= 1
+        return found[::-1]
 
     def lines(self) -> list[str]:
         """The output lines, blank lines included, with no blank line at either end."""
@@ -220,13 +241,16 @@ class _Layout:
 
     def _collapse_empty_blocks(self) -> None:
         """``register KIND T {}`` on one line when nothing stands between its braces."""
+        collapsed = set()
         for register, head, close in self.registers:
             if register.targets or close.leading or (head.trailing and close.trailing):
                 continue
             head.text, head.end = _empty(register), close.end
             head.trailing += close.trailing
             head.opens_block = False
-            self.code.remove(close)
+            collapsed.add(id(close))  # dropped below: one pass, not a list.remove per block
+        if collapsed:
+            self.code = [line for line in self.code if id(line) not in collapsed]
 
     def _entries(self) -> Iterator[tuple[str, int, int, bool]]:
         """(text, first source line, last source line, may follow a blank) per output line."""

@@ -3,28 +3,46 @@ missing files and files included twice)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from dsl_compress.diagnostics import CompressionError, Diagnostic, Severity, Span
 from dsl_compress.language.parse import parse_rule_file
 from dsl_compress.language.syntax import Include, RuleFile, Statement
 
+# Each level of include is a few stack frames; a chain of 500 files overflowed Python's stack.
+MAX_INCLUDE_DEPTH = 32
+
+
+@dataclass(frozen=True)
+class _Reading:
+    """What one expansion shares: the folder includes may read under, the files read so far."""
+
+    root: Path
+    done: set = field(default_factory=set)
+
 
 def parse_with_includes(
-    text: str, path: str | None = None
+    text: str, path: str | None = None, include_root: str | Path | None = None
 ) -> tuple[tuple[Statement, ...], tuple[str, ...]]:
     """The statements of rules text with included files' statements in place, and the files it
-    included; includes are read relative to ``path``'s folder (or the working folder)."""
-    base = Path(path).resolve() if path else None
-    statements = _expand(parse_rule_file(text, path), base, [base] if base else [], set())
+    included; includes are read relative to ``path``'s folder (or the working folder).
+
+    Includes may read only files under ``include_root`` (by default the folder of ``path``, or
+    the working folder), symlinks resolved first: rules from a pull request must not read
+    ``/etc/passwd`` into a CI log.
+    """
+    base = _resolved(Path(path)) if path else None
+    reading = _Reading(_include_root(include_root, base))
+    statements = _expand(parse_rule_file(text, path), base, [base] if base else [], reading)
     return tuple(statements), tuple(str(p) for p in _seen(statements, base))
 
 
 def read_rules(path: Path, span: Span | None = None) -> str:
-    """A rules file's text (UTF-8, a BOM allowed); an unreadable file or undecodable bytes are
-    a diagnostic."""
+    """A rules file's text (UTF-8, a BOM allowed); an unreadable file, undecodable bytes or a
+    NUL byte (a binary file) are a diagnostic that shows none of its content."""
     try:
-        return path.read_bytes().decode("utf-8-sig")
+        text = path.read_bytes().decode("utf-8-sig")
     except OSError as exc:
         message = f"cannot read rules file '{path}': {exc.strerror or exc}"
         raise CompressionError(
@@ -34,10 +52,36 @@ def read_rules(path: Path, span: Span | None = None) -> str:
         message = f"'{path}' is not UTF-8 text ({exc.reason} at byte {exc.start})"
         diag = Diagnostic("E102", Severity.ERROR, message, span=span, subject=str(path))
         raise CompressionError([diag]) from None
+    if "\0" in text:
+        line = text.count("\n", 0, text.index("\0")) + 1
+        message = f"'{path}' is not rules text (a NUL byte on line {line}); none of it is shown"
+        diag = Diagnostic("E102", Severity.ERROR, message, span=span, subject=str(path))
+        raise CompressionError([diag])
+    return text
+
+
+def _include_root(include_root: str | Path | None, base: Path | None) -> Path:
+    if include_root is None:
+        return base.parent if base else _resolved(Path.cwd())
+    root = _resolved(Path(include_root))
+    if not root.is_dir():
+        message = f"the include root '{include_root}' is not a folder"
+        raise CompressionError([Diagnostic("X803", Severity.ERROR, message, subject=str(root))])
+    return root
+
+
+def _resolved(path: Path, span: Span | None = None) -> Path:
+    """``path`` with every symlink resolved; a symlink loop or an impossible name is E205."""
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError) as exc:  # RuntimeError: a symlink loop before Python 3.13
+        reason = getattr(exc, "strerror", None) or "a symlink loop"
+        message = f"cannot resolve '{path}': {reason}"
+        raise CompressionError([_error("E205", message, span, subject=str(path))]) from None
 
 
 def _expand(
-    rule_file: RuleFile, base: Path | None, stack: list[Path], done: set
+    rule_file: RuleFile, base: Path | None, stack: list[Path], reading: _Reading
 ) -> list[Statement]:
     """Statements with includes in place; a file already included is not included again."""
     out: list[Statement] = []
@@ -47,7 +91,7 @@ def _expand(
             out.append(stmt)
             continue
         try:
-            out.extend(_include(stmt, base, stack, done))
+            out.extend(_include(stmt, base, stack, reading))
         except CompressionError as exc:
             errors.extend(exc.diagnostics)
     if errors:
@@ -55,27 +99,51 @@ def _expand(
     return out
 
 
-def _include(stmt: Include, base: Path | None, stack: list[Path], done: set) -> list[Statement]:
+def _include(stmt: Include, base: Path | None, stack: list[Path], reading: _Reading):
     folder = base.parent if base else Path.cwd()
-    target = (folder / stmt.path).resolve()
-    if target.is_dir():
-        message = f"included path '{stmt.path}' is a folder, not a rules file"
-        raise CompressionError([_error("E205", message, stmt.span, f"it is {target}")])
+    target = _resolved(folder / stmt.path, stmt.span)
+    _check_allowed(stmt, target, stack, reading.root)
+    if target in reading.done:
+        return []
+    reading.done.add(target)
+    included = parse_rule_file(read_rules(target, stmt.span), _shown(target))
+    return _expand(included, target, [*stack, target], reading)
+
+
+def _check_allowed(stmt: Include, target: Path, stack: list[Path], root: Path) -> None:
+    """Refuse, before anything of the target is read: a path outside the include root, a chain
+    too deep, a cycle, a folder, a missing file."""
+    if not target.is_relative_to(root):
+        message = f"include '{stmt.path}' reads outside the include root"
+        hint = (
+            f"includes may read files under {root} only; move the file there or give --include-root"
+        )
+        raise CompressionError([_error("E219", message, stmt.span, hint)])
+    if len(stack) > MAX_INCLUDE_DEPTH:
+        message = f"includes chained deeper than {MAX_INCLUDE_DEPTH} files"
+        raise CompressionError(
+            [_error("E104", message, stmt.span, "include the files from one file")]
+        )
     if target in stack:
         chain = " -> ".join(p.name for p in [*stack, target])
         raise CompressionError([_error("E206", f"include cycle: {chain}", stmt.span)])
-    if not target.is_file():
+    try:
+        is_dir, is_file = target.is_dir(), target.is_file()
+    except OSError as exc:
+        message = f"cannot read included file '{stmt.path}': {exc.strerror or exc}"
+        raise CompressionError([_error("E205", message, stmt.span)]) from None
+    if is_dir:
+        message = f"included path '{stmt.path}' is a folder, not a rules file"
+        raise CompressionError([_error("E205", message, stmt.span, f"it is {target}")])
+    if not is_file:
         message = f"included file '{stmt.path}' does not exist"
         raise CompressionError([_error("E205", message, stmt.span, f"looked for {target}")])
-    if target in done:
-        return []
-    done.add(target)
-    included = parse_rule_file(read_rules(target, stmt.span), _shown(target))
-    return _expand(included, target, [*stack, target], done)
 
 
-def _error(code: str, message: str, span: Span, hint: str | None = None) -> Diagnostic:
-    return Diagnostic(code, Severity.ERROR, message, span=span, hint=hint)
+def _error(
+    code: str, message: str, span: Span | None, hint: str | None = None, subject=None
+) -> Diagnostic:
+    return Diagnostic(code, Severity.ERROR, message, span=span, subject=subject, hint=hint)
 
 
 def _shown(path: Path) -> str:

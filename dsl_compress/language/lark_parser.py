@@ -27,8 +27,24 @@ def grammar_path() -> FilePath:
     raise FileNotFoundError(f"the {GRAMMAR_NAME} grammar is missing from {package}")
 
 
+# Limits on what one token may cost later: every stage walks lists recursively (500 levels
+# overflowed Python's stack), and int() refuses literals over 4,300 digits (a longer one
+# overflows float() long before). No real rules file comes near either.
+MAX_LIST_DEPTH = 32
+MAX_NUMBER_LENGTH = 100
+
+
+class InputLimit(Exception):
+    """A token beyond the language's limits; the parser reports it as E104 at the token."""
+
+    def __init__(self, token: Token, message: str, hint: str) -> None:
+        super().__init__(message)
+        self.token, self.message, self.hint = token, message, hint
+
+
 class BracketNewlines:
-    """Post-lexer: a newline inside [...] does not end a statement, so a list may span lines."""
+    """Post-lexer: a newline inside [...] does not end a statement, so a list may span lines;
+    lists nested too deep and number literals too long stop the parse (InputLimit)."""
 
     # The contextual lexer must lex a newline even in states where the parser cannot take one.
     always_accept = ("_NEWLINE",)
@@ -39,6 +55,15 @@ class BracketNewlines:
             kind = token.type
             if kind == "LBRACKET":
                 depth += 1
+                if depth > MAX_LIST_DEPTH:
+                    message = f"lists nested deeper than {MAX_LIST_DEPTH} levels"
+                    raise InputLimit(token, message, "write the list flatter")
+            elif kind == "NUMBER" and len(token.value) > MAX_NUMBER_LENGTH:
+                message = (
+                    f"a number literal of {len(token.value)} characters "
+                    f"(at most {MAX_NUMBER_LENGTH})"
+                )
+                raise InputLimit(token, message, "write it shorter, with an exponent (1e30)")
             elif kind == "RBRACKET":
                 depth = max(0, depth - 1)
             elif kind == "_NEWLINE" and depth:

@@ -10,8 +10,8 @@ from typing import Sequence
 from lark import Lark, Token
 from lark.exceptions import UnexpectedInput
 
-from dsl_compress.diagnostics import CompressionError
-from dsl_compress.language.lark_parser import build_parser, grammar_path
+from dsl_compress.diagnostics import CompressionError, Diagnostic, Severity, Span
+from dsl_compress.language.lark_parser import InputLimit, build_parser, grammar_path
 from dsl_compress.language.statement_split import Chunk, split_statements
 from dsl_compress.language.syntax import Comment, RuleFile, Selector, Statement
 from dsl_compress.language.syntax_errors import KEYWORDS, syntax_diagnostic
@@ -67,7 +67,7 @@ def parse_rule_file(text: str, path: str | None = None) -> RuleFile:
     """Parse a whole file; raise one CompressionError with every syntax error found."""
     try:
         statements, comments = _parser().parse(text, spans_in(path))
-    except UnexpectedInput:
+    except (UnexpectedInput, InputLimit):
         return parse_by_statement(text, path)
     return RuleFile(statements, path, _comments(_positions(comments), text))
 
@@ -97,11 +97,21 @@ def parse_by_statement(text: str, path: str | None = None) -> RuleFile:
         except UnexpectedInput as exc:
             errors.append(syntax_diagnostic(exc, chunk, path))
             continue
+        except InputLimit as exc:
+            errors.append(_limit_diagnostic(exc, chunk, path))
+            continue
         statements.extend(found)
         comments.extend(_shifted(comment, chunk) for comment in chunk_comments)
     if errors:
         raise CompressionError(errors)
     return RuleFile(tuple(statements), path, _comments(comments, text))
+
+
+def _limit_diagnostic(exc: InputLimit, chunk: Chunk, path: str | None) -> Diagnostic:
+    """E104 at the token that went beyond a limit (its first character: it may be huge)."""
+    line, column = chunk.absolute(exc.token.line, exc.token.column)
+    span = Span(path, line, column, line, column + 1)
+    return Diagnostic("E104", Severity.ERROR, exc.message, span=span, hint=exc.hint)
 
 
 def _shifted(token: Token, chunk: Chunk) -> tuple[str, int, int]:

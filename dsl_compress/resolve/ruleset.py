@@ -98,21 +98,30 @@ def model_type_names(model: torch.nn.Module) -> frozenset[str]:
     return frozenset(type_name_of(module) for module in model.modules())
 
 
-def parse(text: str, path: str | None = None) -> RuleSet:
-    """Parse rules text; includes are read relative to ``path``'s folder (or the working folder)."""
-    statements, files = parse_with_includes(text, path)
+def parse(text: str, path: str | None = None, include_root: str | Path | None = None) -> RuleSet:
+    """Parse rules text; includes are read relative to ``path``'s folder (or the working folder)
+    and only under ``include_root`` (by default that same folder)."""
+    statements, files = parse_with_includes(text, path, include_root)
     return RuleSet(statements, path, files)
 
 
-def load(path: str | Path) -> RuleSet:
-    """Read and parse a .rules file."""
-    return parse(read_rules_file(path), str(path))
+def load(path: str | Path, include_root: str | Path | None = None) -> RuleSet:
+    """Read and parse a .rules file; its includes may read under ``include_root`` only (by
+    default the file's own folder)."""
+    return parse(read_rules_file(path), str(path), include_root)
 
 
 def read_rules_file(path: str | Path) -> str:
     """A .rules file's text; a missing or unreadable file is one E205 naming it."""
     file = Path(path)
-    if not file.is_file():
+    try:
+        exists = file.is_file()
+    except OSError as exc:  # a name too long, a symlink loop
+        message = f"cannot read rules file '{path}': {exc.strerror or exc}"
+        raise CompressionError(
+            [Diagnostic("E205", Severity.ERROR, message, subject=str(path))]
+        ) from None
+    if not exists:
         raise CompressionError(
             [Diagnostic("E205", Severity.ERROR, f"no rules file at '{path}'", subject=str(path))]
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import bisect
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Union
 
@@ -34,15 +35,48 @@ class LocatedJson:
 
 def parse_located_json(text: str, file: str | None) -> LocatedJson:
     """JSON text with spans; invalid JSON is one C101 diagnostic at the place it breaks."""
+    name = file or "<string>"
+    deep = too_deep(text)
+    if deep is not None:
+        span = Span(file, *deep, deep[0], deep[1] + 1)
+        message = f"'{name}' nests arrays and objects deeper than {MAX_JSON_DEPTH} levels"
+        raise CompressionError([Diagnostic("C101", Severity.ERROR, message, span=span)])
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         span = Span(file, exc.lineno, exc.colno, exc.lineno, exc.colno + 1)
-        message = f"'{file or '<string>'}' is not JSON: {exc.msg}"
+        message = f"'{name}' is not JSON: {exc.msg}"
         raise CompressionError([Diagnostic("C101", Severity.ERROR, message, span=span)]) from None
+    except ValueError as exc:  # an integer of more than 4,300 digits
+        message = f"'{name}' holds a value that cannot be read: {exc}"
+        raise CompressionError(
+            [Diagnostic("C101", Severity.ERROR, message, subject=name)]
+        ) from None
     scanner = _Scanner(text, file)
     scanner.value(scanner.skip(0), (), None)
     return LocatedJson(data, scanner.spans)
+
+
+# Deeper JSON overflows the stack of json.loads (10^5 levels raised RecursionError); a
+# config_list or a manifest is a few levels deep.
+MAX_JSON_DEPTH = 64
+_JSON_BRACKETS = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]')
+
+
+def too_deep(text: str) -> tuple[int, int] | None:
+    """The (line, column) of the first bracket nested deeper than MAX_JSON_DEPTH, or None."""
+    depth = 0
+    for match in _JSON_BRACKETS.finditer(text):
+        char = match.group()
+        if char in "[{":
+            depth += 1
+            if depth > MAX_JSON_DEPTH:
+                at = match.start()
+                line_start = text.rfind("\n", 0, at) + 1
+                return text.count("\n", 0, at) + 1, at - line_start + 1
+        elif char in "]}":
+            depth -= 1
+    return None
 
 
 def subject_span(spans: Mapping[str, Span], subject: str | None) -> Span | None:

@@ -20,6 +20,7 @@ FAMILIES = {
     "D7": "distillation: the student and teacher cannot be compared as linked",
     "L1": "the command line could not load a model, weights, data or a manifest",
     "X8": "the compression lifecycle or an argument of the Python API",
+    "I9": "the command's last resort: an error inside dsl-compress itself",
 }
 
 # One example per code that a rules author meets, proven by the tests: (bundled model, rules).
@@ -75,6 +76,16 @@ EXAMPLES: dict[str, tuple[str | None, str]] = {
     ),
     "E218": ("cnn", "prune fc._output_ sparse_ratio=0.5"),
     "R301": ("transformer", "prune attn sparse_ratio=0.5"),
+    "E104": (None, "let dims = " + "[" * 33 + "0" + "]" * 33),
+    "E219": (None, 'include "/etc/passwd"'),
+}
+
+# What the command prints for a code no rules text produces, proven by the tests.
+COMMAND_EXAMPLES: dict[str, str] = {
+    "I901": "$ dsl-compress lint model.rules\n"
+    "error[I901] internal error in 'dsl-compress lint': RecursionError: maximum recursion "
+    "depth exceeded (a bug in dsl-compress 0.1.0, not in your input: please report it as an "
+    "issue with the command line and its input files)",
 }
 
 
@@ -92,6 +103,8 @@ def explain_code(code: str) -> str:
         model, text = EXAMPLES[key]
         note = f"# with --model dsl_compress.models:{model}\n" if model else ""
         sections.append(_section("Example", note + text))
+    elif key in COMMAND_EXAMPLES:
+        sections.append(_section("Example", COMMAND_EXAMPLES[key]))
     sections.append(_section("Fix", info.fix))
     return "\n\n".join(sections)
 

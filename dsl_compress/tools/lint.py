@@ -68,9 +68,11 @@ def lint(
     mode: Mode | str | None = None,
     metric: str | None = None,
     mode_hint: str = MODE_ARGUMENT_HINT,
+    include_root: str | Path | None = None,
 ) -> LintResult:
     """Lint each input: a .rules file, or an NNI config_list .json (with ``mode`` for a plain
     list, ``metric`` for pruning); syntax and meaning, and with ``model`` everything model-aware.
+    Includes read only under ``include_root`` (by default each file's own folder).
 
     Errors are collected, never raised: a file that does not parse or compile is reported
     with every error it has, and the other files are still checked.
@@ -79,7 +81,14 @@ def lint(
     unreadable: list[str] = []
     for path in map(str, paths):
         try:
-            diagnostics = lint_file(path, model, mode=mode, metric=metric, mode_hint=mode_hint)
+            diagnostics = lint_file(
+                path,
+                model,
+                mode=mode,
+                metric=metric,
+                mode_hint=mode_hint,
+                include_root=include_root,
+            )
         except CompressionError as exc:
             diagnostics = list(exc.diagnostics)
             if any(d.code in INPUT_ERRORS for d in diagnostics):
@@ -97,6 +106,7 @@ def lint_file(
     mode: Mode | str | None = None,
     metric: str | None = None,
     mode_hint: str = MODE_ARGUMENT_HINT,
+    include_root: str | Path | None = None,
 ) -> list[Diagnostic]:
     """Every diagnostic of one input; raises CompressionError when it cannot be read or parsed
     as a whole (a missing file, JSON that does not parse, a config_list without its mode)."""
@@ -104,7 +114,7 @@ def lint_file(
         return _lint_config_list(read_config_input(path, mode, mode_hint=mode_hint), model, metric)
     text = read_rules_file(path)
     try:
-        rules = parse(text, path)
+        rules = parse(text, path, include_root)
         compiled = rules.compile(model)
     except CompressionError as exc:
         return list(exc.diagnostics)

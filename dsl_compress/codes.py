@@ -449,6 +449,14 @@ CODES: dict[str, CodeInfo] = _table(
         "An output path that cannot be written.",
         "Choose a writable folder; nothing was written.",
     ),
+    (
+        "L106",
+        "output-leftovers",
+        "Staging folders beside an output folder, left by a run that was killed or still runs; "
+        "those of dead runs on this host are removed (an output they had set aside is put back).",
+        "Nothing when it says it removed them; otherwise remove the folder it names once no "
+        "run writes there.",
+    ),
     # engine lifecycle
     (
         "X801",

@@ -16,7 +16,7 @@ import pytest
 from dsl_compress.diagnostics import Severity
 from dsl_compress.io.atomic import publish_folder
 from dsl_compress.io.outputs import check_destination
-from dsl_compress.io.staging import NEW, OLD, OWNER_FILE, clear_leftovers
+from dsl_compress.io.staging import NEW, OLD, OWNER_FILE, clear_leftovers, start_time
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -29,12 +29,13 @@ def dead_pid() -> int:
         return 2**31 - 1
 
 
-def staging(out: Path, token: str, pid: int | None, host: str | None = None, *, parts=(NEW,)):
+def staging(out: Path, token: str, pid: int | None, host=None, *, parts=(NEW,), started=None):
     """A staging folder as a run with ``pid`` leaves it (no owner record when pid is None)."""
     folder = out.parent / f".{out.name}.{token}.tmp"
     folder.mkdir()
     if pid is not None:
-        owner = {"pid": pid, "host": host or socket.gethostname(), "out": str(out)}
+        host = host or socket.gethostname()
+        owner = {"pid": pid, "host": host, "started": started, "out": str(out)}
         (folder / OWNER_FILE).write_text(json.dumps(owner))
     for part in parts:
         (folder / part).mkdir()
@@ -78,21 +79,40 @@ def test_a_set_aside_output_is_kept_when_something_took_its_place(tmp_path):
 
 @pytest.mark.parametrize(
     "owner",
-    ["running", "other-host", "no-record", "bad-pid"],
+    ["running", "running-since-then", "other-host", "no-record", "bad-pid"],
 )
 def test_staging_that_may_be_in_use_is_reported_with_its_path_and_kept(tmp_path, owner):
     out = tmp_path / "out"
-    pid, host = {
-        "running": (os.getppid(), None),
-        "other-host": (dead_pid(), "another-" + socket.gethostname()),
-        "no-record": (None, None),
-        "bad-pid": (-1, None),  # a negative pid names every process: never probed
+    pid, host, started = {
+        "running": (os.getppid(), None, None),
+        "running-since-then": (os.getppid(), None, start_time(os.getppid())),
+        "other-host": (dead_pid(), "another-" + socket.gethostname(), None),
+        "no-record": (None, None, None),
+        "bad-pid": (-1, None, None),  # a negative pid names every process: never probed
     }[owner]
-    folder = staging(out, "a1b2c3d4", pid, host)
+    folder = staging(out, "a1b2c3d4", pid, host, started=started)
     (note,) = clear_leftovers(out)
     assert note.code == "L106" and note.severity is Severity.WARNING
     assert str(folder) in note.message and note.hint
     assert (folder / NEW / "model.safetensors").read_text() == NEW
+
+
+@pytest.mark.skipif(start_time(os.getpid()) is None, reason="needs /proc")
+def test_a_pid_reused_by_a_later_process_counts_as_dead(tmp_path):
+    """A new container (or a long uptime) gives the killed run's pid to another process."""
+    out = tmp_path / "out"
+    for pid in (os.getppid(), os.getpid()):
+        staging(out, "a1b2c3d4", pid, started=start_time(pid) - 1)
+        (note,) = clear_leftovers(out)
+        assert note.severity is Severity.INFO and "removed" in note.message
+        assert names(tmp_path) == []
+
+
+def test_our_own_staging_is_never_removed(tmp_path):
+    out = tmp_path / "out"
+    folder = staging(out, "a1b2c3d4", os.getpid(), started=start_time(os.getpid()))
+    (note,) = clear_leftovers(out)
+    assert note.severity is Severity.WARNING and folder.is_dir()
 
 
 def test_earlier_versions_set_aside_folders_are_reported(tmp_path):

@@ -53,13 +53,15 @@ def write_outputs(
     """Finalize the compression and write OUTPUT_FILES into ``out_dir``, all or nothing.
 
     Files are written to a fresh folder beside ``out_dir`` and moved into place once all
-    are written; an existing ``out_dir`` that is not empty, or that holds one of ``inputs``,
-    is refused (L105) unless ``overwrite``, and then replaced as a whole. A folder that
-    appears at ``out_dir`` during the run is never replaced without ``overwrite`` (L105). On
-    any failure nothing is left at ``out_dir`` (an existing one stays as it was) and the
-    temporary folder is removed. A symlinked ``out_dir`` stays a link: the folder it points
-    to is written. Staging folders of killed runs are cleaned first (warnings, L106, say
-    what was done or where they are).
+    are written; an existing ``out_dir`` that is not empty is refused (L105) unless
+    ``overwrite``, and then replaced as a whole; one that is or holds one of ``inputs`` (the
+    files the run read) is always refused. A folder that appears at ``out_dir`` during the
+    run is never replaced without ``overwrite`` (L105). On any failure nothing is left at
+    ``out_dir`` (an existing one stays as it was) and the temporary folder is removed. A
+    symlinked ``out_dir`` stays a link: the folder it points to is written. Staging folders
+    of killed runs are cleaned first (L106 warnings say what was done or where they are).
+    The JSON files are strict JSON (see io/json_text.py for non-finite numbers); every file
+    gets the user's normal mode.
     """
     out = Path(out_dir)
     emit_warnings(check_destination(out, overwrite, inputs))

@@ -31,14 +31,21 @@ _RANDOM = r"[a-z0-9_]{8}"
 
 @dataclass(frozen=True)
 class Owner:
-    """The run that made a staging folder."""
+    """The run that made a staging folder; ``started`` is when its process started (Linux)."""
 
     pid: int
     host: str
+    started: int | None = None
 
     def is_dead(self) -> bool:
-        """True only when the run surely ended: same host, and no process has its pid."""
-        return self.host == socket.gethostname() and not _alive(self.pid)
+        """True only when the run surely ended: same host, and no process has its pid, or the
+        one that has it started at another time (the pid was reused, as in a new container)."""
+        if self.host != socket.gethostname():
+            return False
+        if not _alive(self.pid):
+            return True
+        now = start_time(self.pid)
+        return None not in (now, self.started) and now != self.started
 
 
 def make_run_folder(out: Path) -> Path:
@@ -46,7 +53,13 @@ def make_run_folder(out: Path) -> Path:
     gets the user's normal mode (it becomes ``out``)."""
     run = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     try:
-        owner = {"pid": os.getpid(), "host": socket.gethostname(), "out": str(out)}
+        pid = os.getpid()
+        owner = {
+            "pid": pid,
+            "host": socket.gethostname(),
+            "started": start_time(pid),
+            "out": str(out),
+        }
         (run / OWNER_FILE).write_text(json.dumps(owner) + "\n", encoding="utf-8")
         (run / NEW).mkdir()
     except BaseException:
@@ -111,16 +124,25 @@ def read_owner(folder: Path) -> Owner | None:
     """The owner record of a staging folder; None when missing or not one of ours."""
     try:
         record = json.loads((folder / OWNER_FILE).read_text(encoding="utf-8"))
-        pid, host = record["pid"], record["host"]
-    except (OSError, ValueError, TypeError, KeyError):
+        pid, host, started = record["pid"], record["host"], record.get("started")
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
         return None
     if type(pid) is not int or pid <= 0 or not isinstance(host, str):
         return None  # pid 0 and negative pids name process groups: never probe them
-    return Owner(pid, host)
+    return Owner(pid, host, started if type(started) is int else None)
+
+
+def start_time(pid: int) -> int | None:
+    """When process ``pid`` started, in clock ticks since boot (/proc); None where unknown."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return int(stat.rpartition(")")[2].split()[19])  # field 22; the name may hold spaces
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def _alive(pid: int) -> bool:
-    if pid == os.getpid() or os.name != "posix":
+    if os.name != "posix":
         return True  # without a safe probe (os.kill on Windows terminates), assume it runs
     try:
         os.kill(pid, 0)

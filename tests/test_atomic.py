@@ -111,6 +111,22 @@ def test_every_rewritten_file_keeps_its_mode(tmp_path, capsys, command):
 
 
 @pytest.mark.parametrize("command", ["fmt", "compile -o", "manifest -o"])
+def test_a_rewritten_symlink_stays_a_link_to_the_rewritten_file(tmp_path, capsys, command):
+    from cli_runner import run
+
+    argv, path = _rewriting_commands(tmp_path)[command]
+    real = tmp_path / "real" / path.name
+    real.parent.mkdir()
+    real.write_text(path.read_text() if path.exists() else "old\n")
+    path.unlink(missing_ok=True)
+    path.symlink_to(real)
+    assert run(capsys, *argv).code == 0
+    assert path.is_symlink() and os.readlink(path) == str(real)
+    assert real.read_text() not in ("old\n", RULES)
+    assert sorted(p.name for p in real.parent.iterdir()) == [real.name]  # no temporary left
+
+
+@pytest.mark.parametrize("command", ["fmt", "compile -o", "manifest -o"])
 def test_every_rewritten_file_survives_a_full_disk(tmp_path, capsys, monkeypatch, command):
     from cli_runner import run
 

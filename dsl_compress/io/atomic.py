@@ -38,18 +38,20 @@ _OCCUPIED = (errno.EEXIST, errno.ENOTEMPTY, errno.ENOTDIR, errno.EISDIR)
 
 def write_text_atomically(path: Path, text: str) -> None:
     """Replace ``path`` with ``text`` (UTF-8) in one rename, keeping an existing file's mode;
-    a new file gets the user's normal mode (the umask)."""
+    a new file gets the user's normal mode (the umask). A symlink stays a link: the file it
+    points to is the one replaced."""
     path = Path(path)
-    mode = _mode_of(path)
+    target = published_path(path)
+    mode = _mode_of(target)
     temp = None
     try:
-        fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        fd, temp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
         os.chmod(temp, mode)
-        os.replace(temp, path)
+        os.replace(temp, target)
     except OSError as exc:
         if temp is not None:
             Path(temp).unlink(missing_ok=True)

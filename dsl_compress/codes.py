@@ -477,6 +477,14 @@ CODES: dict[str, CodeInfo] = _table(
         "Write a selector as in a statement ('*' within one dotted segment, '**' across them);"
         " see the suggestion.",
     ),
+    (
+        "L107",
+        "output-leftovers",
+        "Staging folders beside an output folder, left by a run that was killed or still runs; "
+        "those of dead runs on this host are removed (an output they had set aside is put back).",
+        "Nothing when it says it removed them; otherwise remove the folder it names once no "
+        "run writes there.",
+    ),
     # engine lifecycle
     (
         "X801",

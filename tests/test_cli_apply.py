@@ -560,3 +560,132 @@ def test_calibration_batches_the_model_rejects_are_one_clear_error(capsys, tmp_p
     err = capsys.readouterr().err
     assert code == 2 and "L103" in err and "calibration batch 0" in err and "Traceback" not in err
     assert not (tmp_path / "o").exists()
+
+
+# ----- faults that lose nothing (issue 9, items 9 and 11-13) --------------------------------------
+
+
+def test_a_file_written_into_out_during_the_run_is_kept_and_the_run_fails(
+    capsys, tmp_path, monkeypatch
+):
+    from dsl_compress.io import outputs
+
+    out = tmp_path / "out"
+    out.mkdir()  # empty: allowed without --overwrite
+    real = outputs._write_files
+
+    def meanwhile(*args):
+        (out / "theirs.txt").write_text("theirs")  # another process writes there mid-run
+        return real(*args)
+
+    monkeypatch.setattr(outputs, "_write_files", meanwhile)
+    result = run(capsys, "apply", CHANNELS, "--model", RESNET, "--out", out)
+    assert result.code == 2 and TRACEBACK not in result.err
+    assert "error[L105]" in result.err and "appeared during the run" in result.err
+    assert str(out) in result.err and "nothing was written" in result.err
+    assert [p.name for p in out.iterdir()] == ["theirs.txt"]
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]  # staging removed
+
+
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_two_concurrent_applies_to_one_folder_lose_nothing_silently(tmp_path, overwrite):
+    """Without --overwrite one wins and the other says so; with it both succeed in turn. Either
+    way the folder holds one whole output and no staging is left."""
+    argv = [sys.executable, "-m", "dsl_compress", "apply", str(CHANNELS), "--model", RESNET]
+    argv += ["--out", "out"] + (["--overwrite"] if overwrite else [])
+    env = {**os.environ, "NO_COLOR": "1"}
+    runs = [
+        subprocess.Popen(argv, cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    errors = [r.communicate(timeout=300)[1] for r in runs]
+    done = sorted(zip([r.returncode for r in runs], errors))
+    assert all(TRACEBACK not in err for _, err in done)
+    if overwrite:
+        assert [code for code, _ in done] == [0, 0]
+    else:
+        (ok, _), (failed, err) = done
+        assert (ok, failed) == (0, 2) and "error[L105]" in err
+    assert sorted(os.listdir(tmp_path / "out")) == sorted(OUTPUT_FILES)
+    assert os.listdir(tmp_path) == ["out"]
+
+
+# The command under a file-size limit that model.safetensors (~50 KB) exceeds.
+SMALL_FILES = (
+    "import resource, runpy, sys\n"
+    "resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, 20_000))\n"
+    "sys.argv[0] = 'dsl-compress'\n"
+    "runpy.run_module('dsl_compress', run_name='__main__')\n"
+)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="needs RLIMIT_FSIZE")
+def test_a_real_write_failure_mid_apply_is_l105_with_nothing_left(tmp_path):
+    """The kernel refuses the large write (EFBIG), as a full disk does (ENOSPC), inside
+    safetensors: L105 naming the file, no traceback, nothing written, staging removed."""
+    done = subprocess.run(
+        [sys.executable, "-c", SMALL_FILES, "apply", str(CHANNELS), "--model", RESNET]
+        + ["--out", "out"],
+        cwd=tmp_path,
+        env={**os.environ, "NO_COLOR": "1", "PYTHONDONTWRITEBYTECODE": "1"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 2 and TRACEBACK not in done.stderr
+    assert "error[L105]" in done.stderr and "File too large" in done.stderr
+    assert str(Path("out") / "model.safetensors") in done.stderr
+    assert os.listdir(tmp_path) == []
+
+
+def _inputs_tree(tmp_path: Path) -> dict[str, list]:
+    """Per input kind, the apply arguments that read it and an --out folder holding it."""
+    files = {
+        "rules/main.rules": (
+            'include "parts/inc.rules"\nprune layer1.0.conv1.weight sparse_ratio=0.5\n'
+        ),
+        "rules/parts/inc.rules": "prune layer1.1.conv1.weight sparse_ratio=0.5\n",
+        "w/weights.safetensors": "not read: refused first",
+        "c/calib.pt": "not read: refused first",
+        "m/factory.py": "raise SystemExit('not imported: refused first')\n",
+        "mypkg/__init__.py": "raise SystemExit('not imported: refused first')\n",
+    }
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    rules = ["apply", "rules/main.rules", "--model"]
+    return {
+        "rules file": [*rules, RESNET, "--out", "rules"],
+        "included file": [*rules, RESNET, "--out", "rules/parts"],
+        "weights": [*rules, RESNET, "--weights", "w/weights.safetensors", "--out", "w"],
+        "calibration": [*rules, RESNET, "--calib", "c/calib.pt", "--out", "c"],
+        "model file": [*rules, "m/factory.py:make", "--out", "m"],
+        "model package": [*rules, "mypkg.models:make", "--out", "mypkg"],
+    }
+
+
+@pytest.mark.parametrize(
+    "kind",
+    ["rules file", "included file", "weights", "calibration", "model file", "model package"],
+)
+def test_out_holding_any_input_is_refused_with_overwrite(capsys, tmp_path, monkeypatch, kind):
+    monkeypatch.chdir(tmp_path)
+    argv = _inputs_tree(tmp_path)[kind]
+    before = {p: p.read_text() for p in tmp_path.rglob("*") if p.is_file()}
+    result = run(capsys, *argv, "--overwrite")
+    assert result.code == 2 and result.out == ""
+    assert "error[L105]" in result.err and "holds the input" in result.err
+    assert {p: p.read_text() for p in tmp_path.rglob("*") if p.is_file()} == before
+
+
+def test_apply_removes_a_killed_runs_staging_and_reports_a_live_ones(capsys, tmp_path):
+    from test_staging import dead_pid, staging
+
+    out = tmp_path / "out"
+    dead = staging(out, "a1b2c3d4", dead_pid())
+    live = staging(out, "e5f6g7h8", os.getppid())
+    result = run(capsys, "apply", CHANNELS, "--model", RESNET, "--out", out)
+    assert result.code == 0, result.err
+    assert f"info[L107] removed '{dead}'" in result.err and not dead.exists()
+    assert "warning[L107]" in result.err and str(live) in result.err and live.is_dir()
+    assert sorted(os.listdir(out)) == sorted(OUTPUT_FILES)

@@ -5,15 +5,18 @@ from __future__ import annotations
 import json
 import os
 import re
+import stat
 import warnings
 
 import pytest
 import safetensors.torch
 import torch
+from safetensors import SafetensorError
 
 import dsl_compress
 from conftest import assert_same_state, state_copy
 from dsl_compress import CompressionError, CompressionWarning, Mode
+from dsl_compress.io import atomic, outputs
 from dsl_compress.resolve.config_input import plan_from_config_list
 from dsl_compress.tools.apply_job import OUTPUT_FILES, apply_plan_job, write_outputs
 from dsl_compress.models import example_model, resnet
@@ -367,28 +370,184 @@ def test_a_failing_swap_puts_the_old_folder_back(tmp_path, monkeypatch):
     out = tmp_path / "out"
     out.mkdir()
     (out / "keep.txt").write_text("old")
-    real = os.rename
+    real = atomic.rename_no_replace
 
-    def failing(src, dst):
-        if str(dst) == str(out) and ".tmp" in str(src) and not str(src).endswith(".old"):
-            raise OSError(13, "Permission denied", str(dst))
-        return real(src, dst)
+    def failing(source, destination):
+        if source.name == "new":  # the staged output, moving in
+            raise OSError(13, "Permission denied", str(destination))
+        return real(source, destination)
 
-    monkeypatch.setattr("dsl_compress.io.atomic.os.rename", failing)
+    monkeypatch.setattr(atomic, "rename_no_replace", failing)
     with pytest.raises(CompressionError) as caught:
         write_outputs(result, out, overwrite=True)
-    assert caught.value.codes == ["L105"]
+    assert caught.value.codes == ["L105"] and "Permission denied" in str(caught.value)
     assert [p.name for p in tmp_path.iterdir()] == ["out"]
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
 
 
-def test_overwriting_a_symlinked_folder_replaces_the_link_only(tmp_path):
+# ----- faults that lose nothing (issue 9, items 11, 13, 14) ---------------------------------------
+
+NO_SPACE = "Error while serializing: I/O error: No space left on device (os error 28)"
+
+
+def _half_written_then_full(path):
+    with open(path, "wb") as handle:
+        handle.write(b"\0" * 100)
+
+
+@pytest.mark.parametrize("failing_file", OUTPUT_FILES)
+def test_a_full_disk_in_any_file_is_l105_naming_the_path_and_leaves_nothing(
+    tmp_path, monkeypatch, failing_file
+):
+    """Each file's own writer fails as it does on a full disk: safetensors with its
+    SafetensorError (not an OSError), JSON with OSError ENOSPC."""
+    _, _, result = run_job()
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("old")
+    real_save, real_json = outputs.save_file, outputs._write_json
+
+    def save_file(tensors, filename, metadata=None):
+        if filename.endswith(failing_file):
+            _half_written_then_full(filename)
+            raise SafetensorError(NO_SPACE)
+        return real_save(tensors, filename, metadata)
+
+    def write_json(data, path):
+        if path.endswith(failing_file):
+            _half_written_then_full(path)
+            raise OSError(28, "No space left on device", path)
+        return real_json(data, path)
+
+    monkeypatch.setattr(outputs, "save_file", save_file)
+    monkeypatch.setattr(outputs, "_write_json", write_json)
+    with pytest.raises(CompressionError) as caught:
+        write_outputs(result, out, overwrite=True)
+    assert caught.value.codes == ["L105"]
+    message = caught.value.diagnostics[0].message
+    assert "no space left" in message.lower() and str(out / failing_file) in message
+    assert ".tmp" not in message  # the staging folder's name means nothing to the user
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]  # staging removed
+    assert [p.name for p in out.iterdir()] == ["keep.txt"]
+
+
+def test_a_safetensors_error_without_an_os_error_is_l105_with_its_words(tmp_path, monkeypatch):
+    _, _, result = run_job()
+
+    def save_file(tensors, filename, metadata=None):
+        raise SafetensorError("Error while serializing: some tensor problem")
+
+    monkeypatch.setattr(outputs, "save_file", save_file)
+    with pytest.raises(CompressionError) as caught:
+        write_outputs(result, tmp_path / "out")
+    assert caught.value.codes == ["L105"] and "some tensor problem" in str(caught.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_a_symlinked_folder_stays_a_link_and_its_target_is_written(tmp_path, overwrite):
     _, _, result = run_job()
     real = tmp_path / "real"
     real.mkdir()
-    (real / "keep.txt").write_text("old")
-    (tmp_path / "out").symlink_to(real, target_is_directory=True)
-    write_outputs(result, tmp_path / "out", overwrite=True)
+    if overwrite:
+        (real / "keep.txt").write_text("old")
+    out = tmp_path / "out"
+    out.symlink_to(real, target_is_directory=True)
+    paths = write_outputs(result, out, overwrite=overwrite)
+    assert out.is_symlink() and os.readlink(out) == str(real)
+    assert sorted(p.name for p in real.iterdir()) == sorted(OUTPUT_FILES)
+    assert all(p.parent == out and p.is_file() for p in paths)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "real"]  # no staging left
+
+
+def test_a_dangling_link_gets_its_target_folder(tmp_path):
+    _, _, result = run_job()
+    out = tmp_path / "out"
+    out.symlink_to(tmp_path / "made" / "here")
+    write_outputs(result, out)
+    assert out.is_symlink()
+    assert sorted(p.name for p in (tmp_path / "made" / "here").iterdir()) == sorted(OUTPUT_FILES)
+
+
+def _input_cases(tmp_path):
+    """(out, inputs) where the output folder is or holds an input, directly or through links."""
+    (tmp_path / "rules" / "deep").mkdir(parents=True)
+    rules = tmp_path / "rules" / "r.rules"
+    rules.write_text("prune Conv2d.weight sparse_ratio=0.5\n")
+    nested = tmp_path / "rules" / "deep" / "inc.rules"
+    nested.write_text("")
+    (tmp_path / "link").symlink_to(tmp_path / "rules", target_is_directory=True)
+    return {
+        "holds": (tmp_path / "rules", [rules]),
+        "holds deep inside": (tmp_path / "rules", [tmp_path / "x.pt", nested]),
+        "is": (rules, [rules]),
+        "through a linked output": (tmp_path / "link", [rules]),
+        "through a linked input": (tmp_path / "rules" / "deep", [tmp_path / "link" / "deep"]),
+        "as a relative path": (tmp_path / "rules", [os.path.relpath(rules)]),
+    }
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "holds",
+        "holds deep inside",
+        "is",
+        "through a linked output",
+        "through a linked input",
+        "as a relative path",
+    ],
+)
+def test_an_output_folder_holding_an_input_is_refused_even_with_overwrite(tmp_path, case):
+    _, _, result = run_job()
+    out, inputs = _input_cases(tmp_path)[case]
+    before = {p: p.read_text() for p in tmp_path.rglob("*.rules")}
+    with pytest.raises(CompressionError) as caught:
+        write_outputs(result, out, overwrite=True, inputs=inputs)
+    assert caught.value.codes == ["L105"]
+    diag = caught.value.diagnostics[0]
+    assert "holds the input" in diag.message and str(out) in diag.message and diag.hint
+    assert {p: p.read_text() for p in tmp_path.rglob("*.rules")} == before
+    result.compression.restore()  # refused before finalize(): the model is still attached
+
+
+def test_inputs_beside_the_output_folder_are_fine(tmp_path):
+    _, _, result = run_job()
+    rules = tmp_path / "r.rules"
+    rules.write_text("")
+    (tmp_path / "outside").mkdir()
+    write_outputs(result, tmp_path / "out", inputs=[rules, tmp_path / "outside", tmp_path / "o"])
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(OUTPUT_FILES)
-    assert [p.name for p in real.iterdir()] == ["keep.txt"]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "real"]
+
+
+def _strict_json(path):
+    def refuse(word):
+        raise ValueError(f"{word} is not JSON")
+
+    return json.loads(path.read_text(), parse_constant=refuse)
+
+
+def test_plan_and_config_list_are_strict_json_with_infinite_thresholds(tmp_path):
+    model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Linear(4, 4))
+    text = "prune 0.weight sparse_threshold=1e999\nprune 1.weight sparse_ratio=0.5\n"
+    plan = dsl_compress.parse(text, "t.rules").compile(model).plan
+    write_outputs(apply_plan_job(model, plan), tmp_path / "out")
+    saved = _strict_json(tmp_path / "out" / "plan.json")
+    assert saved[0]["setting"]["sparse_threshold"] == float("inf")
+    assert saved == json.loads(json.dumps(plan.to_dicts()))  # the same plan, in strict JSON
+    lists = _strict_json(tmp_path / "out" / "config_list.json")
+    assert lists["prune"][0]["target_settings"]["weight"]["sparse_threshold"] == float("inf")
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027, 0o077, 0o002])
+def test_every_output_file_gets_the_umask_mode(tmp_path, umask):
+    _, _, result = run_job()
+    previous = os.umask(umask)
+    try:
+        write_outputs(result, tmp_path / "out")
+    finally:
+        os.umask(previous)
+    out = tmp_path / "out"
+    assert stat.S_IMODE(out.stat().st_mode) == 0o777 & ~umask
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in out.iterdir()}
+    assert modes == {name: 0o666 & ~umask for name in OUTPUT_FILES}

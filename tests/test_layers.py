@@ -33,7 +33,14 @@ LAYERS: dict[str, int] = {
 }
 ROOT_SHARED = {"diagnostics", "codes", "vocab", "forward_signature"}  # layer 0 may share
 TORCH_FREE = ("language", "schema", "codes", "diagnostics", "vocab")
-TORCH_FREE_MODULES = {"io/atomic.py", "cli/args.py", "cli/formats.py", "cli/gc_pause.py"}
+TORCH_FREE_MODULES = {
+    "io/atomic.py",
+    "io/json_text.py",
+    "io/staging.py",
+    "cli/args.py",
+    "cli/formats.py",
+    "cli/gc_pause.py",
+}
 
 
 def _modules(root: Path = PACKAGE) -> list[Path]:

@@ -325,13 +325,17 @@ def _manifest(args) -> ExitStatus:
 
 
 def _apply(args) -> ExitStatus:
-    from dsl_compress.io.outputs import check_destination, runtime_only_warning
-    from dsl_compress.tools.apply_job import apply_plan_job, write_outputs
+    from dsl_compress.io.outputs import check_destination, refuse_inputs_inside
+    from dsl_compress.io.outputs import runtime_only_warning
+    from dsl_compress.tools.apply_job import apply_plan_job, spec_files, write_outputs
     from dsl_compress.io.loading import load_calib
     from dsl_compress.tools.summary import summary_table
 
+    # Every file the run reads: an --out that holds one would delete it (includes come later).
+    inputs = [args.rules, *spec_files(args.model), *spec_files(args.weights)]
+    inputs += spec_files(args.calib)
     if args.out:
-        check_destination(Path(args.out), args.overwrite)
+        _report_warnings(check_destination(Path(args.out), args.overwrite, inputs))
     model = _model(args)
     calib = load_calib(args.calib) if args.calib else None
     if is_config_list(args.rules):
@@ -339,13 +343,17 @@ def _apply(args) -> ExitStatus:
         _report_warnings(plan.diagnostics)
     else:
         with gc_paused():
-            compiled = load(args.rules, args.include_root).compile(model)
+            rules = load(args.rules, args.include_root)
+            inputs += rules.files
+            if args.out:
+                refuse_inputs_inside(Path(args.out), rules.files)
+            compiled = rules.compile(model)
         _report_warnings(compiled.diagnostics)
         plan = compiled.plan
     result = apply_plan_job(model, plan, calib=calib, dry_run=args.dry_run, progress=_bar())
     print(summary_table(result))
     if not args.dry_run:
-        written = write_outputs(result, args.out, overwrite=args.overwrite)
+        written = write_outputs(result, args.out, overwrite=args.overwrite, inputs=inputs)
         _report_warnings(runtime_only_warning(plan, Path(args.out)))
         print(f"wrote {len(written)} files to {args.out}", file=sys.stderr)
     return ExitStatus.OK

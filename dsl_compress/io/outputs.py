@@ -3,19 +3,30 @@ written as a whole through the atomic writer."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import re
 import warnings
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import save_file
 
-from dsl_compress.diagnostics import CompressionWarning, Diagnostic, fail, warning
+from dsl_compress.diagnostics import (
+    CompressionWarning,
+    Diagnostic,
+    emit_warnings,
+    fail,
+    warning,
+)
 from dsl_compress.engine.compression import Compression
 from dsl_compress.engine.options import Progress
-from dsl_compress.io.atomic import publish_folder
+from dsl_compress.io.atomic import published_path, publish_folder
+from dsl_compress.io.json_text import json_text
+from dsl_compress.io.staging import clear_leftovers
 from dsl_compress.plan import Plan
 from dsl_compress.vocab import Mode, TargetKind
 
@@ -37,20 +48,27 @@ def write_outputs(
     *,
     overwrite: bool = False,
     progress: Progress | None = None,
+    inputs: Iterable[str | Path] = (),
 ) -> list[Path]:
     """Finalize the compression and write OUTPUT_FILES into ``out_dir``, all or nothing.
 
     Files are written to a fresh folder beside ``out_dir`` and moved into place once all
     are written; an existing ``out_dir`` that is not empty is refused (L105) unless
-    ``overwrite``, and then replaced as a whole. On any failure nothing is left at
-    ``out_dir`` (an existing one stays as it was) and the temporary folder is removed.
+    ``overwrite``, and then replaced as a whole; one that is or holds one of ``inputs`` (the
+    files the run read) is always refused. A folder that appears at ``out_dir`` during the
+    run is never replaced without ``overwrite`` (L105). On any failure nothing is left at
+    ``out_dir`` (an existing one stays as it was) and the temporary folder is removed. A
+    symlinked ``out_dir`` stays a link: the folder it points to is written. Staging folders
+    of killed runs are cleaned first (L107 warnings say what was done or where they are).
+    The JSON files are strict JSON (see io/json_text.py for non-finite numbers); every file
+    gets the user's normal mode.
     """
     out = Path(out_dir)
-    # Absolute but not resolved: '.' gets a real parent, a symlinked folder stays a link.
-    target = Path(os.path.abspath(out))
-    check_destination(target, overwrite)
+    emit_warnings(check_destination(out, overwrite, inputs))
     written = publish_folder(
-        target, lambda staging: _write_files(compression, plan, staging, progress)
+        out,
+        lambda staging: _write_files(compression, plan, staging, progress),
+        overwrite=overwrite,
     )
     return [out / path.name for path in written]
 
@@ -75,25 +93,46 @@ def runtime_only_warning(plan: Plan, out_dir: Path) -> list[Diagnostic]:
     return [warning("X804", message, subject=str(out_dir / "model.safetensors"), hint=hint)]
 
 
-def check_destination(out: Path, overwrite: bool) -> None:
-    """Refuse an output path that cannot be (re)placed, before any work is done."""
-    whole = out.resolve()
-    if not out.name or whole == Path.cwd() or whole in Path.cwd().parents:
+def check_destination(
+    out: Path, overwrite: bool, inputs: Iterable[str | Path] = ()
+) -> list[Diagnostic]:
+    """Refuse an output path that cannot be (re)placed, before any work is done; first clean
+    the staging folders of killed runs beside it and return the notes saying so (L107)."""
+    target = published_path(Path(os.path.abspath(out)))
+    if not target.name or target == Path.cwd().resolve() or target in Path.cwd().resolve().parents:
         fail(
             "L105",
             f"output folder '{out}' holds the working folder; it cannot be replaced",
             subject=str(out),
             hint="write to a new folder",
         )
-    if out.exists() and not out.is_dir():
+    refuse_inputs_inside(out, inputs)
+    leftovers = clear_leftovers(target)  # first: it may put back a folder a killed run set aside
+    if target.exists() and not target.is_dir():
         fail("L105", f"output path '{out}' exists and is not a folder", subject=str(out))
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
+    if target.is_dir() and any(target.iterdir()) and not overwrite:
         fail(
             "L105",
             f"output folder '{out}' exists and is not empty",
             subject=str(out),
             hint="choose a new folder or allow overwriting it; nothing was written",
         )
+    return leftovers
+
+
+def refuse_inputs_inside(out: Path, inputs: Iterable[str | Path]) -> None:
+    """L105 when ``out`` is, or holds, one of the run's input files: replacing it would delete
+    the input (links resolved on both sides)."""
+    target = published_path(Path(out))
+    for given in inputs:
+        source = published_path(Path(given))
+        if source == target or target in source.parents:
+            fail(
+                "L105",
+                f"output folder '{out}' holds the input '{given}'; writing it would delete it",
+                subject=str(out),
+                hint="write to a folder that holds none of the inputs; nothing was written",
+            )
 
 
 def _write_files(
@@ -118,10 +157,28 @@ def _write_files(
     written = []
     for done, (name, write) in enumerate(writers.items(), start=2):
         path = folder / name
-        write(str(path))
+        _write_one(write, path)
         written.append(path)
         _tick(progress, done, total, name)
     return written
+
+
+def _write_one(write: Callable[[str], Any], path: Path) -> None:
+    """Run one file's writer; safetensors reports a failed write (a full disk) as a
+    SafetensorError, made here the OSError it carries so that it is an L105 like any other."""
+    try:
+        write(str(path))
+    except SafetensorError as exc:
+        raise _os_error_of(exc, path) from None
+
+
+def _os_error_of(exc: SafetensorError, path: Path) -> OSError:
+    """'... I/O error: No space left on device (os error 28)' → OSError(28, ..., path)."""
+    found = re.search(r"os error (\d+)|code: (\d+)", str(exc))
+    if found is None:
+        return OSError(errno.EIO, str(exc), str(path))
+    code = int(found[1] or found[2])
+    return OSError(code, os.strerror(code), str(path))
 
 
 def _save_quant(quant: Mapping[str, Mapping[str, Mapping[str, Any]]], path: str) -> None:
@@ -182,9 +239,9 @@ def tensor_name(module: str, target: str) -> str:
 
 
 def _write_json(data: Any, path: str) -> None:
+    """Strict JSON (no bare Infinity or NaN; see io/json_text.py for how they are spelled)."""
     with open(path, "w", encoding="utf-8") as handle:
-        json.dump(data, handle, indent=2)
-        handle.write("\n")
+        handle.write(json_text(data))
 
 
 def _tick(progress: Progress | None, done: int, total: int, label: str) -> None:

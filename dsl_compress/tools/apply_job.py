@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.machinery
+import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
@@ -60,11 +63,37 @@ def write_outputs(
     *,
     overwrite: bool = False,
     progress: Progress | None = None,
+    inputs: Iterable[str | Path] = (),
 ) -> list[Path]:
-    """Finalize the job's compression and write its output folder, all or nothing
+    """Finalize the job's compression and write its output folder, all or nothing; ``inputs``
+    are the files it read, which the folder must not hold
     (see :func:`dsl_compress.io.outputs.write_outputs`)."""
     if result.dry_run:
         fail("X803", "a dry run has no weights to write", subject=str(out_dir))
     return outputs.write_outputs(
-        result.compression, result.plan, out_dir, overwrite=overwrite, progress=progress
+        result.compression,
+        result.plan,
+        out_dir,
+        overwrite=overwrite,
+        progress=progress,
+        inputs=inputs,
     )
+
+
+def spec_files(spec: str | None) -> list[Path]:
+    """The files a command-line input reads: a file itself, the file of ``path.py:callable``,
+    or where the top package of ``package.module:callable`` lives (found, not imported)."""
+    if not spec:
+        return []
+    if Path(spec).exists():
+        return [Path(spec)]
+    target = spec.rpartition(":")[0]
+    if target.endswith(".py") or "/" in target or "\\" in target:
+        return [Path(target)]
+    if not all(part.isidentifier() for part in target.split(".")):
+        return []
+    found = importlib.machinery.PathFinder.find_spec(target.split(".")[0], [os.getcwd(), *sys.path])
+    if found is None:
+        return []
+    places = found.submodule_search_locations or ([found.origin] if found.has_location else [])
+    return [Path(place) for place in places]

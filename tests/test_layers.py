@@ -18,6 +18,7 @@ LAYERS: dict[str, int] = {
     "codes": 0,
     "vocab": 0,
     "forward_signature": 0,
+    "stand_in": 0,
     "language": 1,
     "schema": 1,
     "plan": 2,
@@ -31,8 +32,8 @@ LAYERS: dict[str, int] = {
     "__init__": 8,
     "__main__": 8,
 }
-ROOT_SHARED = {"diagnostics", "codes", "vocab", "forward_signature"}  # layer 0 may share
-TORCH_FREE = ("language", "schema", "codes", "diagnostics", "vocab")
+ROOT_SHARED = {"diagnostics", "codes", "vocab", "forward_signature", "stand_in"}  # may share
+TORCH_FREE = ("language", "schema", "codes", "diagnostics", "vocab", "stand_in")
 TORCH_FREE_MODULES = {
     "io/atomic.py",
     "io/json_text.py",
@@ -40,6 +41,21 @@ TORCH_FREE_MODULES = {
     "cli/args.py",
     "cli/formats.py",
     "cli/gc_pause.py",
+}
+# What lint, compile and explain run on a manifest (the rest of that path imports torch lazily,
+# only for a real torch module; tests/test_manifest_stand_in.py checks the whole path).
+TORCH_FREE_MODULES |= {
+    "io/manifest_read.py",
+    "io/manifest_check.py",
+    "resolve/model_index.py",
+    "resolve/entries.py",
+    "resolve/from_rules.py",
+    "resolve/from_config.py",
+    "engine/plan_checks.py",
+    "engine/mask_checks.py",
+    "engine/mask_request.py",
+    "engine/quant_dtypes.py",
+    "tools/lint.py",
 }
 
 

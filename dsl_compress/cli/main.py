@@ -39,6 +39,8 @@ from dsl_compress.resolve.ruleset import load, read_rules_file
 if TYPE_CHECKING:
     import torch
 
+    from dsl_compress.stand_in import StandInModule
+
 # The bundled example: prune the convs channel-wise, align each BN (weight and bias) to its
 # conv through a chain, and quantize the head with int8 weights and activations.
 EXAMPLE_PRUNE = [
@@ -283,14 +285,14 @@ def _model(args) -> torch.nn.Module:
     return model
 
 
-def _model_or_manifest(args) -> torch.nn.Module | None:
-    """The model to resolve against: --model, a meta model rebuilt from --manifest, or none."""
+def _model_or_manifest(args) -> torch.nn.Module | StandInModule | None:
+    """The model to resolve against: --model, the torch-free stand-in of --manifest, or none."""
     if args.model:
         return _model(args)
     if args.manifest:
-        from dsl_compress.io.manifest import load_manifest, model_from_manifest
+        from dsl_compress.io.manifest_read import load_manifest, stand_in_model
 
-        return model_from_manifest(load_manifest(args.manifest))
+        return stand_in_model(load_manifest(args.manifest))
     return None
 
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from dsl_compress.diagnostics import fail
-from dsl_compress.plan import Key
+from dsl_compress.plan import Key, PlanEntry
 from dsl_compress.schema.granularity import BlockKernel, parse_granularity
 from dsl_compress.vocab import TargetKind
 
@@ -65,3 +65,29 @@ class MaskRequest:
         if isinstance(kernel, str):
             fail("X803", f"granularity of {self.name} was not resolved", subject=self.name)
         return kernel
+
+
+def is_active(entry: PlanEntry) -> bool:
+    """NNI's rule: a target gets a metric iff it has a ratio or a threshold."""
+    return entry.get("sparse_ratio") is not None or entry.get("sparse_threshold") is not None
+
+
+def ranked(entry: PlanEntry) -> bool:
+    """Whether the mask stage computes a metric for the entry: an active parameter."""
+    return entry.kind is TargetKind.PARAMETER and is_active(entry)
+
+
+def checked_request(entry: PlanEntry, shape: tuple[int, ...] | None) -> MaskRequest:
+    """What the checks of settings and shapes (``mask_checks``) read of an entry: the request
+    the mask stage builds, with a metric that is never computed, as the checks ask only whether
+    a target has one."""
+    metric = _metric_for_checks if ranked(entry) else None
+    return MaskRequest(entry.module, entry.target, entry.kind, entry.setting, shape, metric)
+
+
+def _metric_for_checks() -> None:
+    fail(
+        "X803",
+        "a metric was asked of a request built for the checks of settings and shapes only",
+        subject="mask checks",
+    )

@@ -1,30 +1,49 @@
 """A plan's errors found from settings and shapes alone, across every stage: apply raises them
-all before computing anything, and lint reports the same, from the same functions."""
+all before computing anything, and lint reports the same, from the same functions. Torch-free:
+a manifest's stand-in model answers every question these checks ask."""
 
 from __future__ import annotations
 
-from typing import Iterable, Sequence
-
-import torch
+from typing import TYPE_CHECKING, Iterable, Mapping, Sequence
 
 from dsl_compress.diagnostics import Diagnostic
 from dsl_compress.engine.mask_checks import Problem, mask_problems
-from dsl_compress.engine.prune import mask_requests
-from dsl_compress.engine.quantize import quant_problems
+from dsl_compress.engine.mask_request import MaskRequest, checked_request
+from dsl_compress.engine.quant_checks import quant_problems
 from dsl_compress.plan import Plan, PlanEntry
-from dsl_compress.vocab import Mode
+from dsl_compress.stand_in import StandInModule
+from dsl_compress.vocab import Mode, TargetKind
+
+if TYPE_CHECKING:
+    import torch
 
 
-def plan_problems(model: torch.nn.Module, plan: Plan) -> list[tuple[PlanEntry, Problem]]:
+def plan_problems(
+    model: torch.nn.Module | StandInModule, plan: Plan
+) -> list[tuple[PlanEntry, Problem]]:
     """Every error of the mask and quantization stages that parameter shapes decide, each with
     the plan entry it is about; input/output shapes are learnt later, by a forward pass."""
     pruning, quantizing = plan.of_mode(Mode.PRUNE), plan.of_mode(Mode.QUANTIZE)
-    requests = mask_requests(model, pruning, {})
-    found = mask_problems(requests, shapes_observed=False)
+    modules = dict(model.named_modules())
+    found = mask_problems(check_requests(modules, pruning), shapes_observed=False)
     return [
         *_with_entries(pruning, found),
-        *_with_entries(quantizing, quant_problems(dict(model.named_modules()), quantizing)),
+        *_with_entries(quantizing, quant_problems(modules, quantizing)),
     ]
+
+
+def check_requests(
+    modules: Mapping[str, torch.nn.Module | StandInModule], entries: Sequence[PlanEntry]
+) -> list[MaskRequest]:
+    """The mask stage's requests as its checks read them: a parameter's shape, as the stage
+    reads it off the module, and no shape for an input or output (no forward pass has run)."""
+    return [checked_request(entry, _shape(modules, entry)) for entry in entries]
+
+
+def _shape(modules: Mapping, entry: PlanEntry) -> tuple[int, ...] | None:
+    if entry.kind is not TargetKind.PARAMETER:
+        return None
+    return tuple(getattr(modules[entry.module], entry.target).shape)
 
 
 def _with_entries(
@@ -34,5 +53,5 @@ def _with_entries(
     return [(by_key[p.key], p) for p in problems]
 
 
-def plan_errors(model: torch.nn.Module, plan: Plan) -> list[Diagnostic]:
+def plan_errors(model: torch.nn.Module | StandInModule, plan: Plan) -> list[Diagnostic]:
     return [problem.diagnostic for _, problem in plan_problems(model, plan)]

@@ -11,17 +11,12 @@ import torch
 from dsl_compress.diagnostics import CompressionError, Diagnostic, fail, raise_errors
 from dsl_compress.engine.calibration import run_batches, run_with_taps
 from dsl_compress.engine.mask_checks import diagnostics, mask_problems
-from dsl_compress.engine.mask_request import MaskRequest
+from dsl_compress.engine.mask_request import MaskRequest, is_active, ranked
 from dsl_compress.engine.masks import generate_masks
 from dsl_compress.engine.metrics import compute_metric
 from dsl_compress.engine.options import LossFn, Progress
 from dsl_compress.plan import PlanEntry, Key
 from dsl_compress.vocab import DEFAULT_METRIC, TargetKind, check_metric
-
-
-def is_active(entry: PlanEntry) -> bool:
-    """NNI's rule: a target gets a metric iff it has a ratio or a threshold."""
-    return entry.get("sparse_ratio") is not None or entry.get("sparse_threshold") is not None
 
 
 def compute_masks(
@@ -55,8 +50,9 @@ def mask_requests(
     scores: Mapping[Key, torch.Tensor] | None = None,
     generator: torch.Generator | None = None,
 ) -> list[MaskRequest]:
-    """What the mask stage knows of each entry; metrics are computed only when used, so lint
-    builds the same requests to run the same checks (:func:`mask_problems`)."""
+    """What the mask stage knows of each entry; metrics are computed only when used. The plan's
+    checks (``plan_checks``, which lint runs too) build theirs torch-free with
+    ``mask_request.checked_request``, equal in everything :func:`mask_problems` reads."""
     modules = dict(model.named_modules())
     return [_request(modules, e, scores or {}, activation_shapes, generator) for e in entries]
 
@@ -93,7 +89,7 @@ def _request(modules, entry: PlanEntry, scores, shapes, generator) -> MaskReques
     if entry.kind is TargetKind.PARAMETER:
         tensor = getattr(modules[entry.module], entry.target).detach()
         shape = tuple(tensor.shape)
-        if is_active(entry):
+        if ranked(entry):
             metric = functools.partial(
                 compute_metric,
                 entry.metric or DEFAULT_METRIC,

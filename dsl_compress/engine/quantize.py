@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Sequence
 
 import torch
 from torch.nn.utils import parametrize
 
-from dsl_compress.diagnostics import CompressionError, error, fail, raise_errors
+from dsl_compress.diagnostics import error, fail, raise_errors
 from dsl_compress.engine.calibration import run_with_taps
-from dsl_compress.engine.mask_checks import Problem
 from dsl_compress.engine.options import Progress
+from dsl_compress.engine.quant_checks import quant_problems
 from dsl_compress.engine.quant_math import QuantRange, quant_range, scale_zero_point
 from dsl_compress.plan import PlanEntry, Key
 from dsl_compress.schema.granularity import BlockKernel
@@ -71,32 +71,6 @@ def compute_quant_params(
         scale, zp = scale_zero_point(lo, hi, ranges[entry.key], scheme, entry.subject)
         params[entry.key] = QuantParams(scale, zp, ranges[entry.key], scheme, entry.kernel)
     return params
-
-
-def quant_problems(
-    modules: Mapping[str, torch.nn.Module], entries: Sequence[PlanEntry]
-) -> list[Problem]:
-    """Errors of quantization settings and weight shapes, found without reading a value:
-    the engine's first step and one of lint's checks."""
-    found: list[Problem] = []
-    for entry in entries:
-        found.extend(
-            _problems_of(entry, "quant_dtype", quant_range, entry.setting.get("quant_dtype"))
-        )
-        if entry.kind is TargetKind.PARAMETER and entry.kernel is not None:
-            shape = tuple(_raw(modules[entry.module], entry.target).shape)
-            found.extend(_problems_of(entry, "granularity", entry.kernel.block_shape, shape))
-    return found
-
-
-def _problems_of(
-    entry: PlanEntry, key: str, check: Callable[..., Any], value: Any
-) -> list[Problem]:
-    try:
-        check(value, entry.subject)
-    except CompressionError as exc:
-        return [Problem(entry.key, key, d) for d in exc.diagnostics]
-    return []
 
 
 def _weight_stats(modules, entries: Sequence[PlanEntry]) -> dict[Key, tuple]:

@@ -1,4 +1,5 @@
-"""Model manifests: a model's module tree and tensor shapes as JSON, and a meta model rebuilt from one."""
+"""Model manifests: a model's module tree and tensor shapes as JSON, and a meta model rebuilt from
+one (to apply to); reading one without torch is ``manifest_read``'s."""
 
 from __future__ import annotations
 
@@ -6,16 +7,25 @@ import functools
 import inspect
 import json
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import torch
 from torch.nn.utils import parametrize
 
-from dsl_compress.diagnostics import CompressionError, Diagnostic, fail
+from dsl_compress.diagnostics import CompressionError, fail
 from dsl_compress.engine.calibration import call_model
 from dsl_compress.io.atomic import write_text_atomically
 from dsl_compress.io.manifest_check import FORMAT, VERSION, check_manifest, make_signature
-from dsl_compress.schema.config_text import MAX_JSON_DEPTH, too_deep
+from dsl_compress.io.manifest_read import load_manifest, raise_all
+from dsl_compress.stand_in import cannot_run
+
+__all__ = [
+    "build_manifest",
+    "save_manifest",
+    "load_manifest",
+    "model_from_manifest",
+    "manifest_class",
+]
 
 
 def build_manifest(model: torch.nn.Module, example_input: Any = None) -> dict:
@@ -42,7 +52,7 @@ def build_manifest(model: torch.nn.Module, example_input: Any = None) -> dict:
 
 def save_manifest(manifest: dict, path: str | Path) -> None:
     """Write a checked manifest as JSON, one module per line; the file appears whole or not at all."""
-    _raise(check_manifest(manifest, str(path)))
+    raise_all(check_manifest(manifest, str(path)))
     lines = ",\n".join("    " + json.dumps(m) for m in manifest["modules"])
     text = (
         f'{{"format": {json.dumps(manifest["format"])}, "version": {manifest["version"]}, '
@@ -51,39 +61,13 @@ def save_manifest(manifest: dict, path: str | Path) -> None:
     write_text_atomically(Path(path), text)
 
 
-def load_manifest(path: str | Path) -> dict:
-    """Read and check a manifest file; every problem is an L104 diagnostic naming where it is."""
-    file = Path(path)
-    try:
-        text = file.read_text(encoding="utf-8")
-        deep = too_deep(text)
-        if deep is not None:
-            message = (
-                f"nests deeper than {MAX_JSON_DEPTH} levels at line {deep[0]} column {deep[1]}"
-            )
-            fail("L104", f"'{path}' {message}", subject=str(path))
-        manifest = json.loads(text)
-    except json.JSONDecodeError as exc:
-        fail(
-            "L104",
-            f"'{path}' is not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
-            subject=str(path),
-        )
-    except FileNotFoundError:
-        fail("L104", f"no manifest file '{path}'", subject=str(path))
-    except (OSError, ValueError) as exc:  # ValueError: not UTF-8, an integer of 4,300+ digits
-        fail("L104", f"cannot read '{path}': {exc}", subject=str(path))
-    _raise(check_manifest(manifest, str(path)))
-    return manifest
-
-
 def model_from_manifest(manifest: dict) -> torch.nn.Module:
     """A module tree on the meta device with the manifest's names, class names and tensor shapes.
 
     It takes no memory and cannot run, but selection, settings and plans resolve on it exactly
     as on the model the manifest was built from.
     """
-    _raise(check_manifest(manifest, "manifest"))
+    raise_all(check_manifest(manifest, "manifest"))
     built: dict[str, torch.nn.Module] = {}
     tensors: dict[str, torch.Tensor] = {}
     for entry in manifest["modules"]:
@@ -191,16 +175,7 @@ class ManifestModule(torch.nn.Module):
     """Base of the classes rebuilt from a manifest: structure only, no computation."""
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
-        _cannot_run(type(self).__name__)
-
-
-def _cannot_run(type_name: str) -> None:
-    fail(
-        "X803",
-        f"this {type_name} was rebuilt from a manifest and cannot run forward()",
-        subject="manifest model",
-        hint="load the real model with --model SPEC to run it",
-    )
+        cannot_run(type(self).__name__)
 
 
 @functools.cache
@@ -237,16 +212,10 @@ def _stub_forward(type_name: str, params: list[list[str]]):
     """A forward() that refuses to run but has the original signature, for _input_ names."""
 
     def forward(*args: Any, **kwargs: Any) -> Any:
-        _cannot_run(type_name)
+        cannot_run(type_name)
 
     forward.__signature__ = make_signature(params)  # type: ignore[attr-defined]
     return forward
-
-
-def _raise(diagnostics: Iterable[Diagnostic]) -> None:
-    found = list(diagnostics)
-    if found:
-        raise CompressionError(found)
 
 
 # ----- checking -----------------------------------------------------------------------------

@@ -50,7 +50,7 @@ class ConfigInput:
         registry: Registry | None = None,
     ) -> Plan:
         """One plan for every mode; raises CompressionError with every mode's errors, located."""
-        from dsl_compress.resolve.from_config import build_plan  # torch loads with a model
+        from dsl_compress.resolve.from_config import build_plan
 
         if metric is not None and Mode.PRUNE in self.lists:
             check_metric(metric)

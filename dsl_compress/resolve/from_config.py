@@ -4,9 +4,7 @@ canonicalisation, first config wins)."""
 from __future__ import annotations
 
 import re
-from typing import Any, Mapping, Sequence
-
-import torch
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from dsl_compress.schema.config_list import SELECTION_KEYS, validate_config_list
 from dsl_compress.diagnostics import (
@@ -23,17 +21,22 @@ from dsl_compress.plan import Plan, PlanEntry
 from dsl_compress.resolve.entries import EntryChecks
 from dsl_compress.resolve.model_index import ModelIndex
 from dsl_compress.schema.registry import DEFAULT_REGISTRY, Registry
+from dsl_compress.stand_in import StandInModule
+
+if TYPE_CHECKING:
+    import torch
 
 
 def build_plan(
-    model: torch.nn.Module,
+    model: torch.nn.Module | StandInModule,
     config_list: Sequence[Mapping[str, Any]],
     mode: Mode | str,
     *,
     registry: Registry | None = None,
     metric: str | None = None,
 ) -> Plan:
-    """Resolve a config_list against a model; raises CompressionError with every error found."""
+    """Resolve a config_list against a model (or a manifest's stand-in); raises CompressionError
+    with every error found."""
     mode = Mode(mode)
     raise_errors(validate_config_list(config_list, mode))
     index = ModelIndex.of(model)

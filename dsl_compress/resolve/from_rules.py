@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field, replace
-from typing import Mapping, Sequence
-
-import torch
+from typing import TYPE_CHECKING, Mapping, Sequence
 
 from dsl_compress.resolve.contributions import (
     Contribution,
@@ -31,6 +29,7 @@ from dsl_compress.resolve.model_index import ModelIndex
 from dsl_compress.resolve.settle import settle
 from dsl_compress.resolve.selectors import Match, expand_targets, render_partner
 from dsl_compress.schema.registry import Registry
+from dsl_compress.stand_in import StandInModule
 from dsl_compress.resolve.check import CheckedRules, ExcludeRule, Rule, SettingValue
 from dsl_compress.resolve.findings import (
     align_cycles,
@@ -42,6 +41,9 @@ from dsl_compress.resolve.findings import (
     unregistered,
     nothing_matched,
 )
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass(frozen=True)
@@ -57,9 +59,10 @@ class Resolution:
         return {key: in_statement_order(shared, own) for key, shared, own in self.tensors}
 
 
-def resolve_rules(model: torch.nn.Module, checked: CheckedRules) -> Resolution:
-    """The plan for ``model``: every matched tensor with each key set by its winning statement;
-    raises CompressionError carrying every error."""
+def resolve_rules(model: torch.nn.Module | StandInModule, checked: CheckedRules) -> Resolution:
+    """The plan for ``model`` (a torch module, or a manifest's stand-in: resolution loads no
+    torch): every matched tensor with each key set by its winning statement; raises
+    CompressionError carrying every error."""
     rules = checked.rules
     index = ModelIndex.of(model)
     diags: list[Diagnostic] = []

@@ -8,22 +8,23 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Iterable
 
+from dsl_compress.schema.registry import type_name_of
+from dsl_compress.stand_in import StandInModule
+
 if TYPE_CHECKING:
     import torch
-
-from dsl_compress.schema.registry import type_name_of
 
 
 @dataclass(frozen=True)
 class ModelIndex:
     """Every module name of a model (aliases included), its type name, and its canonical name."""
 
-    modules: dict[str, torch.nn.Module]
+    modules: dict[str, torch.nn.Module | StandInModule]
     type_names: dict[str, str]
     canonical: dict[str, str] = field(repr=False)
 
     @classmethod
-    def of(cls, model: torch.nn.Module) -> "ModelIndex":
+    def of(cls, model: torch.nn.Module | StandInModule) -> "ModelIndex":
         modules = _named_modules(model)
         first: dict[int, str] = {}
         for name, module in modules.items():
@@ -79,7 +80,7 @@ class ModelIndex:
         return sorted(names[low:high], key=self.order.__getitem__)
 
 
-def _named_modules(model: torch.nn.Module) -> dict[str, torch.nn.Module]:
+def _named_modules(model: torch.nn.Module | StandInModule) -> dict[str, torch.nn.Module]:
     """``dict(model.named_modules(remove_duplicate=False))``, without a generator per level."""
     out: dict[str, torch.nn.Module] = {}
     stack: list[tuple[str, torch.nn.Module]] = [("", model)]

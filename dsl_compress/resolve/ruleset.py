@@ -64,7 +64,8 @@ class RuleSet:
         *,
         trace: bool = False,
     ) -> Compiled:
-        """Check everything, then resolve; raises CompressionError carrying every error.
+        """Check everything, then resolve against ``model`` (a torch module, or a manifest's
+        stand-in, which loads no torch); raises CompressionError carrying every error.
 
         ``trace`` keeps, with a model, which statements reached each tensor (what explain reads).
         """
@@ -72,7 +73,7 @@ class RuleSet:
         diags = list(checked.diagnostics)
         plan, model_free, contributions = None, None, None
         if model is not None:
-            from dsl_compress.resolve.from_rules import resolve_rules  # torch loads with a model
+            from dsl_compress.resolve.from_rules import resolve_rules
 
             resolution = resolve_rules(model, checked)
             plan = resolution.plan

@@ -4,17 +4,18 @@ resolving, module by module only where a type's modules differ."""
 
 from __future__ import annotations
 
-from typing import Iterable
-
-import torch
-from torch.nn.utils import parametrize
+from typing import TYPE_CHECKING, Iterable
 
 from dsl_compress.diagnostics import Diagnostic, Severity, did_you_mean, error
 from dsl_compress.forward_signature import forward_parameters
 from dsl_compress.plan import Key, PlanEntry
 from dsl_compress.resolve.model_index import ModelIndex
 from dsl_compress.schema.registry import Registry
+from dsl_compress.stand_in import StandInModule
 from dsl_compress.vocab import Mode, TargetKind
+
+if TYPE_CHECKING:
+    import torch
 
 # A type's answer when its modules differ (a bias set on some, None on others): ask each one.
 PER_MODULE = object()
@@ -23,7 +24,7 @@ PER_MODULE = object()
 def check_parameter(module: torch.nn.Module, entry: PlanEntry, diags: list[Diagnostic]) -> bool:
     """True when ``entry.target`` is a Parameter of the module; otherwise say why, and skip it."""
     name = entry.target
-    if "parametrizations" in module._modules and parametrize.is_parametrized(module, name):
+    if _parametrized(module, name):
         diags.append(
             error(
                 "X801",
@@ -50,12 +51,12 @@ def check_parameter(module: torch.nn.Module, entry: PlanEntry, diags: list[Diagn
 
 
 def _not_a_parameter(module: torch.nn.Module, entry: PlanEntry) -> Diagnostic:
-    params = [n for n, p in module.named_parameters(recurse=False)]
+    params = _own_parameters(module)
     where = f"'{entry.module}' ({entry.module_type})"
     if entry.target in module._buffers:
         message = f"{where}: '{entry.target}' is a buffer; only parameters can be compressed"
         hint = "buffers such as BatchNorm running statistics are updated in place by forward()"
-    elif isinstance(getattr(module, entry.target, None), torch.Tensor):
+    elif _computed_tensor(module, entry.target):
         message = f"{where}: '{entry.target}' is computed, not a parameter"
         hint = f"compress the parameters it is computed from: {', '.join(params) or 'none'}"
     else:
@@ -64,6 +65,38 @@ def _not_a_parameter(module: torch.nn.Module, entry: PlanEntry) -> Diagnostic:
             did_you_mean(entry.target, params) or f"its parameters: {', '.join(params) or 'none'}"
         )
     return error("T401", message, subject=entry.subject, hint=hint)
+
+
+def _parametrized(module: torch.nn.Module | StandInModule, name: str) -> bool:
+    """Whether a parametrization (a compression) wraps the tensor: only a torch module carries
+    one, so torch is asked (and loaded) only then."""
+    if isinstance(module, StandInModule) or "parametrizations" not in module._modules:
+        return False
+    from torch.nn.utils import parametrize
+
+    return parametrize.is_parametrized(module, name)
+
+
+def _own_parameters(module: torch.nn.Module | StandInModule) -> list[str]:
+    """The module's own parameters that are set, each tensor once (``named_parameters(recurse=
+    False)``, read the way a stand-in answers too)."""
+    seen: set[int] = set()
+    names = []
+    for name, tensor in module._parameters.items():
+        if tensor is not None and id(tensor) not in seen:
+            seen.add(id(tensor))
+            names.append(name)
+    return names
+
+
+def _computed_tensor(module: torch.nn.Module | StandInModule, name: str) -> bool:
+    """Whether the attribute is a tensor the module computes (a property), not one it stores;
+    a manifest records stored tensors only, so a stand-in has none."""
+    if isinstance(module, StandInModule):
+        return False
+    import torch
+
+    return isinstance(getattr(module, name, None), torch.Tensor)
 
 
 def takes_input(module: torch.nn.Module, target: str) -> bool:
@@ -178,7 +211,7 @@ class TargetPresence:
         if known is not PER_MODULE:
             return known
         module = self.index.modules[name]
-        return target in module._parameters or parametrize.is_parametrized(module, target)
+        return target in module._parameters or _parametrized(module, target)
 
     def _answer(self, type_name: str, target: str, mode: Mode | None):
         if TargetKind.of(target) is not TargetKind.PARAMETER:

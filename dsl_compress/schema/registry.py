@@ -11,6 +11,7 @@ if TYPE_CHECKING:
     import torch
 
 from dsl_compress.diagnostics import did_you_mean, fail
+from dsl_compress.stand_in import StandInModule
 from dsl_compress.vocab import INPUT_PREFIX, OUTPUT_PREFIX, Mode, expand_bare_target
 
 # ---- the templates NNI 3.0 ships -----------------------------------------------------------------
@@ -114,8 +115,9 @@ _REGISTER_CALL = {
 }
 
 
-def type_name_of(module: torch.nn.Module | type | str) -> str:
-    """The class name NNI keys its registry by; parametrized modules report their original class."""
+def type_name_of(module: torch.nn.Module | StandInModule | type | str) -> str:
+    """The class name NNI keys its registry by; parametrized modules report their original class,
+    a manifest's stand-in the type name it recorded."""
     if isinstance(module, str):
         return module
     if isinstance(module, type):
@@ -125,6 +127,8 @@ def type_name_of(module: torch.nn.Module | type | str) -> str:
         if "parametrizations" not in module._modules:  # the common case, without torch's lookup
             return type(module).__name__
         return torch.nn.utils.parametrize.type_before_parametrizations(module).__name__
+    if isinstance(module, StandInModule):  # a manifest's module: its class bears the type name
+        return type(module).__name__
     fail(
         "X803",
         f"expected a module, a module class or a class name, got {type(module).__name__}",

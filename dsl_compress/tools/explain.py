@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from dsl_compress.resolve.model_index import ModelIndex
 from dsl_compress.resolve.ruleset import RuleSet
@@ -13,6 +11,11 @@ from dsl_compress.resolve.selectors import EXACT, PATTERN, TYPE
 from dsl_compress.schema.key_sets import nni_key
 from dsl_compress.tools.explain_target import select_target, tensors_without_plan, why_no_settings
 from dsl_compress.vocab import Mode
+
+if TYPE_CHECKING:
+    import torch
+
+    from dsl_compress.stand_in import StandInModule
 
 _LEVELS = {EXACT: "exact name", PATTERN: "name pattern", TYPE: "type"}
 
@@ -63,7 +66,9 @@ class Explanation:
     unset: tuple[NoSettings, ...] = ()
 
 
-def explain(ruleset: RuleSet, model: torch.nn.Module, target: str | None = None) -> Explanation:
+def explain(
+    ruleset: RuleSet, model: torch.nn.Module | StandInModule, target: str | None = None
+) -> Explanation:
     """Every planned tensor, or those the selector ``target`` picks (read as a statement reads
     it), each with the statements that reached it and why each key's value won; with a target,
     also the tensors it picks that get no settings, and why. Raises CompressionError (L106)

@@ -26,6 +26,10 @@ from dsl_compress.resolve.model_index import ModelIndex
 if TYPE_CHECKING:
     import torch
 
+    from dsl_compress.stand_in import StandInModule
+
+    Model = torch.nn.Module | StandInModule
+
 FAIL_ON: dict[str, frozenset[Severity]] = {
     "error": frozenset({Severity.ERROR}),
     "warning": frozenset({Severity.ERROR, Severity.WARNING}),
@@ -63,7 +67,7 @@ class LintResult:
 
 def lint(
     paths: Sequence[str],
-    model: torch.nn.Module | None = None,
+    model: Model | None = None,
     *,
     mode: Mode | str | None = None,
     metric: str | None = None,
@@ -71,8 +75,9 @@ def lint(
     include_root: str | Path | None = None,
 ) -> LintResult:
     """Lint each input: a .rules file, or an NNI config_list .json (with ``mode`` for a plain
-    list, ``metric`` for pruning); syntax and meaning, and with ``model`` everything model-aware.
-    Includes read only under ``include_root`` (by default each file's own folder).
+    list, ``metric`` for pruning); syntax and meaning, and with ``model`` everything model-aware
+    (a torch module, or a manifest's stand-in: then lint loads no torch). Includes read only
+    under ``include_root`` (by default each file's own folder).
 
     Errors are collected, never raised: a file that does not parse or compile is reported
     with every error it has, and the other files are still checked.
@@ -101,7 +106,7 @@ def lint(
 
 def lint_file(
     path: str,
-    model: torch.nn.Module | None = None,
+    model: Model | None = None,
     *,
     mode: Mode | str | None = None,
     metric: str | None = None,
@@ -131,7 +136,7 @@ def is_config_list(path: str | Path) -> bool:
 
 
 def _lint_config_list(
-    config: ConfigInput, model: torch.nn.Module | None, metric: str | None
+    config: ConfigInput, model: Model | None, metric: str | None
 ) -> list[Diagnostic]:
     """C1xx of every config; with a model, what resolving them reports and the plan's checks."""
     found = config.validate()
@@ -145,7 +150,7 @@ def _lint_config_list(
 
 
 def check_plan(
-    plan: Plan, model: torch.nn.Module, spans: Mapping[str, Span] | None = None
+    plan: Plan, model: Model, spans: Mapping[str, Span] | None = None
 ) -> list[Diagnostic]:
     """W305 ratios that prune no block, and every error apply() would meet in the engine's
     checks of settings and shapes, which lint runs itself (see :func:`foretold`).
@@ -159,12 +164,12 @@ def check_plan(
     return [_widened(diag, spans or {}) for diag in found]
 
 
-def foretold(plan: Plan, model: torch.nn.Module) -> list[Diagnostic]:
+def foretold(plan: Plan, model: Model) -> list[Diagnostic]:
     """The errors apply() fails with, from the engine's own checks of settings and shapes
     (:func:`plan_problems`), each under the lint code that foretells its engine code
     (``CodeInfo.predicts``); lint runs no forward pass, so input/output shapes are unknown.
     """
-    from dsl_compress.engine.plan_checks import plan_problems  # torch loads with a model
+    from dsl_compress.engine.plan_checks import plan_problems  # not needed without a model
 
     return [_foretold(entry, p.setting, p.diagnostic) for entry, p in plan_problems(model, plan)]
 
@@ -196,7 +201,7 @@ def _widened(diag: Diagnostic, spans: Mapping[str, Span]) -> Diagnostic:
     return Diagnostic(diag.code, diag.severity, diag.message, span, diag.subject, diag.hint)
 
 
-def _parameter_shapes(model: torch.nn.Module) -> dict[Key, tuple[int, ...]]:
+def _parameter_shapes(model: Model) -> dict[Key, tuple[int, ...]]:
     return {
         (name, target): tuple(tensor.shape)
         for name, module in ModelIndex.of(model).modules.items()

@@ -551,3 +551,16 @@ def test_every_output_file_gets_the_umask_mode(tmp_path, umask):
     assert stat.S_IMODE(out.stat().st_mode) == 0o777 & ~umask
     modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in out.iterdir()}
     assert modes == {name: 0o666 & ~umask for name in OUTPUT_FILES}
+
+
+def test_compile_prints_strict_json_with_infinite_thresholds(tmp_path, capsys):
+    from cli_runner import run
+
+    rules = tmp_path / "t.rules"
+    rules.write_text("prune fc.weight sparse_threshold=1e999\n")
+    for fmt in ("plan", "config-list"):
+        out = tmp_path / f"{fmt}.json"
+        argv = ("compile", rules, "--model", "dsl_compress.models:cnn", "--format", fmt)
+        assert run(capsys, *argv, "-o", out).code == 0
+        assert "Infinity" not in out.read_text()
+        assert "inf" in repr(_strict_json(out))  # 1e999 reads back as infinity

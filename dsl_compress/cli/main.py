@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import difflib
 import enum
-import json
 import os
 import re
 import sys
@@ -27,6 +26,7 @@ from dsl_compress.diagnostics import (
     render_all,
 )
 from dsl_compress.io.atomic import write_text_atomically
+from dsl_compress.io.json_text import json_text
 from dsl_compress.language.format import format_rules
 from dsl_compress.tools.lint import is_config_list, lint
 from dsl_compress.vocab import Mode
@@ -220,7 +220,7 @@ def _compile(args) -> ExitStatus:
             "registry": compiled.registry,
             "plan": compiled.plan.to_dicts() if compiled.plan is not None else None,
         }[args.format]
-    _emit(json.dumps(payload, indent=2) + "\n", args.output)
+    _emit(json_text(payload), args.output)  # strict JSON: non-finite floats spelled as in plan.json
     return ExitStatus.OK
 
 

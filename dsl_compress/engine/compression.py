@@ -237,7 +237,8 @@ class Compression:
         return nested
 
     def quant_params(self) -> dict[str, dict[str, dict[str, Any]]]:
-        """{module: {target: {scale, zero_point, qmin, qmax, quant_dtype, quant_scheme}}}."""
+        """{module: {target: {scale, zero_point, qmin, qmax, quant_dtype, quant_scheme}}};
+        scale and zero_point are float32 tensors whatever the model's dtype."""
         nested: dict[str, dict[str, dict[str, Any]]] = {}
         for (module, target), params in self._quant.items():
             nested.setdefault(module, {})[target] = {

@@ -17,10 +17,16 @@ from dsl_compress.plan import PlanEntry, Key
 from dsl_compress.schema.granularity import BlockKernel
 from dsl_compress.vocab import TargetKind
 
+# The dtype of every scale and zero point, whatever the model's dtype: fp16 cannot hold a
+# scale below 6e-8 and bf16 keeps 8 significant bits; the fake-quant formula raises fp16
+# and bf16 tensors to float32 and its result has the tensor's dtype (quant_math).
+SCALE_DTYPE = torch.float32
+
 
 @dataclass(frozen=True)
 class QuantParams:
-    """Everything needed to fake-quantize one target, and to report it."""
+    """Everything needed to fake-quantize one target, and to report it; ``scale`` and
+    ``zero_point`` are :data:`SCALE_DTYPE` (float32) tensors."""
 
     scale: torch.Tensor
     zero_point: torch.Tensor
@@ -69,6 +75,7 @@ def compute_quant_params(
         lo, hi = stats[entry.key]
         scheme = entry.setting.get("quant_scheme")
         scale, zp = scale_zero_point(lo, hi, ranges[entry.key], scheme, entry.subject)
+        scale, zp = scale.to(SCALE_DTYPE), zp.to(SCALE_DTYPE)
         params[entry.key] = QuantParams(scale, zp, ranges[entry.key], scheme, entry.kernel)
     return params
 
@@ -161,10 +168,16 @@ def weight_min_max(
     Kernel None gives 0-d (per-tensor) stats; otherwise the stats have the kernel's keepdim
     block shape, e.g. ``[O, 1]`` for a Linear weight with out_channel. The reductions run
     in the tensor's own dtype and only their results are cast, which gives the same values
-    as casting first because rounding to float32 is monotone.
+    as casting first because rounding to float32 is monotone. A tensor with no elements
+    (``Linear(8, 0)``) has min and max 0 in every (empty) block: its scale is the floor and
+    there is nothing to round.
     """
     with torch.no_grad():
         data = tensor.detach()
+        if data.numel() == 0:
+            shape = () if kernel is None else kernel.block_shape(data.shape, subject)
+            zeros = torch.zeros(shape, dtype=torch.float32, device=data.device)
+            return zeros, zeros.clone()
         if kernel is None:
             lo, hi = torch.aminmax(data)
         else:

@@ -108,6 +108,9 @@ class Compression:
         # verb added it; tensors not in here use ``options``.
         self._quant_options: dict[Key, EngineOptions] = {}
         self._state = CompressionState.NEW
+        # Warnings the engine found in the data (non-finite values, scales at their floor),
+        # for callers such as the command that report diagnostics themselves.
+        self.findings: list[Diagnostic] = []
 
     def attach(self) -> "Compression":
         """Install every transform; on any failure the model is left exactly as it was."""

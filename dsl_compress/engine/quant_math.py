@@ -13,6 +13,8 @@ from dsl_compress.vocab import QUANT_BITS, QUANT_DTYPES, QUANT_SCHEMES  # noqa: 
 
 _BITS = QUANT_BITS
 _FLOAT32_EPS = torch.finfo(torch.float32).eps
+# The smallest scale: float32 eps, as NNI floors it.
+SCALE_FLOOR = _FLOAT32_EPS
 
 
 @dataclass(frozen=True)

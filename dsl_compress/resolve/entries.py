@@ -11,7 +11,6 @@ from dsl_compress.resolve.model_index import ModelIndex
 from dsl_compress.resolve.targets import (
     check_input,
     check_parameter,
-    tied_parameters,
     tied_tensor_warning,
 )
 from dsl_compress.schema.granularity import BlockKernel, check_kind, parse_granularity
@@ -27,7 +26,6 @@ class EntryChecks:
         self.index = index
         # (value, target kind, mode, metric) -> whether the granularity is kept
         self._granularities: dict[tuple, bool] = {}
-        self._tied: dict[int, list[str]] | None = None
 
     def check(
         self, entry: PlanEntry, metric: str | None, diags: list[Diagnostic]
@@ -69,9 +67,7 @@ class EntryChecks:
         )
 
     def _check_tied(self, module, entry: PlanEntry, diags: list[Diagnostic]) -> None:
-        if self._tied is None:
-            self._tied = tied_parameters(self.index.modules)
-        names = self._tied.get(id(module._parameters[entry.target]))
+        names = self.index.tied.get(id(module._parameters[entry.target]))
         if names:
             diags.append(tied_tensor_warning(entry, names))
 

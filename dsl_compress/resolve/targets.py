@@ -5,7 +5,7 @@ resolving, module by module only where a type's modules differ."""
 from __future__ import annotations
 
 from functools import cached_property
-from typing import Iterable, Mapping, Sequence
+from typing import Iterable, Sequence
 
 import torch
 from torch.nn.utils import parametrize
@@ -122,21 +122,6 @@ def shared_tensor_errors(model: torch.nn.Module, keys: Iterable[Key]) -> list[Di
     return diags
 
 
-def tied_parameters(modules: Mapping[str, torch.nn.Module]) -> dict[int, list[str]]:
-    """{id(parameter): ['module.name', ...]} for each parameter held under two or more names
-    (tied weights); a module reachable under two names counts once, under its first."""
-    names: dict[int, list[str]] = {}
-    seen: set[int] = set()
-    for module_name, module in modules.items():
-        if id(module) in seen:
-            continue
-        seen.add(id(module))
-        for name, tensor in module._parameters.items():
-            if tensor is not None:
-                names.setdefault(id(tensor), []).append(_dotted(module_name, name))
-    return {key: found for key, found in names.items() if len(found) > 1}
-
-
 def tied_tensor_warning(entry: PlanEntry, names: Sequence[str]) -> Diagnostic:
     """T405: compressing a tied tensor changes it under every name it has, at finalize()."""
     own = _dotted(entry.module, entry.target)
@@ -212,7 +197,7 @@ class TargetPresence:
     @cached_property
     def tied(self) -> frozenset[int]:
         """ids of the parameters held under two or more names (a tied one draws T405)."""
-        return frozenset(tied_parameters(self.index.modules))
+        return frozenset(self.index.tied)
 
     def _has(self, name: str, target: str, mode: Mode | None) -> bool:
         known = self.of_type(self.index.type_names[name], target, mode)

@@ -68,8 +68,10 @@ def quantize(
 ) -> Compression:
     """Simulated quantization: scales from the weights, and from ``calib`` batches for activations.
 
-    ``fused=True`` uses torch's fused fake-quant kernels where they apply; they differ from NNI
-    at about one rounding tie per million elements, so the exact formula is the default.
+    ``fused=True`` uses torch's fused fake-quant kernels where they apply, on devices other than
+    the CPU (there they are slower than the exact formula, which then runs); they differ from
+    NNI at about one rounding tie per million elements, so the exact formula is the default.
+    Scales and zero points are float32 whatever the model's dtype; the model keeps its dtype.
 
     ``cache_weights`` keeps each fake-quantized weight between forwards run without grad (one
     float copy per quantized weight), recomputed when the weight, scale, zero point or mask

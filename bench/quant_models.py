@@ -23,6 +23,16 @@ CONFIG_LIST = [
     },
 ]
 
+# Issue 9's LLM setting: int8 per-tensor symmetric weights and inputs of every Linear.
+PER_TENSOR_CONFIG_LIST = [
+    {
+        "op_types": ["Linear"],
+        "target_names": ["weight", "_input_"],
+        "quant_dtype": "int8",
+        "quant_scheme": "symmetric",
+    }
+]
+
 
 class Mlp(nn.Module):
     """``depth`` x (Linear(width, width), ReLU)."""

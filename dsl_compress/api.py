@@ -8,7 +8,13 @@ from typing import Any, ContextManager, Iterable, Mapping, Sequence
 
 import torch
 
-from dsl_compress.diagnostics import CompressionError, emit_warnings, fail, raise_errors
+from dsl_compress.diagnostics import (
+    CompressionError,
+    Diagnostic,
+    emit_warnings,
+    fail,
+    raise_errors,
+)
 from dsl_compress.engine.distill import build_targets
 from dsl_compress.engine.compression import (
     Compression,
@@ -18,7 +24,7 @@ from dsl_compress.engine.compression import (
 from dsl_compress.vocab import DEFAULT_METRIC, Mode, TargetKind, check_metric
 from dsl_compress.plan import Plan, locate_in_rules
 from dsl_compress.engine.options import EngineOptions, LossFn, Progress
-from dsl_compress.engine.plan_checks import plan_errors
+from dsl_compress.engine.plan_checks import meta_tensor_errors, plan_errors
 from dsl_compress.engine.prune import compute_masks
 from dsl_compress.engine.quantize import compute_quant_params
 from dsl_compress.resolve.from_config import build_plan
@@ -62,8 +68,10 @@ def quantize(
 ) -> Compression:
     """Simulated quantization: scales from the weights, and from ``calib`` batches for activations.
 
-    ``fused=True`` uses torch's fused fake-quant kernels where they apply; they differ from NNI
-    at about one rounding tie per million elements, so the exact formula is the default.
+    ``fused=True`` uses torch's fused fake-quant kernels where they apply, on devices other than
+    the CPU (there they are slower than the exact formula, which then runs); they differ from
+    NNI at about one rounding tie per million elements, so the exact formula is the default.
+    Scales and zero points are float32 whatever the model's dtype; the model keeps its dtype.
 
     ``cache_weights`` keeps each fake-quantized weight between forwards run without grad (one
     float copy per quantized weight), recomputed when the weight, scale, zero point or mask
@@ -153,25 +161,32 @@ def execute_plan(model: torch.nn.Module, plan: Plan, options: EngineOptions) -> 
 def _execute(model: torch.nn.Module, plan: Plan, options: EngineOptions) -> Compression:
     _check_module(model, "model")
     earlier = attached_compression(model)
+    findings: list[Diagnostic] = []
     if earlier is None:
-        compression = Compression(model, plan, *_computed(model, plan, options, None), options)
+        computed = _computed(model, plan, options, None, findings)
+        compression = Compression(model, plan, *computed, options)
         compression.attach()
     else:
         distills = bool(plan.of_mode(Mode.DISTILL))
         raise_errors(earlier.addition_errors(plan, distills))
         with earlier.lifted():
-            earlier.add(plan, *_computed(model, plan, options, earlier), options)
+            earlier.add(plan, *_computed(model, plan, options, earlier, findings), options)
         compression = earlier
-    emit_warnings(plan.diagnostics)
+    compression.findings.extend(findings)
+    emit_warnings([*plan.diagnostics, *findings])
     return compression
 
 
-def _computed(model, plan: Plan, options: EngineOptions, earlier: Compression | None) -> tuple:
+def _computed(
+    model, plan: Plan, options: EngineOptions, earlier: Compression | None, findings: list
+) -> tuple:
     """The plan's masks, scales and distillation targets, computed with the model untouched
-    (``earlier``: the lifted compression the plan adds to)."""
+    (``earlier``: the lifted compression the plan adds to); warnings about the data go to
+    ``findings``."""
     calib = _batches(options.calib)
     keys = [e.key for e in plan.entries if e.kind is TargetKind.PARAMETER]
     check_not_compressed(model, keys)
+    raise_errors(meta_tensor_errors(model, plan))
     before = [] if earlier is None else [e.key for e in earlier.plan.entries]
     raise_errors(shared_tensor_errors(model, [*before, *keys]))
     raise_errors(plan_errors(model, plan))  # every stage's errors at once, as lint reports them
@@ -189,7 +204,7 @@ def _computed(model, plan: Plan, options: EngineOptions, earlier: Compression | 
     else:
         masks_seen, mask_plan = masks, plan
     quant = _quant_params(
-        model, plan.of_mode(Mode.QUANTIZE), mask_plan, masks_seen, calib, options.progress
+        model, plan.of_mode(Mode.QUANTIZE), mask_plan, masks_seen, calib, options.progress, findings
     )
     distill_entries = plan.of_mode(Mode.DISTILL)
     distill = None
@@ -199,13 +214,15 @@ def _computed(model, plan: Plan, options: EngineOptions, earlier: Compression | 
     return masks, quant, distill
 
 
-def _quant_params(model, entries, mask_plan: Plan, masks, calib, progress: Progress | None) -> dict:
+def _quant_params(
+    model, entries, mask_plan: Plan, masks, calib, progress: Progress | None, findings: list
+) -> dict:
     """Scales; activations are observed through the masks, as NNI calibrates."""
     if not masks or not entries:
-        return compute_quant_params(model, entries, calib, progress)
+        return compute_quant_params(model, entries, calib, progress, findings)
     masked = Compression(model, mask_plan, masks).attach()
     try:
-        return compute_quant_params(model, entries, calib, progress)
+        return compute_quant_params(model, entries, calib, progress, findings)
     finally:
         masked.restore()
 

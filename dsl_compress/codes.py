@@ -335,6 +335,13 @@ CODES: dict[str, CodeInfo] = _table(
         "Configure the tensor under one module only.",
     ),
     (
+        "T405",
+        "tied-tensor",
+        "A compressed tensor is shared with another name (tied weights, e.g. lm_head.weight "
+        "is embed.weight): compressing it changes both.",
+        "Nothing to do if both should change; untie them to compress one.",
+    ),
+    (
         "T403",
         "absent-tensor",
         "The target tensor is None (for example bias=False); it is skipped.",
@@ -413,6 +420,20 @@ CODES: dict[str, CodeInfo] = _table(
         "apply-method-overwritten",
         "Quantizers overwrite apply_method, as NNI 3.0's do; the value has no effect.",
         "Remove apply_method from the quantization config.",
+    ),
+    (
+        "Q604",
+        "non-finite-values",
+        "A weight or the calibration batches of an activation held NaN or inf values; the "
+        "scale comes from the finite ones.",
+        "Load the right weights, or check the calibration batches for NaN and overflow.",
+    ),
+    (
+        "Q605",
+        "scale-at-floor",
+        "A scale sits at its floor (float32 eps) because the values are tiny: they quantize "
+        "to few steps, or all to 0.",
+        "Calibrate with representative batches, rescale the values, or leave the target out.",
     ),
     (
         "Q602",

@@ -85,6 +85,21 @@ class TinyTransformerBlock(nn.Module):
         return x + self.fc2(self.act(self.fc1(self.norm2(x))))
 
 
+class TiedLanguageModel(nn.Module):
+    """Token embedding, one MLP layer and an output head that shares the embedding's weight,
+    as many language models tie them (lm_head.weight is embed.weight)."""
+
+    def __init__(self, vocab: int = 64, dim: int = 16):
+        super().__init__()
+        self.embed = nn.Embedding(vocab, dim)
+        self.fc = nn.Linear(dim, dim)
+        self.lm_head = nn.Linear(dim, vocab, bias=False)
+        self.lm_head.weight = self.embed.weight
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.lm_head(torch.relu(self.fc(self.embed(tokens))))
+
+
 EXAMPLE_MODELS = {
     "cnn": (ConvBnNet, (2, 3, 16, 16)),
     "resnet": (TinyResNet, (2, 3, 16, 16)),
@@ -113,3 +128,10 @@ def resnet() -> nn.Module:
 def transformer() -> nn.Module:
     """The bundled transformer block, for `--model dsl_compress.models:transformer`."""
     return example_model("transformer")[0]
+
+
+def tied_lm() -> nn.Module:
+    """A tiny language model whose lm_head shares the embedding's weight, for
+    `--model dsl_compress.models:tied_lm` (its input: token ids)."""
+    torch.manual_seed(0)
+    return TiedLanguageModel()

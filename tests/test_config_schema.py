@@ -265,7 +265,7 @@ REJECTS = [
         prune({"sparse_threshold": None}),
         "C103",
         f"{C0}.sparse_threshold",
-        "an int or float",
+        "a finite int or float",
         id="threshold-None",
     ),
     pytest.param(

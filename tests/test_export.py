@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
 import os
 import re
 import stat
@@ -529,8 +531,12 @@ def _strict_json(path):
 
 def test_plan_and_config_list_are_strict_json_with_infinite_thresholds(tmp_path):
     model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Linear(4, 4))
-    text = "prune 0.weight sparse_threshold=1e999\nprune 1.weight sparse_ratio=0.5\n"
+    text = "prune 0.weight sparse_threshold=0.5\nprune 1.weight sparse_ratio=0.5\n"
     plan = dsl_compress.parse(text, "t.rules").compile(model).plan
+    # Rules refuse a non-finite threshold (C103); a plan built in Python may still hold one.
+    first = plan.entries[0]
+    infinite = dataclasses.replace(first, setting={**first.setting, "sparse_threshold": math.inf})
+    plan = dataclasses.replace(plan, entries=(infinite, *plan.entries[1:]))
     write_outputs(apply_plan_job(model, plan), tmp_path / "out")
     saved = _strict_json(tmp_path / "out" / "plan.json")
     assert saved[0]["setting"]["sparse_threshold"] == float("inf")
@@ -553,14 +559,15 @@ def test_every_output_file_gets_the_umask_mode(tmp_path, umask):
     assert modes == {name: 0o666 & ~umask for name in OUTPUT_FILES}
 
 
-def test_compile_prints_strict_json_with_infinite_thresholds(tmp_path, capsys):
+def test_compile_prints_strict_json(tmp_path, capsys, monkeypatch):
+    """compile writes through the strict JSON writer, as plan.json does."""
     from cli_runner import run
+    from dsl_compress.resolve.ruleset import Compiled
 
-    rules = tmp_path / "t.rules"
-    rules.write_text("prune fc.weight sparse_threshold=1e999\n")
-    for fmt in ("plan", "config-list"):
-        out = tmp_path / f"{fmt}.json"
-        argv = ("compile", rules, "--model", "dsl_compress.models:cnn", "--format", fmt)
-        assert run(capsys, *argv, "-o", out).code == 0
-        assert "Infinity" not in out.read_text()
-        assert "inf" in repr(_strict_json(out))  # 1e999 reads back as infinity
+    infinite = {"prune": [{"op_names": ["fc"], "sparse_threshold": math.inf}]}
+    monkeypatch.setattr(Compiled, "config_list", property(lambda self: infinite))
+    rules, out = tmp_path / "t.rules", tmp_path / "c.json"
+    rules.write_text("prune fc.weight sparse_ratio=0.5\n")
+    assert run(capsys, "compile", rules, "-o", out).code == 0
+    assert "Infinity" not in out.read_text()
+    assert _strict_json(out)["prune"][0]["sparse_threshold"] == math.inf

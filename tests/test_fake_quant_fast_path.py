@@ -8,7 +8,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dsl_compress.schema.granularity import parse_granularity
-from dsl_compress.engine.quant_math import _CHUNK, fake_quantize, quant_range, scale_zero_point
+from dsl_compress.engine.quant_math import (
+    _CHUNK,
+    compute_dtype,
+    fake_quantize,
+    quant_range,
+    scale_zero_point,
+)
 
 
 def nni_fake_quant(x, scale, zp, qmin, qmax):
@@ -55,10 +61,23 @@ def test_rounding_ties_and_clamped_values_match_nni():
 
 
 @pytest.mark.parametrize("tensor_dtype", [torch.float16, torch.bfloat16, torch.float64])
-def test_other_float_dtypes_match_nni(tensor_dtype):
-    x = (torch.randn(2 * _CHUNK + 5) * 4).to(tensor_dtype)
-    scale, zp, qrange, kernel = params(x)
-    assert_bits(fake_quantize(x, scale, zp, qrange), reference(x, scale, zp, qrange, kernel))
+@pytest.mark.parametrize("numel, granularity", [(2 * _CHUNK + 8, None), (96, "out_channel")])
+def test_other_float_dtypes_are_nni_in_their_compute_dtype(tensor_dtype, numel, granularity):
+    """fp16 and bf16 run the formula in float32 and keep their dtype; fp64 runs in fp64."""
+    x = (torch.randn(numel) * 4).to(tensor_dtype).reshape(-1, 8)
+    scale, zp, qrange, kernel = params(x, granularity=granularity)
+    wide = x.to(compute_dtype(tensor_dtype))
+    expected = reference(wide, scale, zp, qrange, kernel).to(tensor_dtype)
+    assert_bits(fake_quantize(x, scale, zp, qrange, kernel), expected)
+
+
+def test_bf16_rounds_x_over_scale_in_float32():
+    """In bf16, x / scale = 100.6 would be stored as 100.5 before rounding (and round to 100)."""
+    x = torch.tensor([1.0, -1.0], dtype=torch.bfloat16)
+    scale, zp, qrange = torch.tensor(1 / 100.6), torch.tensor(0.0), quant_range("int8")
+    assert (x / scale).tolist() == [100.5, -100.5]
+    expected = (torch.tensor([101.0, -101.0]) * scale).to(torch.bfloat16)
+    assert torch.equal(fake_quantize(x, scale, zp, qrange), expected)
 
 
 def test_non_contiguous_and_per_channel_match_nni():
@@ -73,11 +92,13 @@ def test_non_contiguous_and_per_channel_match_nni():
 
 
 def test_zero_point_of_another_dtype_falls_back_to_the_expression():
+    """The expression runs in the promoted dtype; the result keeps the tensor's dtype."""
     x = torch.randn(4, _CHUNK + 3)
     scale = torch.full((4, 1), 0.02)
     zp = torch.full((4, 1), 5.0, dtype=torch.float64)
     qrange = quant_range("int8")
-    assert_bits(fake_quantize(x, scale, zp, qrange), nni_fake_quant(x, scale, zp, -127, 127))
+    expected = nni_fake_quant(x, scale, zp, -127, 127).to(x.dtype)
+    assert_bits(fake_quantize(x, scale, zp, qrange), expected)
 
 
 def test_input_is_not_modified():

@@ -13,11 +13,11 @@ from dsl_compress import CompressionError, Diagnostic, Severity
 from dsl_compress.codes import CODES
 from dsl_compress.diagnostics import Span
 from dsl_compress.tools.lint import LintResult, lint
-from dsl_compress.models import cnn, resnet, transformer
+from dsl_compress.models import cnn, resnet, tied_lm, transformer
 from dsl_compress.cli.formats import FORMATS, artifact_uri, render
 from dsl_compress.tools.code_docs import EXAMPLES, FAMILIES, explain_code
 
-MODELS = {"cnn": cnn, "resnet": resnet, "transformer": transformer}
+MODELS = {"cnn": cnn, "resnet": resnet, "transformer": transformer, "tied_lm": tied_lm}
 JSON_KEYS = {
     "code",
     "name",

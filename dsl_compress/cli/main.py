@@ -281,7 +281,7 @@ def _model(args) -> torch.nn.Module:
 
     model = load_model(args.model)
     if getattr(args, "weights", None):
-        load_weights(model, args.weights)
+        _report_warnings(load_weights(model, args.weights))
     return model
 
 
@@ -353,6 +353,7 @@ def _apply(args) -> ExitStatus:
         _report_warnings(compiled.diagnostics)
         plan = compiled.plan
     result = apply_plan_job(model, plan, calib=calib, dry_run=args.dry_run, progress=_bar())
+    _report_warnings(result.compression.findings)
     print(summary_table(result))
     if not args.dry_run:
         written = write_outputs(result, args.out, overwrite=args.overwrite, inputs=inputs)

@@ -108,6 +108,9 @@ class Compression:
         # verb added it; tensors not in here use ``options``.
         self._quant_options: dict[Key, EngineOptions] = {}
         self._state = CompressionState.NEW
+        # Warnings the engine found in the data (non-finite values, scales at their floor),
+        # for callers such as the command that report diagnostics themselves.
+        self.findings: list[Diagnostic] = []
 
     def attach(self) -> "Compression":
         """Install every transform; on any failure the model is left exactly as it was."""
@@ -237,7 +240,8 @@ class Compression:
         return nested
 
     def quant_params(self) -> dict[str, dict[str, dict[str, Any]]]:
-        """{module: {target: {scale, zero_point, qmin, qmax, quant_dtype, quant_scheme}}}."""
+        """{module: {target: {scale, zero_point, qmin, qmax, quant_dtype, quant_scheme}}};
+        scale and zero_point are float32 tensors whatever the model's dtype."""
         nested: dict[str, dict[str, dict[str, Any]]] = {}
         for (module, target), params in self._quant.items():
             nested.setdefault(module, {})[target] = {

@@ -130,6 +130,9 @@ def _pair_loss(target: DistillTarget, link: str) -> torch.Tensor:
             subject=target.name,
             hint="link modules whose outputs have the same shape",
         )
+    if student.numel() == 0:
+        # Nothing to compare: 0 rather than the NaN a mean over no elements gives.
+        return student.sum()
     if target.method == "kl":
         t = KL_TEMPERATURE
         log_p = F.log_softmax(student / t, dim=-1)

@@ -93,7 +93,12 @@ def _random_metric(
 def _block_metric(
     data: torch.Tensor, kernel: BlockKernel, reduce_rows: RowReducer, subject: str
 ) -> torch.Tensor:
-    """Reduce each block with ``reduce_rows`` over a [..., block elements] view, as NNI lays it out."""
+    """Reduce each block with ``reduce_rows`` over a [..., block elements] view, as NNI lays it out.
+
+    A tensor with no elements has no block or only empty ones, whose norms and distances are 0.
+    """
+    if data.numel() == 0:
+        return data.new_zeros(kernel.block_shape(data.shape, subject))
 
     def reduce(split: torch.Tensor, inner: tuple[int, ...]) -> torch.Tensor:
         outer = [d for d in range(split.dim()) if d not in inner]

@@ -19,7 +19,7 @@ class EngineOptions:
     taylor metric, activation shapes and activation quantization. ``loss_fn(model, batch)``
     gives the loss whose gradients the taylor metric accumulates. ``seed`` seeds the random
     metric. ``teacher`` is the model distillation targets compare against. ``fused`` uses
-    torch's fused fake-quant kernels; ``cache_weights`` keeps each fake-quantized weight
+    torch's fused fake-quant kernels off the CPU; ``cache_weights`` keeps each fake-quantized weight
     between forwards run without grad. ``progress(done, total, label)`` is called as each
     pruning metric is computed and after each calibration batch of activation quantization.
     """

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Iterable, Mapping, Sequence
 
-from dsl_compress.diagnostics import Diagnostic
+from dsl_compress.diagnostics import Diagnostic, error
 from dsl_compress.engine.mask_checks import Problem, mask_problems
 from dsl_compress.engine.mask_request import MaskRequest, checked_request
 from dsl_compress.engine.quant_checks import quant_problems
@@ -55,3 +55,30 @@ def _with_entries(
 
 def plan_errors(model: torch.nn.Module | StandInModule, plan: Plan) -> list[Diagnostic]:
     return [problem.diagnostic for _, problem in plan_problems(model, plan)]
+
+
+def meta_tensor_errors(model: torch.nn.Module, plan: Plan) -> list[Diagnostic]:
+    """X803 when a plan with entries meets a model whose tensors are on the meta device: they
+    have shapes (resolving, lint and explain work) but no data to compute a mask or scale from."""
+    if not plan.entries:
+        return []
+    meta = [
+        name
+        for name, tensor in (*model.named_parameters(), *model.named_buffers())
+        if tensor.is_meta
+    ]
+    if not meta:
+        return []
+    shown = ", ".join(f"'{name}'" for name in meta[:3]) + (", ..." if len(meta) > 3 else "")
+    return [
+        error(
+            "X803",
+            f"{len(meta)} tensor(s) of the model ({type(model).__name__}) are on the meta "
+            f"device ({shown}): meta tensors have shapes but no data, so no mask, scale or "
+            "distillation loss can be computed from them",
+            subject=type(model).__name__,
+            hint="load the weights first (model.to_empty(device='cpu') then "
+            "load_state_dict, or --weights on the command line); compile, lint and explain "
+            "work on meta models as they are",
+        )
+    ]

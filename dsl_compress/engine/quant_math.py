@@ -25,6 +25,8 @@ __all__ = [
 
 _BITS = QUANT_BITS
 _FLOAT32_EPS = torch.finfo(torch.float32).eps
+# The smallest scale: float32 eps, as NNI floors it.
+SCALE_FLOOR = _FLOAT32_EPS
 
 
 def scale_zero_point(
@@ -73,33 +75,61 @@ def _as_stats(value: torch.Tensor | float) -> torch.Tensor:
 _CHUNK = 1 << 17
 
 
-def _clamp_round(x, scale, zero_point, qmin: int, qmax: int) -> torch.Tensor:
-    """``(round(clamp(x / scale + zp, qmin, qmax)) - zp) * scale``, step by step as written.
+def compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype the fake-quant formula runs in for a tensor of ``dtype``: float32 for fp16
+    and bf16 (whose 8- and 11-bit mantissas cannot hold ``x / scale`` to the nearest
+    integer step of int8), the tensor's own dtype from float32 up."""
+    return torch.promote_types(dtype, torch.float32)
 
-    Each step runs in place on one output buffer, which gives the same bits as the
-    out-of-place expression when the buffer already has the expression's dtype and shape
-    (zero point shaped and typed like the scale); a per-tensor scale on a contiguous CPU
-    tensor goes through in cache-sized chunks. Anything else, and tracing, is the expression.
+
+def _clamp_round(x, scale, zero_point, qmin: int, qmax: int) -> torch.Tensor:
+    """``(round(clamp(x / scale + zp, qmin, qmax)) - zp) * scale`` on ``x`` raised to
+    :func:`compute_dtype`, step by step as written; the result has ``x``'s dtype.
+
+    Each step runs in place on one buffer, which gives the same bits as the out-of-place
+    expression when the buffer already has the expression's dtype and shape (zero point
+    shaped and typed like the scale, float32 or the compute dtype); a per-tensor scale on a
+    contiguous CPU tensor goes through in cache-sized chunks. Anything else, and tracing,
+    is the expression.
     """
-    if torch.jit.is_tracing() or not _same_kind(zero_point, scale):
+    work = compute_dtype(x.dtype)
+    if torch.jit.is_tracing() or not _same_kind(zero_point, scale, work):
         # A traced graph records the expression itself, with no shape-dependent branches.
-        return (torch.round(torch.clamp(x / scale + zero_point, qmin, qmax)) - zero_point) * scale
+        y = x.to(work)
+        return (
+            (torch.round(torch.clamp(y / scale + zero_point, qmin, qmax)) - zero_point) * scale
+        ).to(x.dtype)
     if x.numel() <= _CHUNK or not _chunkable(x, scale):
-        return _steps(x / scale, scale, zero_point, qmin, qmax)
-    out = torch.empty(x.shape, dtype=torch.result_type(x, scale), device=x.device)
+        y = torch.div(x, scale) if x.dtype == work else x.to(work).div_(scale)
+        return _steps(y, scale, zero_point, qmin, qmax).to(x.dtype)
+    return _chunked(x, scale, zero_point, qmin, qmax, work)
+
+
+def _chunked(x, scale, zero_point, qmin: int, qmax: int, work: torch.dtype) -> torch.Tensor:
+    """The formula over flat cache-sized slices of a contiguous tensor, into one output of
+    ``x``'s dtype; a narrower ``x`` is raised to ``work`` one slice at a time."""
+    out = torch.empty(x.shape, dtype=x.dtype, device=x.device)
     flat_x, flat_out = x.reshape(-1), out.view(-1)
     # One-element, one-dimensional: a kept-dims scale such as (1, 1) would broadcast each flat
-    # chunk to (1, n); the type promotion stays that of the scale as given.
+    # chunk to (1, n). The scale's dtype is the work dtype, so the division runs in it.
     scale, zero_point = scale.reshape(1), zero_point.reshape(1)
+    scratch = None if x.dtype == work else torch.empty(_CHUNK, dtype=work, device=x.device)
     for start in range(0, flat_x.numel(), _CHUNK):
-        chunk = flat_out[start : start + _CHUNK]
+        target = flat_out[start : start + _CHUNK]
+        chunk = target if scratch is None else scratch[: target.numel()]
         torch.div(flat_x[start : start + _CHUNK], scale, out=chunk)
         _steps(chunk, scale, zero_point, qmin, qmax)
+        if scratch is not None:
+            target.copy_(chunk)
     return out
 
 
-def _same_kind(zero_point: torch.Tensor, scale: torch.Tensor) -> bool:
-    return zero_point.shape == scale.shape and zero_point.dtype == scale.dtype
+def _same_kind(zero_point: torch.Tensor, scale: torch.Tensor, work: torch.dtype) -> bool:
+    return (
+        zero_point.shape == scale.shape
+        and zero_point.dtype == scale.dtype
+        and torch.promote_types(work, scale.dtype) == work
+    )
 
 
 def _chunkable(x: torch.Tensor, scale: torch.Tensor) -> bool:
@@ -192,6 +222,7 @@ def fused_fake_quantize(
     qrange: QuantRange,
     kernel: BlockKernel | None = None,
     subject: str = "tensor",
+    int_zero_point: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Fake quantization through torch's fused kernels where they apply, else :func:`fake_quantize`.
 
@@ -200,23 +231,42 @@ def fused_fake_quantize(
     compute ``round(x * (1 / scale)) + zp`` rather than NNI's ``round(x / scale + zp)``, so
     at and near rounding ties (about two elements per million of random normal data) they
     land one quantization step away from NNI. That is why :func:`fake_quantize` is the
-    default. Other dtypes than float32 and non-integral zero points also fall back.
+    default. They take fp32, fp16 and bf16 (computing in float32, the result in ``x``'s
+    dtype); float64 and a zero point that is not integral fall back. ``int_zero_point`` is the
+    zero point as int32 (:func:`integer_zero_point`) when the caller keeps it, which spares
+    reading the zero point on every call (a device sync on a GPU).
     The gradient is straight-through everywhere, as in NNI (the fused ops' own gradient
     would be zero at clamped elements).
     """
-    axis = _fused_axis(x, scale, zero_point, kernel, subject)
+    if int_zero_point is None:
+        int_zero_point = integer_zero_point(zero_point)
+    axis = None if int_zero_point is None else _fused_axis(x, scale, kernel, subject)
     if axis is None:
         return fake_quantize(x, scale, zero_point, qrange, kernel, subject)
     with torch.no_grad():
-        quantized = _fused(x.detach(), scale, zero_point, qrange, axis)
+        quantized = _fused(x.detach(), scale, int_zero_point, qrange, axis)
     return _FusedStraightThrough.apply(x, quantized)
+
+
+def fused_kernels_pay_off(device: torch.device) -> bool:
+    """Whether ``fused=True`` runs torch's fused kernels on ``device``: on CPU they are scalar
+    loops, several times slower than the exact formula's vectorized steps, so ``fused=True``
+    computes the exact formula there; elsewhere one kernel replaces six."""
+    return device.type != "cpu"
+
+
+def integer_zero_point(zero_point: torch.Tensor) -> torch.Tensor | None:
+    """The zero point as int32 for torch's fused kernels, or None when it holds a non-integer."""
+    if not bool(torch.equal(zero_point, torch.round(zero_point))):
+        return None
+    return zero_point.to(torch.int32)
 
 
 def _fused(
     x: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor, qrange: QuantRange, axis: int
 ) -> torch.Tensor:
     scale = scale.to(device=x.device, dtype=torch.float32)
-    zp = zero_point.to(device=x.device, dtype=torch.int32)
+    zp = zero_point.to(device=x.device)
     if axis < 0:
         return torch.fake_quantize_per_tensor_affine(
             x, scale.reshape(()), zp.reshape(()), qrange.qmin, qrange.qmax
@@ -226,15 +276,16 @@ def _fused(
     )
 
 
+# The fused kernels compute in float32 (1 / scale included): the compute dtype of these, but
+# not of float64, whose exact formula runs in float64.
+_FUSED_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+
+
 def _fused_axis(
-    x: torch.Tensor,
-    scale: torch.Tensor,
-    zero_point: torch.Tensor,
-    kernel: BlockKernel | None,
-    subject: str,
+    x: torch.Tensor, scale: torch.Tensor, kernel: BlockKernel | None, subject: str
 ) -> int | None:
     """-1 for per-tensor, the channel dim for per-channel, None when no fused op matches."""
-    if x.dtype != torch.float32 or not _integral(zero_point):
+    if x.dtype not in _FUSED_DTYPES:
         return None
     if kernel is None:
         return -1 if scale.numel() == 1 else None
@@ -245,7 +296,3 @@ def _fused_axis(
     if len(split) == 1 and blocks[split[0]] == x.shape[split[0]] == scale.numel():
         return split[0]
     return None
-
-
-def _integral(zero_point: torch.Tensor) -> bool:
-    return bool(torch.equal(zero_point, torch.round(zero_point)))

@@ -8,19 +8,26 @@ from typing import Any, Iterable, Sequence
 import torch
 from torch.nn.utils import parametrize
 
-from dsl_compress.diagnostics import error, fail, raise_errors
+from dsl_compress.diagnostics import Diagnostic, error, fail, raise_errors
 from dsl_compress.engine.calibration import run_with_taps
 from dsl_compress.engine.options import Progress
 from dsl_compress.engine.quant_checks import quant_problems
+from dsl_compress.engine.quant_findings import floor_warning, nonfinite_warning
 from dsl_compress.engine.quant_math import QuantRange, quant_range, scale_zero_point
 from dsl_compress.plan import PlanEntry, Key
 from dsl_compress.schema.granularity import BlockKernel
 from dsl_compress.vocab import TargetKind
 
+# The dtype of every scale and zero point, whatever the model's dtype: fp16 cannot hold a
+# scale below 6e-8 and bf16 keeps 8 significant bits; the fake-quant formula raises fp16
+# and bf16 tensors to float32 and its result has the tensor's dtype (quant_math).
+SCALE_DTYPE = torch.float32
+
 
 @dataclass(frozen=True)
 class QuantParams:
-    """Everything needed to fake-quantize one target, and to report it."""
+    """Everything needed to fake-quantize one target, and to report it; ``scale`` and
+    ``zero_point`` are :data:`SCALE_DTYPE` (float32) tensors."""
 
     scale: torch.Tensor
     zero_point: torch.Tensor
@@ -44,11 +51,14 @@ def compute_quant_params(
     entries: Sequence[PlanEntry],
     calib: Iterable[Any] | None,
     progress: Progress | None = None,
+    findings: list[Diagnostic] | None = None,
 ) -> dict[Key, QuantParams]:
     """Scales for every active quantization entry; raises before anything is modified.
 
     Every error the settings and weight shapes give is raised at once, before calibration.
     ``progress(done, total, 'calibration')`` is called after each calibration batch.
+    Warnings about the data are appended to ``findings``: non-finite values, left out of the
+    ranges (Q604), and scales at their floor (Q605).
     """
     active = list(entries)
     modules = dict(model.named_modules())
@@ -65,19 +75,36 @@ def compute_quant_params(
         )
     )
     params = {}
+    found = findings if findings is not None else []
     for entry in active:
-        lo, hi = stats[entry.key]
+        lo, hi, nonfinite = stats[entry.key]
         scheme = entry.setting.get("quant_scheme")
         scale, zp = scale_zero_point(lo, hi, ranges[entry.key], scheme, entry.subject)
+        scale, zp = scale.to(SCALE_DTYPE), zp.to(SCALE_DTYPE)
         params[entry.key] = QuantParams(scale, zp, ranges[entry.key], scheme, entry.kernel)
+        found.extend(_data_findings(entry, nonfinite, lo, hi, scale))
     return params
 
 
+def _data_findings(entry: PlanEntry, nonfinite: _NonFinite, lo, hi, scale) -> list[Diagnostic]:
+    name = f"{entry.module}.{entry.target}"
+    found = []
+    if nonfinite.count:
+        observed = entry.kind is not TargetKind.PARAMETER
+        found.append(
+            nonfinite_warning(name, entry.subject, nonfinite.count, nonfinite.total, observed)
+        )
+    floor = floor_warning(name, entry.subject, lo, hi, scale)
+    return found if floor is None else [*found, floor]
+
+
 def _weight_stats(modules, entries: Sequence[PlanEntry]) -> dict[Key, tuple]:
-    return {
-        e.key: weight_min_max(_raw(modules[e.module], e.target), e.kernel, e.subject)
-        for e in entries
-    }
+    stats = {}
+    for e in entries:
+        tensor = _raw(modules[e.module], e.target)
+        lo, hi, count = finite_min_max(tensor, e.kernel, e.subject)
+        stats[e.key] = (lo, hi, _NonFinite(count, tensor.numel()))
+    return stats
 
 
 def _raw(module: torch.nn.Module, name: str) -> torch.Tensor:
@@ -114,7 +141,10 @@ def _activation_stats(
         )
         for e in missing
     )
-    return {key: (obs.min_val, obs.max_val) for key, obs in observers.items()}
+    return {
+        key: (obs.min_val, obs.max_val, _NonFinite(obs.nonfinite, obs.seen))
+        for key, obs in observers.items()
+    }
 
 
 def _observing(observer: MinMaxObserver):
@@ -135,16 +165,49 @@ def weight_min_max(
     Kernel None gives 0-d (per-tensor) stats; otherwise the stats have the kernel's keepdim
     block shape, e.g. ``[O, 1]`` for a Linear weight with out_channel. The reductions run
     in the tensor's own dtype and only their results are cast, which gives the same values
-    as casting first because rounding to float32 is monotone.
+    as casting first because rounding to float32 is monotone. A tensor with no elements
+    (``Linear(8, 0)``) has min and max 0 in every (empty) block: its scale is the floor and
+    there is nothing to round.
     """
     with torch.no_grad():
         data = tensor.detach()
+        if data.numel() == 0:
+            shape = () if kernel is None else kernel.block_shape(data.shape, subject)
+            zeros = torch.zeros(shape, dtype=torch.float32, device=data.device)
+            return zeros, zeros.clone()
         if kernel is None:
             lo, hi = torch.aminmax(data)
         else:
             lo = kernel.shrink(data, _amin, subject)
             hi = kernel.shrink(data, _amax, subject)
         return lo.to(torch.float32), hi.to(torch.float32)
+
+
+def finite_min_max(
+    tensor: torch.Tensor, kernel: BlockKernel | None = None, subject: str = "weight"
+) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """:func:`weight_min_max` over the finite elements, and how many are NaN or infinite.
+
+    Non-finite elements are read as 0, which changes no scale: the range is widened to 0
+    anyway. Only a tensor whose stats come out non-finite is scanned a second time.
+    """
+    lo, hi = weight_min_max(tensor, kernel, subject)
+    if bool(torch.isfinite(lo).all()) and bool(torch.isfinite(hi).all()):
+        return lo, hi, 0
+    with torch.no_grad():
+        data = tensor.detach()
+        finite = torch.isfinite(data)
+        count = data.numel() - int(finite.sum())
+        lo, hi = weight_min_max(torch.where(finite, data, 0), kernel, subject)
+    return lo, hi, count
+
+
+@dataclass(frozen=True)
+class _NonFinite:
+    """How many of the values behind a scale were NaN or infinite, of how many."""
+
+    count: int
+    total: int
 
 
 def _amin(tensor: torch.Tensor, dims: tuple[int, ...]) -> torch.Tensor:
@@ -169,14 +232,19 @@ class MinMaxObserver:
         self.subject = subject
         self.min_val: torch.Tensor | None = None
         self.max_val: torch.Tensor | None = None
+        # Values observed, and how many of them were NaN or infinite (left out of the stats).
+        self.seen = 0
+        self.nonfinite = 0
 
     @property
     def observed(self) -> bool:
         return self.min_val is not None
 
     def observe(self, x: torch.Tensor) -> None:
-        """Fold one tensor's per-block min/max into the running stats."""
-        lo, hi = weight_min_max(x, self.kernel, self.subject)
+        """Fold one tensor's per-block min/max (of its finite values) into the running stats."""
+        lo, hi, nonfinite = finite_min_max(x, self.kernel, self.subject)
+        self.seen += x.numel()
+        self.nonfinite += nonfinite
         if self.min_val is None or self.max_val is None:
             self.min_val, self.max_val = lo, hi
             return

@@ -6,7 +6,12 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from dsl_compress.engine.quant_math import fake_quantize, fused_fake_quantize
+from dsl_compress.engine.quant_math import (
+    fake_quantize,
+    fused_fake_quantize,
+    fused_kernels_pay_off,
+    integer_zero_point,
+)
 from dsl_compress.engine.quantize import QuantParams
 
 # NNI's 'add' apply method pushes pruned positions to a large negative value (before a softmax).
@@ -50,6 +55,7 @@ class TargetTransform(torch.nn.Module):
         self.register_buffer("zero_point", None if quant is None else quant.zero_point)
         self.cache = cache
         self._results = ResultCache()
+        self._int_zero_point = _IntZeroPoint()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.cache:
@@ -64,11 +70,34 @@ class TargetTransform(torch.nn.Module):
 
     def _compute(self, x: torch.Tensor) -> torch.Tensor:
         if self.quant is not None:
-            quantize = fused_fake_quantize if self.fused else fake_quantize
-            x = quantize(x, self.scale, self.zero_point, self.quant.qrange, self.quant.kernel)
+            x = self._quantize(x)
         if self.mask is not None:
             x = apply_mask(x, self.mask, self.apply_method)
         return x
+
+    def _quantize(self, x: torch.Tensor) -> torch.Tensor:
+        qrange, kernel = self.quant.qrange, self.quant.kernel
+        fused = self.fused and fused_kernels_pay_off(x.device)
+        int_zero_point = self._int_zero_point.of(self.zero_point) if fused else None
+        if int_zero_point is None:
+            return fake_quantize(x, self.scale, self.zero_point, qrange, kernel)
+        args = (x, self.scale, self.zero_point, qrange, kernel)
+        return fused_fake_quantize(*args, int_zero_point=int_zero_point)
+
+
+class _IntZeroPoint:
+    """The zero point as int32 for the fused kernels, read once per change of the zero point
+    rather than on every forward (a read of a GPU tensor waits for the device)."""
+
+    def __init__(self) -> None:
+        self._stamp: tuple | None = None
+        self._value: torch.Tensor | None = None
+
+    def of(self, zero_point: torch.Tensor) -> torch.Tensor | None:
+        stamp = _stamp(zero_point)
+        if stamp != self._stamp:
+            self._value, self._stamp = integer_zero_point(zero_point), stamp
+        return self._value
 
 
 # ----- the result cache -----

@@ -10,7 +10,7 @@ from typing import Any, Mapping
 import torch
 from safetensors.torch import load_file
 
-from dsl_compress.diagnostics import fail
+from dsl_compress.diagnostics import Diagnostic, emit_warnings, fail, warning
 from dsl_compress.io.specs import (
     call_user,
     exc_text,
@@ -39,8 +39,14 @@ def load_model(spec: str) -> torch.nn.Module:
     return model
 
 
-def load_weights(model: torch.nn.Module, path: str | Path) -> None:
-    """Load a .safetensors or .pt state dict strictly; the model is untouched if anything is off."""
+def load_weights(model: torch.nn.Module, path: str | Path) -> list[Diagnostic]:
+    """Load a .safetensors or .pt state dict strictly; the model is untouched if anything is off.
+
+    Each tensor keeps the model's dtype. A floating tensor of another floating dtype is cast,
+    with a warning (L102) that is returned and emitted; a tensor of another kind (integer,
+    bool or complex for a floating one, or the reverse) is error L102. A model on the meta
+    device gets the file's tensors (cast to its dtypes) in place of its meta tensors.
+    """
     path = str(path)
     state = _read_tensor_file(path, "L102", "weights")
     if isinstance(state, Mapping) and isinstance(state.get("state_dict"), Mapping):
@@ -49,10 +55,52 @@ def load_weights(model: torch.nn.Module, path: str | Path) -> None:
         fail("L102", f"'{path}' holds {kind_of(state)}, not a state dict", subject=path)
     _check_tensors(state, path, "L102")
     _check_state(model, state, path)
+    expected = model.state_dict()
+    found = _dtype_changes(expected, state, path)
+    meta = any(tensor.is_meta for tensor in expected.values())
+    if meta:
+        state = {k: v.to(expected[k].dtype) for k, v in state.items()}
     try:
-        model.load_state_dict(state, strict=True)
+        model.load_state_dict(state, strict=True, assign=meta)
     except (RuntimeError, ValueError) as exc:
         fail("L102", f"loading '{path}' failed: {oneline(exc)}", subject=path)
+    emit_warnings(found)
+    return found
+
+
+def _kind(dtype: torch.dtype) -> str:
+    if dtype.is_complex:
+        return "complex"
+    if dtype.is_floating_point:
+        return "floating"
+    return "bool" if dtype == torch.bool else "integer"
+
+
+def _dtype_changes(expected: Mapping, state: Mapping, path: str) -> list[Diagnostic]:
+    """L102 for tensors of another kind than the model's; a warning for floating dtype changes."""
+    changed = [k for k in expected if state[k].dtype != expected[k].dtype]
+    wrong = [k for k in changed if _kind(state[k].dtype) != _kind(expected[k].dtype)]
+    if wrong:
+        shown = [f"{k} (file {state[k].dtype}, model {expected[k].dtype})" for k in wrong]
+        fail(
+            "L102",
+            f"'{path}' holds tensors of another kind than the model's: {listing(shown)}",
+            subject=path,
+            hint="a floating model takes floating weights; save the weights from this model "
+            "(quantized integer or complex tensors are not weights it can load)",
+        )
+    if not changed:
+        return []
+    pairs = sorted({f"{state[k].dtype} -> {expected[k].dtype}" for k in changed})
+    return [
+        warning(
+            "L102",
+            f"'{path}': {len(changed)} tensor(s) are cast to the model's dtype "
+            f"({', '.join(pairs)}), e.g. '{changed[0]}'",
+            subject=path,
+            hint="cast the model first (model.to(dtype)) to keep the file's precision",
+        )
+    ]
 
 
 def load_calib(spec: str) -> list:

@@ -24,6 +24,7 @@ from dsl_compress.diagnostics import (
 )
 from dsl_compress.engine.compression import Compression
 from dsl_compress.engine.options import Progress
+from dsl_compress.engine.quantize import SCALE_DTYPE
 from dsl_compress.io.atomic import published_path, publish_folder
 from dsl_compress.io.json_text import json_text
 from dsl_compress.io.staging import clear_leftovers
@@ -196,15 +197,17 @@ def flat_masks(masks: Mapping[str, Mapping[str, torch.Tensor]]) -> dict[str, tor
 
 
 def quant_tensors(quant: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> tuple[dict, dict]:
-    """quant.safetensors content: '<name>.scale' and '<name>.zero_point' tensors, and metadata
-    mapping each '<name>' to its quant_dtype, quant_scheme, qmin and qmax as JSON."""
+    """quant.safetensors content: '<name>.scale' and '<name>.zero_point' tensors, float32
+    whatever the model's dtype (zero points hold integers), and metadata mapping each
+    '<name>' to its quant_dtype, quant_scheme, qmin and qmax as JSON."""
     tensors: dict[str, torch.Tensor] = {}
     metadata: dict[str, str] = {}
     for module, targets in quant.items():
         for target, params in targets.items():
             name = tensor_name(module, target)
             for field in ("scale", "zero_point"):
-                tensors[f"{name}.{field}"] = params[field].detach().cpu().contiguous()
+                value = params[field].detach().to(device="cpu", dtype=SCALE_DTYPE)
+                tensors[f"{name}.{field}"] = value.contiguous()
             info = {k: v for k, v in params.items() if not isinstance(v, torch.Tensor)}
             metadata[name] = json.dumps(info, sort_keys=True)
     return tensors, metadata

@@ -8,7 +8,11 @@ from typing import Mapping
 from dsl_compress.diagnostics import CompressionError, Diagnostic, did_you_mean, error, warning
 from dsl_compress.plan import PlanEntry
 from dsl_compress.resolve.model_index import ModelIndex
-from dsl_compress.resolve.targets import check_input, check_parameter
+from dsl_compress.resolve.targets import (
+    check_input,
+    check_parameter,
+    tied_tensor_warning,
+)
 from dsl_compress.schema.granularity import BlockKernel, check_kind, parse_granularity
 from dsl_compress.schema.registry import layout_granularity
 from dsl_compress.vocab import Mode, TargetKind
@@ -32,6 +36,8 @@ class EntryChecks:
         kind = entry.kind
         if kind is TargetKind.PARAMETER and not check_parameter(module, entry, diags):
             return None
+        if kind is TargetKind.PARAMETER and entry.mode is not Mode.DISTILL:
+            self._check_tied(module, entry, diags)
         if kind is TargetKind.INPUT:
             check_input(module, entry, diags)
         if entry.mode is Mode.DISTILL and kind is TargetKind.PARAMETER:
@@ -59,6 +65,11 @@ class EntryChecks:
             dict(entry.key_origins),
             metric,
         )
+
+    def _check_tied(self, module, entry: PlanEntry, diags: list[Diagnostic]) -> None:
+        names = self.index.tied.get(id(module._parameters[entry.target]))
+        if names:
+            diags.append(tied_tensor_warning(entry, names))
 
     def _resolve_granularity(self, setting: dict, entry: PlanEntry, metric: str | None) -> None:
         if "granularity" not in setting:

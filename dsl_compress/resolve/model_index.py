@@ -45,6 +45,23 @@ class ModelIndex:
         return list(dict.fromkeys(self.canonical[name] for name in names))
 
     @cached_property
+    def tied(self) -> dict[int, list[str]]:
+        """{id(parameter): ['module.name', ...]} for each parameter held under two or more
+        names (tied weights); a module reachable under two names counts once, under its first."""
+        first: dict[int, tuple[str, str]] = {}
+        tied: dict[int, list[tuple[str, str]]] = {}
+        for module_name, module in self.modules.items():
+            if self.canonical[module_name] != module_name:
+                continue
+            for name, tensor in module._parameters.items():
+                if tensor is None:
+                    continue
+                seen = first.setdefault(id(tensor), (module_name, name))
+                if seen != (module_name, name):
+                    tied.setdefault(id(tensor), [seen]).append((module_name, name))
+        return {key: [_dotted(*pair) for pair in pairs] for key, pairs in tied.items()}
+
+    @cached_property
     def aliased(self) -> bool:
         """Whether some module is reachable under two names."""
         return any(name != first for name, first in self.canonical.items())
@@ -97,3 +114,7 @@ def _past(prefix: str) -> str | None:
     """A string above every string that starts with ``prefix`` (None: no such string)."""
     stem = prefix.rstrip("\U0010ffff")
     return stem[:-1] + chr(ord(stem[-1]) + 1) if stem else None
+
+
+def _dotted(module: str, name: str) -> str:
+    return f"{module}.{name}" if module else name

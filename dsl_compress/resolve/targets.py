@@ -4,9 +4,10 @@ resolving, module by module only where a type's modules differ."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterable
+from functools import cached_property
+from typing import TYPE_CHECKING, Iterable, Sequence
 
-from dsl_compress.diagnostics import Diagnostic, Severity, did_you_mean, error
+from dsl_compress.diagnostics import Diagnostic, Severity, did_you_mean, error, warning
 from dsl_compress.forward_signature import forward_parameters
 from dsl_compress.plan import Key, PlanEntry
 from dsl_compress.resolve.model_index import ModelIndex
@@ -154,6 +155,26 @@ def shared_tensor_errors(model: torch.nn.Module, keys: Iterable[Key]) -> list[Di
     return diags
 
 
+def tied_tensor_warning(entry: PlanEntry, names: Sequence[str]) -> Diagnostic:
+    """T405: compressing a tied tensor changes it under every name it has, at finalize()."""
+    own = _dotted(entry.module, entry.target)
+    others = [n for n in names if n != own]
+    listed = ", ".join(f"'{n}'" for n in others)
+    done = "pruned" if entry.mode is Mode.PRUNE else "quantized"
+    return warning(
+        "T405",
+        f"'{own}' is the same tensor as {listed} (tied weights): while attached only "
+        f"'{entry.module}' sees the {done} values, and finalize() writes them into {listed} too",
+        subject=entry.subject,
+        hint="that is what tied weights mean; to compress only one of them, untie them first "
+        f"(give '{own}' a copy of its own, e.g. nn.Parameter(weight.clone()))",
+    )
+
+
+def _dotted(module: str, name: str) -> str:
+    return f"{module}.{name}" if module else name
+
+
 class TargetPresence:
     """Answers about targets for one model and registry, remembered per (type, target)."""
 
@@ -203,8 +224,13 @@ class TargetPresence:
             return True
         module = self.index.modules[name]
         if kind is TargetKind.PARAMETER:
-            return _plain_parameter(module, target)
+            return _plain_parameter(module, target, self.tied)
         return self._takes_input(module, target)
+
+    @cached_property
+    def tied(self) -> frozenset[int]:
+        """ids of the parameters held under two or more names (a tied one draws T405)."""
+        return frozenset(self.index.tied)
 
     def _has(self, name: str, target: str, mode: Mode | None) -> bool:
         known = self.of_type(self.index.type_names[name], target, mode)
@@ -217,7 +243,7 @@ class TargetPresence:
         if TargetKind.of(target) is not TargetKind.PARAMETER:
             return mode is None or type_name in self.registry[mode]
         names = self.index.by_type.get(type_name, ())
-        everywhere = all(_plain_parameter(self.index.modules[n], target) for n in names)
+        everywhere = all(_plain_parameter(self.index.modules[n], target, self.tied) for n in names)
         return True if everywhere else PER_MODULE
 
     def _takes_input(self, module: torch.nn.Module, target: str) -> bool:
@@ -230,6 +256,9 @@ class TargetPresence:
         return self._inputs_taken[key]
 
 
-def _plain_parameter(module: torch.nn.Module, target: str) -> bool:
-    """The module has the parameter, set (not None) and not parametrized."""
-    return module._parameters.get(target) is not None and "parametrizations" not in module._modules
+def _plain_parameter(module: torch.nn.Module, target: str, tied: frozenset[int]) -> bool:
+    """The module has the parameter, set (not None), not parametrized and not tied."""
+    tensor = module._parameters.get(target)
+    return (
+        tensor is not None and "parametrizations" not in module._modules and id(tensor) not in tied
+    )

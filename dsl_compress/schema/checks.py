@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -42,6 +43,12 @@ def is_int(value: Any) -> bool:
 
 def is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def is_finite_number(value: Any) -> bool:
+    """A number that is not NaN or infinite: a threshold or a loss weight of NaN or inf
+    would mask everything (or nothing) or poison the loss without a word."""
+    return is_number(value) and math.isfinite(value)
 
 
 def wrong_type(

@@ -64,12 +64,12 @@ class BlockKernel:
         """Reduce each block to one value; the result keeps the tensor's rank."""
         sizes = self.block_shape(tensor.shape, subject)
         split: list[int] = []
-        for size, blocks in zip(tensor.shape, sizes):
-            split.extend((blocks, size // blocks))
-        inner = tuple(range(1, 2 * tensor.dim(), 2))
-        if not inner:
+        for blocks, inner in zip(sizes, self._inner(tensor.shape, full=True)):
+            split.extend((blocks, inner))
+        inner_dims = tuple(range(1, 2 * tensor.dim(), 2))
+        if not inner_dims:
             return reduce(tensor, ())
-        return reduce(tensor.reshape(split), inner)
+        return reduce(tensor.reshape(split), inner_dims)
 
     def expand(self, blocks: torch.Tensor, shape: Sequence[int], full: bool = True) -> torch.Tensor:
         """Repeat each block value over its block; with ``full=False`` whole-dim entries stay size 1."""
@@ -77,12 +77,20 @@ class BlockKernel:
         if tuple(blocks.shape) != sizes:
             blocks = blocks.reshape(sizes)
         split, target, final = [], [], []
-        for size, nblocks, k in zip(shape, sizes, self.for_rank(len(shape))):
-            inner = size // nblocks if (full or k != -1) else 1
+        for nblocks, inner in zip(sizes, self._inner(shape, full)):
             split.extend((nblocks, 1))
             target.extend((nblocks, inner))
             final.append(nblocks * inner)
         return blocks.reshape(split).expand(target).reshape(final)
+
+    def _inner(self, shape: Sequence[int], full: bool) -> list[int]:
+        """Elements of a block along each dim: the kernel entry, or the whole dim for -1 (1
+        without ``full``). Read from the kernel, not divided out of the shape, so a dim of
+        size 0 (0 blocks, or one empty whole-dim block) needs no division by 0."""
+        return [
+            k if k != -1 else (size if full else 1)
+            for size, k in zip(shape, self.for_rank(len(shape)))
+        ]
 
 
 def parse_granularity(value: Any, subject: str = "granularity") -> BlockKernel | str | None:

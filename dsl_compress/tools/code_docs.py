@@ -78,6 +78,7 @@ EXAMPLES: dict[str, tuple[str | None, str]] = {
     "R301": ("transformer", "prune attn sparse_ratio=0.5"),
     "E104": (None, "let dims = " + "[" * 33 + "0" + "]" * 33),
     "E219": (None, 'include "/etc/passwd"'),
+    "T405": ("tied_lm", "quantize Linear.weight quant_dtype=int8"),
 }
 
 # What the command prints for a code no rules text produces, proven by the tests.
@@ -86,6 +87,17 @@ COMMAND_EXAMPLES: dict[str, str] = {
     "error[I901] internal error in 'dsl-compress lint': RecursionError: maximum recursion "
     "depth exceeded (a bug in dsl-compress 0.1.0, not in your input: please report it as an "
     "issue with the command line and its input files)",
+}
+
+# Codes that only the engine finds, in the data of an apply: what it prints, proven by the tests.
+ENGINE_EXAMPLES: dict[str, str] = {
+    "Q604": "$ dsl-compress apply a.rules --model m.py:build --calib nan_batches.pt --out out\n"
+    "module 'fc' target '_input_0': warning[Q604] 'fc._input_0' has 3 non-finite value(s) "
+    "(NaN or inf) of 32 in the calibration batches: its scale comes from the finite ones; "
+    "NaN stays NaN and inf saturates when quantized",
+    "Q605": "$ dsl-compress apply a.rules --model m.py:build --calib tiny_batches.pt --out out\n"
+    "module 'fc' target '_input_0': warning[Q605] the scale of 'fc._input_0' sits at its "
+    "floor (float32 eps, 1.19e-07): its values reach only 1e-09, so they all quantize to 0",
 }
 
 
@@ -105,6 +117,8 @@ def explain_code(code: str) -> str:
         sections.append(_section("Example", note + text))
     elif key in COMMAND_EXAMPLES:
         sections.append(_section("Example", COMMAND_EXAMPLES[key]))
+    elif key in ENGINE_EXAMPLES:
+        sections.append(_section("Example", ENGINE_EXAMPLES[key]))
     sections.append(_section("Fix", info.fix))
     return "\n\n".join(sections)
 

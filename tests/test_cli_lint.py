@@ -140,8 +140,8 @@ def test_unreadable_rules_file_is_an_input_error_exit_2(capsys, here, monkeypatc
     assert "Permission denied" in result.out
 
 
-@pytest.mark.parametrize("fail_on, code", [(None, 0), ("error", 0), ("warning", 1)])
-def test_warnings_fail_only_with_fail_on_warning(capsys, here, fail_on, code):
+@pytest.mark.parametrize("fail_on, code", [(None, 1), ("error", 0), ("warning", 1)])
+def test_warnings_fail_unless_fail_on_error(capsys, here, fail_on, code):
     extra = ["--fail-on", fail_on] if fail_on else []
     result = run(capsys, "lint", "warn.rules", "--model", RESNET, *extra)
     assert result.code == code
@@ -337,8 +337,8 @@ def test_lint_in_a_process_exit_codes(tmp_path):
     env = {**os.environ, "NO_COLOR": "1"}
     command = [sys.executable, "-m", "dsl_compress", "lint"]
     expected = {
-        ("warn.rules", "--model", RESNET): 0,
-        ("warn.rules", "--model", RESNET, "--fail-on", "warning"): 1,
+        ("warn.rules", "--model", RESNET): 1,
+        ("warn.rules", "--model", RESNET, "--fail-on", "error"): 0,
         ("broken.rules",): 1,
         ("warn.rules", "--format", "nope"): 2,
     }

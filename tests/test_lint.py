@@ -85,11 +85,19 @@ def test_info_never_fails(workdir):
     assert result.exit_status("error") == 0 and result.exit_status("warning") == 0
 
 
-def test_warnings_fail_only_with_fail_on_warning(workdir):
+def test_warnings_fail_by_default_and_pass_with_fail_on_error(workdir):
     result = lint_text(workdir, "prune conv9.weight sparse_ratio=0.5\n", cnn())
     assert only(result, "W301").severity is Severity.WARNING
-    assert result.exit_status("error") == 0
+    assert result.exit_status() == 1
     assert result.exit_status("warning") == 1
+    assert result.exit_status("error") == 0
+
+
+def test_a_conflict_alone_fails_by_default(workdir):
+    text = "prune conv*.weight sparse_ratio=0.5 metric=l2\nprune conv{1,2,3}.weight sparse_ratio=0.25\n"
+    result = lint_text(workdir, text, cnn())
+    assert codes(result) == ["W302"]
+    assert result.exit_status() == 1 and result.exit_status("error") == 0
 
 
 def test_unknown_fail_on_is_x803(workdir):

@@ -115,7 +115,12 @@ def _lint(commands) -> argparse.ArgumentParser:
     _model_or_manifest(cmd)
     _config_list_options(cmd)
     cmd.add_argument("--format", choices=FORMATS, default="full")
-    cmd.add_argument("--fail-on", choices=("error", "warning"), default="error")
+    cmd.add_argument(
+        "--fail-on",
+        choices=("error", "warning"),
+        default="warning",
+        help="the least severity that exits 1 (default warning; info notes never fail)",
+    )
     _include_root_option(cmd)
     return cmd
 

@@ -181,9 +181,9 @@ def test_json_format_has_every_key_with_1_based_spans(capsys, here):
         "severity": "warning",
         "file": "warn.rules",
         "line": 1,
-        "column": 1,
+        "column": first_line.index("layer1") + 1,  # the selector
         "end_line": 1,
-        "end_column": len(first_line) + 1,
+        "end_column": first_line.index(" sparse_ratio") + 1,
     }
     assert w301["hint"].startswith("did you mean 'layer1.0.conv")
     assert (w305["line"], w305["column"]) == (2, WARNINGS.splitlines()[1].index("sparse_ratio") + 1)
@@ -259,7 +259,7 @@ def test_concise_format_is_one_line_per_finding(capsys, here):
         assert CONCISE_LINE.match(line), line
     assert (
         lines[0]
-        == "model_aware.rules:1:1: warning[W301] this statement matches no module of the model"
+        == "model_aware.rules:1:7: warning[W301] this statement matches no module of the model"
     )
 
 

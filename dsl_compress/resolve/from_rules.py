@@ -93,7 +93,8 @@ def resolve_rules(model: torch.nn.Module | StandInModule, checked: CheckedRules)
     errors = [d for d in diags if d.severity is Severity.ERROR]
     if errors:
         raise CompressionError(errors)
-    return Resolution(Plan(tuple(entries), tuple(diags)), found_per_key)
+    statements = {str(v.span): str(rule.span) for rule in rules for v in rule.values.values()}
+    return Resolution(Plan(tuple(entries), tuple(diags), statements), found_per_key)
 
 
 def _type_wide(rule: Rule) -> bool:

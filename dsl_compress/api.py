@@ -27,6 +27,7 @@ from dsl_compress.engine.options import EngineOptions, LossFn, Progress
 from dsl_compress.engine.plan_checks import meta_tensor_errors, plan_errors
 from dsl_compress.engine.prune import compute_masks
 from dsl_compress.engine.quantize import compute_quant_params
+from dsl_compress.resolve.findings import unmatched_refused
 from dsl_compress.resolve.from_config import build_plan
 from dsl_compress.resolve.ruleset import RuleSet
 from dsl_compress.schema.registry import Registry
@@ -112,12 +113,19 @@ def apply(
     seed: int = 0,
     cache_weights: bool = True,
     registry: Registry | None = None,
+    allow_unmatched: bool = False,
 ) -> Compression:
     """Compile a rule set against ``model`` (or take a plan already compiled for it) and run
-    the plan through the engine (``cache_weights``: see :func:`quantize`)."""
+    the plan through the engine (``cache_weights``: see :func:`quantize`).
+
+    A statement, exclude or except that matches nothing (W301) raises E221, every one at once,
+    before the engine runs; ``allow_unmatched=True`` applies the rest and warns W301 instead.
+    """
     _check_module(model, "model")
     with _as_it_was(model):
         plan = rules if isinstance(rules, Plan) else rules.compile(model, registry=registry).plan
+    if not allow_unmatched:
+        raise_errors(unmatched_refused(plan.diagnostics, "allow_unmatched=True"))
     options = EngineOptions(calib, loss_fn, seed, teacher, cache_weights=cache_weights)
     return execute_plan(model, plan, options)
 

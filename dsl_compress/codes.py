@@ -133,6 +133,14 @@ CODES: dict[str, CodeInfo] = _table(
         "Check names against the model; see the suggestion.",
     ),
     (
+        "E221",
+        "unmatched-in-apply",
+        "apply refuses a statement, exclude or except that matches nothing (lint's W301): a "
+        "typo would otherwise compress less than the rules say, after a long run.",
+        "Fix the selector as the hint says, or remove the statement; pass --allow-unmatched "
+        "(allow_unmatched=True in the Python API) to apply with it as the warning W301.",
+    ),
+    (
         "W302",
         "equal-specificity-conflict",
         "Two equally specific statements give one tensor different values; the later wins.",

@@ -75,6 +75,13 @@ class Plan:
 
     entries: tuple[PlanEntry, ...]
     diagnostics: tuple[Diagnostic, ...] = field(default=(), compare=False)
+    # The statement ('file:line:col') each setting origin of key_origins belongs to; an origin
+    # not here (a config_list's, an align's) is its statement itself.
+    statements: Mapping[str, str] = field(default_factory=dict, compare=False)
+
+    def statement_of(self, origin: str) -> str | None:
+        """The statement or config that set a key with this origin; None for a template's."""
+        return None if origin.startswith("template ") else self.statements.get(origin, origin)
 
     def of_mode(self, mode: Mode) -> tuple[PlanEntry, ...]:
         return tuple(e for e in self.entries if e.mode is mode)

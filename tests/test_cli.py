@@ -550,7 +550,7 @@ def test_lint_redirected_to_a_file_has_no_colour_in_a_process(tmp_path):
     finally:
         os.close(terminal_end)
         os.close(controller)
-    assert done.returncode == 0
+    assert done.returncode == 1  # warnings fail lint by default
     assert ANSI not in done.stdout
     assert "warning[W301]" in done.stdout
 

@@ -94,8 +94,9 @@ def test_apply_exits_0_and_prints_the_summary_table(applied):
     lines = applied["out"].splitlines()
     assert lines[0].split() == ["rule", "mode", "tensors", "sparsity", "bits"]
     rows = {line.split()[0]: line.split()[1:] for line in lines[2:] if line[:1] not in "-"}
-    for line_no in (8, 11, 12):
-        assert rows[f"{CHANNELS.name}:{line_no}:1"] == ["prune", "4", "50.0%", "-"]
+    assert rows[f"{CHANNELS.name}:8:1"] == ["prune", "4", "50.0%", "-"]
+    for line_no in (11, 12):  # the align statements, marked as such
+        assert rows[f"{CHANNELS.name}:{line_no}:1"] == ["prune", "(align)", "4", "50.0%", "-"]
     assert rows["quant.rules:2:1"] == ["quantize", "1", "-", "int8"]
     assert rows["quant.rules:3:1"] == ["quantize", "1", "-", "uint8"]
     assert rows["total"] == ["14", "50.0%", "int8/uint8"]
@@ -505,7 +506,8 @@ def test_apply_warning_is_printed_once_without_python_warning_noise(tmp_path):
         "prune layer9.conv1.weight sparse_ratio=0.5\n",
         encoding="utf-8",
     )
-    done = run_process(tmp_path, "apply", "w.rules", "--model", RESNET, "--out", "out")
+    argv = ("apply", "w.rules", "--model", RESNET, "--out", "out", "--allow-unmatched")
+    done = run_process(tmp_path, *argv)
     assert done.returncode == 0, done.stderr
     assert done.stderr.count("warning[W301]") == 1
     assert "CompressionWarning" not in done.stderr and "export.py" not in done.stderr
@@ -689,3 +691,57 @@ def test_apply_removes_a_killed_runs_staging_and_reports_a_live_ones(capsys, tmp
     assert f"info[L107] removed '{dead}'" in result.err and not dead.exists()
     assert "warning[L107]" in result.err and str(live) in result.err and live.is_dir()
     assert sorted(os.listdir(out)) == sorted(OUTPUT_FILES)
+
+
+# ----- statements that match nothing: E221 unless --allow-unmatched -------------------------------
+
+UNMATCHED = (
+    "prune conv*.wieght sparse_ratio=0.5\n"
+    "prune conv1.weight sparse_ratio=0.5\n"
+    "exclude bn9\n"
+    "quantize fc.weight quant_dtype=int8 except fc9\n"
+)
+
+
+def test_apply_refuses_every_unmatched_selector_at_once_before_calibration(
+    capsys, tmp_path, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    Path("u.rules").write_text(UNMATCHED, encoding="utf-8")
+    # The calibration file does not exist: the refusal comes before it is read.
+    argv = ("apply", "u.rules", "--model", "dsl_compress.models:cnn", "--calib", "none.pt")
+    result = run(capsys, *argv, "--out", "out")
+    assert result.code == 2 and result.out == ""
+    located = re.findall(r"^(u\.rules:\d+:\d+): error\[(\w+)\]", result.err, re.M)
+    assert located == [("u.rules:1:7", "E221"), ("u.rules:3:9", "E221"), ("u.rules:4:44", "E221")]
+    assert "W301 is an error for apply" in result.err and "warning[W301]" not in result.err
+    assert "did you mean 'weight'? (or pass --allow-unmatched" in result.err
+    assert "none.pt" not in result.err and sorted(os.listdir(tmp_path)) == ["u.rules"]
+
+
+def test_allow_unmatched_applies_the_rest_with_w301_warnings(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    Path("u.rules").write_text(UNMATCHED, encoding="utf-8")
+    argv = ("apply", "u.rules", "--model", "dsl_compress.models:cnn", "--dry-run")
+    result = run(capsys, *argv, "--allow-unmatched")
+    assert result.code == 0, result.err
+    assert result.err.count("warning[W301]") == 3 and "E221" not in result.err
+    rows = {line.split()[0]: line.split()[1:] for line in result.out.splitlines()[2:]}
+    assert rows["u.rules:2:1"][:2] == ["prune", "1"] and rows["u.rules:4:1"][:2] == [
+        "quantize",
+        "1",
+    ]
+
+
+def test_e221_is_documented_with_what_the_command_prints(capsys, tmp_path, monkeypatch):
+    from dsl_compress.codes import CODES
+    from dsl_compress.tools.code_docs import COMMAND_EXAMPLES
+
+    example = COMMAND_EXAMPLES["E221"].splitlines()
+    assert CODES["E221"].name == "unmatched-in-apply" and "W301" in CODES["E221"].summary
+    monkeypatch.chdir(tmp_path)
+    Path("typo.rules").write_text(example[1] + "\n", encoding="utf-8")
+    argv = example[2].split()[3:]
+    assert argv[0] == "typo.rules"
+    result = run(capsys, "apply", *argv)
+    assert result.code == 2 and result.err.splitlines()[0] == example[-1]

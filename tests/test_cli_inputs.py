@@ -137,7 +137,7 @@ def test_lint_config_list_model_checks_are_located_at_the_config(capsys, here):
     text = '[\n  {"op_names": ["fc"], "sparse_ratio": 0.01, "granularity": "out_channel"}\n]\n'
     Path("tiny.json").write_text(text, encoding="utf-8")
     code, found = lint_json(capsys, "tiny.json", "--mode", "prune", "--model", RESNET)
-    assert code == 0
+    assert code == 1  # a warning fails lint by default
     assert [(f["code"], where(f)) for f in found] == [
         ("W305", place_of(text, '{"op_names"', "tiny.json"))
     ]

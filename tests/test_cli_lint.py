@@ -140,8 +140,8 @@ def test_unreadable_rules_file_is_an_input_error_exit_2(capsys, here, monkeypatc
     assert "Permission denied" in result.out
 
 
-@pytest.mark.parametrize("fail_on, code", [(None, 0), ("error", 0), ("warning", 1)])
-def test_warnings_fail_only_with_fail_on_warning(capsys, here, fail_on, code):
+@pytest.mark.parametrize("fail_on, code", [(None, 1), ("error", 0), ("warning", 1)])
+def test_warnings_fail_unless_fail_on_error(capsys, here, fail_on, code):
     extra = ["--fail-on", fail_on] if fail_on else []
     result = run(capsys, "lint", "warn.rules", "--model", RESNET, *extra)
     assert result.code == code
@@ -181,9 +181,9 @@ def test_json_format_has_every_key_with_1_based_spans(capsys, here):
         "severity": "warning",
         "file": "warn.rules",
         "line": 1,
-        "column": 1,
+        "column": first_line.index("layer1") + 1,  # the selector
         "end_line": 1,
-        "end_column": len(first_line) + 1,
+        "end_column": first_line.index(" sparse_ratio") + 1,
     }
     assert w301["hint"].startswith("did you mean 'layer1.0.conv")
     assert (w305["line"], w305["column"]) == (2, WARNINGS.splitlines()[1].index("sparse_ratio") + 1)
@@ -259,7 +259,7 @@ def test_concise_format_is_one_line_per_finding(capsys, here):
         assert CONCISE_LINE.match(line), line
     assert (
         lines[0]
-        == "model_aware.rules:1:1: warning[W301] this statement matches no module of the model"
+        == "model_aware.rules:1:7: warning[W301] this statement matches no module of the model"
     )
 
 
@@ -337,8 +337,8 @@ def test_lint_in_a_process_exit_codes(tmp_path):
     env = {**os.environ, "NO_COLOR": "1"}
     command = [sys.executable, "-m", "dsl_compress", "lint"]
     expected = {
-        ("warn.rules", "--model", RESNET): 0,
-        ("warn.rules", "--model", RESNET, "--fail-on", "warning"): 1,
+        ("warn.rules", "--model", RESNET): 1,
+        ("warn.rules", "--model", RESNET, "--fail-on", "error"): 0,
         ("broken.rules",): 1,
         ("warn.rules", "--format", "nope"): 2,
     }

@@ -299,11 +299,49 @@ def test_summary_rows_per_rule():
     rows = {row.rule: row for row in summary_rows(result)}
     assert list(rows) == [f"r.rules:{n}:1" for n in (1, 2, 3, 4, 5)]
     assert rows["r.rules:1:1"].mode is Mode.PRUNE
-    assert rows["r.rules:1:1"].tensors == 5  # conv1 and layer2's four (layer1 is line 2's)
+    # Every Conv2d weight but the excluded shortcut's: line 1 sets granularity and metric on
+    # layer1's four too, though line 2 sets their last key.
+    assert rows["r.rules:1:1"].tensors == 9
     assert rows["r.rules:2:1"].sparsity == pytest.approx(0.25)
     assert rows["r.rules:4:1"].bits == ("int8",) and rows["r.rules:4:1"].sparsity is None
     assert rows["r.rules:5:1"].bits == ("int4",)
     assert summary_rows(result.compression) == list(result.rows)
+
+
+def test_summary_credits_every_statement_that_set_a_key_and_only_its_own_dtypes():
+    model, batch = example_model("cnn")
+    text = (
+        "quantize Conv2d.weight quant_dtype=int8\n"
+        "quantize Conv2d.weight granularity=out_channel\n"
+        "prune conv1.weight sparse_ratio=0.5 granularity=out_channel\n"
+        "align bn1.weight with conv1.weight dims=[0]\n"
+        "prune conv2.weight sparse_ratio=0.25\n"
+    )
+    plan = compile_plan(model, text)
+    result = apply_plan_job(model, plan, calib=[batch])
+    rows = {row.rule: row for row in result.rows}
+    convs = len(plan.of_mode(Mode.QUANTIZE))
+    assert (rows["r.rules:1:1"].tensors, rows["r.rules:1:1"].bits) == (convs, ("int8",))
+    assert (rows["r.rules:2:1"].tensors, rows["r.rules:2:1"].bits) == (convs, ())
+    assert rows["r.rules:4:1"].align and rows["r.rules:4:1"].cells()[1] == "prune (align)"
+    assert not rows["r.rules:3:1"].align
+    table = {line.split("  ")[0].strip(): line for line in summary_table(result).splitlines()}
+    assert re.match(r"r\.rules:2:1\s+quantize\s+3\s+-\s+-$", table["r.rules:2:1"])
+    # The total counts each tensor once, though two statements are credited with it.
+    masks = flat(result.compression.masks())
+    zeros = sum(int((~m).sum()) for m in masks.values())
+    total = result.total
+    assert (
+        total.tensors == len({e.key for e in plan.entries}) < sum(r.tensors for r in rows.values())
+    )
+    assert (total.zeros, total.elements) == (zeros, sum(m.numel() for m in masks.values()))
+    assert total.bits == ("int8",)
+    assert table["total"].split() == [
+        "total",
+        str(total.tensors),
+        f"{100 * zeros / total.elements:.1f}%",
+        "int8",
+    ]
 
 
 def test_summary_table_is_aligned():

@@ -85,11 +85,19 @@ def test_info_never_fails(workdir):
     assert result.exit_status("error") == 0 and result.exit_status("warning") == 0
 
 
-def test_warnings_fail_only_with_fail_on_warning(workdir):
+def test_warnings_fail_by_default_and_pass_with_fail_on_error(workdir):
     result = lint_text(workdir, "prune conv9.weight sparse_ratio=0.5\n", cnn())
     assert only(result, "W301").severity is Severity.WARNING
-    assert result.exit_status("error") == 0
+    assert result.exit_status() == 1
     assert result.exit_status("warning") == 1
+    assert result.exit_status("error") == 0
+
+
+def test_a_conflict_alone_fails_by_default(workdir):
+    text = "prune conv*.weight sparse_ratio=0.5 metric=l2\nprune conv{1,2,3}.weight sparse_ratio=0.25\n"
+    result = lint_text(workdir, text, cnn())
+    assert codes(result) == ["W302"]
+    assert result.exit_status() == 1 and result.exit_status("error") == 0
 
 
 def test_unknown_fail_on_is_x803(workdir):
@@ -145,7 +153,7 @@ def test_w301_matches_nothing_with_did_you_mean(workdir):
     )
     result = lint_text(workdir, text, resnet())
     diag = only(result, "W301")
-    assert where(diag) == ("t.rules", 2, 1, 2, 44)
+    assert where(diag) == ("t.rules", 2, 7, 2, 27)  # the selector, not the whole statement
     assert "matches no module" in diag.message and "'layer1.1.conv2'" in diag.hint
 
 
@@ -155,6 +163,25 @@ def test_w301_target_typo_and_empty_scope(workdir):
     text = "prune Conv2d.weight in layr1.** sparse_ratio=0.5\n"
     scope = only(lint_text(workdir, text, resnet()), "W301")
     assert "10 Conv2d module(s), none inside the `in` scope" in scope.hint
+
+
+@pytest.mark.parametrize(
+    "selector, modules",
+    [("conv*.wieght", "the 3 module(s) 'conv*' matches"), ("Conv2d.wieght", "the 3 module(s)")],
+)
+def test_w301_when_the_modules_match_names_the_target_at_the_selector(workdir, selector, modules):
+    text = f"prune {selector} sparse_ratio=0.5\n"
+    diag = only(lint_text(workdir, text, cnn()), "W301")
+    assert where(diag) == ("t.rules", 1, 7, 1, 7 + len(selector))
+    assert diag.hint.startswith(f"'wieght' is not a target of {modules}")
+    assert diag.hint.endswith("did you mean 'weight'?")
+    assert "conv3" not in diag.hint  # the module part matched: no module names offered
+
+
+def test_w301_target_far_from_any_lists_the_modules_targets(workdir):
+    diag = only(lint_text(workdir, "prune conv*.kernel sparse_ratio=0.5\n", cnn()), "W301")
+    assert "'kernel' is not a target of the 3 module(s) 'conv*' matches" in diag.hint
+    assert "'weight'" in diag.hint and "'bias'" in diag.hint
 
 
 def test_w302_equal_specificity_conflict_at_the_later_value(workdir):

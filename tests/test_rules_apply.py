@@ -69,9 +69,11 @@ class CustomNet(nn.Module):
 
 
 def apply_rules(text: str, model: nn.Module, calib=None, **kwargs) -> Compression:
+    """The issue's statements are written for every bundled model: some match nothing on one."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", CompressionWarning)
-        return dsl_compress.apply(dsl_compress.parse(text, "t.rules"), model, calib, **kwargs)
+        rules = dsl_compress.parse(text, "t.rules")
+        return dsl_compress.apply(rules, model, calib, allow_unmatched=True, **kwargs)
 
 
 def rows(mask: torch.Tensor) -> torch.Tensor:
@@ -164,7 +166,9 @@ def run_example(name: str):
     rules = dsl_compress.parse(ISSUE_EXAMPLE[name], f"{name}.rules")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", CompressionWarning)
-        compression = dsl_compress.apply(rules, model, calib=[batch], teacher=teacher)
+        compression = dsl_compress.apply(
+            rules, model, calib=[batch], teacher=teacher, allow_unmatched=True  # see apply_rules
+        )
     return model, batch, teacher, keys, compression
 
 
@@ -356,3 +360,40 @@ def test_quantize_round_trip_keys_per_model():
     assert ours[("fc1", "weight")]["scale"].shape == (64, 1)  # out_channel from line 5
     assert ours[("fc1", "weight")]["quant_dtype"] == "int8"
     assert ours[("act", "_input_0")]["quant_dtype"] == "uint8"
+
+
+# ----- statements that match nothing ---------------------------------------------------------------
+
+UNMATCHED = (
+    "prune conv*.wieght sparse_ratio=0.5\n"
+    "prune conv1.weight sparse_ratio=0.5\n"
+    "quantize fc.weight quant_dtype=int8 except fc9\n"
+)
+
+
+@pytest.mark.parametrize("compiled_first", [False, True])
+def test_apply_raises_e221_for_every_unmatched_selector_and_leaves_the_model(compiled_first):
+    model, _ = example_model("cnn")
+    saved = state_copy(model)
+    rules = dsl_compress.parse(UNMATCHED, "u.rules")
+    source = rules.compile(model).plan if compiled_first else rules
+    with pytest.raises(dsl_compress.CompressionError) as caught:
+        dsl_compress.apply(source, model)
+    found = caught.value.diagnostics
+    assert [(d.code, d.span.line, d.span.column) for d in found] == [
+        ("E221", 1, 7),
+        ("E221", 3, 44),
+    ]
+    assert "'wieght' is not a target" in found[0].hint and "allow_unmatched=True" in found[0].hint
+    assert_same_state(model, saved)
+    assert not any(parametrize.is_parametrized(m) for m in model.modules())
+
+
+def test_allow_unmatched_applies_the_rest_and_warns_w301():
+    model, _ = example_model("cnn")
+    rules = dsl_compress.parse(UNMATCHED, "u.rules")
+    with pytest.warns(CompressionWarning, match=r"W301") as caught:
+        compression = dsl_compress.apply(rules, model, allow_unmatched=True)
+    assert sum("W301" in str(w.message) for w in caught) == 2
+    assert set(compression.masks()) == {"conv1"}
+    assert set(compression.quant_params()) == {"fc"}

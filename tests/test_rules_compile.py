@@ -987,7 +987,7 @@ def test_w301_statement_matching_nothing_names_the_closest_module():
     diag = only(compiled.diagnostics, "W301")
     assert diag.severity is Severity.WARNING
     assert "matches no module of the model" in diag.message
-    assert span_of(diag) == (2, 1)
+    assert span_of(diag) == (2, 7)  # the selector
     assert "'fc1'" in diag.hint or "'fc2'" in diag.hint
     typo = only(
         compile_rules("prune layer3.*.conv1.weight sparse_ratio=0.5", resnet()).diagnostics, "W301"
@@ -998,7 +998,7 @@ def test_w301_statement_matching_nothing_names_the_closest_module():
 def test_w301_for_an_exclude_that_matches_nothing():
     compiled = compile_rules(BOTH_KINDS + "exclude classifier.**\n", cnn())
     diag = only(compiled.diagnostics, "W301")
-    assert "exclude" in diag.message and span_of(diag) == (3, 1)
+    assert "exclude" in diag.message and span_of(diag) == (3, 9)  # the selector
 
 
 def test_model_free_compile_reports_no_model_warnings():

@@ -105,6 +105,11 @@ def _apply(commands) -> argparse.ArgumentParser:
     )
     _config_list_options(cmd)
     cmd.add_argument("--overwrite", action="store_true", help="replace a non-empty --out folder")
+    cmd.add_argument(
+        "--allow-unmatched",
+        action="store_true",
+        help="apply although a statement matches nothing (W301 a warning, not error E221)",
+    )
     _include_root_option(cmd)
     return cmd
 
@@ -115,7 +120,12 @@ def _lint(commands) -> argparse.ArgumentParser:
     _model_or_manifest(cmd)
     _config_list_options(cmd)
     cmd.add_argument("--format", choices=FORMATS, default="full")
-    cmd.add_argument("--fail-on", choices=("error", "warning"), default="error")
+    cmd.add_argument(
+        "--fail-on",
+        choices=("error", "warning"),
+        default="warning",
+        help="the least severity that exits 1 (default warning; info notes never fail)",
+    )
     _include_root_option(cmd)
     return cmd
 

@@ -339,7 +339,6 @@ def _apply(args) -> ExitStatus:
     if args.out:
         _report_warnings(check_destination(Path(args.out), args.overwrite, inputs))
     model = _model(args)
-    calib = load_calib(args.calib) if args.calib else None
     if is_config_list(args.rules):
         plan = _config_input(args).plan(model, args.metric)
         _report_warnings(plan.diagnostics)
@@ -350,8 +349,9 @@ def _apply(args) -> ExitStatus:
             if args.out:
                 refuse_inputs_inside(Path(args.out), rules.files)
             compiled = rules.compile(model)
-        _report_warnings(compiled.diagnostics)
+        _refuse_unmatched(compiled.diagnostics, args.allow_unmatched)
         plan = compiled.plan
+    calib = load_calib(args.calib) if args.calib else None
     result = apply_plan_job(model, plan, calib=calib, dry_run=args.dry_run, progress=_bar())
     _report_warnings(result.compression.findings)
     print(summary_table(result))
@@ -360,6 +360,16 @@ def _apply(args) -> ExitStatus:
         _report_warnings(runtime_only_warning(plan, Path(args.out)))
         print(f"wrote {len(written)} files to {args.out}", file=sys.stderr)
     return ExitStatus.OK
+
+
+def _refuse_unmatched(diagnostics, allowed: bool) -> None:
+    """The compile's warnings; then, unless ``allowed``, E221 for every W301 at once, before
+    calibration data is read or the engine runs."""
+    from dsl_compress.resolve.findings import unmatched_refused
+
+    refused = [] if allowed else unmatched_refused(diagnostics, "--allow-unmatched")
+    _report_warnings([diag for diag in diagnostics if not refused or diag.code != "W301"])
+    raise_errors(refused)
 
 
 def _report_warnings(diagnostics) -> None:

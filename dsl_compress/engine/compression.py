@@ -182,7 +182,10 @@ class Compression:
     ) -> None:
         """Merge what a further verb computed (inside :meth:`lifted`, after
         :meth:`addition_errors` found nothing): installed when ``lifted`` exits."""
-        self.plan = Plan(self.plan.entries + plan.entries, self.plan.diagnostics + plan.diagnostics)
+        statements = {**self.plan.statements, **plan.statements}
+        self.plan = Plan(
+            self.plan.entries + plan.entries, self.plan.diagnostics + plan.diagnostics, statements
+        )
         self._masks.update(masks)
         self._quant.update(quant)
         self._quant_options.update((key, options) for key in quant)

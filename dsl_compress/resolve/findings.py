@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Iterable, Mapping
 
 from dsl_compress.diagnostics import Diagnostic, Severity, Span, did_you_mean, located
@@ -10,13 +10,14 @@ from dsl_compress.plan import PlanEntry
 from dsl_compress.resolve.model_index import ModelIndex
 from dsl_compress.resolve.check import Rule, SettingValue
 from dsl_compress.language.syntax import Selector
-from dsl_compress.resolve.selectors import brace_expansions, is_type_name
+from dsl_compress.resolve.selectors import brace_expansions, compile_selector, is_type_name
 
 TARGET_WORDS = ("weight", "bias", "_input_", "_output_")
 
 
-def nothing_matched(index: ModelIndex, compiled, span: Span, what: str) -> Diagnostic:
-    """W301 with the closest module names or types (or what the scope ruled out) as the hint."""
+def nothing_matched(index: ModelIndex, compiled, what: str) -> Diagnostic:
+    """W301 at the selector, with the closest module names or types (or what the scope ruled
+    out, or the target its modules lack) as the hint."""
     selector: Selector = compiled.source
     text = ".".join(s.text for s in selector.path.segments) or (selector.path.regex or "")
     if compiled.type_name is not None:
@@ -26,15 +27,36 @@ def nothing_matched(index: ModelIndex, compiled, span: Span, what: str) -> Diagn
     else:
         pool = [*index.modules, *sorted(set(index.type_names.values()))]
         head = text.split(".")[0]
-        hint = _target_typo(index, text) or did_you_mean(text, pool)
+        hint = _target_typo(index, compiled) or did_you_mean(text, pool)
         hint = hint or did_you_mean(head, [p for p in pool if p != head])
     return Diagnostic(
         "W301",
         Severity.WARNING,
         f"this {what} matches no module of the model",
-        span=span,
+        span=selector.span,
         hint=hint,
     )
+
+
+def unmatched_refused(diagnostics: Iterable[Diagnostic], relax: str) -> list[Diagnostic]:
+    """E221 for every W301 (a statement, exclude or except that matches nothing): apply refuses
+    them all at once, at their selectors, so a typo costs no run; ``relax`` is how to allow them."""
+    return [
+        Diagnostic(
+            "E221",
+            Severity.ERROR,
+            f"{diag.message} (W301 is an error for apply)",
+            span=diag.span,
+            subject=diag.subject,
+            hint=_with(diag.hint, f"pass {relax} to apply without it"),
+        )
+        for diag in diagnostics
+        if diag.code == "W301"
+    ]
+
+
+def _with(hint: str | None, relax: str) -> str:
+    return f"{hint} (or {relax})" if hint else relax
 
 
 def _type_hint(index: ModelIndex, compiled) -> str | None:
@@ -72,13 +94,31 @@ def _braced_type_hint(index: ModelIndex, selector: Selector) -> str:
     )
 
 
-def _target_typo(index: ModelIndex, text: str) -> str | None:
-    """`fc1.wieght`: the module exists and the last segment is close to a target name."""
-    module, _, last = text.rpartition(".")
-    if module in index.modules and last:
-        close = did_you_mean(last, TARGET_WORDS)
-        return close and f"'{last}' is not a target of '{module}'; {close}"
-    return None
+def _target_typo(index: ModelIndex, compiled) -> str | None:
+    """`conv*.wieght`: the module part matches modules and the last segment, read as their
+    target, is none of theirs: name the target (the closest of those modules' targets)."""
+    selector: Selector = compiled.source
+    path = selector.path
+    if compiled.targets is not None or path.regex is not None or len(path.segments) < 2:
+        return None
+    last = path.segments[-1]
+    if last.braced or set("*{") & set(last.text):
+        return None
+    module_part = replace(selector, path=replace(path, segments=path.segments[:-1]))
+    modules_selector, _ = compile_selector(module_part, frozenset(), takes_target=False)
+    modules = modules_selector.names(index) if modules_selector is not None else []
+    if not modules:
+        return None
+    targets = {t for m in modules for t in index.modules[m]._parameters} | set(TARGET_WORDS)
+    written = ".".join(s.text for s in path.segments[:-1])
+    which = (
+        f"'{written}'"
+        if modules == [written]
+        else f"the {len(modules)} module(s) '{written}' matches"
+    )
+    close = did_you_mean(last.text, sorted(targets))
+    offer = close or "they have " + ", ".join(f"'{t}'" for t in sorted(targets))
+    return f"'{last.text}' is not a target of {which}; {offer}"
 
 
 def all_excluded(rule: Rule, count: int) -> Diagnostic:
@@ -86,7 +126,7 @@ def all_excluded(rule: Rule, count: int) -> Diagnostic:
         "W301",
         Severity.WARNING,
         f"every module this statement matches ({count}) is removed by exclude or except",
-        span=rule.span,
+        span=rule.selector.source.span,
         hint="remove the statement, or narrow the exclude",
     )
 
@@ -97,7 +137,7 @@ def no_target(rule: Rule, count: int) -> Diagnostic:
         "W301",
         Severity.WARNING,
         f"this statement matches {count} module(s), but none of them has {targets}",
-        span=rule.span,
+        span=rule.selector.source.span,
         hint="check the target name, or narrow the pattern to modules that have it",
     )
 

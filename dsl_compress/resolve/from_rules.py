@@ -93,7 +93,8 @@ def resolve_rules(model: torch.nn.Module | StandInModule, checked: CheckedRules)
     errors = [d for d in diags if d.severity is Severity.ERROR]
     if errors:
         raise CompressionError(errors)
-    return Resolution(Plan(tuple(entries), tuple(diags)), found_per_key)
+    statements = {str(v.span): str(rule.span) for rule in rules for v in rule.values.values()}
+    return Resolution(Plan(tuple(entries), tuple(diags), statements), found_per_key)
 
 
 def _type_wide(rule: Rule) -> bool:
@@ -134,7 +135,7 @@ class _Resolver:
         found = self._of_type(type_name)
         kept = self._kept_of_type(mode, type_name)
         if not found:
-            diags.append(nothing_matched(self.index, rule.selector, rule.span, "statement"))
+            diags.append(nothing_matched(self.index, rule.selector, "statement"))
             return
         if not kept:
             diags.append(all_excluded(rule, len(found)))
@@ -312,7 +313,7 @@ def _excluded(index: ModelIndex, excludes: Sequence[ExcludeRule], diags: list) -
     for rule in excludes:
         names = set(rule.selector.names(index))
         if not names:
-            diags.append(nothing_matched(index, rule.selector, rule.span, "exclude"))
+            diags.append(nothing_matched(index, rule.selector, "exclude"))
         out[rule.mode] |= names
     return out
 
@@ -324,7 +325,7 @@ def _matches(index: ModelIndex, rule: Rule, removed: set, diags: list) -> tuple[
     for selector in rule.excepts:
         names = set(selector.names(index))
         if not names:
-            diags.append(nothing_matched(index, selector, selector.source.span, "except"))
+            diags.append(nothing_matched(index, selector, "except"))
         removed = removed | names
     found = rule.selector.matches(index) if rule.is_align else rule.selector.names(index)
     if not found and rule.fallback is not None:
@@ -336,7 +337,7 @@ def _matches(index: ModelIndex, rule: Rule, removed: set, diags: list) -> tuple[
     else:
         kept = [name for name in found if name not in removed]
     if not found:
-        diags.append(nothing_matched(index, rule.selector, rule.span, "statement"))
+        diags.append(nothing_matched(index, rule.selector, "statement"))
     elif not kept:
         diags.append(all_excluded(rule, len(found)))
     return rule, kept

@@ -18,18 +18,20 @@ from dsl_compress.io import outputs
 from dsl_compress.engine.options import EngineOptions, Progress
 from dsl_compress.io.outputs import OUTPUT_FILES
 from dsl_compress.plan import Plan
-from dsl_compress.tools.summary import SummaryRow, compression_rows
+from dsl_compress.tools.summary import SummaryRow, SummaryTotal, compression_rows, compression_total
 
 __all__ = ["OUTPUT_FILES", "ApplyResult", "apply_plan_job", "write_outputs"]
 
 
 @dataclass(frozen=True)
 class ApplyResult:
-    """A compression, the plan it ran and one summary row per rule; restored when ``dry_run``."""
+    """A compression, the plan it ran, one summary row per rule and the total; restored when
+    ``dry_run``."""
 
     compression: Compression
     plan: Plan
     rows: tuple[SummaryRow, ...]
+    total: SummaryTotal
     dry_run: bool = False
 
 
@@ -51,10 +53,11 @@ def apply_plan_job(
     compression = execute_plan(model, plan, options)
     try:
         rows = tuple(compression_rows(compression))
+        total = compression_total(compression)
     finally:
         if dry_run:
             compression.restore()
-    return ApplyResult(compression, plan, rows, dry_run)
+    return ApplyResult(compression, plan, rows, total, dry_run)
 
 
 def write_outputs(

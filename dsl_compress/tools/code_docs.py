@@ -83,6 +83,11 @@ EXAMPLES: dict[str, tuple[str | None, str]] = {
 
 # What the command prints for a code no rules text produces, proven by the tests.
 COMMAND_EXAMPLES: dict[str, str] = {
+    "E221": "$ cat typo.rules\n"
+    "prune conv*.wieght sparse_ratio=0.5\n"
+    "$ dsl-compress apply typo.rules --model dsl_compress.models:cnn --dry-run\n"
+    "typo.rules:1:7: error[E221] this statement matches no module of the model (W301 is an "
+    "error for apply)",
     "I901": "$ dsl-compress lint model.rules\n"
     "error[I901] internal error in 'dsl-compress lint': RecursionError: maximum recursion "
     "depth exceeded (a bug in dsl-compress 0.1.0, not in your input: please report it as an "

@@ -118,7 +118,7 @@ def _nothing_selected(
     hint = _wildcard_hint(compiled.source, index, plan)
     hint = hint or did_you_mean(text, _tensor_names(index, plan))
     if hint is None and not modules:
-        hint = nothing_matched(index, compiled, compiled.source.span, "target").hint
+        hint = nothing_matched(index, compiled, "target").hint
     hint = hint or "a selector reads as in a statement: '*' within one dotted segment, '**' across"
     return Diagnostic("L106", Severity.ERROR, message, subject=ORIGIN, hint=hint)
 

@@ -57,8 +57,9 @@ class LintResult:
     def count(self, severity: Severity) -> int:
         return sum(1 for d in self.diagnostics if d.severity is severity)
 
-    def exit_status(self, fail_on: str = "error") -> int:
-        """1 when some diagnostic is at or above ``fail_on`` ('error' or 'warning'), else 0."""
+    def exit_status(self, fail_on: str = "warning") -> int:
+        """1 when some diagnostic is at or above ``fail_on`` ('warning', as ruff's default, or
+        'error'), else 0; info notes never fail."""
         if fail_on not in FAIL_ON:
             hint = did_you_mean(str(fail_on), FAIL_ON) or "use 'error' or 'warning'"
             fail("X803", f"fail_on must be 'error' or 'warning', not {fail_on!r}", hint=hint)

@@ -17,14 +17,39 @@ _MODE_ORDER = {mode: i for i, mode in enumerate(Mode)}
 
 @dataclass(frozen=True)
 class SummaryRow:
-    """One rule (statement or config) of a plan: what it matched and what it reached.
+    """One rule (statement or config) of a plan: the tensors it set a key of and what they reached.
 
     ``sparsity`` is the fraction of zeros over the rule's masked tensors (None when it
-    masked nothing); ``bits`` the quantization dtypes it gave (None when it quantized nothing).
+    masked nothing); ``bits`` the quantization dtypes it set itself (empty when it set none);
+    ``align`` says an align statement set the tensors' masks.
     """
 
     rule: str
     mode: Mode
+    tensors: int
+    zeros: int
+    elements: int
+    bits: tuple[str, ...] = ()
+    align: bool = False
+
+    @property
+    def sparsity(self) -> float | None:
+        return self.zeros / self.elements if self.elements else None
+
+    def cells(self) -> tuple[str, str, str, str, str]:
+        return (
+            self.rule,
+            self.mode.value + (" (align)" if self.align else ""),
+            str(self.tensors),
+            _percent(self.sparsity),
+            "/".join(self.bits) or "-",
+        )
+
+
+@dataclass(frozen=True)
+class SummaryTotal:
+    """The whole plan: its distinct tensors, zeros over every mask, every dtype it gave."""
+
     tensors: int
     zeros: int
     elements: int
@@ -35,23 +60,20 @@ class SummaryRow:
         return self.zeros / self.elements if self.elements else None
 
     def cells(self) -> tuple[str, str, str, str, str]:
-        return (
-            self.rule,
-            self.mode.value,
-            str(self.tensors),
-            _percent(self.sparsity),
-            "/".join(self.bits) or "-",
-        )
+        return ("total", "", str(self.tensors), _percent(self.sparsity), "/".join(self.bits) or "-")
 
 
 class Summarized(Protocol):
-    """A finished job's plan and rows (the apply job's result), summarised without recomputing."""
+    """A finished job's plan, rows and total (the apply job's result), without recomputing."""
 
     @property
     def plan(self) -> Plan: ...
 
     @property
     def rows(self) -> tuple[SummaryRow, ...]: ...
+
+    @property
+    def total(self) -> SummaryTotal: ...
 
 
 def summary_rows(source: Compression | Summarized) -> list[SummaryRow]:
@@ -61,24 +83,73 @@ def summary_rows(source: Compression | Summarized) -> list[SummaryRow]:
     return list(source.rows)
 
 
+def summary_total(source: Compression | Summarized) -> SummaryTotal:
+    if isinstance(source, Compression):
+        return compression_total(source)
+    return source.total
+
+
+# A plan entry as one rule saw it: the entry and the keys that rule set on it.
+_Credit = tuple[PlanEntry, frozenset[str]]
+
+
 def compression_rows(compression: Compression) -> list[SummaryRow]:
-    """One row per rule, grouping plan entries by the origin that set them, in source order."""
+    """One row per rule, in source order, crediting it with every tensor it set at least one
+    key of (not only those whose last key it set): a statement that gave only a granularity
+    counts its tensors, and their dtype stays with the statement that set it."""
     masks, quant = compression.masks(), compression.quant_params()
-    groups: dict[tuple[str, Mode], list[PlanEntry]] = {}
-    for entry in compression.plan.entries:
-        groups.setdefault((entry.origin, entry.mode), []).append(entry)
-    rows = [_row(origin, mode, entries, masks, quant) for (origin, mode), entries in groups.items()]
+    plan = compression.plan
+    groups: dict[tuple[str, Mode], list[_Credit]] = {}
+    for entry in plan.entries:
+        for rule, keys in _rules_of(entry, plan).items():
+            groups.setdefault((rule, entry.mode), []).append((entry, keys))
+    rows = [_row(origin, mode, found, masks, quant) for (origin, mode), found in groups.items()]
     return sorted(rows, key=_source_order)
 
 
-def _row(origin: str, mode: Mode, entries: list[PlanEntry], masks: dict, quant: dict) -> SummaryRow:
-    found = [masks.get(e.module, {}).get(e.target) for e in entries if e.mode is Mode.PRUNE]
-    found = [m for m in found if m is not None]
-    params = [quant.get(e.module, {}).get(e.target) for e in entries if e.mode is Mode.QUANTIZE]
+def compression_total(compression: Compression) -> SummaryTotal:
+    """The total line: each tensor once, however many rules set its keys."""
+    masks, quant = compression.masks(), compression.quant_params()
+    entries = compression.plan.entries
+    found = [m for m in (_mask(masks, e) for e in entries) if m is not None]
+    bits = {p["quant_dtype"] for p in (_quant(quant, e) for e in entries) if p is not None}
+    zeros, elements = _zeros(found), sum(m.numel() for m in found)
+    tensors = len({e.key for e in entries})
+    return SummaryTotal(tensors, zeros, elements, tuple(sorted(bits, key=_dtype_order)))
+
+
+def _rules_of(entry: PlanEntry, plan: Plan) -> dict[str, frozenset[str]]:
+    """The rules that set keys of the entry, each with its keys; the matching rule when every
+    key is a template's (a statement with no settings of its own)."""
+    keys: dict[str, set[str]] = {}
+    for key, origin in entry.key_origins.items():
+        rule = plan.statement_of(origin)
+        if rule is not None:
+            keys.setdefault(rule, set()).add(key)
+    return {rule: frozenset(set_keys) for rule, set_keys in keys.items()} or {
+        entry.origin: frozenset()
+    }
+
+
+def _row(origin: str, mode: Mode, found: list[_Credit], masks: dict, quant: dict) -> SummaryRow:
+    pruned = [m for m in (_mask(masks, entry) for entry, _ in found) if m is not None]
+    params = [_quant(quant, entry) for entry, keys in found if "quant_dtype" in keys]
     bits = sorted({p["quant_dtype"] for p in params if p is not None}, key=_dtype_order)
-    zeros = sum(int((~m).sum().item()) for m in found)
-    elements = sum(m.numel() for m in found)
-    return SummaryRow(origin, mode, len(entries), zeros, elements, tuple(bits))
+    zeros, elements = _zeros(pruned), sum(m.numel() for m in pruned)
+    align = any("align" in keys for _, keys in found)
+    return SummaryRow(origin, mode, len(found), zeros, elements, tuple(bits), align)
+
+
+def _mask(masks: dict, entry: PlanEntry):
+    return masks.get(entry.module, {}).get(entry.target) if entry.mode is Mode.PRUNE else None
+
+
+def _quant(quant: dict, entry: PlanEntry) -> dict | None:
+    return quant.get(entry.module, {}).get(entry.target) if entry.mode is Mode.QUANTIZE else None
+
+
+def _zeros(masks: list) -> int:
+    return sum(int((~m).sum().item()) for m in masks)
 
 
 def _source_order(row: SummaryRow) -> tuple:
@@ -104,22 +175,13 @@ def summary_table(source: Compression | Summarized) -> str:
     rows = summary_rows(source)
     lines = [HEADER, *(row.cells() for row in rows)]
     if rows:
-        lines.append(_total(rows, source))
+        lines.append(summary_total(source).cells())
     widths = [max(len(line[i]) for line in lines) for i in range(len(HEADER))]
     text = [_format(line, widths) for line in lines]
     text.insert(1, _format(tuple("-" * w for w in widths), widths))
     if rows:
         text.insert(len(text) - 1, text[1])
     return "\n".join(text)
-
-
-def _total(rows: list[SummaryRow], source: Compression | Summarized) -> tuple[str, ...]:
-    plan = source.plan
-    zeros, elements = sum(r.zeros for r in rows), sum(r.elements for r in rows)
-    bits = sorted({b for r in rows for b in r.bits}, key=_dtype_order)
-    tensors = len({e.key for e in plan.entries})
-    sparsity = zeros / elements if elements else None
-    return ("total", "", str(tensors), _percent(sparsity), "/".join(bits) or "-")
 
 
 def _format(cells: tuple[str, ...], widths: list[int]) -> str:

@@ -59,12 +59,15 @@ class Resolution:
         return {key: in_statement_order(shared, own) for key, shared, own in self.tensors}
 
 
-def resolve_rules(model: torch.nn.Module | StandInModule, checked: CheckedRules) -> Resolution:
+def resolve_rules(
+    model: torch.nn.Module | StandInModule, checked: CheckedRules, index: ModelIndex | None = None
+) -> Resolution:
     """The plan for ``model`` (a torch module, or a manifest's stand-in: resolution loads no
     torch): every matched tensor with each key set by its winning statement; raises
-    CompressionError carrying every error."""
+    CompressionError carrying every error. ``index``: the model's index, when the caller has
+    built it already."""
     rules = checked.rules
-    index = ModelIndex.of(model)
+    index = index or ModelIndex.of(model)
     diags: list[Diagnostic] = []
     excluded = _excluded(index, checked.excludes, diags)
     removed = {mode: excluded.get(None, set()) | excluded.get(mode, set()) for mode in Mode}

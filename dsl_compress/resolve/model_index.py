@@ -48,6 +48,8 @@ class ModelIndex:
     def tied(self) -> dict[int, list[str]]:
         """{id(parameter): ['module.name', ...]} for each parameter held under two or more
         names (tied weights); a module reachable under two names counts once, under its first."""
+        if not self._any_tied():
+            return {}
         first: dict[int, tuple[str, str]] = {}
         tied: dict[int, list[tuple[str, str]]] = {}
         for module_name, module in self.modules.items():
@@ -60,6 +62,18 @@ class ModelIndex:
                 if seen != (module_name, name):
                     tied.setdefault(id(tensor), [seen]).append((module_name, name))
         return {key: [_dotted(*pair) for pair in pairs] for key, pairs in tied.items()}
+
+    def _any_tied(self) -> bool:
+        """Whether two parameter names hold one tensor: one pass that builds no names, since
+        tied weights are rare and a model may have 100,000 modules."""
+        ids = [
+            id(tensor)
+            for name, module in self.modules.items()
+            if self.canonical[name] == name
+            for tensor in module._parameters.values()
+            if tensor is not None
+        ]
+        return len(set(ids)) != len(ids)
 
     @cached_property
     def aliased(self) -> bool:

@@ -17,7 +17,8 @@ from dsl_compress.plan import Plan
 from dsl_compress.resolve.check import CheckedRules, check_rules
 from dsl_compress.resolve.contributions import Contribution, SettingKey
 from dsl_compress.resolve.nni_export import mixed_metrics, static_config_list
-from dsl_compress.schema.registry import Registry, type_name_of
+from dsl_compress.resolve.model_index import ModelIndex
+from dsl_compress.schema.registry import Registry
 from dsl_compress.vocab import Mode
 
 
@@ -69,13 +70,15 @@ class RuleSet:
 
         ``trace`` keeps, with a model, which statements reached each tensor (what explain reads).
         """
-        checked = self.check(registry, None if model is None else model_type_names(model))
+        index = None if model is None else ModelIndex.of(model)  # one walk of the model
+        model_types = None if index is None else frozenset(index.type_names.values())
+        checked = self.check(registry, model_types)
         diags = list(checked.diagnostics)
         plan, model_free, contributions = None, None, None
         if model is not None:
             from dsl_compress.resolve.from_rules import resolve_rules
 
-            resolution = resolve_rules(model, checked)
+            resolution = resolve_rules(model, checked, index)
             plan = resolution.plan
             contributions = resolution.contributions() if trace else None
             diags.extend(plan.diagnostics)
@@ -92,11 +95,6 @@ class RuleSet:
         """The model-independent stage: lets, registrations, selectors and values checked
         (``model_types``: the model's type names, when there is a model; see check_rules)."""
         return check_rules(self.statements, registry, model_types)
-
-
-def model_type_names(model: torch.nn.Module) -> frozenset[str]:
-    """The class names of the model's modules, as the registry keys them."""
-    return frozenset(type_name_of(module) for module in model.modules())
 
 
 def parse(text: str, path: str | None = None, include_root: str | Path | None = None) -> RuleSet:

@@ -114,11 +114,17 @@ def _apply(commands) -> argparse.ArgumentParser:
     return cmd
 
 
+def _rules_input_options(cmd: argparse.ArgumentParser) -> None:
+    """What a command that reads rules or a config_list takes besides the file itself."""
+    _model_or_manifest(cmd)
+    _config_list_options(cmd)
+    _include_root_option(cmd)
+
+
 def _lint(commands) -> argparse.ArgumentParser:
     cmd = commands.add_parser("lint", help="check rules files or NNI config_lists (for CI)")
     cmd.add_argument("rules", nargs="+", metavar="RULES", help=RULES_HELP)
-    _model_or_manifest(cmd)
-    _config_list_options(cmd)
+    _rules_input_options(cmd)
     cmd.add_argument("--format", choices=FORMATS, default="full")
     cmd.add_argument(
         "--fail-on",
@@ -126,7 +132,6 @@ def _lint(commands) -> argparse.ArgumentParser:
         default="warning",
         help="the least severity that exits 1 (default warning; info notes never fail)",
     )
-    _include_root_option(cmd)
     return cmd
 
 
@@ -148,25 +153,21 @@ def _explain(commands) -> argparse.ArgumentParser:
         "explain", help="why each tensor gets its settings, or what a diagnostic code means"
     )
     cmd.add_argument("subject", metavar="RULES|CODE", help=f"{RULES_HELP}, or a diagnostic code")
-    _model_or_manifest(cmd)
-    _config_list_options(cmd)
+    _rules_input_options(cmd)
     cmd.add_argument(
         "--target",
         metavar="SELECTOR",
         help="only the tensors this selector picks, read as in a statement (layer1.*.conv1.weight)",
     )
-    _include_root_option(cmd)
     return cmd
 
 
 def _compile(commands) -> argparse.ArgumentParser:
     cmd = commands.add_parser("compile", help="print the NNI config_list, registry or plan")
     cmd.add_argument("rules", metavar="RULES", help=RULES_HELP)
-    _model_or_manifest(cmd)
-    _config_list_options(cmd)
+    _rules_input_options(cmd)
     cmd.add_argument("--format", choices=("config-list", "registry", "plan"), default="config-list")
     cmd.add_argument("-o", "--output", metavar="FILE")
-    _include_root_option(cmd)
     return cmd
 
 

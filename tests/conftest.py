@@ -88,3 +88,18 @@ def assert_same_state(model: nn.Module, saved: dict[str, torch.Tensor]) -> None:
     assert list(state) == list(saved)
     for key, value in saved.items():
         assert torch.equal(state[key], value), key
+
+
+class Aliased(nn.Module):
+    """One block reachable as 'a' and 'b', and fc2 sharing fc1's weight (tied)."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Sequential(nn.Linear(4, 4), nn.ReLU())
+        self.b = self.a
+        self.fc1 = nn.Linear(4, 4)
+        self.fc2 = nn.Linear(4, 4, bias=False)
+        self.fc2.weight = self.fc1.weight
+
+    def forward(self, x):
+        return self.fc2(self.fc1(self.b(self.a(x))))

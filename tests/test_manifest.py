@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 import dsl_compress
+from conftest import Aliased
 from dsl_compress import CompressionError, build_plan
 from dsl_compress.io.manifest import (
     build_manifest,
@@ -26,21 +27,6 @@ from dsl_compress.resolve.model_index import ModelIndex
 MODELS = ["cnn", "resnet", "transformer"]
 COMPILE_DIR = Path(__file__).parent / "data" / "compile"
 RULE_FILES = sorted(COMPILE_DIR.glob("*.rules"))
-
-
-class Aliased(nn.Module):
-    """One block reachable as 'a' and 'b', and fc2 sharing fc1's weight (tied)."""
-
-    def __init__(self):
-        super().__init__()
-        self.a = nn.Sequential(nn.Linear(4, 4), nn.ReLU())
-        self.b = self.a
-        self.fc1 = nn.Linear(4, 4)
-        self.fc2 = nn.Linear(4, 4, bias=False)
-        self.fc2.weight = self.fc1.weight
-
-    def forward(self, x):
-        return self.fc2(self.fc1(self.b(self.a(x))))
 
 
 def entry(manifest: dict, name: str) -> dict:

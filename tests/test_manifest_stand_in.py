@@ -13,7 +13,7 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import CustomizedModule
+from conftest import Aliased, CustomizedModule
 from dsl_compress.io.manifest import build_manifest, model_from_manifest, save_manifest
 from dsl_compress.io.manifest_read import load_manifest, stand_in_model
 from dsl_compress.models import example_model
@@ -104,21 +104,6 @@ MODEL_AWARE_CONFIGS = {
         [{"op_types": ["Linear", "Conv2d"], "quant_dtype": "int4", "granularity": [1, 7]}],
     ),
 }
-
-
-class Aliased(nn.Module):
-    """One block reachable as 'a' and 'b', and fc2 sharing fc1's weight (tied)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.a = nn.Sequential(nn.Linear(4, 4), nn.ReLU())
-        self.b = self.a
-        self.fc1 = nn.Linear(4, 4)
-        self.fc2 = nn.Linear(4, 4, bias=False)
-        self.fc2.weight = self.fc1.weight
-
-    def forward(self, x):
-        return self.fc2(self.fc1(self.b(self.a(x))))
 
 
 def _model(name: str) -> nn.Module:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
@@ -59,8 +61,9 @@ class MaskRequest:
         """Whether a stage before align computes a mask for the target from its own metric."""
         return self.get("sparse_threshold") is not None or self.stage not in (None, "align")
 
-    @property
+    @functools.cached_property
     def kernel(self) -> BlockKernel | None:
+        """The granularity's block kernel, parsed once per request (the stages read it often)."""
         kernel = parse_granularity(self.get("granularity"), subject=self.name)
         if isinstance(kernel, str):
             fail("X803", f"granularity of {self.name} was not resolved", subject=self.name)

@@ -9,7 +9,7 @@ import torch
 from dsl_compress.diagnostics import did_you_mean, fail
 from dsl_compress.engine.quant_dtypes import QuantRange, quant_range
 from dsl_compress.schema.granularity import BlockKernel
-from dsl_compress.vocab import QUANT_BITS, QUANT_DTYPES, QUANT_SCHEMES
+from dsl_compress.vocab import QUANT_DTYPES, QUANT_SCHEMES
 
 # The quant_dtype ranges live torch-free in quant_dtypes (lint checks them without torch);
 # they are named here too, with the numerics that use them.
@@ -23,10 +23,8 @@ __all__ = [
     "fused_fake_quantize",
 ]
 
-_BITS = QUANT_BITS
-_FLOAT32_EPS = torch.finfo(torch.float32).eps
 # The smallest scale: float32 eps, as NNI floors it.
-SCALE_FLOOR = _FLOAT32_EPS
+SCALE_FLOOR = torch.finfo(torch.float32).eps
 
 
 def scale_zero_point(
@@ -50,10 +48,10 @@ def scale_zero_point(
     qmin, qmax = qrange.qmin, qrange.qmax
     if scheme is None or scheme == "symmetric":
         scale = torch.maximum(lo.abs(), hi.abs()) / (float(qmax - qmin) / 2)
-        scale = torch.clamp_min(scale, _FLOAT32_EPS)
+        scale = torch.clamp_min(scale, SCALE_FLOOR)
         zero_point = torch.full_like(scale, float((qmax + qmin + 1) // 2))
     elif scheme == "affine":
-        scale = torch.clamp_min((hi - lo) / float(qmax - qmin), _FLOAT32_EPS)
+        scale = torch.clamp_min((hi - lo) / float(qmax - qmin), SCALE_FLOOR)
         zero_point = qmin - torch.round(lo / scale)
     else:
         fail(

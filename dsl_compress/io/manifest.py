@@ -10,13 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.nn.utils import parametrize
 
 from dsl_compress.diagnostics import CompressionError, fail
 from dsl_compress.engine.calibration import call_model
 from dsl_compress.io.atomic import write_text_atomically
 from dsl_compress.io.manifest_check import FORMAT, VERSION, check_manifest, make_signature
 from dsl_compress.io.manifest_read import load_manifest, raise_all
+from dsl_compress.schema.registry import type_name_of
 from dsl_compress.stand_in import cannot_run
 
 __all__ = [
@@ -38,7 +38,7 @@ def build_manifest(model: torch.nn.Module, example_input: Any = None) -> dict:
     first_tensor: dict[int, str] = {}
     modules = []
     for name, module in model.named_modules(remove_duplicate=False):
-        entry: dict[str, Any] = {"name": name, "type": _type_name(module)}
+        entry: dict[str, Any] = {"name": name, "type": type_name_of(module)}
         if id(module) in first_name:
             entry["alias_of"] = first_name[id(module)]
         else:
@@ -84,10 +84,6 @@ def model_from_manifest(manifest: dict) -> torch.nn.Module:
 
 
 # ----- building -----------------------------------------------------------------------------
-
-
-def _type_name(module: torch.nn.Module) -> str:
-    return parametrize.type_before_parametrizations(module).__name__
 
 
 def _tensors(name: str, module: torch.nn.Module, first: dict[int, str]) -> dict[str, Any]:

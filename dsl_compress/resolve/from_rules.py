@@ -118,6 +118,11 @@ class _Outcome:
     unregistered: dict = field(default_factory=dict)
     settled: dict = field(default_factory=dict)
 
+    def note_conflicts(self, conflicts, module: str, target: str) -> None:
+        """Count the tensor among those each of its conflicts (W302) reaches."""
+        for seen in conflicts:
+            self.conflicts[seen].tensors.append(f"{module}.{target}")
+
 
 class _Resolver:
     """Matches statements to tensors and settles each tensor's keys (once per distinct list)."""
@@ -245,8 +250,7 @@ class _Resolver:
             state.settled[signature] = (entry, top.span, checked if clean else None, conflicts)
             return checked, top.span
         first, span, template, conflicts = settled
-        for seen in conflicts:
-            state.conflicts[seen].tensors.append(f"{module}.{target}")
+        state.note_conflicts(conflicts, module, target)
         plain = template is not None and self.presence.plain(module, target)
         base = template if plain else first
         entry = PlanEntry(

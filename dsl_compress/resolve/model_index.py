@@ -61,7 +61,7 @@ class ModelIndex:
                 seen = first.setdefault(id(tensor), (module_name, name))
                 if seen != (module_name, name):
                     tied.setdefault(id(tensor), [seen]).append((module_name, name))
-        return {key: [_dotted(*pair) for pair in pairs] for key, pairs in tied.items()}
+        return {key: [dotted_name(*pair) for pair in pairs] for key, pairs in tied.items()}
 
     def _any_tied(self) -> bool:
         """Whether two parameter names hold one tensor: one pass that builds no names, since
@@ -130,5 +130,6 @@ def _past(prefix: str) -> str | None:
     return stem[:-1] + chr(ord(stem[-1]) + 1) if stem else None
 
 
-def _dotted(module: str, name: str) -> str:
+def dotted_name(module: str, name: str) -> str:
+    """A tensor's dotted name: 'module.target', or just 'target' on the root module."""
     return f"{module}.{name}" if module else name

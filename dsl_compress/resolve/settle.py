@@ -41,8 +41,7 @@ def settle(key: SettingKey, type_name: str, found: list[Contribution], base: dic
         ranks[name] = winner.rank
     _one_goal(setting, origins, ranks)
     metric = extra.get("metric", DEFAULT_METRIC) if mode is Mode.PRUNE else None
-    for seen in conflicts:
-        state.conflicts[seen].tensors.append(f"{module}.{target}")
+    state.note_conflicts(conflicts, module, target)
     return setting, origins, metric, top, conflicts
 
 

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Iterable, Sequence
 from dsl_compress.diagnostics import Diagnostic, Severity, did_you_mean, error, warning
 from dsl_compress.forward_signature import forward_parameters
 from dsl_compress.plan import Key, PlanEntry
-from dsl_compress.resolve.model_index import ModelIndex
+from dsl_compress.resolve.model_index import ModelIndex, dotted_name
 from dsl_compress.schema.registry import Registry
 from dsl_compress.stand_in import StandInModule
 from dsl_compress.vocab import Mode, TargetKind
@@ -134,11 +134,10 @@ def check_input(module: torch.nn.Module, entry: PlanEntry, diags: list[Diagnosti
 
 def shared_tensor_errors(model: torch.nn.Module, keys: Iterable[Key]) -> list[Diagnostic]:
     """One tensor configured under two (module, target) names would be transformed twice."""
-    modules = dict(model.named_modules())
     owner: dict[int, Key] = {}
     diags = []
     for key in dict.fromkeys(keys):
-        tensor = modules[key[0]]._parameters.get(key[1])
+        tensor = model.get_submodule(key[0])._parameters.get(key[1])  # no walk of the model
         if tensor is None:
             continue
         first = owner.setdefault(id(tensor), key)
@@ -157,7 +156,7 @@ def shared_tensor_errors(model: torch.nn.Module, keys: Iterable[Key]) -> list[Di
 
 def tied_tensor_warning(entry: PlanEntry, names: Sequence[str]) -> Diagnostic:
     """T405: compressing a tied tensor changes it under every name it has, at finalize()."""
-    own = _dotted(entry.module, entry.target)
+    own = dotted_name(entry.module, entry.target)
     others = [n for n in names if n != own]
     listed = ", ".join(f"'{n}'" for n in others)
     done = "pruned" if entry.mode is Mode.PRUNE else "quantized"
@@ -169,10 +168,6 @@ def tied_tensor_warning(entry: PlanEntry, names: Sequence[str]) -> Diagnostic:
         hint="that is what tied weights mean; to compress only one of them, untie them first "
         f"(give '{own}' a copy of its own, e.g. nn.Parameter(weight.clone()))",
     )
-
-
-def _dotted(module: str, name: str) -> str:
-    return f"{module}.{name}" if module else name
 
 
 class TargetPresence:

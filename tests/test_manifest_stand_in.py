@@ -280,7 +280,7 @@ def test_the_checks_read_the_same_requests_as_the_mask_stage(name):
         entries = dsl_parse(text).compile(model).plan.of_mode(Mode.PRUNE)
         assert entries
         checks = check_requests(stand_in, entries)
-        stage = mask_requests(model, entries, {})
+        stage = mask_requests(dict(model.named_modules()), entries, {})
         assert [_read_by_checks(r) for r in checks] == [_read_by_checks(r) for r in stage]
         assert any(r.metric is not None for r in checks)
         assert any(r.kind is TargetKind.PARAMETER and r.shape for r in checks)

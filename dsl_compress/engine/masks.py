@@ -32,8 +32,14 @@ def generate_masks(requests: Sequence[MaskRequest]) -> Masks:
     dependency, global, ratio, then align. Parameter masks have the tensor's full shape;
     input/output masks keep the broadcastable shape NNI stores for them.
     """
+    raise_errors(diagnostics(mask_problems(list(_index(requests).values()))))
+    return masks_of_checked(requests)
+
+
+def masks_of_checked(requests: Sequence[MaskRequest]) -> Masks:
+    """:func:`generate_masks` for requests whose :func:`mask_problems` are known to be none
+    (the pruning stage checks before its calibration and does not check twice)."""
     by_key = _index(requests)
-    raise_errors(diagnostics(mask_problems(list(by_key.values()))))
     raw: Masks = {}
     for stage in (_threshold_stage, _dependency_stage, _global_stage, _ratio_stage):
         for key, keep in stage(list(by_key.values())).items():

@@ -12,7 +12,7 @@ from dsl_compress.diagnostics import CompressionError, Diagnostic, fail, raise_e
 from dsl_compress.engine.calibration import run_batches, run_with_taps
 from dsl_compress.engine.mask_checks import diagnostics, mask_problems
 from dsl_compress.engine.mask_request import MaskRequest, is_active, ranked
-from dsl_compress.engine.masks import generate_masks
+from dsl_compress.engine.masks import masks_of_checked
 from dsl_compress.engine.metrics import compute_metric
 from dsl_compress.engine.options import LossFn, Progress
 from dsl_compress.plan import PlanEntry, Key
@@ -35,16 +35,16 @@ def compute_masks(
     """
     modules = dict(model.named_modules())
     shapes = _activation_shapes(model, modules, entries, calib)
-    requests = mask_requests(model, entries, shapes)
+    requests = mask_requests(modules, entries, shapes)
     raise_errors([*_metric_errors(entries), *diagnostics(mask_problems(requests))])
     scores = _taylor_scores(model, modules, entries, calib, loss_fn)
     generator = torch.Generator().manual_seed(seed)
-    requests = mask_requests(model, entries, shapes, scores, generator)
-    return generate_masks(_counted(requests, progress) if progress else requests)
+    requests = mask_requests(modules, entries, shapes, scores, generator)
+    return masks_of_checked(_counted(requests, progress) if progress else requests)
 
 
 def mask_requests(
-    model: torch.nn.Module,
+    modules: Mapping[str, torch.nn.Module],
     entries: Sequence[PlanEntry],
     activation_shapes: Mapping[Key, tuple[int, ...]],
     scores: Mapping[Key, torch.Tensor] | None = None,
@@ -53,7 +53,6 @@ def mask_requests(
     """What the mask stage knows of each entry; metrics are computed only when used. The plan's
     checks (``plan_checks``, which lint runs too) build theirs torch-free with
     ``mask_request.checked_request``, equal in everything :func:`mask_problems` reads."""
-    modules = dict(model.named_modules())
     return [_request(modules, e, scores or {}, activation_shapes, generator) for e in entries]
 
 

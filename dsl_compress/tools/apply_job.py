@@ -18,7 +18,7 @@ from dsl_compress.io import outputs
 from dsl_compress.engine.options import EngineOptions, Progress
 from dsl_compress.io.outputs import OUTPUT_FILES
 from dsl_compress.plan import Plan
-from dsl_compress.tools.summary import SummaryRow, SummaryTotal, compression_rows, compression_total
+from dsl_compress.tools.summary import SummaryRow, SummaryTotal, summarize
 
 __all__ = ["OUTPUT_FILES", "ApplyResult", "apply_plan_job", "write_outputs"]
 
@@ -52,8 +52,8 @@ def apply_plan_job(
     options = EngineOptions(calib=calib, teacher=teacher, progress=progress)
     compression = execute_plan(model, plan, options)
     try:
-        rows = tuple(compression_rows(compression))
-        total = compression_total(compression)
+        rows, total = summarize(compression)
+        rows = tuple(rows)
     finally:
         if dry_run:
             compression.restore()

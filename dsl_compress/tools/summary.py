@@ -78,27 +78,34 @@ class Summarized(Protocol):
 
 def summary_rows(source: Compression | Summarized) -> list[SummaryRow]:
     """Rows of an apply result, or computed from a compression's plan, masks and scales."""
-    if isinstance(source, Compression):
-        return compression_rows(source)
-    return list(source.rows)
+    return _summary(source)[0]
 
 
 def summary_total(source: Compression | Summarized) -> SummaryTotal:
+    return _summary(source)[1]
+
+
+def _summary(source: Compression | Summarized) -> tuple[list[SummaryRow], SummaryTotal]:
     if isinstance(source, Compression):
-        return compression_total(source)
-    return source.total
+        return summarize(source)
+    return list(source.rows), source.total
+
+
+def summarize(compression: Compression) -> tuple[list[SummaryRow], SummaryTotal]:
+    """The rows and the total line, from one copy of the compression's masks and scales."""
+    masks, quant = compression.masks(), compression.quant_params()
+    plan = compression.plan
+    return _rows(plan, masks, quant), _total(plan.entries, masks, quant)
 
 
 # A plan entry as one rule saw it: the entry and the keys that rule set on it.
 _Credit = tuple[PlanEntry, frozenset[str]]
 
 
-def compression_rows(compression: Compression) -> list[SummaryRow]:
+def _rows(plan: Plan, masks: dict, quant: dict) -> list[SummaryRow]:
     """One row per rule, in source order, crediting it with every tensor it set at least one
     key of (not only those whose last key it set): a statement that gave only a granularity
     counts its tensors, and their dtype stays with the statement that set it."""
-    masks, quant = compression.masks(), compression.quant_params()
-    plan = compression.plan
     groups: dict[tuple[str, Mode], list[_Credit]] = {}
     for entry in plan.entries:
         for rule, keys in _rules_of(entry, plan).items():
@@ -107,10 +114,8 @@ def compression_rows(compression: Compression) -> list[SummaryRow]:
     return sorted(rows, key=_source_order)
 
 
-def compression_total(compression: Compression) -> SummaryTotal:
+def _total(entries, masks: dict, quant: dict) -> SummaryTotal:
     """The total line: each tensor once, however many rules set its keys."""
-    masks, quant = compression.masks(), compression.quant_params()
-    entries = compression.plan.entries
     found = [m for m in (_mask(masks, e) for e in entries) if m is not None]
     bits = {p["quant_dtype"] for p in (_quant(quant, e) for e in entries) if p is not None}
     zeros, elements = _zeros(found), sum(m.numel() for m in found)
@@ -172,10 +177,10 @@ def _percent(value: float | None) -> str:
 
 def summary_table(source: Compression | Summarized) -> str:
     """An aligned text table, one line per rule and a total line."""
-    rows = summary_rows(source)
+    rows, total = _summary(source)
     lines = [HEADER, *(row.cells() for row in rows)]
     if rows:
-        lines.append(summary_total(source).cells())
+        lines.append(total.cells())
     widths = [max(len(line[i]) for line in lines) for i in range(len(HEADER))]
     text = [_format(line, widths) for line in lines]
     text.insert(1, _format(tuple("-" * w for w in widths), widths))

@@ -115,6 +115,9 @@ class SourceLines:
             self._files[file] = _file_lines(file)
         return self._files[file]
 
+    def __getitem__(self, file: str) -> Sequence[str]:
+        return self.of(file)
+
 
 def render_all(
     diagnostics: Iterable[Diagnostic], sources: SourceLines | None = None

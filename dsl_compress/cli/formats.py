@@ -9,7 +9,7 @@ from urllib.parse import quote
 
 import dsl_compress
 from dsl_compress.codes import CODES
-from dsl_compress.diagnostics import Diagnostic, Severity, did_you_mean, fail
+from dsl_compress.diagnostics import Diagnostic, Severity, did_you_mean, fail, render_all
 from dsl_compress.tools.lint import LintResult, file_of
 
 FORMATS = ("full", "concise", "json", "sarif", "github")
@@ -61,7 +61,7 @@ def summary(result: LintResult) -> str:
 
 
 def _full(result: LintResult) -> str:
-    blocks = [d.render(result.sources.get(file_of(d) or "")) for d in result.diagnostics]
+    blocks = list(render_all(result.diagnostics, result.sources))  # each file read once
     return "\n\n".join([*blocks, summary(result)]) if blocks else ""
 
 

@@ -11,6 +11,7 @@ from dsl_compress.diagnostics import (
     CompressionError,
     Diagnostic,
     Severity,
+    SourceLines,
     Span,
     did_you_mean,
     fail,
@@ -50,7 +51,7 @@ class LintResult:
     """
 
     diagnostics: tuple[Diagnostic, ...]
-    sources: dict[str, list[str]] = field(default_factory=dict, compare=False)
+    sources: SourceLines = field(default_factory=SourceLines, compare=False)
     files_checked: tuple[str, ...] = ()
     unreadable: tuple[str, ...] = ()
 
@@ -101,8 +102,8 @@ def lint(
                 unreadable.append(path)
         found.extend(_located(diagnostics, path))
     diagnostics = sorted(_unique(found), key=_position)
-    sources = _sources(paths, diagnostics)
-    return LintResult(tuple(diagnostics), sources, tuple(map(str, paths)), tuple(unreadable))
+    files = tuple(map(str, paths))
+    return LintResult(tuple(diagnostics), SourceLines(), files, tuple(unreadable))
 
 
 def lint_file(
@@ -300,14 +301,3 @@ def _unique(found: Iterable[Diagnostic]) -> list[Diagnostic]:
     for diag in found:
         seen.setdefault(_identity(diag), diag)
     return list(seen.values())
-
-
-def _sources(paths: Sequence[str], diagnostics: Sequence[Diagnostic]) -> dict[str, list[str]]:
-    files = {str(p) for p in paths} | {d.span.file for d in diagnostics if d.span and d.span.file}
-    sources = {}
-    for file in sorted(files):
-        try:
-            sources[file] = Path(file).read_bytes().decode("utf-8-sig", "replace").split("\n")
-        except OSError:
-            continue
-    return sources

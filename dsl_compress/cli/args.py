@@ -66,7 +66,7 @@ def _model_or_manifest(command: argparse.ArgumentParser) -> None:
     target.add_argument(
         "--manifest", metavar="FILE", help="a manifest from `dsl-compress manifest`"
     )
-    command.add_argument("--weights", metavar="FILE", help="state dict for --model")
+    _weights_option(command)
 
 
 def _include_root_option(command: argparse.ArgumentParser) -> None:

@@ -11,8 +11,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dsl_compress.engine.align import apply_align
-from dsl_compress.engine.align_shapes import align_misfit, broadcasts
+from dsl_compress.engine.align import place_on_target, reduce_source
+from dsl_compress.engine.align_shapes import align_misfit, broadcasts, reduced_shape
 from dsl_compress.engine.mask_checks import mask_problems, mask_shapes
 from dsl_compress.engine.mask_request import MaskRequest
 from dsl_compress.vocab import TargetKind
@@ -71,7 +71,7 @@ def test_p509_depends_on_shapes_and_a_fitting_align_always_places(
     misfit = align_misfit(source_shape, dims, target_shape, blocks)
     assert codes == ([] if misfit is None else ["P509"])
     if misfit is None:
-        raw = {weight.key: mask}
-        apply_align([target], raw, mask_shapes({weight.key: weight, target.key: target}))
-        placed = raw[target.key]
+        full = mask_shapes({weight.key: weight, target.key: target})[weight.key]
+        reduced = reduce_source(mask, full, dims)
+        placed = place_on_target(reduced, target, reduced_shape(full, dims))
         assert tuple(torch.broadcast_shapes(placed.shape, target_shape)) == target_shape

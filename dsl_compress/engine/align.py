@@ -1,36 +1,14 @@
-"""The align stage: masks derived from another target's mask, resolved in dependency order."""
+"""The align stage's arithmetic: a source mask reduced over the dims an align does not list,
+and laid out on the target's (blocks of its) shape."""
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import Sequence
 
 import torch
 
-from dsl_compress.engine.align_shapes import BlockLayout, block_layout, reduced_dims, reduced_shape
-from dsl_compress.engine.mask_checks import align_dims, align_order, source_key
-from dsl_compress.engine.mask_request import MaskRequest, Masks
-from dsl_compress.plan import Key
-
-
-def apply_align(
-    requests: Sequence[MaskRequest], raw: Masks, shapes: Mapping[Key, tuple[int, ...]]
-) -> None:
-    """AND each align target's derived mask into ``raw``, sources before the targets using them.
-
-    A position is kept when any source element in its slice is kept: the source mask is
-    reduced over every dim not listed in ``dims`` (no reduction when ``dims`` lists them all),
-    then placed on the target (see :func:`place_on_target`). ``shapes`` holds the full shape
-    each mask stands for (:func:`mask_shapes`): the shape checks, run before, read it and
-    never the mask, whose dims are 1 wherever a granularity keeps a whole dim.
-    """
-    by_key = {r.key: r for r in requests}
-    for key in align_order(by_key):
-        request = by_key[key]
-        source = source_key(request)
-        source_shape, dims = shapes[source], align_dims(request)
-        reduced = reduce_source(raw[source], source_shape, dims)
-        placed = place_on_target(reduced, request, reduced_shape(source_shape, dims))
-        raw[key] = raw[key] & placed.to(raw[key].device) if key in raw else placed
+from dsl_compress.engine.align_shapes import BlockLayout, block_layout, reduced_dims
+from dsl_compress.engine.mask_request import MaskRequest
 
 
 def reduce_source(

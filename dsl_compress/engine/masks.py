@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 import math
-from collections import Counter
-from typing import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Iterable, Sequence
 
 import torch
 
 from dsl_compress.diagnostics import fail, raise_errors
-from dsl_compress.engine.align import apply_align
+from dsl_compress.engine.align import place_on_target, reduce_source
+from dsl_compress.engine.align_shapes import reduced_shape
 from dsl_compress.engine.mask_checks import (
+    align_dims,
+    align_order,
     diagnostics,
     group_ratio,
     groups,
     internal_blocks,
     mask_problems,
     mask_shapes,
+    source_key,
 )
 from dsl_compress.engine.mask_request import MaskRequest, Masks
 from dsl_compress.vocab import TargetKind
@@ -38,15 +42,115 @@ def generate_masks(requests: Sequence[MaskRequest]) -> Masks:
 
 def masks_of_checked(requests: Sequence[MaskRequest]) -> Masks:
     """:func:`generate_masks` for requests whose :func:`mask_problems` are known to be none
-    (the pruning stage checks before its calibration and does not check twice)."""
-    by_key = _index(requests)
-    raw: Masks = {}
-    for stage in (_threshold_stage, _dependency_stage, _global_stage, _ratio_stage):
-        for key, keep in stage(list(by_key.values())).items():
-            _merge(raw, key, _expand_blocks(by_key[key], keep))
-    aligned = [r for r in by_key.values() if r.stage == "align"]
-    apply_align(aligned, raw, mask_shapes(by_key))
-    return _finish_all(by_key, raw)
+    (the pruning stage checks before its calibration and does not check twice).
+
+    The in-memory path of the one per-target pipeline (:class:`MaskPipeline`): the group
+    statistics first, then each target's mask, align sources before their targets.
+    """
+    pipeline = MaskPipeline(requests)
+    pipeline.prepare()
+    masks = {key: pipeline.mask(key) for key in pipeline.order()}
+    return {key: masks[key] for key in pipeline.stage_order()}
+
+
+class MaskPipeline:
+    """Masks one target at a time, so a streamed run holds one target's tensors at once.
+
+    :meth:`prepare` runs the statistics the groups need (a dependency group's mean metric and
+    its keep-mask, a global group's bound case or threshold), reading each member's metric
+    as it goes; :meth:`mask` then gives a target's final mask from its own metric, its group's
+    result and, for an align target, what its source left (only the source mask reduced over
+    the dims the align does not list is kept, until the target takes it). Targets must be
+    asked in :meth:`order`. Metrics are asked of their requests again in each pass; a request
+    whose metric is a callable recomputes it, so nothing of a whole group is held.
+    """
+
+    def __init__(self, requests: Sequence[MaskRequest]):
+        self._by_key = _index(requests)
+        self._shapes = mask_shapes(self._by_key)
+        self._aligned = {k: r for k, r in self._by_key.items() if r.stage == "align"}
+        self._users: dict[Key, list[Key]] = {}
+        for key, request in self._aligned.items():
+            self._users.setdefault(source_key(request), []).append(key)
+        self._dependency: dict[Key, torch.Tensor] = {}
+        self._global: dict[Key, _GlobalCut] = {}
+        self._reduced: dict[Key, torch.Tensor] = {}
+
+    def prepare(self) -> None:
+        """The group statistics: every dependency group's keep-mask and every global group's cut."""
+        requests = list(self._by_key.values())
+        for group in groups(requests, "dependency", "dependency_group_id"):
+            keep = _dependency_keep(group)
+            self._dependency.update((r.key, keep) for r in group)
+        for group in groups(requests, "global", "global_group_id"):
+            cut = _global_cut(group)
+            self._global.update((r.key, cut) for r in group)
+
+    def stage_order(self) -> list[Key]:
+        """The masked targets in the order NNI's stages first produce them (the masks' order)."""
+        requests = list(self._by_key.values())
+        keys = [r.key for r in requests if r.get("sparse_threshold") is not None]
+        for stage, id_key in (("dependency", "dependency_group_id"), ("global", "global_group_id")):
+            keys += [r.key for group in groups(requests, stage, id_key) for r in group]
+        keys += [r.key for r in requests if r.stage == "ratio"]
+        keys += align_order(self._aligned)
+        return list(dict.fromkeys(keys))
+
+    def order(self) -> list[Key]:
+        """The masked targets, every align source before the targets aligned to it."""
+        aligned = align_order(self._aligned)
+        return [k for k in self.stage_order() if k not in self._aligned] + aligned
+
+    def mask(self, key: Key) -> torch.Tensor:
+        """The final mask of one target: parameter masks have the tensor's full shape."""
+        request = self._by_key[key]
+        raw = self._own_mask(request)
+        if key in self._aligned:
+            raw = _and(raw, self._placed(request))
+        for user in self._users.get(key, ()):
+            dims = align_dims(self._aligned[user])
+            reduced = reduce_source(raw, self._shapes[key], dims)
+            # Without a reduction this is the source's own mask: the user gets a copy.
+            self._reduced[user] = reduced.clone() if reduced is raw else reduced
+        return _finish(request, raw)
+
+    def _own_mask(self, request: MaskRequest) -> torch.Tensor | None:
+        """The AND of the threshold, dependency, global and ratio stages' masks for a target."""
+        metric = _OnceMetric(request)
+        raw = None
+        if request.get("sparse_threshold") is not None:
+            raw = _and(raw, _expand_blocks(request, _threshold_keep(request, metric())))
+        if request.key in self._dependency:
+            raw = _and(raw, _expand_blocks(request, self._dependency[request.key].clone()))
+        if request.key in self._global:
+            keep = self._global[request.key].keep(request, metric())
+            raw = _and(raw, _expand_blocks(request, keep))
+        if request.stage == "ratio":
+            raw = _and(raw, _expand_blocks(request, _ratio_keep_of(request, metric())))
+        return raw
+
+    def _placed(self, request: MaskRequest) -> torch.Tensor:
+        source = source_key(request)
+        reduced = self._reduced.pop(request.key)
+        full = reduced_shape(self._shapes[source], align_dims(request))
+        return place_on_target(reduced, request, full)
+
+
+class _OnceMetric:
+    """A request's metric, computed on first use and then kept for the rest of one target."""
+
+    def __init__(self, request: MaskRequest):
+        self._request = request
+        self._value: torch.Tensor | None = None
+
+    def __call__(self) -> torch.Tensor:
+        if self._value is None:
+            self._value = _metric(self._request)
+        return self._value
+
+
+def _and(raw: torch.Tensor | None, mask: torch.Tensor) -> torch.Tensor:
+    return mask if raw is None else raw & mask.to(raw.device)
 
 
 def _index(requests: Iterable[MaskRequest]) -> dict[Key, MaskRequest]:
@@ -116,86 +220,72 @@ def _bounds(request: MaskRequest) -> tuple[float, float]:
     return request.get("min_sparse_ratio") or 0.0, request.get("max_sparse_ratio") or 1.0
 
 
-def _threshold_stage(requests: Sequence[MaskRequest]) -> Masks:
+def _threshold_keep(request: MaskRequest, metric: torch.Tensor) -> torch.Tensor:
     """Keep metric >= threshold, then re-generate at min/max when the ratio falls outside."""
-    masks: Masks = {}
-    for request in requests:
-        threshold = request.get("sparse_threshold")
-        if threshold is None:
-            continue
-        metric = _metric(request)
-        keep = metric >= threshold
-        # NNI measures the realised ratio in float32 over metric entries.
-        realised = 1.0 - keep.to(torch.float32).sum() / keep.numel()
-        low, high = _bounds(request)
-        if bool(realised < low):
-            keep = ratio_keep(metric, low)
-        if bool(realised > high):
-            keep = ratio_keep(metric, high)
-        masks[request.key] = keep
-    return masks
+    keep = metric >= request.get("sparse_threshold")
+    # NNI measures the realised ratio in float32 over metric entries.
+    realised = 1.0 - keep.to(torch.float32).sum() / keep.numel()
+    low, high = _bounds(request)
+    if bool(realised < low):
+        keep = ratio_keep(metric, low)
+    if bool(realised > high):
+        keep = ratio_keep(metric, high)
+    return keep
 
 
-def _ratio_stage(requests: Sequence[MaskRequest]) -> Masks:
-    masks: Masks = {}
-    for request in requests:
-        if request.stage != "ratio":
-            continue
-        metric = _metric(request)
-        low, high = _bounds(request)
-        ratio = min(high, max(low, request.get("sparse_ratio")))
-        masks[request.key] = ratio_keep(metric, ratio)
-    return masks
+def _ratio_keep_of(request: MaskRequest, metric: torch.Tensor) -> torch.Tensor:
+    low, high = _bounds(request)
+    return ratio_keep(metric, min(high, max(low, request.get("sparse_ratio"))))
 
 
-def _dependency_stage(requests: Sequence[MaskRequest]) -> Masks:
-    """One mask per group, from the mean member metric, pruned per internal block."""
-    masks: Masks = {}
-    for group in groups(requests, "dependency", "dependency_group_id"):
-        metrics = [_metric(r) for r in group]
-        fused = metrics[0].clone()
-        for metric in metrics[1:]:
-            fused += metric.to(fused.device)
-        fused = fused / len(metrics)
-        keep = ratio_keep(fused, group_ratio(group), (internal_blocks(group), -1))
-        masks.update({r.key: keep.clone() for r in group})
-    return masks
+def _dependency_keep(group: Sequence[MaskRequest]) -> torch.Tensor:
+    """One keep-mask for a group, from the mean member metric, pruned per internal block;
+    the members' metrics are read one at a time into one running sum."""
+    fused = _metric(group[0]).clone()
+    for request in group[1:]:
+        fused += _metric(request).to(fused.device)
+    fused = fused / len(group)
+    return ratio_keep(fused, group_ratio(group), (internal_blocks(group), -1))
 
 
-def _global_stage(requests: Sequence[MaskRequest]) -> Masks:
-    masks: Masks = {}
-    for group in groups(requests, "global", "global_group_id"):
-        masks.update(_global_group(group))
-    return masks
+@dataclass(frozen=True)
+class _GlobalCut:
+    """How a global group's members are cut: each at one of its own bounds, or all at one
+    threshold (a 0-dim tensor) where every member keeps metric >= threshold."""
+
+    bound: int | None = None  # 0: each member at its min_sparse_ratio; 1: at its max
+    threshold: torch.Tensor | None = None
+
+    def keep(self, request: MaskRequest, metric: torch.Tensor) -> torch.Tensor:
+        if self.threshold is not None:
+            return metric >= self.threshold.to(metric.device)
+        return ratio_keep(metric, _bounds(request)[self.bound])
 
 
-def _global_group(group: Sequence[MaskRequest]) -> Masks:
+def _global_cut(group: Sequence[MaskRequest]) -> _GlobalCut:
     """Rank all members together: prune ``floor(total * ratio)`` elements, bounded by min/max."""
     ratio = group_ratio(group)
-    metrics = [_metric(r) for r in group]
     sizes = [math.prod(r.shape) for r in group]
     total = sum(sizes)
     low = sum(int(n * _bounds(r)[0]) for n, r in zip(sizes, group))
     high = sum(int(n * _bounds(r)[1]) for n, r in zip(sizes, group))
     count = int(total * ratio)
     if count <= low:
-        return {r.key: ratio_keep(m, _bounds(r)[0]) for r, m in zip(group, metrics)}
+        return _GlobalCut(bound=0)
     if count >= high:
         # NNI reads an unset max as 0.0 here, so a ratio of 1.0 pruned nothing; we use 1.0.
-        return {r.key: ratio_keep(m, _bounds(r)[1]) for r, m in zip(group, metrics)}
-    grains = [n // m.numel() for n, m in zip(sizes, metrics)]
-    threshold = _global_threshold(metrics, grains, count)
-    return {r.key: m >= threshold.to(m.device) for r, m in zip(group, metrics)}
+        return _GlobalCut(bound=1)
+    return _GlobalCut(threshold=_global_threshold(group, count))
 
 
-def _global_threshold(
-    metrics: Sequence[torch.Tensor], grains: Sequence[int], count: int
-) -> torch.Tensor:
+def _global_threshold(group: Sequence[MaskRequest], count: int) -> torch.Tensor:
     """The smallest metric value whose cumulative grain (ascending order) exceeds ``count``.
 
     Everything below it is pruned: the smallest entries whose grains add up to at most
     ``count`` elements; ties at the threshold are kept, as in NNI's heap walk.
     """
+    metrics = [_metric(r) for r in group]
+    grains = [math.prod(r.shape) // m.numel() for r, m in zip(group, metrics)]
     device = metrics[0].device
     values = torch.cat([m.reshape(-1).to(device) for m in metrics])
     counts = torch.tensor([m.numel() for m in metrics], device=device)
@@ -212,30 +302,13 @@ def _expand_blocks(request: MaskRequest, keep: torch.Tensor) -> torch.Tensor:
     return keep if kernel is None else kernel.expand(keep, request.shape, full=False)
 
 
-def _merge(raw: Masks, key: Key, mask: torch.Tensor) -> None:
-    raw[key] = raw[key] & mask.to(raw[key].device) if key in raw else mask
-
-
-def _finish_all(by_key: Mapping[Key, MaskRequest], raw: Masks) -> Masks:
-    """Every mask in its final form, each raw one dropped as soon as it is done.
-
-    So the raw and the final masks are never all held at once; and a raw parameter mask
-    that is already a full-shape tensor of its own is kept, not copied.
-    """
-    uses = Counter(_storage(mask) for mask in raw.values())
-    return {key: _finish(by_key[key], raw.pop(key), uses) for key in list(raw)}
-
-
-def _finish(request: MaskRequest, mask: torch.Tensor, uses: Counter) -> torch.Tensor:
+def _finish(request: MaskRequest, mask: torch.Tensor) -> torch.Tensor:
+    """The final form: a parameter mask of the tensor's full shape, its own storage."""
     if request.kind is not TargetKind.PARAMETER:
         return mask
-    if uses[_storage(mask)] == 1 and _whole_storage(mask, request.shape):
+    if _whole_storage(mask, request.shape):
         return mask
     return torch.broadcast_to(mask, request.shape).clone()
-
-
-def _storage(mask: torch.Tensor) -> int:
-    return mask.untyped_storage().data_ptr()
 
 
 def _whole_storage(mask: torch.Tensor, shape: tuple[int, ...]) -> bool:

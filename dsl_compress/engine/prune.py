@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Any, Iterable, Mapping, Sequence
+import zlib
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import torch
 
@@ -38,8 +39,7 @@ def compute_masks(
     requests = mask_requests(modules, entries, shapes)
     raise_errors([*_metric_errors(entries), *diagnostics(mask_problems(requests))])
     scores = _taylor_scores(model, modules, entries, calib, loss_fn)
-    generator = torch.Generator().manual_seed(seed)
-    requests = mask_requests(modules, entries, shapes, scores, generator)
+    requests = mask_requests(modules, entries, shapes, scores, seed)
     return masks_of_checked(_counted(requests, progress) if progress else requests)
 
 
@@ -48,12 +48,19 @@ def mask_requests(
     entries: Sequence[PlanEntry],
     activation_shapes: Mapping[Key, tuple[int, ...]],
     scores: Mapping[Key, torch.Tensor] | None = None,
-    generator: torch.Generator | None = None,
+    seed: int = 0,
 ) -> list[MaskRequest]:
     """What the mask stage knows of each entry; metrics are computed only when used. The plan's
     checks (``plan_checks``, which lint runs too) build theirs torch-free with
     ``mask_request.checked_request``, equal in everything :func:`mask_problems` reads."""
-    return [_request(modules, e, scores or {}, activation_shapes, generator) for e in entries]
+    requests = []
+    for entry in entries:
+        tensor, shape = None, activation_shapes.get(entry.key)
+        if entry.kind is TargetKind.PARAMETER:
+            tensor = getattr(modules[entry.module], entry.target)
+            shape = tuple(tensor.shape)
+        requests.append(request_of(entry, shape, tensor, scores or {}, seed))
+    return requests
 
 
 def _metric_errors(entries: Sequence[PlanEntry]) -> list[Diagnostic]:
@@ -82,22 +89,19 @@ def _counted(requests: list[MaskRequest], progress: Progress) -> list[MaskReques
     return [ticking(r) if callable(r.metric) else r for r in requests]
 
 
-def _request(modules, entry: PlanEntry, scores, shapes, generator) -> MaskRequest:
+def request_of(
+    entry: PlanEntry,
+    shape: tuple[int, ...] | None,
+    tensor: torch.Tensor | Callable[[], torch.Tensor] | None,
+    scores: Mapping[Key, torch.Tensor],
+    seed: int,
+) -> MaskRequest:
+    """The mask request of one entry of ``shape`` (an input/output target's: as observed, or
+    None); ``tensor`` is the parameter, or a callable reading it (a streamed run). The
+    metric is computed on each use, from the tensor as it is then."""
     metric = None
-    shape = shapes.get(entry.key)
-    if entry.kind is TargetKind.PARAMETER:
-        tensor = getattr(modules[entry.module], entry.target).detach()
-        shape = tuple(tensor.shape)
-        if ranked(entry):
-            metric = functools.partial(
-                compute_metric,
-                entry.metric or DEFAULT_METRIC,
-                tensor,
-                entry.kernel,
-                subject=entry.subject,
-                score=scores.get(entry.key),
-                generator=generator,
-            )
+    if ranked(entry):
+        metric = functools.partial(_metric_of, entry, tensor, scores.get(entry.key), seed)
     return MaskRequest(
         module=entry.module,
         target=entry.target,
@@ -105,6 +109,23 @@ def _request(modules, entry: PlanEntry, scores, shapes, generator) -> MaskReques
         setting=entry.setting,
         shape=shape,
         metric=metric,
+    )
+
+
+def _metric_of(entry: PlanEntry, tensor, score, seed: int) -> torch.Tensor:
+    """The entry's metric; ``random`` draws from a generator of its own, seeded by ``seed``
+    and the tensor's name, so a target's values do not depend on which others are masked,
+    in which order, or in which process."""
+    data = tensor() if callable(tensor) else tensor.detach()
+    name = f"{entry.module}.{entry.target}"
+    generator = torch.Generator().manual_seed(seed ^ zlib.crc32(name.encode()))
+    return compute_metric(
+        entry.metric or DEFAULT_METRIC,
+        data,
+        entry.kernel,
+        subject=entry.subject,
+        score=score,
+        generator=generator,
     )
 
 

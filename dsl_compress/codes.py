@@ -540,6 +540,14 @@ CODES: dict[str, CodeInfo] = _table(
         "An argument to a public function has the wrong form.",
         "See the function's docstring.",
     ),
+    (
+        "X805",
+        "not-streamable",
+        "A streamed run (apply --stream) reads each weight from the checkpoint once it is "
+        "needed; a target observed in forward passes, distillation and the taylor metric need "
+        "the model run, which it does not do.",
+        "Run apply without --stream for such a plan, or leave those targets out of it.",
+    ),
     # the command's last resort
     (
         "I901",

@@ -105,6 +105,12 @@ class Plan:
         return [_entry_config(e) for e in self.of_mode(Mode(mode))]
 
 
+def tensor_name(module: str, target: str) -> str:
+    """A tensor's dotted name, 'module.target' (just 'target' on the root module): the key of
+    every output file and of a state dict."""
+    return f"{module}.{target}" if module else target
+
+
 def _copied(value: Any) -> Any:
     return value if isinstance(value, (str, int, float)) else copy.deepcopy(value)
 

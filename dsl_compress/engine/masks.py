@@ -75,6 +75,7 @@ class MaskPipeline:
         self._dependency: dict[Key, torch.Tensor] = {}
         self._global: dict[Key, _GlobalCut] = {}
         self._reduced: dict[Key, torch.Tensor] = {}
+        self._mask_keys = frozenset(self.stage_order())
 
     def prepare(self) -> None:
         """The group statistics: every dependency group's keep-mask and every global group's cut."""
@@ -95,6 +96,10 @@ class MaskPipeline:
         keys += [r.key for r in requests if r.stage == "ratio"]
         keys += align_order(self._aligned)
         return list(dict.fromkeys(keys))
+
+    def __contains__(self, key: Key) -> bool:
+        """Whether the target ends with a mask (some stage, or an align, makes one)."""
+        return key in self._mask_keys
 
     def order(self) -> list[Key]:
         """The masked targets, every align source before the targets aligned to it."""

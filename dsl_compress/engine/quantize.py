@@ -63,7 +63,6 @@ def compute_quant_params(
     active = list(entries)
     modules = dict(model.named_modules())
     raise_errors(p.diagnostic for p in quant_problems(modules, active))
-    ranges = {e.key: quant_range(e.setting.get("quant_dtype"), e.subject) for e in active}
     stats = _weight_stats(modules, [e for e in active if e.kind is TargetKind.PARAMETER])
     stats.update(
         _activation_stats(
@@ -77,13 +76,30 @@ def compute_quant_params(
     params = {}
     found = findings if findings is not None else []
     for entry in active:
-        lo, hi, nonfinite = stats[entry.key]
-        scheme = entry.setting.get("quant_scheme")
-        scale, zp = scale_zero_point(lo, hi, ranges[entry.key], scheme, entry.subject)
-        scale, zp = scale.to(SCALE_DTYPE), zp.to(SCALE_DTYPE)
-        params[entry.key] = QuantParams(scale, zp, ranges[entry.key], scheme, entry.kernel)
-        found.extend(_data_findings(entry, nonfinite, lo, hi, scale))
+        params[entry.key], data_findings = quant_params_of(entry, *stats[entry.key])
+        found.extend(data_findings)
     return params
+
+
+def weight_quant_params(
+    entry: PlanEntry, tensor: torch.Tensor
+) -> tuple[QuantParams, list[Diagnostic]]:
+    """One weight's scale and zero point from its raw values, and the warnings its data gives:
+    what :func:`compute_quant_params` computes for it, one tensor at a time (a streamed run)."""
+    lo, hi, count = finite_min_max(tensor, entry.kernel, entry.subject)
+    return quant_params_of(entry, lo, hi, _NonFinite(count, tensor.numel()))
+
+
+def quant_params_of(
+    entry: PlanEntry, lo: torch.Tensor, hi: torch.Tensor, nonfinite: _NonFinite
+) -> tuple[QuantParams, list[Diagnostic]]:
+    """Scale and zero point (float32) from a target's observed range, with its data warnings."""
+    qrange = quant_range(entry.setting.get("quant_dtype"), entry.subject)
+    scheme = entry.setting.get("quant_scheme")
+    scale, zp = scale_zero_point(lo, hi, qrange, scheme, entry.subject)
+    scale, zp = scale.to(SCALE_DTYPE), zp.to(SCALE_DTYPE)
+    params = QuantParams(scale, zp, qrange, scheme, entry.kernel)
+    return params, _data_findings(entry, nonfinite, lo, hi, scale)
 
 
 def _data_findings(entry: PlanEntry, nonfinite: _NonFinite, lo, hi, scale) -> list[Diagnostic]:

@@ -28,7 +28,7 @@ from dsl_compress.engine.quantize import SCALE_DTYPE
 from dsl_compress.io.atomic import published_path, publish_folder
 from dsl_compress.io.json_text import json_text
 from dsl_compress.io.staging import clear_leftovers
-from dsl_compress.plan import Plan
+from dsl_compress.plan import Plan, tensor_name
 from dsl_compress.vocab import Mode, TargetKind
 
 # Where the run-time parts that model.safetensors cannot hold are written.
@@ -234,11 +234,6 @@ def plain_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 def config_lists(plan: Plan) -> dict[str, list[dict]]:
     """config_list.json: NNI config_lists keyed by mode."""
     return {mode.value: plan.to_config_list(mode) for mode in Mode}
-
-
-def tensor_name(module: str, target: str) -> str:
-    """'module.target' (just 'target' for the root module), the key of every output file."""
-    return f"{module}.{target}" if module else target
 
 
 def _write_json(data: Any, path: str) -> None:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Iterable
 
+from dsl_compress.plan import tensor_name
 from dsl_compress.schema.registry import type_name_of
 from dsl_compress.stand_in import StandInModule
 
@@ -61,7 +62,7 @@ class ModelIndex:
                 seen = first.setdefault(id(tensor), (module_name, name))
                 if seen != (module_name, name):
                     tied.setdefault(id(tensor), [seen]).append((module_name, name))
-        return {key: [dotted_name(*pair) for pair in pairs] for key, pairs in tied.items()}
+        return {key: [tensor_name(*pair) for pair in pairs] for key, pairs in tied.items()}
 
     def _any_tied(self) -> bool:
         """Whether two parameter names hold one tensor: one pass that builds no names, since
@@ -128,8 +129,3 @@ def _past(prefix: str) -> str | None:
     """A string above every string that starts with ``prefix`` (None: no such string)."""
     stem = prefix.rstrip("\U0010ffff")
     return stem[:-1] + chr(ord(stem[-1]) + 1) if stem else None
-
-
-def dotted_name(module: str, name: str) -> str:
-    """A tensor's dotted name: 'module.target', or just 'target' on the root module."""
-    return f"{module}.{name}" if module else name

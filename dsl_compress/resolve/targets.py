@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Iterable, Sequence
 
 from dsl_compress.diagnostics import Diagnostic, Severity, did_you_mean, error, warning
 from dsl_compress.forward_signature import forward_parameters
-from dsl_compress.plan import Key, PlanEntry
-from dsl_compress.resolve.model_index import ModelIndex, dotted_name
+from dsl_compress.plan import Key, PlanEntry, tensor_name
+from dsl_compress.resolve.model_index import ModelIndex
 from dsl_compress.schema.registry import Registry
 from dsl_compress.stand_in import StandInModule
 from dsl_compress.vocab import Mode, TargetKind
@@ -156,7 +156,7 @@ def shared_tensor_errors(model: torch.nn.Module, keys: Iterable[Key]) -> list[Di
 
 def tied_tensor_warning(entry: PlanEntry, names: Sequence[str]) -> Diagnostic:
     """T405: compressing a tied tensor changes it under every name it has, at finalize()."""
-    own = dotted_name(entry.module, entry.target)
+    own = tensor_name(entry.module, entry.target)
     others = [n for n in names if n != own]
     listed = ", ".join(f"'{n}'" for n in others)
     done = "pruned" if entry.mode is Mode.PRUNE else "quantized"

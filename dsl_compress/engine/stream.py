@@ -1,0 +1,210 @@
+"""The streamed engine run: a plan over tensors read one at a time, each finalized, handed on, dropped."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Mapping, Protocol
+
+import torch
+
+from dsl_compress.diagnostics import Diagnostic, error, raise_errors
+from dsl_compress.engine.mask_checks import diagnostics, mask_problems
+from dsl_compress.engine.mask_request import MaskRequest
+from dsl_compress.engine.masks import MaskPipeline
+from dsl_compress.engine.plan_checks import plan_errors
+from dsl_compress.engine.prune import request_of
+from dsl_compress.engine.quant_math import quant_range
+from dsl_compress.engine.quantize import SCALE_DTYPE, QuantParams, weight_quant_params
+from dsl_compress.engine.transforms import TargetTransform
+from dsl_compress.plan import Key, Plan, PlanEntry, tensor_name
+from dsl_compress.vocab import DEFAULT_METRIC, Mode, TargetKind
+
+Read = Callable[[str], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class PlannedTensor:
+    """One output tensor, known before any data is read: its name, shape and dtype."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: torch.dtype
+
+
+@dataclass(frozen=True)
+class StreamLayout:
+    """Every tensor a streamed run will hand on, by output: the finalized model, the masks, and
+    the scales and zero points (with the per-tensor quantization metadata)."""
+
+    model: tuple[PlannedTensor, ...]
+    masks: tuple[PlannedTensor, ...]
+    quant: tuple[PlannedTensor, ...]
+    quant_metadata: Mapping[str, Mapping[str, object]] = field(default_factory=dict)
+
+
+class StreamSink(Protocol):
+    """Where a streamed run hands each tensor as soon as it is final."""
+
+    def model(self, name: str, tensor: torch.Tensor) -> None: ...
+
+    def mask(self, name: str, mask: torch.Tensor) -> None: ...
+
+    def quant(self, name: str, params: QuantParams) -> None: ...
+
+
+@dataclass(frozen=True)
+class StreamResult:
+    """What a streamed run computed, for its summary: zeros and elements of each mask, the
+    quantization dtype of each quantized tensor, and the warnings the data gave."""
+
+    mask_counts: Mapping[Key, tuple[int, int]]
+    quant_dtypes: Mapping[Key, str]
+    findings: tuple[Diagnostic, ...]
+
+
+class StreamRun:
+    """A weight plan run over a model skeleton (a meta model: names, types and shapes) and a
+    reader of its tensors by state-dict name (each in the skeleton's dtype).
+
+    Every error the settings and shapes give is raised on construction, before any tensor is
+    read; :attr:`layout` says what :meth:`run` will hand on. :meth:`run` runs the mask groups'
+    statistics, then takes each tensor of the state dict in turn (align sources before their
+    targets): its mask from the same :class:`MaskPipeline` the in-memory engine uses, its
+    scales from the same observer, its final value from the same transform ``finalize()``
+    bakes, so a streamed run is bit for bit the in-memory one. At most one tensor's data (and
+    its metric, mask and result) is alive at a time, beyond what the groups keep.
+    """
+
+    def __init__(self, skeleton: torch.nn.Module, plan: Plan, read: Read, seed: int = 0):
+        raise_errors([*not_streamable(plan), *plan_errors(skeleton, plan)])
+        self._plan = plan
+        self._read = _LastRead(read)
+        self._state = {k: (tuple(v.shape), v.dtype) for k, v in skeleton.state_dict().items()}
+        pruning = plan.of_mode(Mode.PRUNE)
+        requests = [self._request(entry, seed) for entry in pruning]
+        raise_errors(diagnostics(mask_problems(requests, shapes_observed=False)))
+        self._masks = MaskPipeline(requests)
+        self._quantized = {e.key: e for e in plan.of_mode(Mode.QUANTIZE)}
+        self._methods = {e.key: e.get("apply_method", "mul") for e in pruning}
+
+    def _request(self, entry: PlanEntry, seed: int) -> MaskRequest:
+        name = tensor_name(*entry.key)
+        return request_of(entry, self._state[name][0], lambda: self._read(name), {}, seed)
+
+    @property
+    def layout(self) -> StreamLayout:
+        model = [PlannedTensor(k, shape, dtype) for k, (shape, dtype) in self._state.items()]
+        masks = [
+            PlannedTensor(tensor_name(*key), self._state[tensor_name(*key)][0], torch.bool)
+            for key in self._masks.stage_order()
+        ]
+        quant, metadata = [], {}
+        for key, entry in self._quantized.items():
+            name = tensor_name(*key)
+            shape = _scale_shape(entry, self._state[name][0])
+            quant += [PlannedTensor(f"{name}.{part}", shape, SCALE_DTYPE) for part in _SCALE_PARTS]
+            metadata[name] = _quant_metadata(entry)
+        return StreamLayout(tuple(model), tuple(masks), tuple(quant), metadata)
+
+    def run(self, sink: StreamSink, progress: Callable[[int, int, str], None] | None = None):
+        """Hand every tensor to ``sink`` (the model's, its mask, its scales) as it is final."""
+        self._masks.prepare()
+        counts: dict[Key, tuple[int, int]] = {}
+        dtypes: dict[Key, str] = {}
+        findings: list[Diagnostic] = []
+        names = self._order()
+        for done, name in enumerate(names, start=1):
+            self._one(name, sink, counts, dtypes, findings)
+            if progress is not None:
+                progress(done, len(names), name)
+        return StreamResult(counts, dtypes, tuple(findings))
+
+    def _order(self) -> list[str]:
+        """The state dict's names, the masked ones first, align sources before their targets."""
+        masked = [tensor_name(*key) for key in self._masks.order()]
+        return list(dict.fromkeys([*masked, *self._state]))
+
+    def _one(self, name: str, sink: StreamSink, counts: dict, dtypes: dict, findings: list):
+        key = self._key_of(name)
+        mask = self._masks.mask(key) if key in self._masks else None
+        tensor = self._read(name)
+        quant = None
+        if key in self._quantized:
+            quant, found = weight_quant_params(self._quantized[key], tensor)
+            findings.extend(found)
+            dtypes[key] = quant.qrange.quant_dtype
+            sink.quant(name, quant)
+        if mask is not None:
+            counts[key] = (int(mask.numel() - mask.count_nonzero()), mask.numel())
+            sink.mask(name, mask)
+        if mask is not None or quant is not None:
+            with torch.no_grad():
+                tensor = TargetTransform(mask, self._methods.get(key, "mul"), quant)(tensor)
+        sink.model(name, tensor)
+        self._read.forget()
+
+    def _key_of(self, name: str) -> Key:
+        module, _, target = name.rpartition(".")
+        return (module, target)
+
+
+_SCALE_PARTS = ("scale", "zero_point")
+
+
+def not_streamable(plan: Plan) -> list[Diagnostic]:
+    """X805 for what a streamed run cannot compute from the checkpoint alone: run-time
+    (input/output) targets and distillation need forward passes, taylor needs gradients."""
+    found = []
+    for entry in plan.entries:
+        reason = None
+        if entry.mode is Mode.DISTILL:
+            reason = "distillation needs forward passes of the student and the teacher"
+        elif entry.kind is not TargetKind.PARAMETER:
+            reason = f"'{entry.target}' is observed in forward passes, not read from the checkpoint"
+        elif entry.mode is Mode.PRUNE and (entry.metric or DEFAULT_METRIC) == "taylor":
+            reason = "the taylor metric needs gradients from forward and backward passes"
+        if reason is not None:
+            found.append(
+                error(
+                    "X805",
+                    f"{tensor_name(*entry.key)} cannot be streamed: {reason}",
+                    subject=entry.subject,
+                    hint="run apply without --stream for this plan, or leave this target out",
+                )
+            )
+    return found
+
+
+def _scale_shape(entry: PlanEntry, shape: tuple[int, ...]) -> tuple[int, ...]:
+    """The shape of a weight's scale: the granularity's block shape, () per tensor."""
+    kernel = entry.kernel
+    return () if kernel is None else tuple(kernel.block_shape(shape, entry.subject))
+
+
+def _quant_metadata(entry: PlanEntry) -> dict[str, object]:
+    """What quant.safetensors records of a quantized tensor beside its scale: as
+    QuantParams.to_dict gives it, known from the plan before any data is read."""
+    qrange = quant_range(entry.setting.get("quant_dtype"), entry.subject)
+    return {
+        "qmin": qrange.qmin,
+        "qmax": qrange.qmax,
+        "quant_dtype": qrange.quant_dtype,
+        "quant_scheme": entry.setting.get("quant_scheme") or "symmetric",
+    }
+
+
+class _LastRead:
+    """A reader that keeps the last tensor it read until told to forget it: a tensor's metric,
+    scales and final value are then computed from one read."""
+
+    def __init__(self, read: Read):
+        self._read = read
+        self._last: tuple[str, torch.Tensor] | None = None
+
+    def __call__(self, name: str) -> torch.Tensor:
+        if self._last is None or self._last[0] != name:
+            self._last = (name, self._read(name))
+        return self._last[1]
+
+    def forget(self) -> None:
+        self._last = None

@@ -135,6 +135,11 @@ class Compression:
         """{(module, target): bool mask} of every tensor this compression masks (not copies)."""
         return dict(self._masks)
 
+    @property
+    def quant_table(self) -> Mapping[Key, QuantParams]:
+        """{(module, target): quantization parameters} of every tensor this compression quantizes."""
+        return dict(self._quant)
+
     def addition_errors(self, plan: Plan, distills: bool) -> list[Diagnostic]:
         """X801 for each tensor of ``plan`` that this compression already masks (or quantizes)
         and ``plan`` masks (or quantizes) again, and for a second distillation."""

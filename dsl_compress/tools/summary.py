@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Mapping, Protocol
 
 from dsl_compress.diagnostics import span_of_origin
 from dsl_compress.engine.compression import Compression
 from dsl_compress.vocab import Mode
-from dsl_compress.plan import Plan, PlanEntry
+from dsl_compress.plan import Key, Plan, PlanEntry
 
 HEADER = ("rule", "mode", "tensors", "sparsity", "bits")
 _MODE_ORDER = {mode: i for i, mode in enumerate(Mode)}
@@ -92,17 +92,43 @@ def _summary(source: Compression | Summarized) -> tuple[list[SummaryRow], Summar
 
 
 def summarize(compression: Compression) -> tuple[list[SummaryRow], SummaryTotal]:
-    """The rows and the total line, from one copy of the compression's masks and scales."""
-    masks, quant = compression.masks(), compression.quant_params()
-    plan = compression.plan
-    return _rows(plan, masks, quant), _total(plan.entries, masks, quant)
+    """The rows and the total line, from one pass over the compression's masks and scales."""
+    counts = {
+        key: (int((~mask).sum().item()), mask.numel())
+        for key, mask in compression.mask_table.items()
+    }
+    dtypes = {key: params.qrange.quant_dtype for key, params in compression.quant_table.items()}
+    return summarize_counts(compression.plan, counts, dtypes)
+
+
+def summarize_counts(
+    plan: Plan, mask_counts: Mapping[Key, tuple[int, int]], quant_dtypes: Mapping[Key, str]
+) -> tuple[list[SummaryRow], SummaryTotal]:
+    """The rows and the total line from each mask's (zeros, elements) and each quantized
+    tensor's dtype: what a streamed run keeps of the tensors it handed on."""
+    tables = _Tables(mask_counts, quant_dtypes)
+    return _rows(plan, tables), _total(plan.entries, tables)
+
+
+@dataclass(frozen=True)
+class _Tables:
+    """Per tensor: a mask's (zeros, elements), a quantizer's dtype."""
+
+    mask_counts: Mapping[Key, tuple[int, int]]
+    quant_dtypes: Mapping[Key, str]
+
+    def mask(self, entry: PlanEntry) -> tuple[int, int] | None:
+        return self.mask_counts.get(entry.key) if entry.mode is Mode.PRUNE else None
+
+    def dtype(self, entry: PlanEntry) -> str | None:
+        return self.quant_dtypes.get(entry.key) if entry.mode is Mode.QUANTIZE else None
 
 
 # A plan entry as one rule saw it: the entry and the keys that rule set on it.
 _Credit = tuple[PlanEntry, frozenset[str]]
 
 
-def _rows(plan: Plan, masks: dict, quant: dict) -> list[SummaryRow]:
+def _rows(plan: Plan, tables: _Tables) -> list[SummaryRow]:
     """One row per rule, in source order, crediting it with every tensor it set at least one
     key of (not only those whose last key it set): a statement that gave only a granularity
     counts its tensors, and their dtype stays with the statement that set it."""
@@ -110,15 +136,15 @@ def _rows(plan: Plan, masks: dict, quant: dict) -> list[SummaryRow]:
     for entry in plan.entries:
         for rule, keys in _rules_of(entry, plan).items():
             groups.setdefault((rule, entry.mode), []).append((entry, keys))
-    rows = [_row(origin, mode, found, masks, quant) for (origin, mode), found in groups.items()]
+    rows = [_row(origin, mode, found, tables) for (origin, mode), found in groups.items()]
     return sorted(rows, key=_source_order)
 
 
-def _total(entries, masks: dict, quant: dict) -> SummaryTotal:
+def _total(entries, tables: _Tables) -> SummaryTotal:
     """The total line: each tensor once, however many rules set its keys."""
-    found = [m for m in (_mask(masks, e) for e in entries) if m is not None]
-    bits = {p["quant_dtype"] for p in (_quant(quant, e) for e in entries) if p is not None}
-    zeros, elements = _zeros(found), sum(m.numel() for m in found)
+    found = [c for c in (tables.mask(e) for e in entries) if c is not None]
+    bits = {d for d in (tables.dtype(e) for e in entries) if d is not None}
+    zeros, elements = sum(z for z, _ in found), sum(n for _, n in found)
     tensors = len({e.key for e in entries})
     return SummaryTotal(tensors, zeros, elements, tuple(sorted(bits, key=_dtype_order)))
 
@@ -136,25 +162,13 @@ def _rules_of(entry: PlanEntry, plan: Plan) -> dict[str, frozenset[str]]:
     }
 
 
-def _row(origin: str, mode: Mode, found: list[_Credit], masks: dict, quant: dict) -> SummaryRow:
-    pruned = [m for m in (_mask(masks, entry) for entry, _ in found) if m is not None]
-    params = [_quant(quant, entry) for entry, keys in found if "quant_dtype" in keys]
-    bits = sorted({p["quant_dtype"] for p in params if p is not None}, key=_dtype_order)
-    zeros, elements = _zeros(pruned), sum(m.numel() for m in pruned)
+def _row(origin: str, mode: Mode, found: list[_Credit], tables: _Tables) -> SummaryRow:
+    pruned = [c for c in (tables.mask(entry) for entry, _ in found) if c is not None]
+    dtypes = [tables.dtype(entry) for entry, keys in found if "quant_dtype" in keys]
+    bits = sorted({d for d in dtypes if d is not None}, key=_dtype_order)
+    zeros, elements = sum(z for z, _ in pruned), sum(n for _, n in pruned)
     align = any("align" in keys for _, keys in found)
     return SummaryRow(origin, mode, len(found), zeros, elements, tuple(bits), align)
-
-
-def _mask(masks: dict, entry: PlanEntry):
-    return masks.get(entry.module, {}).get(entry.target) if entry.mode is Mode.PRUNE else None
-
-
-def _quant(quant: dict, entry: PlanEntry) -> dict | None:
-    return quant.get(entry.module, {}).get(entry.target) if entry.mode is Mode.QUANTIZE else None
-
-
-def _zeros(masks: list) -> int:
-    return sum(int((~m).sum().item()) for m in masks)
 
 
 def _source_order(row: SummaryRow) -> tuple:

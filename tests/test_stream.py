@@ -1,0 +1,200 @@
+"""A streamed run (StreamRun over a meta skeleton and a tensor reader) is the in-memory apply,
+bit for bit: every mask stage, both quantization granularities, fp32, fp16 and bf16."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+import torch
+from torch import nn
+
+import dsl_compress as dc
+from dsl_compress.diagnostics import CompressionError
+from dsl_compress.engine.stream import StreamRun
+
+DTYPES = [torch.float32, torch.float16, torch.bfloat16]
+
+
+class Blocks(nn.Module):
+    """Two up/BN/down blocks and a conv stem: every stage has targets of two kinds."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3)
+        self.up1, self.bn1, self.down1 = nn.Linear(16, 32), nn.BatchNorm1d(32), nn.Linear(32, 16)
+        self.up2, self.bn2, self.down2 = nn.Linear(16, 32), nn.BatchNorm1d(32), nn.Linear(32, 16)
+
+
+RULES = {
+    "ratio_blocks_and_align": """
+        prune up*.weight sparse_ratio=0.5 granularity=out_channel metric=l1;
+        align bn*.weight with up*.weight dims=[0];
+        align bn*.bias with bn*.weight dims=[0];
+    """,
+    "global_group_level": "prune down*.weight sparse_ratio=0.4 group=downs;",
+    "global_group_bounds": """
+        prune down1.weight sparse_ratio=0.6 group=g max_sparse_ratio=0.5;
+        prune down2.weight sparse_ratio=0.6 group=g max_sparse_ratio=0.9;
+    """,
+    "global_blocks_and_elements": """
+        prune up*.weight sparse_ratio=0.3 group=mixed granularity=out_channel metric=l2;
+        prune down*.weight sparse_ratio=0.3 group=mixed;
+    """,
+    "dependency_group": """
+        prune up*.weight sparse_ratio=0.5 dependency_group_id=1 granularity=out_channel;
+    """,
+    "threshold_with_bounds": """
+        prune Linear.weight sparse_threshold=0.1 min_sparse_ratio=0.2 max_sparse_ratio=0.6;
+    """,
+    "fpgm_and_random": """
+        prune stem.weight sparse_ratio=0.5 granularity=out_channel metric=fpgm;
+        prune down*.weight sparse_ratio=0.5 metric=random;
+    """,
+    "quant_per_tensor_and_channel": """
+        quantize up*.weight quant_dtype=int8 granularity=out_channel;
+        quantize down*.weight quant_dtype=uint4 quant_scheme=affine;
+        quantize stem.weight quant_dtype=int4 granularity=out_channel;
+    """,
+    "prune_then_quantize": """
+        prune up*.weight sparse_ratio=0.5 granularity=out_channel;
+        align bn*.weight with up*.weight dims=[0];
+        prune down*.weight sparse_ratio=0.3 group=downs;
+        quantize Linear.weight quant_dtype=int8 granularity=out_channel;
+    """,
+}
+
+
+def _state(seed: int = 0) -> dict[str, torch.Tensor]:
+    torch.manual_seed(seed)
+    model = Blocks()
+    for module in (model.bn1, model.bn2):  # BN weights that differ, so aligns show
+        module.weight.data.uniform_(0.5, 1.5)
+        module.bias.data.uniform_(-0.5, 0.5)
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def _in_memory(rules, state, dtype):
+    model = Blocks().to(dtype)
+    model.load_state_dict(state)
+    compression = dc.apply(rules, model, seed=5)
+    masks = {f"{m}.{t}": v for m, d in compression.masks().items() for t, v in d.items()}
+    quant = {f"{m}.{t}": p for m, d in compression.quant_params().items() for t, p in d.items()}
+    final = {k: v.detach().clone() for k, v in compression.finalize().state_dict().items()}
+    return final, masks, quant, compression.plan
+
+
+def _streamed(rules, state, dtype, reads: Counter | None = None):
+    with torch.device("meta"):
+        skeleton = Blocks().to(dtype)
+    plan = rules.compile(skeleton).plan
+    kinds = {k: v.dtype for k, v in skeleton.state_dict().items()}
+
+    def read(name):
+        if reads is not None:
+            reads[name] += 1
+        tensor = state[name]
+        return tensor.to(kinds[name]) if tensor.is_floating_point() else tensor.clone()
+
+    run = StreamRun(skeleton, plan, read, seed=5)
+    sink = Recorder()
+    result = run.run(sink)
+    return sink, result, run, plan
+
+
+class Recorder:
+    """A sink that keeps copies of what it is handed."""
+
+    def __init__(self):
+        self.tensors, self.masks, self.scales = {}, {}, {}
+
+    def model(self, name, tensor):
+        assert name not in self.tensors, f"{name} handed on twice"
+        self.tensors[name] = tensor.clone()
+
+    def mask(self, name, mask):
+        self.masks[name] = mask.clone()
+
+    def quant(self, name, params):
+        self.scales[name] = params
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("case", sorted(RULES))
+def test_streamed_equals_in_memory_bit_for_bit(case, dtype):
+    rules = dc.parse(RULES[case])
+    state = _state()
+    final, masks, quant, plan = _in_memory(rules, state, dtype)
+    sink, result, run, streamed_plan = _streamed(rules, state, dtype)
+    assert streamed_plan.to_dicts() == plan.to_dicts()
+    assert sink.tensors.keys() == final.keys()
+    for name, value in final.items():
+        got = sink.tensors[name]
+        assert got.dtype == value.dtype and torch.equal(got, value), name
+    assert sink.masks.keys() == masks.keys()
+    for name, mask in masks.items():
+        assert torch.equal(sink.masks[name], mask), name
+    assert sink.scales.keys() == quant.keys()
+    for name, params in quant.items():
+        got = sink.scales[name].to_dict()
+        assert torch.equal(got["scale"], params["scale"]), name
+        assert torch.equal(got["zero_point"], params["zero_point"]), name
+        assert {k: got[k] for k in ("qmin", "qmax", "quant_dtype", "quant_scheme")} == {
+            k: params[k] for k in ("qmin", "qmax", "quant_dtype", "quant_scheme")
+        }
+    assert masks or quant  # every case compresses something
+
+
+@pytest.mark.parametrize("case", sorted(RULES))
+def test_layout_announces_exactly_what_is_handed_on(case):
+    sink, _, run, _ = _streamed(dc.parse(RULES[case]), _state(), torch.bfloat16)
+    layout = run.layout
+    planned = {t.name: (t.shape, t.dtype) for t in layout.model}
+    assert planned == {k: (tuple(v.shape), v.dtype) for k, v in sink.tensors.items()}
+    assert {t.name: t.shape for t in layout.masks} == {
+        k: tuple(v.shape) for k, v in sink.masks.items()
+    }
+    scales = {}
+    for name, params in sink.scales.items():
+        scales[f"{name}.scale"] = tuple(params.scale.shape)
+        scales[f"{name}.zero_point"] = tuple(params.zero_point.shape)
+        assert dict(layout.quant_metadata[name]) == {
+            k: v for k, v in params.to_dict().items() if not isinstance(v, torch.Tensor)
+        }
+    assert {t.name: t.shape for t in layout.quant} == scales
+
+
+def test_each_tensor_outside_a_group_is_read_once():
+    reads: Counter = Counter()
+    rules = dc.parse(RULES["prune_then_quantize"])
+    sink, *_ = _streamed(rules, _state(), torch.float32, reads)
+    grouped = {"down1.weight", "down2.weight"}
+    assert all(count == 1 for name, count in reads.items() if name not in grouped)
+    # a global group: a statistics pass, then the mask pass
+    assert all(2 <= reads[name] <= 4 for name in grouped)
+    assert set(reads) == set(sink.tensors)
+
+
+@pytest.mark.parametrize(
+    "text, reason",
+    [
+        ("quantize up1._input_0 quant_dtype=int8;", "observed in forward passes"),
+        ("prune up1.weight sparse_ratio=0.5 metric=taylor;", "needs gradients"),
+    ],
+)
+def test_what_needs_forward_passes_is_x805_before_any_read(text, reason):
+    reads: Counter = Counter()
+    with pytest.raises(CompressionError) as caught:
+        _streamed(dc.parse(text), _state(), torch.float32, reads)
+    assert [d.code for d in caught.value.diagnostics] == ["X805"]
+    assert reason in caught.value.diagnostics[0].message
+    assert not reads
+
+
+def test_settings_errors_are_raised_before_any_read():
+    reads: Counter = Counter()
+    text = "prune up1.weight sparse_ratio=0.5 granularity=[5, 5];"
+    with pytest.raises(CompressionError) as caught:
+        _streamed(dc.parse(text), _state(), torch.float32, reads)
+    assert caught.value.diagnostics[0].code.startswith("P")
+    assert not reads

@@ -222,3 +222,11 @@ def test_a_config_transformers_cannot_read(folder):
     (folder / "llama" / "config.json").write_text('{"model_type": "no-such-model"}')
     diag = l101("hf:llama")
     assert "reading 'llama/config.json' raised" in diag.message
+
+
+def test_apply_never_writes_over_the_hf_folder_it_reads(folder, capsys):
+    before = sorted(p.name for p in (folder / "llama").iterdir())
+    args = ("apply", "a.rules", "--model", "hf:llama", "--out", "llama", "--overwrite")
+    result = run(capsys, *args)
+    assert result.code == 2 and "error[L105]" in result.err
+    assert sorted(p.name for p in (folder / "llama").iterdir()) == before

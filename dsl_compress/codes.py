@@ -472,14 +472,16 @@ CODES: dict[str, CodeInfo] = _table(
     (
         "L101",
         "bad-model-spec",
-        "--model must name a callable that returns a torch.nn.Module.",
-        "Write package.module:callable or path/to/file.py:callable.",
+        "--model must name a callable that returns a torch.nn.Module, or a local Hugging Face "
+        "model folder (hf:DIR).",
+        "Write package.module:callable, path/to/file.py:callable or hf:DIR.",
     ),
     (
         "L102",
         "bad-weights",
-        "A weights file that cannot be read or does not match the model.",
-        "Give a .safetensors or .pt state dict saved from this model.",
+        "A checkpoint (file, sharded index or folder) that cannot be read or does not match "
+        "the model.",
+        "Give a .safetensors file, index or folder, or a .pt state dict, saved from this model.",
     ),
     (
         "L103",

@@ -12,7 +12,10 @@ from dsl_compress.vocab import DEFAULT_METRIC, METRIC_NAMES, Mode
 MODES = tuple(m.value for m in Mode)
 RULES_HELP = ".rules file, or an NNI config_list .json"
 
-MODEL_HELP = "package.module:callable or path/to/file.py:callable returning an nn.Module"
+MODEL_HELP = (
+    "package.module:callable or path/to/file.py:callable returning an nn.Module, or hf:DIR "
+    "(a local Hugging Face model folder; needs transformers)"
+)
 
 
 def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -55,7 +58,11 @@ def _model_options(command: argparse.ArgumentParser, required: bool) -> None:
 
 def _weights_option(command: argparse.ArgumentParser) -> None:
     command.add_argument(
-        "--weights", metavar="FILE", help="state dict (.safetensors, or .pt read weights-only)"
+        "--weights",
+        metavar="PATH",
+        help="the weights: a .safetensors file, a sharded index (*.safetensors.index.json), a "
+        "folder holding either, or a .pt/.pth state dict (read weights-only); with hf:DIR, "
+        "in place of the folder's own",
     )
 
 

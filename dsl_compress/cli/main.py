@@ -276,19 +276,26 @@ def _explain(args) -> ExitStatus:
     return ExitStatus.OK
 
 
-def _model(args) -> torch.nn.Module:
-    from dsl_compress.io.loading import load_model, load_weights
+def _model(args, skeleton: bool = False) -> torch.nn.Module:
+    """The model --model names with its weights (--weights, or an hf: folder's own) loaded; as a
+    ``skeleton``, on the meta device with the checkpoint's headers checked and no tensor read."""
+    from dsl_compress.io.hf import is_hf_spec
+    from dsl_compress.io.loading import check_weights, load_model, load_weights, spec_weights
 
-    model = load_model(args.model)
-    if getattr(args, "weights", None):
-        _report_warnings(load_weights(model, args.weights))
+    weights = spec_weights(args.model, getattr(args, "weights", None))
+    model = load_model(args.model, meta=skeleton or is_hf_spec(args.model))
+    if weights and skeleton:
+        check_weights(model, weights)  # its dtype warnings tell of casts a skeleton never makes
+    elif weights:
+        _report_warnings(load_weights(model, weights))
     return model
 
 
 def _model_or_manifest(args) -> torch.nn.Module | StandInModule | None:
-    """The model to resolve against: --model, the torch-free stand-in of --manifest, or none."""
+    """The model to resolve against: --model, the torch-free stand-in of --manifest, or none.
+    Resolution reads no weight, so an hf: model stays a skeleton whose checkpoint is checked."""
     if args.model:
-        return _model(args)
+        return _model(args, skeleton=args.model.startswith("hf:"))
     if args.manifest:
         from dsl_compress.io.manifest_read import load_manifest, stand_in_model
 
@@ -317,10 +324,13 @@ def _lint(args) -> ExitStatus:
 
 
 def _manifest(args) -> ExitStatus:
+    """Names, types and shapes; with a checkpoint and no example input, from the meta skeleton
+    and the checkpoint's headers alone (not one weight is read)."""
     from dsl_compress.io.loading import load_calib
     from dsl_compress.io.manifest import build_manifest, save_manifest
 
-    model = _model(args)
+    has_weights = bool(args.weights) or args.model.startswith("hf:")
+    model = _model(args, skeleton=has_weights and not args.example_input)
     example = load_calib(args.example_input)[0] if args.example_input else None
     save_manifest(build_manifest(model, example), args.output)
     return ExitStatus.OK
@@ -334,7 +344,7 @@ def _apply(args) -> ExitStatus:
     from dsl_compress.tools.summary import summary_table
 
     # Every file the run reads: an --out that holds one would delete it (includes come later).
-    inputs = [args.rules, *spec_files(args.model), *spec_files(args.weights)]
+    inputs = [args.rules, *_model_files(args.model), *spec_files(args.weights)]
     inputs += spec_files(args.calib)
     if args.out:
         _report_warnings(check_destination(Path(args.out), args.overwrite, inputs))
@@ -360,6 +370,14 @@ def _apply(args) -> ExitStatus:
         _report_warnings(runtime_only_warning(plan, Path(args.out)))
         print(f"wrote {len(written)} files to {args.out}", file=sys.stderr)
     return ExitStatus.OK
+
+
+def _model_files(spec: str) -> list[Path]:
+    """What --model reads: an hf: folder (which may hold its weights), or the spec's files."""
+    from dsl_compress.io.hf import hf_folder, is_hf_spec
+    from dsl_compress.tools.apply_job import spec_files
+
+    return [hf_folder(spec)] if is_hf_spec(spec) else spec_files(spec)
 
 
 def _refuse_unmatched(diagnostics, allowed: bool) -> None:

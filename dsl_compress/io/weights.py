@@ -3,10 +3,11 @@ then one tensor at a time read and copied (or, on the meta device, assigned) int
 
 from __future__ import annotations
 
+import contextlib
 import pickle
 import re
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import torch
 
@@ -45,6 +46,26 @@ def check_weights(model: torch.nn.Module, path: str | Path) -> list[Diagnostic]:
     emitted: nothing is cast); a safetensors checkpoint's tensor data is never read."""
     with _open_source(path) as source:
         return _checked(model, source, str(path))[1]
+
+
+@contextlib.contextmanager
+def weight_reader(
+    model: torch.nn.Module, path: str | Path
+) -> Iterator[tuple[Callable[[str], torch.Tensor], list[Diagnostic]]]:
+    """A reader of the checkpoint's tensors by the model's state-dict names, each as
+    :func:`load_weights` would load it (a tied name read through the name the file holds it
+    by, cast to the model's dtype), and the cast warnings. Checked first, from the headers; a
+    streamed run then reads one tensor at a time and never loads the model."""
+    with _open_source(path) as source:
+        groups, found = _checked(model, source, str(path))
+        dtypes = {k: v.dtype for k, v in model.state_dict(keep_vars=True).items()}
+        stored_as = {name: present for names, present in groups for name in names}
+
+        def read(name: str) -> torch.Tensor:
+            tensor = source.read(stored_as[name])
+            return tensor.to(dtypes[name]) if tensor.dtype != dtypes[name] else tensor
+
+        yield read, found
 
 
 def read_tensor_file(path: str, code: str, what: str) -> Any:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import torch
 
@@ -26,6 +26,11 @@ from dsl_compress.engine.mask_request import MaskRequest, Masks
 from dsl_compress.vocab import TargetKind
 from dsl_compress.engine.metrics import kth_smallest
 from dsl_compress.plan import Key
+
+
+# Whether this process masks a target; a sum of a tensor over every process (in place).
+Owns = Callable[[Key], bool]
+Reduce = Callable[[torch.Tensor], None]
 
 
 def generate_masks(requests: Sequence[MaskRequest]) -> Masks:
@@ -77,15 +82,32 @@ class MaskPipeline:
         self._reduced: dict[Key, torch.Tensor] = {}
         self._mask_keys = frozenset(self.stage_order())
 
-    def prepare(self) -> None:
-        """The group statistics: every dependency group's keep-mask and every global group's cut."""
+    def prepare(self, owns: Owns | None = None, reduce: Reduce | None = None) -> None:
+        """The group statistics: every dependency group's keep-mask and every global group's cut.
+
+        In a distributed run ``owns`` says which targets this process masks: a dependency
+        group (all on one process, see :meth:`linked`) is computed where it is owned; a global
+        group's members are spread, each process reading its own and ``reduce`` summing the
+        selection's histograms over every process (exact integer sums, so the threshold is
+        the one process's, bit for bit).
+        """
         requests = list(self._by_key.values())
         for group in groups(requests, "dependency", "dependency_group_id"):
-            keep = _dependency_keep(group)
-            self._dependency.update((r.key, keep) for r in group)
+            if owns is None or any(owns(r.key) for r in group):
+                keep = _dependency_keep(group)
+                self._dependency.update((r.key, keep) for r in group)
         for group in groups(requests, "global", "global_group_id"):
-            cut = _global_cut(group)
+            local = [r for r in group if owns is None or owns(r.key)]
+            cut = _global_cut(group, local, reduce)
             self._global.update((r.key, cut) for r in group)
+
+    def linked(self) -> list[list[Key]]:
+        """Targets whose masks are computed from each other: each dependency group, and each
+        align target with its source (a distributed run keeps each set on one process)."""
+        requests = list(self._by_key.values())
+        found = [[r.key for r in g] for g in groups(requests, "dependency", "dependency_group_id")]
+        found += [[key, source_key(r)] for key, r in self._aligned.items()]
+        return found
 
     def stage_order(self) -> list[Key]:
         """The masked targets in the order NNI's stages first produce them (the masks' order)."""
@@ -267,7 +289,9 @@ class _GlobalCut:
         return ratio_keep(metric, _bounds(request)[self.bound])
 
 
-def _global_cut(group: Sequence[MaskRequest]) -> _GlobalCut:
+def _global_cut(
+    group: Sequence[MaskRequest], local: Sequence[MaskRequest], reduce: Reduce | None
+) -> _GlobalCut:
     """Rank all members together: prune ``floor(total * ratio)`` elements, bounded by min/max."""
     ratio = group_ratio(group)
     sizes = [math.prod(r.shape) for r in group]
@@ -280,7 +304,7 @@ def _global_cut(group: Sequence[MaskRequest]) -> _GlobalCut:
     if count >= high:
         # NNI reads an unset max as 0.0 here, so a ratio of 1.0 pruned nothing; we use 1.0.
         return _GlobalCut(bound=1)
-    return _GlobalCut(threshold=_global_threshold(group, count))
+    return _GlobalCut(threshold=_global_threshold(local, count, reduce))
 
 
 def _global_threshold(group: Sequence[MaskRequest], count: int) -> torch.Tensor:

@@ -18,6 +18,7 @@ from safetensors.torch import load_file, save_file
 
 from cli_runner import exit_of, run
 from dsl_compress.cli.main import main
+from dsl_compress.cli.progress import Bars
 from dsl_compress.tools.apply_job import OUTPUT_FILES
 from dsl_compress.models import cnn, resnet
 
@@ -437,11 +438,18 @@ def test_out_that_is_a_file_is_refused(capsys, tmp_path):
 
 def test_progress_bar_only_on_a_terminal(capsys, tmp_path, monkeypatch):
     result = run(capsys, "apply", CHANNELS, "--model", RESNET, "--dry-run")
-    assert "\r" not in result.err and "[#" not in result.err
+    assert "\r" not in result.err and "step/s" not in result.err
     monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
-    result = run(capsys, "apply", CHANNELS, "--model", RESNET, "--dry-run")
+    result = run(capsys, "apply", CHANNELS, "--model", RESNET, "--out", tmp_path / "out")
     assert result.code == 0
-    assert "\r[" in result.err and "4/4 layer2.1.conv1.weight" in result.err
+    lines = result.err.split("\n")
+    # tqdm's bars: done/total, elapsed<remaining, rate, then the label; each closed on its line.
+    pruned = next(line for line in lines if "4/4 [" in line).rsplit("\r", 1)[-1]
+    assert re.fullmatch(
+        r"100%\|.*\| 4/4 \[\d\d:\d\d<\d\d:\d\d, .*step/s\] layer2.1.conv1.weight", pruned
+    )
+    written = next(line for line in lines if "6/6 [" in line).rsplit("\r", 1)[-1]
+    assert written.endswith("] config_list.json")
 
 
 def test_calibration_reports_progress_on_a_terminal_only(capsys, tmp_path, monkeypatch):
@@ -455,8 +463,38 @@ def test_calibration_reports_progress_on_a_terminal_only(capsys, tmp_path, monke
     shown = run(capsys, *argv)
     assert shown.code == 0
     batches = len(torch.load(tmp_path / "calib.pt"))
-    for done in range(1, batches + 1):
-        assert f"] {done}/{batches} calibration" in shown.err
+    bar = next(line for line in shown.err.split("\n") if "calibration" in line)
+    assert f" 0/{batches} [" in bar  # drawn from the start
+    assert bar.rsplit("\r", 1)[-1].startswith(f"100%|") and bar.endswith("] calibration")
+
+
+def test_a_bar_is_closed_before_an_error_is_said(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    write_quant_rules(tmp_path)
+    torch.save([torch.randn(2, 3, 32, 32), torch.randn(2, 5)], tmp_path / "calib.pt")
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    argv = ("apply", "quant.rules", "--model", RESNET, "--calib", "calib.pt", "--dry-run")
+    result = run(capsys, *argv)
+    assert result.code == 2
+    said = result.err.split("\n")
+    error = next(i for i, line in enumerate(said) if "[L103]" in line)
+    # The bar, closed where the run stopped, ends its own line; the error starts the next.
+    assert " 1/2 [" in said[error - 1] and said[error - 1].endswith("] calibration")
+    assert said[error].startswith("calibration batch 1: ")
+
+
+def test_progress_bars_start_anew_for_each_count_and_show_an_open_ended_one():
+    stream = io.StringIO()
+    bars = Bars(stream)
+    for done in (1, 2):
+        bars(done, 2, f"t{done}")
+    for done in (1, 2, 3):
+        bars(done, 0, "calibration")  # 0: a count without a known end
+    bars.close()
+    lines = [line.rsplit("\r", 1)[-1] for line in stream.getvalue().split("\n") if line]
+    assert len(lines) == 2
+    assert lines[0].startswith("100%|") and " 2/2 [" in lines[0] and lines[0].endswith("] t2")
+    assert re.fullmatch(r"3 \[\d\d:\d\d, .*step/s\] calibration", lines[1])
 
 
 def test_x804_is_said_once_when_inputs_or_outputs_are_quantized(applied):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
 import math
 import os
@@ -13,10 +14,10 @@ import warnings
 import pytest
 import safetensors.torch
 import torch
-from safetensors import SafetensorError
 
 import dsl_compress
 from conftest import assert_same_state, state_copy
+from output_files import fail_writes_to
 from dsl_compress import CompressionError, CompressionWarning, Mode
 from dsl_compress.io import atomic, outputs
 from dsl_compress.resolve.config_input import plan_from_config_list
@@ -166,14 +167,7 @@ def _setting(setting):
 
 def test_a_failing_write_leaves_nothing(tmp_path, monkeypatch):
     _, _, result = run_job()
-    real = safetensors.torch.save_file
-
-    def failing(tensors, filename, metadata=None):
-        if filename.endswith("quant.safetensors"):
-            raise RuntimeError("disk on fire")
-        return real(tensors, filename, metadata)
-
-    monkeypatch.setattr("dsl_compress.io.outputs.save_file", failing)
+    fail_writes_to(monkeypatch, "quant.safetensors", RuntimeError("disk on fire"))
     progress = []
     with pytest.raises(RuntimeError, match="disk on fire"):
         write_outputs(result, tmp_path / "out", progress=lambda *a: progress.append(a))
@@ -428,8 +422,6 @@ def test_a_failing_swap_puts_the_old_folder_back(tmp_path, monkeypatch):
 
 # ----- faults that lose nothing (issue 9, items 11, 13, 14) ---------------------------------------
 
-NO_SPACE = "Error while serializing: I/O error: No space left on device (os error 28)"
-
 
 def _half_written_then_full(path):
     with open(path, "wb") as handle:
@@ -440,27 +432,21 @@ def _half_written_then_full(path):
 def test_a_full_disk_in_any_file_is_l105_naming_the_path_and_leaves_nothing(
     tmp_path, monkeypatch, failing_file
 ):
-    """Each file's own writer fails as it does on a full disk: safetensors with its
-    SafetensorError (not an OSError), JSON with OSError ENOSPC."""
+    """Each file's own writer fails as it does on a full disk: the system's write (os.pwrite)
+    of a safetensors file with ENOSPC and no file name, the JSON writer with OSError ENOSPC."""
     _, _, result = run_job()
     out = tmp_path / "out"
     out.mkdir()
     (out / "keep.txt").write_text("old")
-    real_save, real_json = outputs.save_file, outputs._write_json
-
-    def save_file(tensors, filename, metadata=None):
-        if filename.endswith(failing_file):
-            _half_written_then_full(filename)
-            raise SafetensorError(NO_SPACE)
-        return real_save(tensors, filename, metadata)
+    real_json = outputs._write_json
 
     def write_json(data, path):
-        if path.endswith(failing_file):
+        if str(path).endswith(failing_file):
             _half_written_then_full(path)
-            raise OSError(28, "No space left on device", path)
+            raise OSError(28, "No space left on device", str(path))
         return real_json(data, path)
 
-    monkeypatch.setattr(outputs, "save_file", save_file)
+    fail_writes_to(monkeypatch, failing_file, OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)))
     monkeypatch.setattr(outputs, "_write_json", write_json)
     with pytest.raises(CompressionError) as caught:
         write_outputs(result, out, overwrite=True)
@@ -472,16 +458,14 @@ def test_a_full_disk_in_any_file_is_l105_naming_the_path_and_leaves_nothing(
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
 
 
-def test_a_safetensors_error_without_an_os_error_is_l105_with_its_words(tmp_path, monkeypatch):
+def test_a_write_that_makes_no_progress_is_l105_naming_the_file(tmp_path, monkeypatch):
+    """A system write that returns 0 bytes forever would loop: it is an I/O error instead."""
     _, _, result = run_job()
-
-    def save_file(tensors, filename, metadata=None):
-        raise SafetensorError("Error while serializing: some tensor problem")
-
-    monkeypatch.setattr(outputs, "save_file", save_file)
+    monkeypatch.setattr(os, "pwrite", lambda fd, data, offset: 0)
     with pytest.raises(CompressionError) as caught:
         write_outputs(result, tmp_path / "out")
-    assert caught.value.codes == ["L105"] and "some tensor problem" in str(caught.value)
+    assert caught.value.codes == ["L105"]
+    assert "wrote nothing" in str(caught.value) and "model.safetensors" in str(caught.value)
     assert list(tmp_path.iterdir()) == []
 
 

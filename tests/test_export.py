@@ -12,12 +12,11 @@ import stat
 import warnings
 
 import pytest
-import safetensors.torch
 import torch
 
 import dsl_compress
 from conftest import assert_same_state, state_copy
-from output_files import fail_writes_to
+from output_files import fail_writes_to, read_metadata, read_tensors
 from dsl_compress import CompressionError, CompressionWarning, Mode
 from dsl_compress.io import atomic, outputs
 from dsl_compress.resolve.config_input import plan_from_config_list
@@ -72,7 +71,7 @@ def test_every_file_is_written_and_nothing_else(written):
 
 def test_masks_file_holds_the_compression_masks_as_bool(written):
     out, masks, _, _, _ = written
-    stored = safetensors.torch.load_file(out / "masks.safetensors")
+    stored = read_tensors(out, "masks")
     assert set(stored) == {f"{m}.{t}" for m, t in masks}
     assert "layer1.0.bn1.weight" in stored and "conv1.weight" in stored
     for (module, target), mask in masks.items():
@@ -82,7 +81,7 @@ def test_masks_file_holds_the_compression_masks_as_bool(written):
 
 def test_model_file_is_finalized_and_loads_strictly(written):
     out, masks, quant, _, _ = written
-    state = safetensors.torch.load_file(out / "model.safetensors")
+    state = read_tensors(out, "model")
     fresh = resnet()
     fresh.load_state_dict(state, strict=True)
     assert not any("parametrizations" in k for k in state)
@@ -97,15 +96,14 @@ def test_model_file_is_finalized_and_loads_strictly(written):
 
 def test_quant_file_holds_scales_zero_points_and_dtypes(written):
     out, _, quant, _, _ = written
-    stored = safetensors.torch.load_file(out / "quant.safetensors")
+    stored = read_tensors(out, "quant")
     expected = {f"{m}.{t}.{f}" for m, t in quant for f in ("scale", "zero_point")}
     assert set(stored) == expected
     assert {"fc.weight.scale", "fc._input_0.zero_point", "conv1.weight.scale"} <= set(stored)
     for (module, target), params in quant.items():
         for field in ("scale", "zero_point"):
             assert torch.equal(stored[f"{module}.{target}.{field}"], params[field])
-    with safetensors.safe_open(out / "quant.safetensors", "pt") as handle:
-        metadata = handle.metadata()
+    metadata = read_metadata(out, "quant")
     assert json.loads(metadata["conv1.weight"]) == {
         "qmax": 7,
         "qmin": -7,
@@ -253,7 +251,7 @@ def test_tied_weights_are_written_under_both_keys(tmp_path):
     with pytest.warns(CompressionWarning, match=r"T405.*'1\.weight'"):  # said, then done
         result = apply_plan_job(model, plan)
     write_outputs(result, tmp_path / "out")
-    state = safetensors.torch.load_file(tmp_path / "out" / "model.safetensors")
+    state = read_tensors(tmp_path / "out", "model")
     assert torch.equal(state["0.weight"], state["1.weight"])
     assert (state["0.weight"] == 0).float().mean().item() == pytest.approx(0.5)
 

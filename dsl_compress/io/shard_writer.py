@@ -1,14 +1,6 @@
-"""Safetensors files written tensor by tensor: a layout fixed up front from the planned tensors,
-each tensor's bytes written straight to their place, sharded the Hugging Face way past a size.
-
-The format (github.com/huggingface/safetensors, README "Format"): 8 bytes, the header's length N
-as a little-endian u64; N bytes of UTF-8 JSON mapping each tensor name to its dtype, shape and
-``data_offsets`` [begin, end) in the data after the header, plus an optional ``__metadata__``
-map of strings; then the data. Readers check that the ranges tile the data with no hole or
-overlap and that each range holds exactly its shape's bytes. Like safetensors' own writer we
-pad the header with spaces to a multiple of 8 and order each file's tensors by element size,
-largest first, so every tensor starts at a multiple of its element size.
-"""
+"""Safetensors files written tensor by tensor: the layout fixed up front from the planned tensors
+(io/safetensors_layout.py), each tensor's bytes written straight to their place, in any order,
+sharded the Hugging Face way past a size."""
 
 from __future__ import annotations
 
@@ -16,8 +8,6 @@ import errno
 import json
 import os
 import re
-from collections import Counter
-from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from types import TracebackType
@@ -26,53 +16,22 @@ from typing import Iterable, Mapping, Sequence
 import torch
 
 from dsl_compress.diagnostics import fail
+from dsl_compress.io.safetensors_layout import (
+    PlannedTensor,
+    check_plan,
+    file_layout,
+    shard_groups,
+    shard_names,
+)
 
-# safetensors' name of each torch dtype it stores (the unsigned 16-64 bit ones since torch 2.3).
-_NAMES = {
-    "bool": "BOOL",
-    "uint8": "U8",
-    "int8": "I8",
-    "int16": "I16",
-    "uint16": "U16",
-    "int32": "I32",
-    "uint32": "U32",
-    "int64": "I64",
-    "uint64": "U64",
-    "float16": "F16",
-    "bfloat16": "BF16",
-    "float32": "F32",
-    "float64": "F64",
-    "float8_e4m3fn": "F8_E4M3",
-    "float8_e5m2": "F8_E5M2",
-    "complex64": "C64",
-}
-DTYPE_NAMES = {getattr(torch, t): name for t, name in _NAMES.items() if hasattr(torch, t)}
+__all__ = ["PlannedTensor", "ShardedWriter", "parse_shard_size", "write_safetensors"]
+
 # Bytes handed to one write call: bounds what a device tensor copies to the CPU at a time.
 CHUNK_BYTES = 16 * 2**20
 _UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12}
 _UNITS |= {"KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
 _SIZE = re.compile(r"\s*(\d+(?:\.\d*)?)\s*([a-zA-Z]*)\s*")
 _SIZE_HINT = "write a byte count or a number with a unit: 5GB, 500MB (10^n bytes), 2GiB (2^n)"
-
-
-@dataclass(frozen=True)
-class PlannedTensor:
-    """A tensor a writer will be given: its name, shape and dtype (so its bytes are known)."""
-
-    name: str
-    shape: tuple[int, ...]
-    dtype: torch.dtype
-
-    @classmethod
-    def of(cls, name: str, tensor: torch.Tensor) -> PlannedTensor:
-        return cls(name, tuple(tensor.shape), tensor.dtype)
-
-    @property
-    def nbytes(self) -> int:
-        count = 1
-        for size in self.shape:
-            count *= size
-        return count * self.dtype.itemsize
 
 
 def parse_shard_size(text: str) -> int:
@@ -88,68 +47,6 @@ def parse_shard_size(text: str) -> int:
     if size <= 0:
         fail("L105", f"--max-shard-size '{text}' is not a positive size", hint=_SIZE_HINT)
     return size
-
-
-def shard_groups(tensors: Sequence[PlannedTensor], limit: int | None) -> list[list[PlannedTensor]]:
-    """The tensors split into shards of at most ``limit`` data bytes, greedily in their order;
-    a tensor larger than ``limit`` gets a shard of its own. One group without a limit."""
-    groups: list[list[PlannedTensor]] = [[]]
-    size = 0
-    for planned in tensors:
-        if limit is not None and groups[-1] and size + planned.nbytes > limit:
-            groups.append([])
-            size = 0
-        groups[-1].append(planned)
-        size += planned.nbytes
-    return groups
-
-
-def shard_names(prefix: str, count: int) -> list[str]:
-    """'<prefix>.safetensors', or '<prefix>-00001-of-0000N.safetensors' for each of N shards."""
-    if count == 1:
-        return [f"{prefix}.safetensors"]
-    return [f"{prefix}-{i:05d}-of-{count:05d}.safetensors" for i in range(1, count + 1)]
-
-
-@dataclass(frozen=True)
-class _Layout:
-    """One file's header (length prefix included) and where each tensor's bytes start in it."""
-
-    header: bytes
-    starts: dict[str, int]
-
-
-def _layout(tensors: Sequence[PlannedTensor], metadata: Mapping[str, str] | None) -> _Layout:
-    """The header and absolute offsets of a file holding ``tensors``."""
-    ordered = sorted(tensors, key=lambda t: (-t.dtype.itemsize, t.name))
-    entries: dict[str, object] = {"__metadata__": dict(metadata)} if metadata else {}
-    offsets, end = {}, 0
-    for planned in ordered:
-        offsets[planned.name] = end
-        begin, end = end, end + planned.nbytes
-        entries[planned.name] = {
-            "dtype": DTYPE_NAMES[planned.dtype],
-            "shape": list(planned.shape),
-            "data_offsets": [begin, end],
-        }
-    text = json.dumps(entries, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-    text += b" " * (-len(text) % 8)
-    header = len(text).to_bytes(8, "little") + text
-    return _Layout(header, {name: len(header) + offset for name, offset in offsets.items()})
-
-
-def _check_plan(tensors: Sequence[PlannedTensor], metadata: Mapping[str, str] | None) -> None:
-    """X803 for a plan no safetensors file can hold."""
-    twice = sorted(name for name, count in Counter(t.name for t in tensors).items() if count > 1)
-    if twice:
-        fail("X803", f"tensor(s) {', '.join(twice)} planned more than once")
-    for planned in tensors:
-        if planned.dtype not in DTYPE_NAMES:
-            fail("X803", f"tensor '{planned.name}': safetensors stores no {planned.dtype}")
-        if planned.name == "__metadata__" or any(size < 0 for size in planned.shape):
-            fail("X803", f"tensor '{planned.name}' of shape {planned.shape} cannot be stored")
-    if metadata and not all(isinstance(v, str) for pair in metadata.items() for v in pair):
-        fail("X803", "safetensors metadata maps strings to strings")
 
 
 class ShardedWriter:
@@ -174,7 +71,7 @@ class ShardedWriter:
     ) -> None:
         if max_shard_size is not None and max_shard_size <= 0:
             fail("X803", f"max_shard_size must be a positive byte count, not {max_shard_size}")
-        _check_plan(tensors, metadata)
+        check_plan(tensors, metadata)
         self._folder, self._prefix = Path(folder), prefix
         groups = shard_groups(tensors, max_shard_size)
         self.paths = [self._folder / name for name in shard_names(prefix, len(groups))]
@@ -185,7 +82,7 @@ class ShardedWriter:
         self._closed = False
         try:
             for path, group in zip(self.paths, groups):
-                layout = _layout(group, metadata)
+                layout = file_layout(group, metadata)
                 self._starts |= layout.starts
                 self._fds.append(_create(path))
                 _write_at(self._fds[-1], memoryview(layout.header), 0, path)

@@ -156,12 +156,15 @@ def _write_files(
         model = compression.finalize()
     _tick(progress, 1, total, "finalized")
 
-    def tensors(prefix: str, state: Mapping[str, torch.Tensor], metadata=None) -> list[Path]:
+    def tensors(
+        prefix: str, state: Mapping[str, torch.Tensor], metadata: Mapping[str, str] | None = None
+    ) -> list[Path]:
         return write_safetensors(
             folder, prefix, state, max_shard_size=max_shard_size, metadata=metadata
         )
 
     quant_state, quant_metadata = quant_tensors(quant)
+    # A tensor tied under several keys is written under each, so the file loads strictly.
     writers: dict[str, Callable[[], list[Path]]] = {
         "model.safetensors": lambda: tensors("model", model.state_dict(), {"format": "pt"}),
         "masks.safetensors": lambda: tensors("masks", masks),

@@ -13,11 +13,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors import safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from cli_runner import exit_of, run
+from output_files import read_metadata, read_tensors
 from dsl_compress.cli.main import main
+from dsl_compress.cli.progress import Bars
 from dsl_compress.tools.apply_job import OUTPUT_FILES
 from dsl_compress.models import cnn, resnet
 
@@ -115,7 +116,7 @@ def test_apply_writes_exactly_the_output_files_and_no_staging_left(applied):
 
 
 def test_masks_file_holds_bool_channel_masks_keyed_module_target(applied):
-    masks = load_file(applied["dir"] / "masks.safetensors")
+    masks = read_tensors(applied["dir"], "masks")
     assert set(masks) == MASKED
     params = dict(resnet().named_parameters())
     for key, mask in masks.items():
@@ -129,8 +130,8 @@ def test_masks_file_holds_bool_channel_masks_keyed_module_target(applied):
 
 
 def test_model_file_is_finalized_zero_where_masked_and_loads_strictly(applied):
-    state = load_file(applied["dir"] / "model.safetensors")
-    masks = load_file(applied["dir"] / "masks.safetensors")
+    state = read_tensors(applied["dir"], "model")
+    masks = read_tensors(applied["dir"], "masks")
     fresh = resnet()
     fresh.load_state_dict(state, strict=True)
     original = resnet().state_dict()
@@ -141,8 +142,7 @@ def test_model_file_is_finalized_zero_where_masked_and_loads_strictly(applied):
 
 
 def test_quant_file_holds_scale_and_zero_point_per_target(applied):
-    path = applied["dir"] / "quant.safetensors"
-    quant = load_file(path)
+    quant = read_tensors(applied["dir"], "quant")
     names = {key.rsplit(".", 1)[0] for key in quant}
     assert "fc.weight" in names
     inputs = [name for name in names if name.startswith("fc._input_")]
@@ -154,8 +154,7 @@ def test_quant_file_holds_scale_and_zero_point_per_target(applied):
         }
         assert bool((quant[f"{name}.scale"] > 0).all()), name
     assert torch.count_nonzero(quant["fc.weight.zero_point"]) == 0  # symmetric
-    with safe_open(str(path), "pt") as handle:
-        metadata = handle.metadata()
+    metadata = read_metadata(applied["dir"], "quant")
     assert json.loads(metadata["fc.weight"])["quant_dtype"] == "int8"
     assert json.loads(metadata[inputs[0]])["quant_dtype"] == "uint8"
 
@@ -229,7 +228,7 @@ def test_apply_nni_config_list_json_with_mode_and_metric(capsys, tmp_path):
     result = run(capsys, *argv, "--out", out)
     assert result.code == 0, result.err
     assert "config_list[0]" in result.out
-    masks = load_file(out / "masks.safetensors")
+    masks = read_tensors(out, "masks")
     assert set(masks) == MASKED  # NNI's BatchNorm template aligns bias to weight
     for block in BLOCKS:
         channels = kept_channels(masks[f"{block}.conv1.weight"])
@@ -238,7 +237,7 @@ def test_apply_nni_config_list_json_with_mode_and_metric(capsys, tmp_path):
         assert torch.equal(masks[f"{block}.bn1.bias"], channels)
     lists = json.loads((out / "config_list.json").read_text(encoding="utf-8"))
     assert len(lists["prune"]) == len(MASKED) and lists["quantize"] == [] == lists["distill"]
-    resnet().load_state_dict(load_file(out / "model.safetensors"), strict=True)
+    resnet().load_state_dict(read_tensors(out, "model"), strict=True)
 
 
 def test_written_config_list_json_applies_again_to_the_same_masks(capsys, tmp_path):
@@ -248,7 +247,7 @@ def test_written_config_list_json_applies_again_to_the_same_masks(capsys, tmp_pa
     argv = ["apply", first / "config_list.json", "--model", RESNET, "--metric", "l1"]
     result = run(capsys, *argv, "--out", second)
     assert result.code == 0, result.err
-    before, after = load_file(first / "masks.safetensors"), load_file(second / "masks.safetensors")
+    before, after = read_tensors(first, "masks"), read_tensors(second, "masks")
     assert set(before) == set(after) == MASKED
     assert all(torch.equal(before[key], after[key]) for key in before)
 
@@ -275,12 +274,12 @@ def test_weights_file_decides_which_channels_are_pruned(capsys, tmp_path, suffix
     argv = ["apply", CHANNELS, "--model", RESNET, "--weights", weights, "--out", out]
     result = run(capsys, *argv)
     assert result.code == 0, result.err
-    masks = load_file(out / "masks.safetensors")
+    masks = read_tensors(out, "masks")
     low = torch.arange(8) < 4
     expected = ~low if order == "rising" else low  # the four smallest-L1 channels go
     assert torch.equal(kept_channels(masks["layer1.0.conv1.weight"]), expected)
     assert torch.equal(masks["layer1.0.bn1.weight"], expected)
-    final = load_file(out / "model.safetensors")["layer1.0.conv1.weight"]
+    final = read_tensors(out, "model")["layer1.0.conv1.weight"]
     for c in range(8):
         value = float(c + 1 if order == "rising" else 8 - c) if expected[c] else 0.0
         assert torch.all(final[c] == value), c
@@ -437,11 +436,18 @@ def test_out_that_is_a_file_is_refused(capsys, tmp_path):
 
 def test_progress_bar_only_on_a_terminal(capsys, tmp_path, monkeypatch):
     result = run(capsys, "apply", CHANNELS, "--model", RESNET, "--dry-run")
-    assert "\r" not in result.err and "[#" not in result.err
+    assert "\r" not in result.err and "step/s" not in result.err
     monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
-    result = run(capsys, "apply", CHANNELS, "--model", RESNET, "--dry-run")
+    result = run(capsys, "apply", CHANNELS, "--model", RESNET, "--out", tmp_path / "out")
     assert result.code == 0
-    assert "\r[" in result.err and "4/4 layer2.1.conv1.weight" in result.err
+    lines = result.err.split("\n")
+    # tqdm's bars: done/total, elapsed<remaining, rate, then the label; each closed on its line.
+    pruned = next(line for line in lines if "4/4 [" in line).rsplit("\r", 1)[-1]
+    assert re.fullmatch(
+        r"100%\|.*\| 4/4 \[\d\d:\d\d<\d\d:\d\d, .*step/s\] layer2.1.conv1.weight", pruned
+    )
+    written = next(line for line in lines if "6/6 [" in line).rsplit("\r", 1)[-1]
+    assert written.endswith("] config_list.json")
 
 
 def test_calibration_reports_progress_on_a_terminal_only(capsys, tmp_path, monkeypatch):
@@ -455,8 +461,38 @@ def test_calibration_reports_progress_on_a_terminal_only(capsys, tmp_path, monke
     shown = run(capsys, *argv)
     assert shown.code == 0
     batches = len(torch.load(tmp_path / "calib.pt"))
-    for done in range(1, batches + 1):
-        assert f"] {done}/{batches} calibration" in shown.err
+    bar = next(line for line in shown.err.split("\n") if "calibration" in line)
+    assert f" 0/{batches} [" in bar  # drawn from the start
+    assert bar.rsplit("\r", 1)[-1].startswith("100%|") and bar.endswith("] calibration")
+
+
+def test_a_bar_is_closed_before_an_error_is_said(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    write_quant_rules(tmp_path)
+    torch.save([torch.randn(2, 3, 32, 32), torch.randn(2, 5)], tmp_path / "calib.pt")
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    argv = ("apply", "quant.rules", "--model", RESNET, "--calib", "calib.pt", "--dry-run")
+    result = run(capsys, *argv)
+    assert result.code == 2
+    said = result.err.split("\n")
+    error = next(i for i, line in enumerate(said) if "[L103]" in line)
+    # The bar, closed where the run stopped, ends its own line; the error starts the next.
+    assert " 1/2 [" in said[error - 1] and said[error - 1].endswith("] calibration")
+    assert said[error].startswith("calibration batch 1: ")
+
+
+def test_progress_bars_start_anew_for_each_count_and_show_an_open_ended_one():
+    stream = io.StringIO()
+    bars = Bars(stream)
+    for done in (1, 2):
+        bars(done, 2, f"t{done}")
+    for done in (1, 2, 3):
+        bars(done, 0, "calibration")  # 0: a count without a known end
+    bars.close()
+    lines = [line.rsplit("\r", 1)[-1] for line in stream.getvalue().split("\n") if line]
+    assert len(lines) == 2
+    assert lines[0].startswith("100%|") and " 2/2 [" in lines[0] and lines[0].endswith("] t2")
+    assert re.fullmatch(r"3 \[\d\d:\d\d, .*step/s\] calibration", lines[1])
 
 
 def test_x804_is_said_once_when_inputs_or_outputs_are_quantized(applied):
@@ -539,7 +575,7 @@ def test_prune_only_apply_writes_a_readable_quant_file(capsys, tmp_path):
         ["apply", str(CHANNELS), "--model", "dsl_compress.models:resnet", "--out", str(out)]
     )
     assert code == 0
-    assert load_file(str(out / "quant.safetensors")) == {}
+    assert read_tensors(out, "quant") == {}
     assert oct((out).stat().st_mode & 0o777) != oct(0o700)
 
 

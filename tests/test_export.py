@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
 import math
 import os
@@ -11,12 +12,11 @@ import stat
 import warnings
 
 import pytest
-import safetensors.torch
 import torch
-from safetensors import SafetensorError
 
 import dsl_compress
 from conftest import assert_same_state, state_copy
+from output_files import fail_writes_to, read_metadata, read_tensors
 from dsl_compress import CompressionError, CompressionWarning, Mode
 from dsl_compress.io import atomic, outputs
 from dsl_compress.resolve.config_input import plan_from_config_list
@@ -71,7 +71,7 @@ def test_every_file_is_written_and_nothing_else(written):
 
 def test_masks_file_holds_the_compression_masks_as_bool(written):
     out, masks, _, _, _ = written
-    stored = safetensors.torch.load_file(out / "masks.safetensors")
+    stored = read_tensors(out, "masks")
     assert set(stored) == {f"{m}.{t}" for m, t in masks}
     assert "layer1.0.bn1.weight" in stored and "conv1.weight" in stored
     for (module, target), mask in masks.items():
@@ -81,7 +81,7 @@ def test_masks_file_holds_the_compression_masks_as_bool(written):
 
 def test_model_file_is_finalized_and_loads_strictly(written):
     out, masks, quant, _, _ = written
-    state = safetensors.torch.load_file(out / "model.safetensors")
+    state = read_tensors(out, "model")
     fresh = resnet()
     fresh.load_state_dict(state, strict=True)
     assert not any("parametrizations" in k for k in state)
@@ -96,15 +96,14 @@ def test_model_file_is_finalized_and_loads_strictly(written):
 
 def test_quant_file_holds_scales_zero_points_and_dtypes(written):
     out, _, quant, _, _ = written
-    stored = safetensors.torch.load_file(out / "quant.safetensors")
+    stored = read_tensors(out, "quant")
     expected = {f"{m}.{t}.{f}" for m, t in quant for f in ("scale", "zero_point")}
     assert set(stored) == expected
     assert {"fc.weight.scale", "fc._input_0.zero_point", "conv1.weight.scale"} <= set(stored)
     for (module, target), params in quant.items():
         for field in ("scale", "zero_point"):
             assert torch.equal(stored[f"{module}.{target}.{field}"], params[field])
-    with safetensors.safe_open(out / "quant.safetensors", "pt") as handle:
-        metadata = handle.metadata()
+    metadata = read_metadata(out, "quant")
     assert json.loads(metadata["conv1.weight"]) == {
         "qmax": 7,
         "qmin": -7,
@@ -166,14 +165,7 @@ def _setting(setting):
 
 def test_a_failing_write_leaves_nothing(tmp_path, monkeypatch):
     _, _, result = run_job()
-    real = safetensors.torch.save_file
-
-    def failing(tensors, filename, metadata=None):
-        if filename.endswith("quant.safetensors"):
-            raise RuntimeError("disk on fire")
-        return real(tensors, filename, metadata)
-
-    monkeypatch.setattr("dsl_compress.io.outputs.save_file", failing)
+    fail_writes_to(monkeypatch, "quant.safetensors", RuntimeError("disk on fire"))
     progress = []
     with pytest.raises(RuntimeError, match="disk on fire"):
         write_outputs(result, tmp_path / "out", progress=lambda *a: progress.append(a))
@@ -259,7 +251,7 @@ def test_tied_weights_are_written_under_both_keys(tmp_path):
     with pytest.warns(CompressionWarning, match=r"T405.*'1\.weight'"):  # said, then done
         result = apply_plan_job(model, plan)
     write_outputs(result, tmp_path / "out")
-    state = safetensors.torch.load_file(tmp_path / "out" / "model.safetensors")
+    state = read_tensors(tmp_path / "out", "model")
     assert torch.equal(state["0.weight"], state["1.weight"])
     assert (state["0.weight"] == 0).float().mean().item() == pytest.approx(0.5)
 
@@ -428,8 +420,6 @@ def test_a_failing_swap_puts_the_old_folder_back(tmp_path, monkeypatch):
 
 # ----- faults that lose nothing (issue 9, items 11, 13, 14) ---------------------------------------
 
-NO_SPACE = "Error while serializing: I/O error: No space left on device (os error 28)"
-
 
 def _half_written_then_full(path):
     with open(path, "wb") as handle:
@@ -440,27 +430,21 @@ def _half_written_then_full(path):
 def test_a_full_disk_in_any_file_is_l105_naming_the_path_and_leaves_nothing(
     tmp_path, monkeypatch, failing_file
 ):
-    """Each file's own writer fails as it does on a full disk: safetensors with its
-    SafetensorError (not an OSError), JSON with OSError ENOSPC."""
+    """Each file's own writer fails as it does on a full disk: the system's write (os.pwrite)
+    of a safetensors file with ENOSPC and no file name, the JSON writer with OSError ENOSPC."""
     _, _, result = run_job()
     out = tmp_path / "out"
     out.mkdir()
     (out / "keep.txt").write_text("old")
-    real_save, real_json = outputs.save_file, outputs._write_json
-
-    def save_file(tensors, filename, metadata=None):
-        if filename.endswith(failing_file):
-            _half_written_then_full(filename)
-            raise SafetensorError(NO_SPACE)
-        return real_save(tensors, filename, metadata)
+    real_json = outputs._write_json
 
     def write_json(data, path):
-        if path.endswith(failing_file):
+        if str(path).endswith(failing_file):
             _half_written_then_full(path)
-            raise OSError(28, "No space left on device", path)
+            raise OSError(28, "No space left on device", str(path))
         return real_json(data, path)
 
-    monkeypatch.setattr(outputs, "save_file", save_file)
+    fail_writes_to(monkeypatch, failing_file, OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)))
     monkeypatch.setattr(outputs, "_write_json", write_json)
     with pytest.raises(CompressionError) as caught:
         write_outputs(result, out, overwrite=True)
@@ -472,16 +456,14 @@ def test_a_full_disk_in_any_file_is_l105_naming_the_path_and_leaves_nothing(
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
 
 
-def test_a_safetensors_error_without_an_os_error_is_l105_with_its_words(tmp_path, monkeypatch):
+def test_a_write_that_makes_no_progress_is_l105_naming_the_file(tmp_path, monkeypatch):
+    """A system write that returns 0 bytes forever would loop: it is an I/O error instead."""
     _, _, result = run_job()
-
-    def save_file(tensors, filename, metadata=None):
-        raise SafetensorError("Error while serializing: some tensor problem")
-
-    monkeypatch.setattr(outputs, "save_file", save_file)
+    monkeypatch.setattr(os, "pwrite", lambda fd, data, offset: 0)
     with pytest.raises(CompressionError) as caught:
         write_outputs(result, tmp_path / "out")
-    assert caught.value.codes == ["L105"] and "some tensor problem" in str(caught.value)
+    assert caught.value.codes == ["L105"]
+    assert "wrote nothing" in str(caught.value) and "model.safetensors" in str(caught.value)
     assert list(tmp_path.iterdir()) == []
 
 

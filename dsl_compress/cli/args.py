@@ -113,6 +113,12 @@ def _apply(commands) -> argparse.ArgumentParser:
     _config_list_options(cmd)
     cmd.add_argument("--overwrite", action="store_true", help="replace a non-empty --out folder")
     cmd.add_argument(
+        "--max-shard-size",
+        metavar="SIZE",
+        help="write model, masks and quant files holding more than SIZE (5GB, 500MB, 2GiB, "
+        "bytes) as Hugging Face shards with an index; a larger tensor gets a shard of its own",
+    )
+    cmd.add_argument(
         "--allow-unmatched",
         action="store_true",
         help="apply although a statement matches nothing (W301 a warning, not error E221)",

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Callable, Sequence
 
 from dsl_compress.cli.args import parse_arguments
 from dsl_compress.cli.gc_pause import gc_paused
+from dsl_compress.cli.progress import progress_bars
 from dsl_compress import __version__
 from dsl_compress.diagnostics import (
     CompressionError,
@@ -341,8 +342,10 @@ def _apply(args) -> ExitStatus:
     from dsl_compress.io.outputs import runtime_only_warning
     from dsl_compress.tools.apply_job import apply_plan_job, spec_files, write_outputs
     from dsl_compress.io.loading import load_calib
+    from dsl_compress.io.shard_writer import parse_shard_size
     from dsl_compress.tools.summary import summary_table
 
+    shard_size = parse_shard_size(args.max_shard_size) if args.max_shard_size else None
     # Every file the run reads: an --out that holds one would delete it (includes come later).
     inputs = [args.rules, *_model_files(args.model), *spec_files(args.weights)]
     inputs += spec_files(args.calib)
@@ -362,11 +365,20 @@ def _apply(args) -> ExitStatus:
         _refuse_unmatched(compiled.diagnostics, args.allow_unmatched)
         plan = compiled.plan
     calib = load_calib(args.calib) if args.calib else None
-    result = apply_plan_job(model, plan, calib=calib, dry_run=args.dry_run, progress=_bar())
+    with progress_bars() as progress:
+        result = apply_plan_job(model, plan, calib=calib, dry_run=args.dry_run, progress=progress)
     _report_warnings(result.compression.findings)
     print(summary_table(result))
     if not args.dry_run:
-        written = write_outputs(result, args.out, overwrite=args.overwrite, inputs=inputs)
+        with progress_bars() as progress:
+            written = write_outputs(
+                result,
+                args.out,
+                overwrite=args.overwrite,
+                inputs=inputs,
+                progress=progress,
+                max_shard_size=shard_size,
+            )
         _report_warnings(runtime_only_warning(plan, Path(args.out)))
         print(f"wrote {len(written)} files to {args.out}", file=sys.stderr)
     return ExitStatus.OK
@@ -393,22 +405,6 @@ def _refuse_unmatched(diagnostics, allowed: bool) -> None:
 def _report_warnings(diagnostics) -> None:
     """Warnings and notes of a compile, on stderr (stdout may carry JSON)."""
     _print_diagnostics([diag for diag in diagnostics if diag.severity.value != "error"])
-
-
-def _bar() -> Callable | None:
-    """A progress bar on a terminal (stderr); nothing when output is redirected."""
-    if not sys.stderr.isatty():
-        return None
-
-    def draw(done: int, total: int, label: str) -> None:
-        width = 30
-        filled = width * done // max(total, 1)
-        sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} {label:<24}")
-        if done >= total:
-            sys.stderr.write("\n")
-        sys.stderr.flush()
-
-    return draw
 
 
 # Commands that only read and write text: they build many long-lived objects and no tensors.

@@ -27,7 +27,6 @@ from dsl_compress.vocab import TargetKind
 from dsl_compress.engine.metrics import kth_smallest
 from dsl_compress.plan import Key
 
-
 # Whether this process masks a target; a sum of a tensor over every process (in place).
 Owns = Callable[[Key], bool]
 Reduce = Callable[[torch.Tensor], None]

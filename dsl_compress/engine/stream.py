@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Callable, Mapping, Protocol
 
@@ -24,11 +25,23 @@ Read = Callable[[str], torch.Tensor]
 
 @dataclass(frozen=True)
 class PlannedTensor:
-    """One output tensor, known before any data is read: its name, shape and dtype."""
+    """A tensor a run will hand on, known before any data is read: its name, shape and dtype
+    (so its bytes are known, and a writer can lay out its file up front)."""
 
     name: str
     shape: tuple[int, ...]
     dtype: torch.dtype
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "shape", tuple(int(size) for size in self.shape))  # a list too
+
+    @classmethod
+    def of(cls, name: str, tensor: torch.Tensor) -> PlannedTensor:
+        return cls(name, tuple(tensor.shape), tensor.dtype)
+
+    @property
+    def nbytes(self) -> int:
+        return math.prod(self.shape) * self.dtype.itemsize
 
 
 @dataclass(frozen=True)

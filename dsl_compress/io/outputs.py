@@ -1,19 +1,15 @@
 """The apply command's output folder: finalized weights, masks, scales, plan and config_list,
-written as a whole through the atomic writer."""
+written as a whole through the atomic writer (tensors one at a time, sharded past a size)."""
 
 from __future__ import annotations
 
-import errno
 import json
 import os
-import re
 import warnings
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import save_file
 
 from dsl_compress.diagnostics import (
     CompressionWarning,
@@ -27,6 +23,7 @@ from dsl_compress.engine.options import Progress
 from dsl_compress.engine.quantize import SCALE_DTYPE
 from dsl_compress.io.atomic import published_path, publish_folder
 from dsl_compress.io.json_text import json_text
+from dsl_compress.io.shard_writer import write_safetensors
 from dsl_compress.io.staging import clear_leftovers
 from dsl_compress.plan import Plan, tensor_name
 from dsl_compress.vocab import Mode, TargetKind
@@ -50,8 +47,14 @@ def write_outputs(
     overwrite: bool = False,
     progress: Progress | None = None,
     inputs: Iterable[str | Path] = (),
+    max_shard_size: int | None = None,
 ) -> list[Path]:
     """Finalize the compression and write OUTPUT_FILES into ``out_dir``, all or nothing.
+
+    With ``max_shard_size`` (bytes of tensor data) a safetensors file that would hold more is
+    written as Hugging Face shards instead: ``model-00001-of-0000N.safetensors``... and
+    ``model.safetensors.index.json`` (likewise masks and quant); a larger tensor gets a shard of
+    its own. Tensors are written one at a time, straight from the model's memory.
 
     Files are written to a fresh folder beside ``out_dir`` and moved into place once all
     are written; an existing ``out_dir`` that is not empty is refused (L105) unless
@@ -68,7 +71,7 @@ def write_outputs(
     emit_warnings(check_destination(out, overwrite, inputs))
     written = publish_folder(
         out,
-        lambda staging: _write_files(compression, plan, staging, progress),
+        lambda staging: _write_files(compression, plan, staging, progress, max_shard_size),
         overwrite=overwrite,
     )
     return [out / path.name for path in written]
@@ -137,7 +140,11 @@ def refuse_inputs_inside(out: Path, inputs: Iterable[str | Path]) -> None:
 
 
 def _write_files(
-    compression: Compression, plan: Plan, folder: Path, progress: Progress | None
+    compression: Compression,
+    plan: Plan,
+    folder: Path,
+    progress: Progress | None,
+    max_shard_size: int | None,
 ) -> list[Path]:
     """Copy masks and scales out, finalize, then write each file (progress counts steps)."""
     total = len(OUTPUT_FILES) + 1
@@ -148,49 +155,34 @@ def _write_files(
         warnings.filterwarnings("ignore", r".*\[X804\]", CompressionWarning)
         model = compression.finalize()
     _tick(progress, 1, total, "finalized")
-    writers = {
-        "model.safetensors": lambda p: save_file(plain_state(model), p, {"format": "pt"}),
-        "masks.safetensors": lambda p: save_file(masks, p),
-        "quant.safetensors": lambda p: _save_quant(quant, p),
-        "plan.json": lambda p: _write_json(plan.to_dicts(), p),
-        "config_list.json": lambda p: _write_json(config_lists(plan), p),
+
+    def tensors(
+        prefix: str, state: Mapping[str, torch.Tensor], metadata: Mapping[str, str] | None = None
+    ) -> list[Path]:
+        return write_safetensors(
+            folder, prefix, state, max_shard_size=max_shard_size, metadata=metadata
+        )
+
+    quant_state, quant_metadata = quant_tensors(quant)
+    # A tensor tied under several keys is written under each, so the file loads strictly.
+    writers: dict[str, Callable[[], list[Path]]] = {
+        "model.safetensors": lambda: tensors("model", model.state_dict(), {"format": "pt"}),
+        "masks.safetensors": lambda: tensors("masks", masks),
+        "quant.safetensors": lambda: tensors("quant", quant_state, quant_metadata),
+        "plan.json": lambda: _write_json(plan.to_dicts(), folder / "plan.json"),
+        "config_list.json": lambda: _write_json(config_lists(plan), folder / "config_list.json"),
     }
     written = []
     for done, (name, write) in enumerate(writers.items(), start=2):
-        path = folder / name
-        _write_one(write, path)
-        written.append(path)
+        written += write()
         _tick(progress, done, total, name)
     return written
 
 
-def _write_one(write: Callable[[str], Any], path: Path) -> None:
-    """Run one file's writer; safetensors reports a failed write (a full disk) as a
-    SafetensorError, made here the OSError it carries so that it is an L105 like any other."""
-    try:
-        write(str(path))
-    except SafetensorError as exc:
-        raise _os_error_of(exc, path) from None
-
-
-def _os_error_of(exc: SafetensorError, path: Path) -> OSError:
-    """'... I/O error: No space left on device (os error 28)' → OSError(28, ..., path)."""
-    found = re.search(r"os error (\d+)|code: (\d+)", str(exc))
-    if found is None:
-        return OSError(errno.EIO, str(exc), str(path))
-    code = int(found[1] or found[2])
-    return OSError(code, os.strerror(code), str(path))
-
-
-def _save_quant(quant: Mapping[str, Mapping[str, Mapping[str, Any]]], path: str) -> None:
-    tensors, metadata = quant_tensors(quant)
-    save_file(tensors, path, metadata or None)  # an empty metadata dict writes a bad header
-
-
 def flat_masks(masks: Mapping[str, Mapping[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
-    """{'module.target': bool mask}, contiguous, as masks.safetensors holds them."""
+    """{'module.target': bool mask}, as masks.safetensors holds them."""
     return {
-        tensor_name(module, target): mask.detach().to(torch.bool).cpu().contiguous()
+        tensor_name(module, target): mask.detach().to(torch.bool)
         for module, targets in masks.items()
         for target, mask in targets.items()
     }
@@ -213,22 +205,11 @@ def quant_tensors(quant: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> tuple
     return tensors, metadata
 
 
-def plain_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """The model's state dict as safetensors needs it: contiguous, no two keys sharing memory.
-
-    A tensor shared under several keys (tied weights) is copied for every key after the
-    first, so the file still loads into a fresh model with ``strict=True``.
-    """
-    seen: set[int] = set()
-    state = {}
-    for key, value in model.state_dict().items():
-        tensor = value.detach().cpu().contiguous()
-        pointer = tensor.untyped_storage().data_ptr()
-        if pointer in seen:
-            tensor = tensor.clone()
-        seen.add(pointer)
-        state[key] = tensor
-    return state
+def write_plan_files(plan: Plan, folder: Path) -> list[Path]:
+    """plan.json and config_list.json, as every apply (in memory or streamed) writes them."""
+    return _write_json(plan.to_dicts(), folder / "plan.json") + _write_json(
+        config_lists(plan), folder / "config_list.json"
+    )
 
 
 def config_lists(plan: Plan) -> dict[str, list[dict]]:
@@ -236,10 +217,11 @@ def config_lists(plan: Plan) -> dict[str, list[dict]]:
     return {mode.value: plan.to_config_list(mode) for mode in Mode}
 
 
-def _write_json(data: Any, path: str) -> None:
+def _write_json(data: Any, path: Path) -> list[Path]:
     """Strict JSON (no bare Infinity or NaN; see io/json_text.py for how they are spelled)."""
     with open(path, "w", encoding="utf-8") as handle:
         handle.write(json_text(data))
+    return [path]
 
 
 def _tick(progress: Progress | None, done: int, total: int, label: str) -> None:

@@ -67,10 +67,11 @@ def write_outputs(
     overwrite: bool = False,
     progress: Progress | None = None,
     inputs: Iterable[str | Path] = (),
+    max_shard_size: int | None = None,
 ) -> list[Path]:
     """Finalize the job's compression and write its output folder, all or nothing; ``inputs``
-    are the files it read, which the folder must not hold
-    (see :func:`dsl_compress.io.outputs.write_outputs`)."""
+    are the files it read, which the folder must not hold; past ``max_shard_size`` bytes a
+    safetensors file is sharded (see :func:`dsl_compress.io.outputs.write_outputs`)."""
     if result.dry_run:
         fail("X803", "a dry run has no weights to write", subject=str(out_dir))
     return outputs.write_outputs(
@@ -80,6 +81,7 @@ def write_outputs(
         overwrite=overwrite,
         progress=progress,
         inputs=inputs,
+        max_shard_size=max_shard_size,
     )
 
 

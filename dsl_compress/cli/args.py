@@ -119,6 +119,13 @@ def _apply(commands) -> argparse.ArgumentParser:
         "bytes) as Hugging Face shards with an index; a larger tensor gets a shard of its own",
     )
     cmd.add_argument(
+        "--stream",
+        action="store_true",
+        help="never hold the model: build it on the meta device and read, compress, write and "
+        "drop one tensor at a time from the --weights checkpoint (or the hf: folder's); the "
+        "same output, bit for bit, in memory for the largest few tensors",
+    )
+    cmd.add_argument(
         "--allow-unmatched",
         action="store_true",
         help="apply although a statement matches nothing (W301 a warning, not error E221)",

@@ -23,6 +23,7 @@ from dsl_compress import __version__
 from dsl_compress.diagnostics import (
     CompressionError,
     CompressionWarning,
+    fail,
     raise_errors,
     render_all,
 )
@@ -349,9 +350,11 @@ def _apply(args) -> ExitStatus:
     # Every file the run reads: an --out that holds one would delete it (includes come later).
     inputs = [args.rules, *_model_files(args.model), *spec_files(args.weights)]
     inputs += spec_files(args.calib)
+    if args.stream:
+        _check_streamable(args)
     if args.out:
         _report_warnings(check_destination(Path(args.out), args.overwrite, inputs))
-    model = _model(args)
+    model = _model(args, skeleton=args.stream)
     if is_config_list(args.rules):
         plan = _config_input(args).plan(model, args.metric)
         _report_warnings(plan.diagnostics)
@@ -364,6 +367,8 @@ def _apply(args) -> ExitStatus:
             compiled = rules.compile(model)
         _refuse_unmatched(compiled.diagnostics, args.allow_unmatched)
         plan = compiled.plan
+    if args.stream:
+        return _apply_streamed(args, model, plan, inputs, shard_size)
     calib = load_calib(args.calib) if args.calib else None
     with progress_bars() as progress:
         result = apply_plan_job(model, plan, calib=calib, dry_run=args.dry_run, progress=progress)
@@ -381,6 +386,44 @@ def _apply(args) -> ExitStatus:
             )
         _report_warnings(runtime_only_warning(plan, Path(args.out)))
         print(f"wrote {len(written)} files to {args.out}", file=sys.stderr)
+    return ExitStatus.OK
+
+
+def _check_streamable(args) -> None:
+    """--stream reads its weights from a checkpoint and runs no forward pass."""
+    from dsl_compress.io.hf import is_hf_spec
+
+    if not (args.weights or is_hf_spec(args.model)):
+        fail(
+            "L102",
+            "--stream reads the weights from a checkpoint, and none was given",
+            subject="--stream",
+            hint="give --weights (a .safetensors file, a sharded index or a folder), or "
+            "--model hf:DIR",
+        )
+    if args.calib:
+        fail(
+            "X805",
+            "--stream runs no forward pass, so it takes no --calib",
+            subject="--calib",
+            hint="leave out --calib (weights need none), or run apply without --stream",
+        )
+
+
+def _apply_streamed(args, skeleton, plan, inputs, shard_size) -> ExitStatus:
+    from dsl_compress.io.loading import spec_weights
+    from dsl_compress.tools.stream_job import StreamJob, stream_apply_job
+    from dsl_compress.tools.summary import summary_table
+
+    out = None if args.dry_run else args.out
+    weights = spec_weights(args.model, args.weights)
+    job = StreamJob(weights, out, args.overwrite, shard_size, tuple(inputs))
+    with progress_bars() as progress:
+        result = stream_apply_job(skeleton, plan, job, progress)
+    _report_warnings(result.findings)
+    print(summary_table(result))
+    if out is not None:
+        print(f"wrote {len(result.written)} files to {args.out}", file=sys.stderr)
     return ExitStatus.OK
 
 

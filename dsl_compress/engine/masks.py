@@ -306,7 +306,9 @@ def _global_cut(
     return _GlobalCut(threshold=_global_threshold(local, count, reduce))
 
 
-def _global_threshold(group: Sequence[MaskRequest], count: int) -> torch.Tensor:
+def _global_threshold(
+    group: Sequence[MaskRequest], count: int, reduce: Reduce | None
+) -> torch.Tensor:
     """The smallest metric value whose cumulative grain (ascending order) exceeds ``count``.
 
     Everything below it is pruned: the smallest entries whose grains add up to at most

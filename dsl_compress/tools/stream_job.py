@@ -1,0 +1,96 @@
+"""The streamed apply job: a plan run over a model skeleton and its checkpoint one tensor at a time,
+summarised per rule and written to its output folder, never holding the model."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from dsl_compress.diagnostics import CompressionError, Diagnostic
+from dsl_compress.engine.options import Progress
+from dsl_compress.engine.quantize import QuantParams
+from dsl_compress.engine.stream import StreamRun
+from dsl_compress.io.stream_outputs import write_streamed
+from dsl_compress.io.weights import weight_reader
+from dsl_compress.plan import Plan, locate_in_rules
+from dsl_compress.tools.summary import SummaryRow, SummaryTotal, summarize_counts
+
+
+@dataclass(frozen=True)
+class StreamJobResult:
+    """A streamed apply: the plan it ran, one summary row per rule and the total, the files
+    written (none for a dry run) and the warnings of the checkpoint and the data."""
+
+    plan: Plan
+    rows: tuple[SummaryRow, ...]
+    total: SummaryTotal
+    written: tuple[Path, ...]
+    findings: tuple[Diagnostic, ...]
+
+
+@dataclass(frozen=True)
+class StreamJob:
+    """Where a streamed apply reads and writes, and how."""
+
+    weights: str | Path
+    out_dir: str | Path | None
+    overwrite: bool = False
+    max_shard_size: int | None = None
+    inputs: tuple[str | Path, ...] = ()
+    seed: int = 0
+
+
+def stream_apply_job(
+    skeleton: torch.nn.Module, plan: Plan, job: StreamJob, progress: Progress | None = None
+) -> StreamJobResult:
+    """Run ``plan`` over ``skeleton`` (a meta model) with each tensor read from the job's
+    checkpoint, and write the output folder an in-memory apply writes, bit for bit the same
+    tensors; without ``out_dir`` (a dry run) the tensors are computed and dropped.
+
+    The checkpoint's names, shapes and dtypes are checked against the skeleton, and every error
+    of the plan's settings and shapes raised (located at its rule), before any tensor is read.
+    """
+    with weight_reader(skeleton, job.weights) as (read, cast_warnings):
+        run = _located(plan, lambda: StreamRun(skeleton, plan, read, job.seed))
+        if job.out_dir is None:
+            written, result = [], _located(plan, lambda: run.run(_Dropped(), progress))
+        else:
+            written, result = _located(plan, lambda: _write(run, plan, job, progress))
+    rows, total = summarize_counts(plan, result.mask_counts, result.quant_dtypes)
+    findings = (*cast_warnings, *result.findings)
+    return StreamJobResult(plan, tuple(rows), total, tuple(written), findings)
+
+
+def _write(run: StreamRun, plan: Plan, job: StreamJob, progress: Progress | None):
+    return write_streamed(
+        run,
+        plan,
+        job.out_dir,
+        overwrite=job.overwrite,
+        max_shard_size=job.max_shard_size,
+        progress=progress,
+        inputs=job.inputs,
+    )
+
+
+def _located(plan: Plan, compute):
+    """Engine errors about a tensor located at the rule that configured it, as apply does."""
+    try:
+        return compute()
+    except CompressionError as exc:
+        raise CompressionError(locate_in_rules(exc.diagnostics, plan)) from None
+
+
+class _Dropped:
+    """A dry run's sink: every tensor is computed and let go."""
+
+    def model(self, name: str, tensor: torch.Tensor) -> None:
+        del name, tensor
+
+    def mask(self, name: str, mask: torch.Tensor) -> None:
+        del name, mask
+
+    def quant(self, name: str, params: QuantParams) -> None:
+        del name, params

@@ -1,0 +1,187 @@
+"""`dsl-compress apply --stream`: the same output folder as the in-memory apply, bit for bit, from
+a single file, a sharded index, a folder or an hf: model, never loading the model."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save_file
+from torch import nn
+
+from cli_runner import run
+from output_files import read_metadata, read_tensors, tensor_files
+
+MODEL_PY = """
+import torch
+from torch import nn
+
+
+def build():
+    blocks = []
+    for _ in range(3):
+        blocks += [nn.Linear(16, 32), nn.BatchNorm1d(32), nn.Linear(32, 16)]
+    return nn.Sequential(*blocks).to(getattr(torch, "{dtype}"))
+"""
+
+RULES = """
+prune 0.weight sparse_ratio=0.5 granularity=out_channel metric=l1
+prune 3.weight sparse_ratio=0.5 granularity=out_channel metric=l1
+align 1.weight with 0.weight dims=[0]
+align 4.weight with 3.weight dims=[0]
+prune 2.weight sparse_ratio=0.4 group=downs
+prune 5.weight sparse_ratio=0.4 group=downs
+prune 8.weight sparse_threshold=0.05 max_sparse_ratio=0.3
+quantize 0.weight quant_dtype=int8 granularity=out_channel
+quantize 2.weight quant_dtype=int4
+quantize 6.weight quant_dtype=uint8 quant_scheme=affine granularity=out_channel
+"""
+
+DTYPES = ["float32", "float16", "bfloat16"]
+
+
+def _state(dtype: str) -> dict[str, torch.Tensor]:
+    torch.manual_seed(0)
+    blocks = []
+    for _ in range(3):
+        blocks += [nn.Linear(16, 32), nn.BatchNorm1d(32), nn.Linear(32, 16)]
+    model = nn.Sequential(*blocks).to(getattr(torch, dtype))
+    for module in model:
+        if isinstance(module, nn.BatchNorm1d):
+            module.weight.data.uniform_(0.5, 1.5)
+    return {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}
+
+
+def _shards(state: dict[str, torch.Tensor], folder: Path, per_shard: int = 4) -> Path:
+    """The Hugging Face layout: model-0000i-of-0000N.safetensors and the index."""
+    folder.mkdir()
+    names = list(state)
+    groups = [names[i : i + per_shard] for i in range(0, len(names), per_shard)]
+    weight_map = {}
+    for i, group in enumerate(groups, start=1):
+        file = f"model-{i:05d}-of-{len(groups):05d}.safetensors"
+        save_file({n: state[n] for n in group}, str(folder / file))
+        weight_map.update((n, file) for n in group)
+    total = sum(t.numel() * t.element_size() for t in state.values())
+    index = {"metadata": {"total_size": total}, "weight_map": weight_map}
+    (folder / "model.safetensors.index.json").write_text(json.dumps(index))
+    return folder
+
+
+@pytest.fixture(params=DTYPES)
+def project(request, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "model.py").write_text(MODEL_PY.format(dtype=request.param))
+    (tmp_path / "a.rules").write_text(RULES)
+    state = _state(request.param)
+    save_file(state, str(tmp_path / "weights.safetensors"))
+    _shards(state, tmp_path / "sharded")
+    return tmp_path
+
+
+def _apply(capsys, *extra):
+    args = ("apply", "a.rules", "--model", "model.py:build", *extra)
+    result = run(capsys, *args)
+    assert result.code == 0, result.err
+    return result
+
+
+def _same_outputs(a: Path, b: Path) -> None:
+    for prefix in ("model", "masks", "quant"):
+        left, right = read_tensors(a, prefix), read_tensors(b, prefix)
+        assert left.keys() == right.keys(), prefix
+        for name, tensor in left.items():
+            assert right[name].dtype == tensor.dtype, name
+            assert torch.equal(right[name], tensor), name
+        assert read_metadata(a, prefix) == read_metadata(b, prefix)
+    for name in ("plan.json", "config_list.json"):
+        assert (a / name).read_bytes() == (b / name).read_bytes()
+
+
+@pytest.mark.parametrize(
+    "weights", ["weights.safetensors", "sharded", "sharded/model.safetensors.index.json"]
+)
+def test_streamed_output_is_the_in_memory_output(project, capsys, weights):
+    memory = _apply(capsys, "--weights", "weights.safetensors", "--out", "memory")
+    streamed = _apply(capsys, "--weights", weights, "--out", "streamed", "--stream")
+    _same_outputs(project / "memory", project / "streamed")
+    assert streamed.out == memory.out  # the same summary table
+
+
+def test_streamed_output_sharded_finds_the_same_tensors(project, capsys):
+    _apply(capsys, "--weights", "sharded", "--out", "memory")
+    _apply(
+        capsys, "--weights", "sharded", "--out", "streamed", "--stream", "--max-shard-size", "600B"
+    )
+    assert len(tensor_files(project / "streamed", "model")) > 1
+    assert (project / "streamed" / "masks.safetensors.index.json").is_file()
+    _same_outputs(project / "memory", project / "streamed")
+
+
+def test_a_streamed_dry_run_writes_nothing_and_reports_the_same(project, capsys):
+    memory = _apply(capsys, "--weights", "sharded", "--dry-run")
+    streamed = _apply(capsys, "--weights", "sharded", "--dry-run", "--stream")
+    assert streamed.out == memory.out
+    assert "50.0%" in streamed.out
+    assert sorted(p.name for p in project.iterdir()) == [
+        "a.rules",
+        "model.py",
+        "sharded",
+        "weights.safetensors",
+    ]
+
+
+def test_stream_without_a_checkpoint_is_one_clear_error(project, capsys):
+    result = run(capsys, "apply", "a.rules", "--model", "model.py:build", "--out", "o", "--stream")
+    assert result.code == 2
+    assert "error[L102]" in result.err and "--weights" in result.err
+    assert not (project / "o").exists()
+
+
+def test_stream_with_calibration_is_refused(project, capsys):
+    torch.save(torch.randn(2, 4, 16), project / "calib.pt")
+    args = ("--weights", "sharded", "--out", "o", "--stream", "--calib", "calib.pt")
+    result = run(capsys, "apply", "a.rules", "--model", "model.py:build", *args)
+    assert result.code == 2 and "error[X805]" in result.err
+
+
+def test_a_target_needing_forward_passes_is_x805_at_its_rule(project, capsys):
+    (project / "b.rules").write_text("quantize 0._input_0 quant_dtype=int8\n")
+    args = ("--weights", "sharded", "--out", "o", "--stream")
+    result = run(capsys, "apply", "b.rules", "--model", "model.py:build", *args)
+    assert result.code == 2
+    assert "b.rules:1:1: error[X805]" in result.err
+    assert not (project / "o").exists()
+
+
+def test_a_full_disk_midway_publishes_nothing(project, capsys, monkeypatch):
+    real = os.pwrite
+    calls = []
+
+    def filling(fd, data, offset):
+        calls.append(offset)
+        if len(calls) > 5:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real(fd, data, offset)
+
+    monkeypatch.setattr(os, "pwrite", filling)
+    args = ("--weights", "sharded", "--out", "o", "--stream")
+    result = run(capsys, "apply", "a.rules", "--model", "model.py:build", *args)
+    assert result.code == 2 and "error[L105]" in result.err
+    assert "No space left on device" in result.err
+    assert not (project / "o").exists()
+    assert [p.name for p in project.iterdir() if p.name.startswith(".")] == []
+
+
+def test_a_checkpoint_that_does_not_fit_the_model_is_refused_before_anything(project, capsys):
+    state = _state("float32")
+    state["0.weight"] = torch.zeros(8, 16)
+    save_file(state, str(project / "bad.safetensors"))
+    args = ("--weights", "bad.safetensors", "--out", "o", "--stream")
+    result = run(capsys, "apply", "a.rules", "--model", "model.py:build", *args)
+    assert result.code == 2 and "error[L102]" in result.err and "0.weight" in result.err
+    assert not (project / "o").exists()

@@ -1,18 +1,19 @@
 """Checkpoints as users have them: one .safetensors file, a sharded index, or a folder of either,
-read lazily (headers up front, each tensor memory-mapped when asked for)."""
+read lazily (headers up front, each tensor read into memory of its own when asked for)."""
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 from pathlib import Path
 from typing import Any, Iterator
 
 import torch
-from safetensors import safe_open
 
 from dsl_compress.diagnostics import fail
 from dsl_compress.io.safetensors_header import FileHeader, TensorInfo, read_header
-from dsl_compress.io.specs import exc_text, listing
+from dsl_compress.io.specs import listing
 
 __all__ = ["Checkpoint", "TensorInfo", "is_checkpoint", "open_checkpoint"]
 
@@ -25,13 +26,17 @@ OUTPUT_PREFIXES = ("masks", "quant")
 
 class Checkpoint:
     """Tensors by name from one file or the shards an index names; only headers are read up
-    front, and each shard is opened (memory-mapped) the first time one of its tensors is read."""
+    front, and each shard is opened the first time one of its tensors is read.
+
+    A tensor is read into memory of its own, not memory-mapped: a mapping's pages stay in the
+    process (and count in its resident size) for as long as the file is open, so a streamed
+    run over a large checkpoint would hold every tensor it had touched."""
 
     def __init__(self, path: Path, tensors: dict[str, TensorInfo], metadata: dict[str, str]):
         self.path = path
         self._tensors = tensors
         self._metadata = metadata
-        self._handles: dict[Path, Any] = {}
+        self._handles: dict[Path, int] = {}
 
     def names(self) -> list[str]:
         """Every tensor name: the index's order, or a single file's header order."""
@@ -52,15 +57,20 @@ class Checkpoint:
         return iter(self._tensors)
 
     def read(self, name: str) -> torch.Tensor:
-        """One tensor on the CPU, memory-mapped from its file; no other tensor is read."""
-        file = self.info(name).file
+        """One tensor on the CPU, in memory of its own; no other tensor is read."""
+        info = self.info(name)
+        data = torch.empty(info.nbytes, dtype=torch.uint8)
         try:
-            if file not in self._handles:
-                self._handles[file] = safe_open(str(file), framework="pt", device="cpu")
-            return self._handles[file].get_tensor(name)
-        except Exception as exc:  # noqa: BLE001 - every reader error becomes one diagnostic
-            fail("L102", f"cannot read '{file}:{name}': {exc_text(exc)}", subject=str(file))
-        raise AssertionError("unreachable")
+            _read_into(self._handle(info.file), memoryview(data.numpy()), info.offset)
+        except OSError as exc:
+            where = f"{info.file}:{name}"
+            fail("L102", f"cannot read '{where}': {exc.strerror or exc}", subject=str(info.file))
+        return data.view(info.dtype).reshape(info.shape)
+
+    def _handle(self, file: Path) -> int:
+        if file not in self._handles:
+            self._handles[file] = os.open(file, os.O_RDONLY)
+        return self._handles[file]
 
     def metadata(self) -> dict[str, str]:
         """The ``__metadata__`` of the file, or of an index's first shard."""
@@ -69,7 +79,7 @@ class Checkpoint:
     def close(self) -> None:
         """Drop the open files; tensors already read stay valid (they hold their own mapping)."""
         for handle in self._handles.values():
-            handle.__exit__(None, None, None)
+            os.close(handle)
         self._handles.clear()
 
     def __enter__(self) -> Checkpoint:
@@ -239,3 +249,14 @@ def _bad_index(index: Path, why: str) -> None:
         subject=str(index),
         hint='an index is {"metadata": {...}, "weight_map": {"tensor name": "shard file"}}',
     )
+
+
+def _read_into(handle: int, view: memoryview, offset: int) -> None:
+    """Fill ``view`` from ``offset`` of the open file, however many reads it takes (a read
+    returns at most about 2 GiB); a file that ends first was truncated after it was opened."""
+    done = 0
+    while done < len(view):
+        count = os.preadv(handle, [view[done:]], offset + done)
+        if count == 0:
+            raise OSError(errno.EIO, "the file ends before the tensor does (truncated?)")
+        done += count

@@ -41,13 +41,15 @@ DTYPES: dict[str, torch.dtype] = {
 
 @dataclass(frozen=True)
 class TensorInfo:
-    """What a header says of one tensor: its name, shape, dtype, file and size in bytes."""
+    """What a header says of one tensor: its name, shape, dtype, file, size in bytes and where
+    in the file its bytes start (None for a tensor not stored in a safetensors file)."""
 
     name: str
     shape: tuple[int, ...]
     dtype: torch.dtype
     file: Path
     nbytes: int
+    offset: int | None = None
 
 
 @dataclass(frozen=True)
@@ -70,7 +72,8 @@ def read_header(file: Path) -> FileHeader:
     if not isinstance(header, dict):
         _malformed(file, f"its header is a JSON {type(header).__name__}, not an object")
     metadata = _metadata(file, header.pop("__metadata__", None))
-    tensors = {name: _tensor_info(file, name, entry) for name, entry in header.items()}
+    start = 8 + len(raw)
+    tensors = {name: _tensor_info(file, name, entry, start) for name, entry in header.items()}
     _check_layout(file, tensors, header, data_size)
     return FileHeader(tensors, metadata)
 
@@ -100,7 +103,7 @@ def _metadata(file: Path, value: Any) -> dict[str, str]:
     return value
 
 
-def _tensor_info(file: Path, name: str, entry: Any) -> TensorInfo:
+def _tensor_info(file: Path, name: str, entry: Any, start: int) -> TensorInfo:
     if not isinstance(entry, dict):
         _malformed(file, f"'{name}' is a JSON {type(entry).__name__}, not a tensor entry", name)
     dtype, shape, offsets = entry.get("dtype"), entry.get("shape"), entry.get("data_offsets")
@@ -119,7 +122,7 @@ def _tensor_info(file: Path, name: str, entry: Any) -> TensorInfo:
             f"'{name}' spans {end - begin} bytes, but {dtype} {shape} takes {nbytes}",
             name,
         )
-    return TensorInfo(name, tuple(shape), DTYPES[dtype], file, nbytes)
+    return TensorInfo(name, tuple(shape), DTYPES[dtype], file, nbytes, start + begin)
 
 
 def _check_layout(file: Path, tensors: dict, header: dict, data_size: int) -> None:

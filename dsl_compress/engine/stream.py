@@ -54,6 +54,26 @@ class StreamLayout:
     quant: tuple[PlannedTensor, ...]
     quant_metadata: Mapping[str, Mapping[str, object]] = field(default_factory=dict)
 
+    def owned(self, owns: Callable[[str], bool]) -> StreamLayout:
+        """What one process of a distributed run hands on: the tensors of the names it owns
+        (scales by their tensor's name); the quantization metadata stays whole."""
+        quant = tuple(t for t in self.quant if owns(t.name.rpartition(".")[0]))
+        return StreamLayout(
+            tuple(t for t in self.model if owns(t.name)),
+            tuple(t for t in self.masks if owns(t.name)),
+            quant,
+            self.quant_metadata,
+        )
+
+
+class Share(Protocol):
+    """One process's part of a distributed run: the tensors it owns, and a sum over every
+    process of a tensor (in place; exact for the integer histograms it is used for)."""
+
+    def owns(self, name: str) -> bool: ...
+
+    def reduce(self, tensor: torch.Tensor) -> None: ...
+
 
 class StreamSink(Protocol):
     """Where a streamed run hands each tensor as soon as it is final."""
@@ -119,13 +139,33 @@ class StreamRun:
             metadata[name] = _quant_metadata(entry)
         return StreamLayout(tuple(model), tuple(masks), tuple(quant), metadata)
 
-    def run(self, sink: StreamSink, progress: Callable[[int, int, str], None] | None = None):
-        """Hand every tensor to ``sink`` (the model's, its mask, its scales) as it is final."""
-        self._masks.prepare()
+    @property
+    def sizes(self) -> dict[str, int]:
+        """Each tensor's bytes, in state-dict order."""
+        return {k: math.prod(shape) * dtype.itemsize for k, (shape, dtype) in self._state.items()}
+
+    @property
+    def linked(self) -> list[list[str]]:
+        """Tensors whose masks are computed from each other (one process computes each set)."""
+        return [[tensor_name(*key) for key in keys] for keys in self._masks.linked()]
+
+    def run(
+        self,
+        sink: StreamSink,
+        progress: Callable[[int, int, str], None] | None = None,
+        share: Share | None = None,
+    ) -> StreamResult:
+        """Hand every tensor to ``sink`` (the model's, its mask, its scales) as it is final.
+
+        With ``share`` (a distributed run) only the tensors it owns are read and handed on;
+        every process must call this, as the global groups' statistics are summed over all.
+        """
+        owns = None if share is None else (lambda key: share.owns(tensor_name(*key)))
+        self._masks.prepare(owns, None if share is None else share.reduce)
         counts: dict[Key, tuple[int, int]] = {}
         dtypes: dict[Key, str] = {}
         findings: list[Diagnostic] = []
-        names = self._order()
+        names = [n for n in self._order() if share is None or share.owns(n)]
         for done, name in enumerate(names, start=1):
             self._one(name, sink, counts, dtypes, findings)
             if progress is not None:

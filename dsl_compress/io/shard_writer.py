@@ -11,7 +11,7 @@ import re
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from types import TracebackType
-from typing import Iterable, Mapping, Sequence
+from typing import Callable, Iterable, Mapping, Sequence
 
 import torch
 
@@ -58,6 +58,11 @@ class ShardedWriter:
     :meth:`close` checks that every planned tensor was written, syncs the files and writes the
     index. Failed writes raise OSError naming the file (a full disk: ENOSPC). As a context
     manager it closes on leaving; after an exception it only closes its handles (no index).
+
+    Several processes may write one layout (a distributed run): each is given the whole plan
+    and ``owns``, the names it writes; the one with ``create`` makes the files, writes their
+    headers and the index, the others (made after it) open the files it made and write their
+    tensors' bytes into them, so the files are the ones one process writes.
     """
 
     def __init__(
@@ -68,6 +73,8 @@ class ShardedWriter:
         *,
         max_shard_size: int | None = None,
         metadata: Mapping[str, str] | None = None,
+        owns: Callable[[str], bool] | None = None,
+        create: bool = True,
     ) -> None:
         if max_shard_size is not None and max_shard_size <= 0:
             fail("X803", f"max_shard_size must be a positive byte count, not {max_shard_size}")
@@ -78,14 +85,16 @@ class ShardedWriter:
         self._planned = {t.name: (t, index) for index, group in enumerate(groups) for t in group}
         self._starts: dict[str, int] = {}
         self._written: set[str] = set()
+        self._owns, self._create = owns, create
         self._fds: list[int] = []
         self._closed = False
         try:
             for path, group in zip(self.paths, groups):
                 layout = file_layout(group, metadata)
                 self._starts |= layout.starts
-                self._fds.append(_create(path))
-                _write_at(self._fds[-1], memoryview(layout.header), 0, path)
+                self._fds.append(_create(path) if create else _open_made(path))
+                if create:
+                    _write_at(self._fds[-1], memoryview(layout.header), 0, path)
         except BaseException:
             self._release()
             raise
@@ -112,14 +121,15 @@ class ShardedWriter:
         the files written (shards first, then the index)."""
         self._check_open()
         try:
-            missing = [name for name in self._planned if name not in self._written]
+            mine = [n for n in self._planned if self._owns is None or self._owns(n)]
+            missing = [name for name in mine if name not in self._written]
             if missing:
                 fail("X803", f"{self._prefix}.safetensors: {_listed(missing)} never written")
             for fd, path in zip(self._fds, self.paths):
                 _sync(fd, path)
         finally:
             self._release()
-        if len(self.paths) == 1:
+        if len(self.paths) == 1 or not self._create:
             return list(self.paths)
         return [*self.paths, self._write_index()]
 
@@ -198,6 +208,14 @@ def _create(path: Path) -> int:
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
     try:
         return os.open(path, flags, 0o666)
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror, str(path)) from None
+
+
+def _open_made(path: Path) -> int:
+    """A file another process of the run made, for writing into."""
+    try:
+        return os.open(path, os.O_WRONLY | getattr(os, "O_BINARY", 0))
     except OSError as exc:
         raise OSError(exc.errno, exc.strerror, str(path)) from None
 

@@ -31,10 +31,11 @@ def weighted_threshold(members: MetricPass, count: int) -> torch.Tensor:
 
     ``members()`` yields each member's float32 metric (any shape and device; float16 and
     bfloat16 are widened exactly) with the positive int weight (grain) of each of its entries.
-    The order is torch.sort's: -0.0 equals +0.0 and NaN is above +inf. This is the value the
-    old concatenate-sort-cumsum gave, bit for bit, except that a zero comes back as +0.0 and a
-    NaN as the canonical NaN (the sort picked either zero, and any NaN payload; ``>=`` reads
-    them alike). The result is a 0-dim float32 on the first member's device. Pruning what lies
+    The order is torch.sort's on CPU, on every device: -0.0 equals +0.0, and NaN of either
+    sign is above +inf (CUDA's sort puts a negative NaN first in large tensors). This is the
+    value the old concatenate-sort-cumsum gave, bit for bit, except that a zero comes back as
+    +0.0 and a NaN as the canonical NaN (the sort picked either zero, and any NaN payload;
+    ``>=`` reads them alike). The result is a 0-dim float32 on the first member's device. Pruning what lies
     below it prunes the smallest entries whose weights add up to at most ``count``; ties at the
     threshold are kept, as in NNI's heap walk.
 

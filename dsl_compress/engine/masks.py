@@ -10,6 +10,7 @@ import torch
 
 from dsl_compress.diagnostics import fail, raise_errors
 from dsl_compress.engine.align import apply_align
+from dsl_compress.engine.global_threshold import weighted_threshold
 from dsl_compress.engine.mask_checks import (
     diagnostics,
     group_ratio,
@@ -184,26 +185,8 @@ def _global_group(group: Sequence[MaskRequest]) -> Masks:
         # NNI reads an unset max as 0.0 here, so a ratio of 1.0 pruned nothing; we use 1.0.
         return {r.key: ratio_keep(m, _bounds(r)[1]) for r, m in zip(group, metrics)}
     grains = [n // m.numel() for n, m in zip(sizes, metrics)]
-    threshold = _global_threshold(metrics, grains, count)
+    threshold = weighted_threshold(lambda: zip(metrics, grains), count)
     return {r.key: m >= threshold.to(m.device) for r, m in zip(group, metrics)}
-
-
-def _global_threshold(
-    metrics: Sequence[torch.Tensor], grains: Sequence[int], count: int
-) -> torch.Tensor:
-    """The smallest metric value whose cumulative grain (ascending order) exceeds ``count``.
-
-    Everything below it is pruned: the smallest entries whose grains add up to at most
-    ``count`` elements; ties at the threshold are kept, as in NNI's heap walk.
-    """
-    device = metrics[0].device
-    values = torch.cat([m.reshape(-1).to(device) for m in metrics])
-    counts = torch.tensor([m.numel() for m in metrics], device=device)
-    weights = torch.tensor(grains, device=device).repeat_interleave(counts)
-    ordered, order = values.sort()
-    reached = weights[order].cumsum(0)
-    first = torch.searchsorted(reached, torch.tensor([count], device=device), right=True)
-    return ordered[first.clamp(max=ordered.numel() - 1)].reshape(())
 
 
 def _expand_blocks(request: MaskRequest, keep: torch.Tensor) -> torch.Tensor:

@@ -79,6 +79,11 @@ class TransformerBlock(nn.Module):
 # name: (factory, input shape of one batch, what it is)
 MODELS = {
     "mlp": (Mlp, (64, 1024), "4 x (Linear(1024, 1024), ReLU), batch 64"),
+    "llm_mlp": (
+        lambda: Mlp(4096, 16),
+        (256, 4096),
+        "issue 9's GPU case: 16 x (Linear(4096, 4096), ReLU), 256 tokens (1 GB in fp32)",
+    ),
     "transformer": (
         TransformerBlock,
         (8, 128, 256),

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 import torch
 
 from dsl_compress.diagnostics import fail, raise_errors
 from dsl_compress.engine.align import place_on_target, reduce_source
 from dsl_compress.engine.align_shapes import reduced_shape
+from dsl_compress.engine.global_threshold import weighted_threshold
 from dsl_compress.engine.mask_checks import (
     align_dims,
     align_order,
@@ -307,23 +308,20 @@ def _global_cut(
 
 
 def _global_threshold(
-    group: Sequence[MaskRequest], count: int, reduce: Reduce | None
+    members: Sequence[MaskRequest], count: int, reduce: Reduce | None
 ) -> torch.Tensor:
-    """The smallest metric value whose cumulative grain (ascending order) exceeds ``count``.
-
-    Everything below it is pruned: the smallest entries whose grains add up to at most
-    ``count`` elements; ties at the threshold are kept, as in NNI's heap walk.
+    """The smallest metric value whose cumulative grain (ascending order) exceeds ``count``,
+    by :func:`weighted_threshold`: each member's metric is computed in each of its passes
+    (a streamed member is read again), never all at once; ``members`` are this process's
+    (all, outside a distributed run) and ``reduce`` sums the passes' histograms over all.
     """
-    metrics = [_metric(r) for r in group]
-    grains = [math.prod(r.shape) // m.numel() for r, m in zip(group, metrics)]
-    device = metrics[0].device
-    values = torch.cat([m.reshape(-1).to(device) for m in metrics])
-    counts = torch.tensor([m.numel() for m in metrics], device=device)
-    weights = torch.tensor(grains, device=device).repeat_interleave(counts)
-    ordered, order = values.sort()
-    reached = weights[order].cumsum(0)
-    first = torch.searchsorted(reached, torch.tensor([count], device=device), right=True)
-    return ordered[first.clamp(max=ordered.numel() - 1)].reshape(())
+
+    def metrics() -> Iterator[tuple[torch.Tensor, int]]:
+        for request in members:
+            metric = _metric(request)
+            yield metric, math.prod(request.shape) // max(1, metric.numel())
+
+    return weighted_threshold(metrics, count, reduce)
 
 
 def _expand_blocks(request: MaskRequest, keep: torch.Tensor) -> torch.Tensor:

@@ -550,6 +550,14 @@ CODES: dict[str, CodeInfo] = _table(
         "the model run, which it does not do.",
         "Run apply without --stream for such a plan, or leave those targets out of it.",
     ),
+    (
+        "X806",
+        "distributed-run",
+        "Several processes (torchrun) share one apply only as a streamed run: each reads and "
+        "writes its own tensors; any other command, or apply without --stream, would make "
+        "every process do the whole job and race for the output folder.",
+        "Add --stream to apply under torchrun, or run the command as one process.",
+    ),
     # the command's last resort
     (
         "I901",

@@ -345,6 +345,7 @@ def _apply(args) -> ExitStatus:
     from dsl_compress.io.loading import load_calib
     from dsl_compress.io.shard_writer import parse_shard_size
     from dsl_compress.tools.summary import summary_table
+    from dsl_compress.tools.team import launched_by_torchrun
 
     shard_size = parse_shard_size(args.max_shard_size) if args.max_shard_size else None
     # Every file the run reads: an --out that holds one would delete it (includes come later).
@@ -352,7 +353,14 @@ def _apply(args) -> ExitStatus:
     inputs += spec_files(args.calib)
     if args.stream:
         _check_streamable(args)
-    if args.out:
+    elif launched_by_torchrun():
+        fail(
+            "X806",
+            "apply runs in several processes (torchrun) only with --stream",
+            subject="torchrun",
+            hint="add --stream, or run apply as one process",
+        )
+    if args.out and not _follower():
         _report_warnings(check_destination(Path(args.out), args.overwrite, inputs))
     model = _model(args, skeleton=args.stream)
     if is_config_list(args.rules):
@@ -413,18 +421,31 @@ def _check_streamable(args) -> None:
 def _apply_streamed(args, skeleton, plan, inputs, shard_size) -> ExitStatus:
     from dsl_compress.io.loading import spec_weights
     from dsl_compress.tools.stream_job import StreamJob, stream_apply_job
+    from dsl_compress.tools.team import join_team, launched_by_torchrun, leave_team
     from dsl_compress.tools.summary import summary_table
 
     out = None if args.dry_run else args.out
     weights = spec_weights(args.model, args.weights)
     job = StreamJob(weights, out, args.overwrite, shard_size, tuple(inputs))
-    with progress_bars() as progress:
-        result = stream_apply_job(skeleton, plan, job, progress)
+    team = join_team() if launched_by_torchrun() else None
+    try:
+        with progress_bars() as progress:
+            result = stream_apply_job(skeleton, plan, job, progress, team)
+    finally:
+        leave_team()
+    if team is not None and team.rank != 0:
+        return ExitStatus.OK  # rank 0 reports the whole run
     _report_warnings(result.findings)
     print(summary_table(result))
     if out is not None:
         print(f"wrote {len(result.written)} files to {args.out}", file=sys.stderr)
     return ExitStatus.OK
+
+
+def _follower() -> bool:
+    """A process of a torchrun job other than rank 0 (torchrun numbers them in RANK): it
+    leaves the output folder, the summary and the warnings to rank 0."""
+    return os.environ.get("RANK", "0") != "0"
 
 
 def _model_files(spec: str) -> list[Path]:
@@ -446,7 +467,10 @@ def _refuse_unmatched(diagnostics, allowed: bool) -> None:
 
 
 def _report_warnings(diagnostics) -> None:
-    """Warnings and notes of a compile, on stderr (stdout may carry JSON)."""
+    """Warnings and notes of a compile, on stderr (stdout may carry JSON); a torchrun job's
+    rank 0 reports them for all."""
+    if _follower():
+        return
     _print_diagnostics([diag for diag in diagnostics if diag.severity.value != "error"])
 
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import json
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Any, Iterator, Mapping, Protocol
 
 import torch
 
-from dsl_compress.diagnostics import emit_warnings
+from dsl_compress.diagnostics import emit_warnings, fail
 from dsl_compress.engine.options import Progress
 from dsl_compress.engine.quantize import SCALE_DTYPE, QuantParams
 from dsl_compress.engine.stream import StreamResult, StreamRun
@@ -19,50 +20,145 @@ from dsl_compress.io.shard_writer import ShardedWriter
 from dsl_compress.plan import Plan
 
 
+class Team(Protocol):
+    """The processes of a distributed run, as a streamed apply uses them: this one's rank, an
+    object from rank 0 to all, every rank's object to all, and a sum of a tensor over all."""
+
+    rank: int
+    world: int
+
+    def broadcast(self, value: Any) -> Any: ...
+
+    def gather(self, value: Any) -> list[Any]: ...
+
+    def reduce(self, tensor: torch.Tensor) -> None: ...
+
+
+@dataclass(frozen=True)
+class TeamShare:
+    """One process's share of a distributed run: the tensors its rank owns (see
+    ``engine/ranks.assign_ranks``), and the team's sum for the global groups' statistics."""
+
+    owner: Mapping[str, int]
+    team: Team
+
+    def owns(self, name: str) -> bool:
+        return self.owner[name] == self.team.rank
+
+    def reduce(self, tensor: torch.Tensor) -> None:
+        self.team.reduce(tensor)
+
+
+@dataclass(frozen=True)
+class StreamedOutput:
+    """Where and how a streamed run writes: the folder, and the options of an apply."""
+
+    out_dir: Path
+    overwrite: bool = False
+    max_shard_size: int | None = None
+    inputs: tuple[str | Path, ...] = ()
+
+
 def write_streamed(
     run: StreamRun,
     plan: Plan,
-    out_dir: str | Path,
-    *,
-    overwrite: bool = False,
-    max_shard_size: int | None = None,
+    output: StreamedOutput,
     progress: Progress | None = None,
-    inputs: Iterable[str | Path] = (),
+    share: TeamShare | None = None,
 ) -> tuple[list[Path], StreamResult]:
     """Run ``run`` and write the same files an in-memory apply writes (model, masks, quant,
     plan.json, config_list.json; each safetensors output sharded above ``max_shard_size``),
-    all or nothing, exactly as :func:`dsl_compress.io.outputs.write_outputs` places them."""
-    out = Path(out_dir)
-    emit_warnings(check_destination(out, overwrite, inputs))
+    all or nothing, exactly as :func:`dsl_compress.io.outputs.write_outputs` places them.
+
+    With ``share``, every process of the team calls this: rank 0 checks the destination,
+    makes the staging folder and every file (with its header) and tells the others where it
+    is; each process writes the tensors it owns into those files; rank 0 gathers what every
+    process computed, writes the indexes and plan files, and publishes. The files are those
+    one process writes. A process that fails exits non-zero (torchrun then stops the others),
+    so nothing is published; the staging folder of a stopped run is cleaned by the next.
+    Only rank 0 returns the files and the whole run's result; the others their own result.
+    """
+    if share is not None and share.team.rank != 0:
+        return [], _follow(run, share, output.max_shard_size)
+    out = output.out_dir
+    try:
+        emit_warnings(check_destination(out, output.overwrite, output.inputs))
+    except BaseException:
+        if share is not None:
+            share.team.broadcast(None)  # the others stop, with nothing to write
+        raise
     results: list[StreamResult] = []
 
     def write(staging: Path) -> list[Path]:
-        files, result = _write_tensors(run, staging, max_shard_size, progress)
-        results.append(result)
+        with _writers(run, staging, output.max_shard_size, share, create=True) as writers:
+            if share is not None:
+                share.team.broadcast(str(staging))
+            results.append(run.run(_WriterSink(*writers), progress, share))
+            files = [path for writer in writers for path in writer.close()]
+        if share is not None:
+            results[:] = share.team.gather(results[0])
         return files + write_plan_files(plan, staging)
 
-    written = publish_folder(out, write, overwrite=overwrite)
-    return [out / path.name for path in written], results[0]
+    written = publish_folder(out, write, overwrite=output.overwrite)
+    if share is not None:
+        share.team.broadcast("published")
+    return [out / path.name for path in written], merged(results)
 
 
-def _write_tensors(
-    run: StreamRun, folder: Path, max_shard_size: int | None, progress: Progress | None
-) -> tuple[list[Path], StreamResult]:
+def _follow(run: StreamRun, share: TeamShare, max_shard_size: int | None) -> StreamResult:
+    """A process other than rank 0: write its tensors into the files rank 0 made."""
+    staging = share.team.broadcast(None)
+    if staging is None:
+        fail(
+            "L105",
+            "rank 0 refused the output folder (its message says why); nothing was written",
+            subject=f"rank {share.team.rank}",
+        )
+    with _writers(run, Path(staging), max_shard_size, share, create=False) as writers:
+        result = run.run(_WriterSink(*writers), None, share)
+        for writer in writers:
+            writer.close()
+    share.team.gather(result)
+    share.team.broadcast(None)  # rank 0 has published
+    return result
+
+
+def merged(results: list[StreamResult]) -> StreamResult:
+    """One result of the processes' results (each tensor is in one of them)."""
+    counts, dtypes, findings = {}, {}, []
+    for result in results:
+        counts.update(result.mask_counts)
+        dtypes.update(result.quant_dtypes)
+        findings.extend(result.findings)
+    return StreamResult(counts, dtypes, tuple(findings))
+
+
+@contextlib.contextmanager
+def _writers(
+    run: StreamRun,
+    folder: Path,
+    max_shard_size: int | None,
+    share: TeamShare | None,
+    create: bool,
+) -> Iterator[list[ShardedWriter]]:
+    """The model, masks and quant writers of the run's whole layout (this process writing what
+    it owns); with ``create``, the files are made and given their headers. Every process lays
+    out the same files from the same layout and ``max_shard_size``."""
     layout = run.layout
     quant_metadata = {k: json.dumps(v, sort_keys=True) for k, v in layout.quant_metadata.items()}
+    owns = None if share is None else share.owns
+    # A scale is '<tensor>.scale' or '<tensor>.zero_point': it goes where its tensor goes.
+    owns_scale = None if owns is None else (lambda name: owns(name.rpartition(".")[0]))
+    common = {"max_shard_size": max_shard_size, "create": create}
     with contextlib.ExitStack() as stack:
-        writers = [
-            stack.enter_context(ShardedWriter(folder, prefix, tensors, **options))
+        yield [
+            stack.enter_context(ShardedWriter(folder, prefix, tensors, **common, **options))
             for prefix, tensors, options in (
-                ("model", layout.model, {"metadata": {"format": "pt"}}),
-                ("masks", layout.masks, {}),
-                ("quant", layout.quant, {"metadata": quant_metadata or None}),
+                ("model", layout.model, {"metadata": {"format": "pt"}, "owns": owns}),
+                ("masks", layout.masks, {"owns": owns}),
+                ("quant", layout.quant, {"metadata": quant_metadata or None, "owns": owns_scale}),
             )
-            for options in [{**options, "max_shard_size": max_shard_size}]
         ]
-        result = run.run(_WriterSink(*writers), progress)
-        files = [path for writer in writers for path in writer.close()]
-    return files, result
 
 
 class _WriterSink:

@@ -11,11 +11,13 @@ import torch
 from dsl_compress.diagnostics import CompressionError, Diagnostic
 from dsl_compress.engine.options import Progress
 from dsl_compress.engine.quantize import QuantParams
-from dsl_compress.engine.stream import StreamRun
-from dsl_compress.io.stream_outputs import write_streamed
+from dsl_compress.engine.ranks import assign_ranks
+from dsl_compress.engine.stream import StreamResult, StreamRun
+from dsl_compress.io.stream_outputs import StreamedOutput, TeamShare, merged, write_streamed
 from dsl_compress.io.weights import weight_reader
 from dsl_compress.plan import Plan, locate_in_rules
 from dsl_compress.tools.summary import SummaryRow, SummaryTotal, summarize_counts
+from dsl_compress.tools.team import Team
 
 
 @dataclass(frozen=True)
@@ -43,7 +45,11 @@ class StreamJob:
 
 
 def stream_apply_job(
-    skeleton: torch.nn.Module, plan: Plan, job: StreamJob, progress: Progress | None = None
+    skeleton: torch.nn.Module,
+    plan: Plan,
+    job: StreamJob,
+    progress: Progress | None = None,
+    team: Team | None = None,
 ) -> StreamJobResult:
     """Run ``plan`` over ``skeleton`` (a meta model) with each tensor read from the job's
     checkpoint, and write the output folder an in-memory apply writes, bit for bit the same
@@ -51,28 +57,34 @@ def stream_apply_job(
 
     The checkpoint's names, shapes and dtypes are checked against the skeleton, and every error
     of the plan's settings and shapes raised (located at its rule), before any tensor is read.
+
+    With ``team`` (every process of a torchrun job calls this) the tensors are split among
+    the processes, balanced by bytes, each reading only its own; the output is the one a
+    single process writes, bit for bit (:func:`dsl_compress.io.stream_outputs.write_streamed`).
+    Rank 0's result covers the whole run.
     """
     with weight_reader(skeleton, job.weights) as (read, cast_warnings):
         run = _located(plan, lambda: StreamRun(skeleton, plan, read, job.seed))
+        share = None
+        if team is not None:
+            share = TeamShare(assign_ranks(run.sizes, run.linked, team.world), team)
         if job.out_dir is None:
-            written, result = [], _located(plan, lambda: run.run(_Dropped(), progress))
+            written, result = [], _located(plan, lambda: _dry(run, progress, share))
         else:
-            written, result = _located(plan, lambda: _write(run, plan, job, progress))
+            written, result = _located(plan, lambda: _write(run, plan, job, progress, share))
     rows, total = summarize_counts(plan, result.mask_counts, result.quant_dtypes)
     findings = (*cast_warnings, *result.findings)
     return StreamJobResult(plan, tuple(rows), total, tuple(written), findings)
 
 
-def _write(run: StreamRun, plan: Plan, job: StreamJob, progress: Progress | None):
-    return write_streamed(
-        run,
-        plan,
-        job.out_dir,
-        overwrite=job.overwrite,
-        max_shard_size=job.max_shard_size,
-        progress=progress,
-        inputs=job.inputs,
-    )
+def _write(run: StreamRun, plan: Plan, job: StreamJob, progress, share):
+    output = StreamedOutput(Path(job.out_dir), job.overwrite, job.max_shard_size, job.inputs)
+    return write_streamed(run, plan, output, progress, share)
+
+
+def _dry(run: StreamRun, progress, share: TeamShare | None) -> StreamResult:
+    result = run.run(_Dropped(), progress, share)
+    return result if share is None else merged(share.team.gather(result))
 
 
 def _located(plan: Plan, compute):

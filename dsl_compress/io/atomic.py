@@ -79,7 +79,7 @@ def publish_folder(out: Path, fill: Callable[[Path], T], *, overwrite: bool = Fa
         _move_into_place(run, target, out, overwrite)
     except OSError as exc:
         _discard(run)
-        raise write_error(out, _named_for_user(exc, run / NEW, out)) from None
+        raise write_error(out, named_for_user(exc, run / NEW, out)) from None
     except BaseException:
         _discard(run)
         raise
@@ -223,7 +223,7 @@ def _discard(run: Path) -> None:
     shutil.rmtree(run, ignore_errors=True)
 
 
-def _named_for_user(exc: OSError, staging: Path, out: Path) -> OSError:
+def named_for_user(exc: OSError, staging: Path, out: Path) -> OSError:
     """The error with a file in the staging folder named as it would be in ``out``."""
     name = exc.filename
     if isinstance(name, str) and Path(name).is_relative_to(staging):

@@ -14,7 +14,7 @@ from dsl_compress.diagnostics import emit_warnings, fail
 from dsl_compress.engine.options import Progress
 from dsl_compress.engine.quantize import SCALE_DTYPE, QuantParams
 from dsl_compress.engine.stream import StreamResult, StreamRun
-from dsl_compress.io.atomic import publish_folder
+from dsl_compress.io.atomic import named_for_user, publish_folder, write_error
 from dsl_compress.io.outputs import check_destination, write_plan_files
 from dsl_compress.io.shard_writer import ShardedWriter
 from dsl_compress.plan import Plan
@@ -79,7 +79,7 @@ def write_streamed(
     Only rank 0 returns the files and the whole run's result; the others their own result.
     """
     if share is not None and share.team.rank != 0:
-        return [], _follow(run, share, output.max_shard_size)
+        return [], _follow(run, share, output)
     out = output.out_dir
     try:
         emit_warnings(check_destination(out, output.overwrite, output.inputs))
@@ -105,8 +105,9 @@ def write_streamed(
     return [out / path.name for path in written], merged(results)
 
 
-def _follow(run: StreamRun, share: TeamShare, max_shard_size: int | None) -> StreamResult:
-    """A process other than rank 0: write its tensors into the files rank 0 made."""
+def _follow(run: StreamRun, share: TeamShare, output: StreamedOutput) -> StreamResult:
+    """A process other than rank 0: write its tensors into the files rank 0 made (a failed
+    write is L105, as in one process)."""
     staging = share.team.broadcast(None)
     if staging is None:
         fail(
@@ -114,10 +115,14 @@ def _follow(run: StreamRun, share: TeamShare, max_shard_size: int | None) -> Str
             "rank 0 refused the output folder (its message says why); nothing was written",
             subject=f"rank {share.team.rank}",
         )
-    with _writers(run, Path(staging), max_shard_size, share, create=False) as writers:
-        result = run.run(_WriterSink(*writers), None, share)
-        for writer in writers:
-            writer.close()
+    try:
+        with _writers(run, Path(staging), output.max_shard_size, share, create=False) as writers:
+            result = run.run(_WriterSink(*writers), None, share)
+            for writer in writers:
+                writer.close()
+    except OSError as exc:
+        named = named_for_user(exc, Path(staging), output.out_dir)
+        raise write_error(output.out_dir, named) from None
     share.team.gather(result)
     share.team.broadcast(None)  # rank 0 has published
     return result

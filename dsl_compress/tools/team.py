@@ -3,9 +3,10 @@ apply needs of them, and nothing when the command runs as one process."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 import torch.distributed as dist
@@ -23,18 +24,36 @@ class Team:
     def broadcast(self, value: Any) -> Any:
         """Rank 0's ``value``, on every rank."""
         box = [value]
-        dist.broadcast_object_list(box, src=0)
+        with self._peers("broadcast"):
+            dist.broadcast_object_list(box, src=0)
         return box[0]
 
     def gather(self, value: Any) -> list[Any]:
         """Every rank's ``value``, in rank order, on every rank."""
         found: list[Any] = [None] * self.world
-        dist.all_gather_object(found, value)
+        with self._peers("gather"):
+            dist.all_gather_object(found, value)
         return found
 
     def reduce(self, tensor: torch.Tensor) -> None:
         """``tensor`` summed over every rank, in place (a CPU tensor: gloo)."""
-        dist.all_reduce(tensor)
+        with self._peers("sum"):
+            dist.all_reduce(tensor)
+
+    @contextlib.contextmanager
+    def _peers(self, what: str) -> Iterator[None]:
+        """A collective whose peer is gone (a rank that failed exits, and its connections with
+        it) is X806, not a transport error: the failed rank's own message says why."""
+        try:
+            yield
+        except RuntimeError as exc:
+            fail(
+                "X806",
+                f"rank {self.rank}: another rank of the run stopped during a {what} "
+                f"({' '.join(str(exc).split())[:160]}); nothing was published",
+                subject=f"rank {self.rank}",
+                hint="the failing rank's error above says why",
+            )
 
 
 def launched_by_torchrun() -> bool:

@@ -1,0 +1,113 @@
+"""`torchrun --standalone --nproc-per-node 2 -m dsl_compress apply ... --stream`: two processes on
+gloo write the very files one process writes, and a failing rank publishes nothing."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from output_files import read_tensors
+from test_cli_stream import MODEL_PY, RULES, _shards, _state
+
+pytestmark = pytest.mark.skipif(
+    not torch.distributed.is_available(), reason="this torch build has no torch.distributed"
+)
+
+REPO = Path(__file__).resolve().parent.parent
+
+FAILING_RANK_1 = """
+import errno, os, sys
+if os.environ.get("RANK") == "1":
+    def full(fd, data, offset):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    os.pwrite = full
+from dsl_compress.cli.main import main
+sys.exit(main())
+"""
+
+
+@pytest.fixture
+def project(tmp_path):
+    (tmp_path / "model.py").write_text(MODEL_PY.format(dtype="bfloat16"))
+    (tmp_path / "a.rules").write_text(RULES)
+    state = _state("bfloat16")
+    save_file(state, str(tmp_path / "weights.safetensors"))
+    _shards(state, tmp_path / "sharded")
+    return tmp_path
+
+
+def _command(folder: Path, *argv: str, ranks: int | None = 2, program=("-m", "dsl_compress")):
+    """Run the command in ``folder``, under torchrun with ``ranks`` processes (or alone)."""
+    launcher = [sys.executable]
+    if ranks is not None:
+        launcher += ["-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={ranks}"]
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+    }
+    env.pop("RANK", None)
+    env.pop("WORLD_SIZE", None)
+    return subprocess.run(
+        [*launcher, *program, *argv],
+        cwd=folder,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+APPLY = ("apply", "a.rules", "--model", "model.py:build", "--weights", "sharded", "--stream")
+
+
+def test_two_ranks_write_the_files_one_process_writes(project):
+    sizes = ("--max-shard-size", "2KB")
+    alone = _command(project, *APPLY, "--out", "alone", *sizes, ranks=None)
+    assert alone.returncode == 0, alone.stderr
+    ranked = _command(project, *APPLY, "--out", "ranked", *sizes)
+    assert ranked.returncode == 0, ranked.stderr
+    files = sorted(p.name for p in (project / "alone").iterdir())
+    assert files == sorted(p.name for p in (project / "ranked").iterdir())
+    assert len([f for f in files if f.startswith("model-")]) > 1
+    for name in files:
+        assert (project / "ranked" / name).read_bytes() == (project / "alone" / name).read_bytes()
+    assert ranked.stdout.count("total") == 1  # rank 0 alone prints the summary
+    assert ranked.stdout == alone.stdout
+
+
+def test_two_ranks_equal_the_in_memory_apply(project):
+    memory = _command(project, *APPLY[:-1], "--out", "memory", ranks=None)
+    assert memory.returncode == 0, memory.stderr
+    ranked = _command(project, *APPLY, "--out", "ranked")
+    assert ranked.returncode == 0, ranked.stderr
+    for prefix in ("model", "masks", "quant"):
+        left, right = read_tensors(project / "memory", prefix), read_tensors(
+            project / "ranked", prefix
+        )
+        assert left.keys() == right.keys()
+        assert all(torch.equal(left[k], right[k]) for k in left), prefix
+
+
+def test_a_failing_rank_publishes_nothing_and_the_next_run_cleans_up(project):
+    (project / "failing.py").write_text(FAILING_RANK_1)
+    failed = _command(project, *APPLY, "--out", "out", program=("failing.py",))
+    assert failed.returncode != 0
+    assert "error[L105]" in failed.stderr and "No space left on device" in failed.stderr
+    assert not (project / "out").exists()
+    again = _command(project, *APPLY, "--out", "out", ranks=None)
+    assert again.returncode == 0, again.stderr
+    assert (project / "out" / "model.safetensors").is_file()
+    assert [p.name for p in project.iterdir() if p.name.startswith(".")] == []
+
+
+def test_apply_without_stream_under_torchrun_is_x806(project):
+    result = _command(project, *APPLY[:-1], "--out", "out")
+    assert result.returncode != 0
+    assert "error[X806]" in result.stderr
+    assert not (project / "out").exists()

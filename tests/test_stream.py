@@ -198,3 +198,17 @@ def test_settings_errors_are_raised_before_any_read():
         _streamed(dc.parse(text), _state(), torch.float32, reads)
     assert caught.value.diagnostics[0].code.startswith("P")
     assert not reads
+
+
+def test_progress_counts_every_tensor_and_its_bytes():
+    rules = dc.parse(RULES["prune_then_quantize"])
+    with torch.device("meta"):
+        skeleton = Blocks()
+    state = _state()
+    run = StreamRun(skeleton, rules.compile(skeleton).plan, lambda n: state[n].clone())
+    calls = []
+    run.run(Recorder(), lambda done, total, label: calls.append((done, total, label)))
+    assert [c[0] for c in calls] == list(range(1, len(state) + 1))
+    assert {c[1] for c in calls} == {len(state)}
+    megabytes = sum(t.numel() * t.element_size() for t in state.values()) / 1e6
+    assert calls[-1][2].startswith(f"{megabytes:,.0f} of {megabytes:,.0f} MB ")

@@ -166,10 +166,13 @@ class StreamRun:
         dtypes: dict[Key, str] = {}
         findings: list[Diagnostic] = []
         names = [n for n in self._order() if share is None or share.owns(n)]
+        sizes = self.sizes
+        total, read = sum(sizes[n] for n in names), 0
         for done, name in enumerate(names, start=1):
             self._one(name, sink, counts, dtypes, findings)
+            read += sizes[name]
             if progress is not None:
-                progress(done, len(names), name)
+                progress(done, len(names), f"{_megabytes(read)} of {_megabytes(total)} MB {name}")
         return StreamResult(counts, dtypes, tuple(findings))
 
     def _order(self) -> list[str]:
@@ -202,6 +205,10 @@ class StreamRun:
 
 
 _SCALE_PARTS = ("scale", "zero_point")
+
+
+def _megabytes(count: int) -> str:
+    return f"{count / 1e6:,.0f}"
 
 
 def not_streamable(plan: Plan) -> list[Diagnostic]:

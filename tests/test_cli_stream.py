@@ -142,15 +142,28 @@ def test_stream_without_a_checkpoint_is_one_clear_error(project, capsys):
     assert not (project / "o").exists()
 
 
-def test_stream_with_calibration_is_refused(project, capsys):
-    torch.save(torch.randn(2, 4, 16), project / "calib.pt")
-    args = ("--weights", "sharded", "--out", "o", "--stream", "--calib", "calib.pt")
-    result = run(capsys, "apply", "a.rules", "--model", "model.py:build", *args)
-    assert result.code == 2 and "error[X805]" in result.err
+def test_input_quantization_streamed_is_calibrated_as_in_memory(project, capsys):
+    dtype = _state_dtype(project)
+    torch.save(torch.randn(3, 4, 16).to(dtype), project / "calib.pt")
+    (project / "w8a8.rules").write_text(
+        "quantize Linear.weight quant_dtype=int8 granularity=out_channel\n"
+        "quantize Linear._input_0 quant_dtype=int8\n"
+    )
+    common = ("apply", "w8a8.rules", "--model", "model.py:build", "--calib", "calib.pt")
+    memory = run(capsys, *common, "--weights", "weights.safetensors", "--out", "memory")
+    assert memory.code == 0, memory.err
+    streamed = run(capsys, *common, "--weights", "sharded", "--out", "streamed", "--stream")
+    assert streamed.code == 0, streamed.err
+    assert "X804" in streamed.err  # input quantization acts at run time, from quant.safetensors
+    _same_outputs(project / "memory", project / "streamed")
+
+
+def _state_dtype(project) -> torch.dtype:
+    return read_tensors(project, "weights")["0.weight"].dtype
 
 
 def test_a_target_needing_forward_passes_is_x805_at_its_rule(project, capsys):
-    (project / "b.rules").write_text("quantize 0._input_0 quant_dtype=int8\n")
+    (project / "b.rules").write_text("prune 0._input_0 sparse_ratio=0.5\n")
     args = ("--weights", "sharded", "--out", "o", "--stream")
     result = run(capsys, "apply", "b.rules", "--model", "model.py:build", *args)
     assert result.code == 2

@@ -111,3 +111,20 @@ def test_apply_without_stream_under_torchrun_is_x806(project):
     assert result.returncode != 0
     assert "error[X806]" in result.stderr
     assert not (project / "out").exists()
+
+
+def test_two_ranks_calibrate_input_quantization_as_one_process(project):
+    torch.save(torch.randn(3, 4, 16).to(torch.bfloat16), project / "calib.pt")
+    (project / "w8a8.rules").write_text(
+        "quantize Linear.weight quant_dtype=int8 granularity=out_channel\n"
+        "quantize Linear._input_0 quant_dtype=int8\n"
+    )
+    common = ("apply", "w8a8.rules", "--model", "model.py:build", "--weights", "sharded")
+    common += ("--calib", "calib.pt", "--stream")
+    alone = _command(project, *common, "--out", "alone", ranks=None)
+    assert alone.returncode == 0, alone.stderr
+    ranked = _command(project, *common, "--out", "ranked")
+    assert ranked.returncode == 0, ranked.stderr
+    for name in sorted(p.name for p in (project / "alone").iterdir()):
+        assert (project / "ranked" / name).read_bytes() == (project / "alone" / name).read_bytes()
+    assert ranked.stderr.count("warning[X804]") == 1  # rank 0 alone reports

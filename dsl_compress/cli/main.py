@@ -398,7 +398,7 @@ def _apply(args) -> ExitStatus:
 
 
 def _check_streamable(args) -> None:
-    """--stream reads its weights from a checkpoint and runs no forward pass."""
+    """--stream reads its weights from a checkpoint."""
     from dsl_compress.io.hf import is_hf_spec
 
     if not (args.weights or is_hf_spec(args.model)):
@@ -409,24 +409,19 @@ def _check_streamable(args) -> None:
             hint="give --weights (a .safetensors file, a sharded index or a folder), or "
             "--model hf:DIR",
         )
-    if args.calib:
-        fail(
-            "X805",
-            "--stream runs no forward pass, so it takes no --calib",
-            subject="--calib",
-            hint="leave out --calib (weights need none), or run apply without --stream",
-        )
 
 
 def _apply_streamed(args, skeleton, plan, inputs, shard_size) -> ExitStatus:
-    from dsl_compress.io.loading import spec_weights
+    from dsl_compress.io.loading import load_calib, spec_weights
+    from dsl_compress.io.outputs import runtime_only_warning
     from dsl_compress.tools.stream_job import StreamJob, stream_apply_job
     from dsl_compress.tools.team import join_team, launched_by_torchrun, leave_team
     from dsl_compress.tools.summary import summary_table
 
     out = None if args.dry_run else args.out
     weights = spec_weights(args.model, args.weights)
-    job = StreamJob(weights, out, args.overwrite, shard_size, tuple(inputs))
+    calib = load_calib(args.calib) if args.calib else None
+    job = StreamJob(weights, out, args.overwrite, shard_size, tuple(inputs), calib=calib)
     team = join_team() if launched_by_torchrun() else None
     try:
         with progress_bars() as progress:
@@ -438,6 +433,7 @@ def _apply_streamed(args, skeleton, plan, inputs, shard_size) -> ExitStatus:
     _report_warnings(result.findings)
     print(summary_table(result))
     if out is not None:
+        _report_warnings(runtime_only_warning(plan, Path(args.out)))
         print(f"wrote {len(result.written)} files to {args.out}", file=sys.stderr)
     return ExitStatus.OK
 

@@ -81,6 +81,23 @@ def compute_quant_params(
     return params
 
 
+def activation_quant_params(
+    model: torch.nn.Module,
+    entries: Sequence[PlanEntry],
+    calib: Iterable[Any] | None,
+    progress: Progress | None = None,
+) -> tuple[dict[Key, QuantParams], list[Diagnostic]]:
+    """The input/output targets' scales from running min/max over the calibration batches, and
+    the warnings their data gives: what :func:`compute_quant_params` computes for them."""
+    modules = dict(model.named_modules())
+    stats = _activation_stats(model, modules, entries, calib, progress)
+    params, found = {}, []
+    for entry in entries:
+        params[entry.key], data_findings = quant_params_of(entry, *stats[entry.key])
+        found.extend(data_findings)
+    return params, found
+
+
 def weight_quant_params(
     entry: PlanEntry, tensor: torch.Tensor
 ) -> tuple[QuantParams, list[Diagnostic]]:

@@ -8,14 +8,20 @@ from typing import Callable, Mapping, Protocol
 
 import torch
 
-from dsl_compress.diagnostics import Diagnostic, error, raise_errors
+from dsl_compress.diagnostics import Diagnostic, error, fail, raise_errors
 from dsl_compress.engine.mask_checks import diagnostics, mask_problems
 from dsl_compress.engine.mask_request import MaskRequest
 from dsl_compress.engine.masks import MaskPipeline
 from dsl_compress.engine.plan_checks import plan_errors
 from dsl_compress.engine.prune import request_of
 from dsl_compress.engine.quant_math import quant_range
-from dsl_compress.engine.quantize import SCALE_DTYPE, QuantParams, weight_quant_params
+from dsl_compress.engine.onload import onloaded
+from dsl_compress.engine.quantize import (
+    SCALE_DTYPE,
+    QuantParams,
+    activation_quant_params,
+    weight_quant_params,
+)
 from dsl_compress.engine.transforms import TargetTransform
 from dsl_compress.plan import Key, Plan, PlanEntry, tensor_name
 from dsl_compress.vocab import DEFAULT_METRIC, Mode, TargetKind
@@ -117,8 +123,24 @@ class StreamRun:
         requests = [self._request(entry, seed) for entry in pruning]
         raise_errors(diagnostics(mask_problems(requests, shapes_observed=False)))
         self._masks = MaskPipeline(requests)
-        self._quantized = {e.key: e for e in plan.of_mode(Mode.QUANTIZE)}
+        quantizing = plan.of_mode(Mode.QUANTIZE)
+        self._quantized = {e.key: e for e in quantizing if e.kind is TargetKind.PARAMETER}
+        self._observed = [e for e in quantizing if e.kind is not TargetKind.PARAMETER]
+        self._observed_params: dict[Key, QuantParams] | None = None
+        self._observed_findings: list[Diagnostic] = []
+        self._skeleton, self._raw_read = skeleton, read
         self._methods = {e.key: e.get("apply_method", "mul") for e in pruning}
+
+    def calibrate(self, calib, progress: Callable[[int, int, str], None] | None = None) -> None:
+        """Observe the input/output targets over the calibration batches (Q602 without any):
+        the skeleton runs with each module's tensors read just before its forward and dropped
+        after it (:func:`onloaded`), as the in-memory apply observes them on the loaded model.
+        Nothing to do for a plan of weights alone."""
+        if not self._observed:
+            return
+        with onloaded(self._skeleton, self._raw_read):
+            params, found = activation_quant_params(self._skeleton, self._observed, calib, progress)
+        self._observed_params, self._observed_findings = params, found
 
     def _request(self, entry: PlanEntry, seed: int) -> MaskRequest:
         name = tensor_name(*entry.key)
@@ -137,7 +159,19 @@ class StreamRun:
             shape = _scale_shape(entry, self._state[name][0])
             quant += [PlannedTensor(f"{name}.{part}", shape, SCALE_DTYPE) for part in _SCALE_PARTS]
             metadata[name] = _quant_metadata(entry)
+        for key, params in self._calibrated().items():
+            name = tensor_name(*key)
+            quant += [PlannedTensor.of(f"{name}.scale", params.scale)]
+            quant += [PlannedTensor.of(f"{name}.zero_point", params.zero_point)]
+            metadata[name] = {k: v for k, v in params.to_dict().items() if k not in _SCALE_PARTS}
         return StreamLayout(tuple(model), tuple(masks), tuple(quant), metadata)
+
+    def _calibrated(self) -> dict[Key, QuantParams]:
+        if not self._observed:
+            return {}
+        if self._observed_params is None:
+            fail("X803", "a streamed run was laid out or run before calibrate()", subject="stream")
+        return self._observed_params
 
     @property
     def sizes(self) -> dict[str, int]:
@@ -166,6 +200,11 @@ class StreamRun:
         dtypes: dict[Key, str] = {}
         findings: list[Diagnostic] = []
         names = [n for n in self._order() if share is None or share.owns(n)]
+        findings.extend(self._observed_findings if share is None or share.owns("") else [])
+        for key, params in self._calibrated().items():
+            if share is None or share.owns(tensor_name(*key)):
+                dtypes[key] = params.qrange.quant_dtype
+                sink.quant(tensor_name(*key), params)
         sizes = self.sizes
         total, read = sum(sizes[n] for n in names), 0
         for done, name in enumerate(names, start=1):
@@ -212,15 +251,25 @@ def _megabytes(count: int) -> str:
 
 
 def not_streamable(plan: Plan) -> list[Diagnostic]:
-    """X805 for what a streamed run cannot compute from the checkpoint alone: run-time
-    (input/output) targets and distillation need forward passes, taylor needs gradients."""
+    """X805 for what a streamed run does not compute: input/output masks (their shapes and
+    aligns come from forward passes), input/output quantization of a plan that also prunes
+    (NNI observes activations through the masks), distillation (the student and the teacher
+    run together) and taylor (gradients). Input/output quantization alone is calibrated by
+    sequential onloading (:meth:`StreamRun.calibrate`)."""
     found = []
+    prunes = bool(plan.of_mode(Mode.PRUNE))
     for entry in plan.entries:
         reason = None
+        observed = entry.kind is not TargetKind.PARAMETER
         if entry.mode is Mode.DISTILL:
             reason = "distillation needs forward passes of the student and the teacher"
-        elif entry.kind is not TargetKind.PARAMETER:
-            reason = f"'{entry.target}' is observed in forward passes, not read from the checkpoint"
+        elif observed and entry.mode is Mode.PRUNE:
+            reason = f"a mask of '{entry.target}' is shaped and aligned by forward passes"
+        elif observed and prunes:
+            reason = (
+                f"'{entry.target}' is observed through the weights' masks, which a streamed "
+                "run computes one tensor at a time, after calibration"
+            )
         elif entry.mode is Mode.PRUNE and (entry.metric or DEFAULT_METRIC) == "taylor":
             reason = "the taylor metric needs gradients from forward and backward passes"
         if reason is not None:

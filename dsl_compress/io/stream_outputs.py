@@ -43,7 +43,9 @@ class TeamShare:
     team: Team
 
     def owns(self, name: str) -> bool:
-        return self.owner[name] == self.team.rank
+        """Whether this rank hands ``name`` on; what is no tensor of the checkpoint (an observed
+        input or output, the run's own findings) is rank 0's."""
+        return self.owner.get(name, 0) == self.team.rank
 
     def reduce(self, tensor: torch.Tensor) -> None:
         self.team.reduce(tensor)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Sequence
 
 import torch
 
@@ -42,6 +43,7 @@ class StreamJob:
     max_shard_size: int | None = None
     inputs: tuple[str | Path, ...] = ()
     seed: int = 0
+    calib: Sequence[Any] | None = None
 
 
 def stream_apply_job(
@@ -65,6 +67,7 @@ def stream_apply_job(
     """
     with weight_reader(skeleton, job.weights) as (read, cast_warnings):
         run = _located(plan, lambda: StreamRun(skeleton, plan, read, job.seed))
+        _located(plan, lambda: run.calibrate(job.calib, progress))
         share = None
         if team is not None:
             share = TeamShare(assign_ranks(run.sizes, run.linked, team.world), team)

@@ -13,6 +13,7 @@ from safetensors.torch import save_file
 
 import dsl_compress as dc
 from dsl_compress.io.checkpoint import is_checkpoint, open_checkpoint
+from dsl_compress.io.loading import load_weights
 
 DTYPES = [torch.float32, torch.float16, torch.bfloat16]
 
@@ -285,3 +286,41 @@ def test_headers_are_read_without_the_data(tmp_path, monkeypatch):
     ckpt = open_checkpoint(file)
     assert ckpt.info("big").nbytes == 4 * size and ckpt.info("big").shape == (size,)
     assert reads[0] == 8 and len(reads) == 2 and sum(reads) < 200
+
+
+@pytest.mark.parametrize("dtype", [["F32"], {"name": "F32"}, 7, None])
+def test_a_dtype_that_is_no_name_is_l102(tmp_path, dtype):
+    header = {"a": {"dtype": dtype, "shape": [1], "data_offsets": [0, 4]}}
+    raw = json.dumps(header).encode()
+    path = tmp_path / "bad.safetensors"
+    path.write_bytes(struct.pack("<Q", len(raw)) + raw + bytes(4))
+    assert "has dtype" in l102(open_checkpoint, path).message
+
+
+def test_an_index_may_name_a_shard_as_dot_slash_but_not_outside_its_folder(tmp_path):
+    state = tensors()
+    index = save_sharded(tmp_path / "ck", state)
+    data = json.loads(index.read_text())
+    first = next(iter(data["weight_map"]))
+    data["weight_map"][first] = "./" + data["weight_map"][first]
+    index.write_text(json.dumps(data))
+    with open_checkpoint(index) as checkpoint:
+        assert torch.equal(checkpoint.read(first), state[first])
+    data["weight_map"][first] = "../elsewhere/" + data["weight_map"][first].lstrip("./")
+    index.write_text(json.dumps(data))
+    assert "outside the index's folder" in l102(open_checkpoint, index).message
+
+
+def test_a_model_with_extra_state_is_l102_not_a_crash(tmp_path):
+    class Stateful(torch.nn.Linear):
+        def get_extra_state(self):
+            return {"step": 3}
+
+        def set_extra_state(self, state):
+            pass
+
+    model = torch.nn.Sequential(Stateful(2, 2))
+    weights = {k: v for k, v in model.state_dict().items() if isinstance(v, torch.Tensor)}
+    save_file(weights, str(tmp_path / "w.safetensors"))
+    diag = l102(load_weights, model, tmp_path / "w.safetensors")
+    assert "0._extra_state" in diag.message and "extra state" in diag.message

@@ -198,3 +198,56 @@ def test_a_checkpoint_that_does_not_fit_the_model_is_refused_before_anything(pro
     result = run(capsys, "apply", "a.rules", "--model", "model.py:build", *args)
     assert result.code == 2 and "error[L102]" in result.err and "0.weight" in result.err
     assert not (project / "o").exists()
+
+
+def test_sharded_streamed_files_are_the_in_memory_files_byte_for_byte(project, capsys):
+    sizes = ("--max-shard-size", "600B")
+    _apply(capsys, "--weights", "sharded", "--out", "memory", *sizes)
+    _apply(capsys, "--weights", "sharded", "--out", "streamed", "--stream", *sizes)
+    names = sorted(p.name for p in (project / "memory").iterdir())
+    assert names == sorted(p.name for p in (project / "streamed").iterdir())
+    assert len([n for n in names if n.startswith("masks-")]) > 1
+    for name in names:
+        assert (project / "memory" / name).read_bytes() == (
+            project / "streamed" / name
+        ).read_bytes()
+
+
+TIED_RULES = {
+    "pruned": "prune lm_head.weight sparse_ratio=0.5 metric=l1\n",
+    "quantized": "quantize lm_head.weight quant_dtype=int8 granularity=out_channel\n",
+    "other name": "prune embed.weight sparse_ratio=0.5 metric=l1\n",
+}
+
+
+@pytest.mark.parametrize("rules", sorted(TIED_RULES))
+def test_a_tied_tensor_streamed_is_written_under_both_names_as_in_memory(
+    tmp_path, capsys, monkeypatch, rules
+):
+    from dsl_compress.models import tied_lm
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "t.rules").write_text(TIED_RULES[rules])
+    state = {k: v for k, v in tied_lm().state_dict().items() if k != "lm_head.weight"}
+    save_file(state, str(tmp_path / "tied.safetensors"))  # as save_pretrained stores a tie
+    common = ("apply", "t.rules", "--model", "dsl_compress.models:tied_lm", "--weights")
+    memory = run(capsys, *common, "tied.safetensors", "--out", "memory")
+    assert memory.code == 0, memory.err
+    streamed = run(capsys, *common, "tied.safetensors", "--out", "streamed", "--stream")
+    assert streamed.code == 0, streamed.err
+    _same_outputs(tmp_path / "memory", tmp_path / "streamed")
+    written = read_tensors(tmp_path / "streamed", "model")
+    assert torch.equal(written["lm_head.weight"], written["embed.weight"])
+
+
+def test_a_tied_tensor_compressed_under_both_names_is_t404_streamed(tmp_path, capsys, monkeypatch):
+    from dsl_compress.models import tied_lm
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "t.rules").write_text(TIED_RULES["pruned"] + TIED_RULES["other name"])
+    state = {k: v for k, v in tied_lm().state_dict().items() if k != "lm_head.weight"}
+    save_file(state, str(tmp_path / "tied.safetensors"))
+    args = ("--weights", "tied.safetensors", "--out", "o", "--stream")
+    result = run(capsys, "apply", "t.rules", "--model", "dsl_compress.models:tied_lm", *args)
+    assert result.code == 2 and "error[T404]" in result.err
+    assert not (tmp_path / "o").exists()

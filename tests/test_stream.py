@@ -285,3 +285,18 @@ def test_observed_targets_without_batches_are_q602():
     with pytest.raises(CompressionError) as caught:
         run.calibrate(None)
     assert [d.code for d in caught.value.diagnostics] == ["Q602"]
+
+
+def test_align_targets_follow_their_source_so_its_reduced_mask_is_held_briefly():
+    with torch.device("meta"):
+        skeleton = Blocks()
+    plan = dc.parse(RULES["ratio_blocks_and_align"]).compile(skeleton).plan
+    run = StreamRun(skeleton, plan, lambda name: None)
+    assert run._order()[:6] == [
+        "up1.weight",
+        "bn1.weight",
+        "bn1.bias",
+        "up2.weight",
+        "bn2.weight",
+        "bn2.bias",
+    ]

@@ -77,13 +77,14 @@ class MaskPipeline:
         self._users: dict[Key, list[Key]] = {}
         for key, request in self._aligned.items():
             self._users.setdefault(source_key(request), []).append(key)
-        self._dependency: dict[Key, torch.Tensor] = {}
+        self._dependency: dict[Key, _DependencyKeep] = {}
         self._global: dict[Key, _GlobalCut] = {}
         self._reduced: dict[Key, torch.Tensor] = {}
         self._mask_keys = frozenset(self.stage_order())
 
     def prepare(self, owns: Owns | None = None, reduce: Reduce | None = None) -> None:
-        """The group statistics: every dependency group's keep-mask and every global group's cut.
+        """The group statistics: every global group's cut; a dependency group's keep-mask is
+        computed when its first member is masked and let go after its last.
 
         In a distributed run ``owns`` says which targets this process masks: a dependency
         group (all on one process, see :meth:`linked`) is computed where it is owned; a global
@@ -93,9 +94,7 @@ class MaskPipeline:
         """
         requests = list(self._by_key.values())
         for group in groups(requests, "dependency", "dependency_group_id"):
-            if owns is None or any(owns(r.key) for r in group):
-                keep = _dependency_keep(group)
-                self._dependency.update((r.key, keep) for r in group)
+            self._dependency.update((r.key, _DependencyKeep(group)) for r in group)
         for group in groups(requests, "global", "global_group_id"):
             local = [r for r in group if owns is None or owns(r.key)]
             cut = _global_cut(group, local, reduce)
@@ -124,9 +123,21 @@ class MaskPipeline:
         return key in self._mask_keys
 
     def order(self) -> list[Key]:
-        """The masked targets, every align source before the targets aligned to it."""
-        aligned = align_order(self._aligned)
-        return [k for k in self.stage_order() if k not in self._aligned] + aligned
+        """The masked targets, each align target right after its source (so a source's
+        reduced mask is held only until its targets take it)."""
+        found: dict[Key, None] = {}
+
+        def visit(key: Key) -> None:
+            found[key] = None
+            for user in self._users.get(key, ()):
+                if user not in found:
+                    visit(user)
+
+        roots = [k for k in self.stage_order() if k not in self._aligned]
+        for key in [*roots, *align_order(self._aligned)]:
+            if key not in found:
+                visit(key)
+        return list(found)
 
     def mask(self, key: Key) -> torch.Tensor:
         """The final mask of one target: parameter masks have the tensor's full shape."""
@@ -148,7 +159,8 @@ class MaskPipeline:
         if request.get("sparse_threshold") is not None:
             raw = _and(raw, _expand_blocks(request, _threshold_keep(request, metric())))
         if request.key in self._dependency:
-            raw = _and(raw, _expand_blocks(request, self._dependency[request.key].clone()))
+            keep = self._dependency.pop(request.key).keep()
+            raw = _and(raw, _expand_blocks(request, keep.clone()))
         if request.key in self._global:
             keep = self._global[request.key].keep(request, metric())
             raw = _and(raw, _expand_blocks(request, keep))
@@ -161,6 +173,20 @@ class MaskPipeline:
         reduced = self._reduced.pop(request.key)
         full = reduced_shape(self._shapes[source], align_dims(request))
         return place_on_target(reduced, request, full)
+
+
+class _DependencyKeep:
+    """A dependency group's keep-mask, computed on first use (from every member's metric) and
+    shared by the members; released with the last member's reference to it."""
+
+    def __init__(self, group: Sequence[MaskRequest]):
+        self._group = group
+        self._keep: torch.Tensor | None = None
+
+    def keep(self) -> torch.Tensor:
+        if self._keep is None:
+            self._keep = _dependency_keep(self._group)
+        return self._keep
 
 
 class _OnceMetric:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Callable, Mapping, Protocol
+from typing import Callable, Mapping, Protocol, Sequence
 
 import torch
 
@@ -118,7 +118,9 @@ class StreamRun:
         raise_errors([*not_streamable(plan), *plan_errors(skeleton, plan)])
         self._plan = plan
         self._read = _LastRead(read)
-        self._state = {k: (tuple(v.shape), v.dtype) for k, v in skeleton.state_dict().items()}
+        state = skeleton.state_dict(keep_vars=True)
+        self._state = {k: (tuple(v.shape), v.dtype) for k, v in state.items()}
+        self._tied = _ties(state)
         pruning = plan.of_mode(Mode.PRUNE)
         requests = [self._request(entry, seed) for entry in pruning]
         raise_errors(diagnostics(mask_problems(requests, shapes_observed=False)))
@@ -148,22 +150,28 @@ class StreamRun:
 
     @property
     def layout(self) -> StreamLayout:
+        """The tensors in the order the in-memory outputs hold them (module by module, as
+        ``Compression.masks()`` and ``quant_params()`` nest them), so sharded files match too."""
         model = [PlannedTensor(k, shape, dtype) for k, (shape, dtype) in self._state.items()]
         masks = [
             PlannedTensor(tensor_name(*key), self._state[tensor_name(*key)][0], torch.bool)
-            for key in self._masks.stage_order()
+            for key in _by_module(self._masks.stage_order())
         ]
         quant, metadata = [], {}
-        for key, entry in self._quantized.items():
+        calibrated = self._calibrated()
+        keys = [e.key for e in self._plan.of_mode(Mode.QUANTIZE)]
+        for key in _by_module(keys):
             name = tensor_name(*key)
-            shape = _scale_shape(entry, self._state[name][0])
+            if key in calibrated:
+                params = calibrated[key]
+                shape = tuple(params.scale.shape)
+                metadata[name] = {
+                    k: v for k, v in params.to_dict().items() if k not in _SCALE_PARTS
+                }
+            else:
+                shape = _scale_shape(self._quantized[key], self._state[name][0])
+                metadata[name] = _quant_metadata(self._quantized[key])
             quant += [PlannedTensor(f"{name}.{part}", shape, SCALE_DTYPE) for part in _SCALE_PARTS]
-            metadata[name] = _quant_metadata(entry)
-        for key, params in self._calibrated().items():
-            name = tensor_name(*key)
-            quant += [PlannedTensor.of(f"{name}.scale", params.scale)]
-            quant += [PlannedTensor.of(f"{name}.zero_point", params.zero_point)]
-            metadata[name] = {k: v for k, v in params.to_dict().items() if k not in _SCALE_PARTS}
         return StreamLayout(tuple(model), tuple(masks), tuple(quant), metadata)
 
     def _calibrated(self) -> dict[Key, QuantParams]:
@@ -181,7 +189,8 @@ class StreamRun:
     @property
     def linked(self) -> list[list[str]]:
         """Tensors whose masks are computed from each other (one process computes each set)."""
-        return [[tensor_name(*key) for key in keys] for keys in self._masks.linked()]
+        found = [[tensor_name(*key) for key in keys] for keys in self._masks.linked()]
+        return found + [list(names) for names in dict.fromkeys(self._tied.values())]
 
     def run(
         self,
@@ -215,11 +224,21 @@ class StreamRun:
         return StreamResult(counts, dtypes, tuple(findings))
 
     def _order(self) -> list[str]:
-        """The state dict's names, the masked ones first, align sources before their targets."""
+        """The state dict's names, the masked ones first, align sources before their targets;
+        one name of each tied tensor (its others are written with it)."""
         masked = [tensor_name(*key) for key in self._masks.order()]
-        return list(dict.fromkeys([*masked, *self._state]))
+        order, seen = [], set()
+        for name in dict.fromkeys([*masked, *self._state]):
+            if name not in seen:
+                order.append(name)
+                seen.update(self._tied.get(name, (name,)))
+        return order
 
     def _one(self, name: str, sink: StreamSink, counts: dict, dtypes: dict, findings: list):
+        """One tensor, under every name it is tied to: the final value of a tied tensor is
+        its compressed value under each name, as finalize() leaves a tie."""
+        names = self._tied.get(name, (name,))
+        name = next((n for n in names if self._compressed(self._key_of(n))), name)
         key = self._key_of(name)
         mask = self._masks.mask(key) if key in self._masks else None
         tensor = self._read(name)
@@ -235,8 +254,12 @@ class StreamRun:
         if mask is not None or quant is not None:
             with torch.no_grad():
                 tensor = TargetTransform(mask, self._methods.get(key, "mul"), quant)(tensor)
-        sink.model(name, tensor)
+        for each in names:
+            sink.model(each, tensor)
         self._read.forget()
+
+    def _compressed(self, key: Key) -> bool:
+        return key in self._masks or key in self._quantized
 
     def _key_of(self, name: str) -> Key:
         module, _, target = name.rpartition(".")
@@ -244,6 +267,22 @@ class StreamRun:
 
 
 _SCALE_PARTS = ("scale", "zero_point")
+
+
+def _by_module(keys: Sequence[Key]) -> list[Key]:
+    """``keys`` grouped by module, modules in order of first appearance (a nested dict's order)."""
+    modules: dict[str, list[Key]] = {}
+    for key in keys:
+        modules.setdefault(key[0], []).append(key)
+    return [key for group in modules.values() for key in group]
+
+
+def _ties(state: Mapping[str, torch.Tensor]) -> dict[str, tuple[str, ...]]:
+    """Each name of a tensor held under several names (tied weights), with all its names."""
+    names: dict[int, list[str]] = {}
+    for name, tensor in state.items():
+        names.setdefault(id(tensor), []).append(name)
+    return {n: tuple(group) for group in names.values() if len(group) > 1 for n in group}
 
 
 def _megabytes(count: int) -> str:

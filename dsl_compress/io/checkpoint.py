@@ -158,7 +158,7 @@ def _files(folder: Path) -> list[Path]:
 
 def _from_index(index: Path) -> Checkpoint:
     """The tensors an index's weight_map names, each checked against its shard's header."""
-    weight_map = _weight_map(index)
+    weight_map = {name: os.path.normpath(file) for name, file in _weight_map(index).items()}
     headers = {file: _shard_header(index, file) for file in dict.fromkeys(weight_map.values())}
     _refuse_duplicates(index, headers)
     tensors = {}
@@ -204,6 +204,13 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 
 def _shard_header(index: Path, file: str) -> FileHeader:
+    if os.path.isabs(file) or file.split(os.sep)[0] == os.pardir:
+        fail(
+            "L102",
+            f"'{index}' names the shard '{file}', outside the index's folder",
+            subject=str(index),
+            hint="shards lie beside their index; name each by its file name",
+        )
     shard = index.parent / file
     if not shard.is_file():
         fail(

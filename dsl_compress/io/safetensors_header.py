@@ -107,7 +107,7 @@ def _tensor_info(file: Path, name: str, entry: Any, start: int) -> TensorInfo:
     if not isinstance(entry, dict):
         _malformed(file, f"'{name}' is a JSON {type(entry).__name__}, not a tensor entry", name)
     dtype, shape, offsets = entry.get("dtype"), entry.get("shape"), entry.get("data_offsets")
-    if dtype not in DTYPES:
+    if not isinstance(dtype, str) or dtype not in DTYPES:
         known = ", ".join(DTYPES)
         _malformed(file, f"'{name}' has dtype {dtype!r}, not one of {known}", name)
     if not isinstance(shape, list) or not all(_count(n) for n in shape):

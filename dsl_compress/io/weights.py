@@ -165,9 +165,9 @@ Group = tuple[list[str], str]  # every name of one model tensor, and the one the
 def _checked(model: torch.nn.Module, source, path: str) -> tuple[list[Group], list[Diagnostic]]:
     """What to load (one entry per distinct model tensor) and the cast warnings; every mismatch
     is raised first, all of them in one error."""
-    expected = {
-        k: v for k, v in model.state_dict(keep_vars=True).items() if isinstance(v, torch.Tensor)
-    }
+    state = model.state_dict(keep_vars=True)
+    _refuse_extra_state(state, path)
+    expected = {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
     groups = _tie_groups(expected)
     missing = [k for k in expected if not any(n in source for n in groups[id(expected[k])])]
     unexpected = [k for k in source if k not in expected]
@@ -183,6 +183,20 @@ def _checked(model: torch.nn.Module, source, path: str) -> tuple[list[Group], li
     for key in infos:
         present.setdefault(id(expected[key]), key)
     return [(groups[tid], key) for tid, key in present.items()], found
+
+
+def _refuse_extra_state(state: Mapping[str, Any], path: str) -> None:
+    """A module's extra state (``get_extra_state``: any object) is not a tensor, so no
+    checkpoint of tensors holds it: L102, as a missing key."""
+    extra = [k for k, v in state.items() if not isinstance(v, torch.Tensor)]
+    if extra:
+        fail(
+            "L102",
+            f"'{path}' cannot hold {listing(extra)}: a module's extra state, not a tensor",
+            subject=path,
+            hint="load this model's weights in Python (model.load_state_dict) and give "
+            "dsl-compress the model; a checkpoint of tensors cannot restore extra state",
+        )
 
 
 def _tie_groups(expected: Mapping[str, torch.Tensor]) -> dict[int, list[str]]:

@@ -9,7 +9,7 @@ from typing import Any, Sequence
 
 import torch
 
-from dsl_compress.diagnostics import CompressionError, Diagnostic
+from dsl_compress.diagnostics import CompressionError, Diagnostic, raise_errors
 from dsl_compress.engine.options import Progress
 from dsl_compress.engine.quantize import QuantParams
 from dsl_compress.engine.ranks import assign_ranks
@@ -17,8 +17,10 @@ from dsl_compress.engine.stream import StreamResult, StreamRun
 from dsl_compress.io.stream_outputs import StreamedOutput, TeamShare, merged, write_streamed
 from dsl_compress.io.weights import weight_reader
 from dsl_compress.plan import Plan, locate_in_rules
+from dsl_compress.resolve.targets import shared_tensor_errors
 from dsl_compress.tools.summary import SummaryRow, SummaryTotal, summarize_counts
 from dsl_compress.tools.team import Team
+from dsl_compress.vocab import TargetKind
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,8 @@ def stream_apply_job(
     single process writes, bit for bit (:func:`dsl_compress.io.stream_outputs.write_streamed`).
     Rank 0's result covers the whole run.
     """
+    keys = [e.key for e in plan.entries if e.kind is TargetKind.PARAMETER]
+    _located(plan, lambda: raise_errors(shared_tensor_errors(skeleton, keys)))
     with weight_reader(skeleton, job.weights) as (read, cast_warnings):
         run = _located(plan, lambda: StreamRun(skeleton, plan, read, job.seed))
         _located(plan, lambda: run.calibrate(job.calib, progress))

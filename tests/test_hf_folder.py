@@ -13,6 +13,7 @@ from safetensors.torch import load_file
 
 import dsl_compress as dc
 from cli_runner import run
+from output_files import read_tensors
 from dsl_compress.io.checkpoint import Checkpoint, open_checkpoint
 from dsl_compress.io.loading import load_model, load_weights
 from dsl_compress.io.manifest import build_manifest
@@ -230,3 +231,23 @@ def test_apply_never_writes_over_the_hf_folder_it_reads(folder, capsys):
     result = run(capsys, *args)
     assert result.code == 2 and "error[L105]" in result.err
     assert sorted(p.name for p in (folder / "llama").iterdir()) == before
+
+
+def test_apply_stream_on_an_hf_folder_equals_the_in_memory_apply(folder, capsys, no_network):
+    (folder / "w8.rules").write_text(
+        RULES + "quantize lm_head.weight quant_dtype=int8 granularity=out_channel\n"
+    )
+    memory = run(capsys, "apply", "w8.rules", "--model", "hf:llama", "--out", "memory")
+    assert memory.code == 0, memory.err
+    args = ("--out", "streamed", "--stream", "--max-shard-size", "4KB")
+    streamed = run(capsys, "apply", "w8.rules", "--model", "hf:llama", *args)
+    assert streamed.code == 0, streamed.err
+    assert streamed.out == memory.out
+    for prefix in ("model", "masks", "quant"):
+        left = read_tensors(folder / "memory", prefix)
+        right = read_tensors(folder / "streamed", prefix)
+        assert left.keys() == right.keys()
+        assert all(torch.equal(left[k], right[k]) for k in left), prefix
+    model = read_tensors(folder / "streamed", "model")
+    # the tie of lm_head and the embedding holds in what is written, as in memory
+    assert torch.equal(model["lm_head.weight"], model["model.embed_tokens.weight"])

@@ -142,13 +142,18 @@ def test_stream_without_a_checkpoint_is_one_clear_error(project, capsys):
     assert not (project / "o").exists()
 
 
-def test_input_quantization_streamed_is_calibrated_as_in_memory(project, capsys):
+W8A8 = (
+    "quantize Linear.weight quant_dtype=int8 granularity=out_channel\n"
+    "quantize Linear._input_0 quant_dtype=int8\n"
+)
+PRUNED = "prune 0.weight sparse_ratio=0.5 granularity=out_channel\nalign 1.weight with 0.weight dims=[0]\n"
+
+
+@pytest.mark.parametrize("rules", [W8A8, PRUNED + W8A8], ids=["alone", "through masks"])
+def test_input_quantization_streamed_is_calibrated_as_in_memory(project, capsys, rules):
     dtype = _state_dtype(project)
     torch.save(torch.randn(3, 4, 16).to(dtype), project / "calib.pt")
-    (project / "w8a8.rules").write_text(
-        "quantize Linear.weight quant_dtype=int8 granularity=out_channel\n"
-        "quantize Linear._input_0 quant_dtype=int8\n"
-    )
+    (project / "w8a8.rules").write_text(rules)
     common = ("apply", "w8a8.rules", "--model", "model.py:build", "--calib", "calib.pt")
     memory = run(capsys, *common, "--weights", "weights.safetensors", "--out", "memory")
     assert memory.code == 0, memory.err
@@ -156,6 +161,8 @@ def test_input_quantization_streamed_is_calibrated_as_in_memory(project, capsys)
     assert streamed.code == 0, streamed.err
     assert "X804" in streamed.err  # input quantization acts at run time, from quant.safetensors
     _same_outputs(project / "memory", project / "streamed")
+    dry = run(capsys, *common, "--weights", "sharded", "--dry-run", "--stream")
+    assert dry.code == 0 and dry.out == streamed.out
 
 
 def _state_dtype(project) -> torch.dtype:

@@ -115,6 +115,9 @@ class Recorder:
     def mask(self, name, mask):
         self.masks[name] = mask.clone()
 
+    def read_mask(self, name):
+        return self.masks[name].clone()
+
     def quant(self, name, params):
         self.scales[name] = params
 
@@ -179,10 +182,6 @@ def test_each_tensor_outside_a_group_is_read_once():
     "text, reason",
     [
         ("prune up1._input_0 sparse_ratio=0.5;", "shaped and aligned by forward passes"),
-        (
-            "prune up1.weight sparse_ratio=0.5; quantize up1._input_0 quant_dtype=int8;",
-            "observed through the weights' masks",
-        ),
         ("prune up1.weight sparse_ratio=0.5 metric=taylor;", "needs gradients"),
     ],
 )
@@ -236,14 +235,22 @@ OBSERVED = """
 """
 
 
+MASKED_OBSERVED = """
+    prune up.weight sparse_ratio=0.5 granularity=out_channel metric=l1;
+    align bn.weight with up.weight dims=[0];
+    prune down.weight sparse_ratio=0.3 apply_method=add;
+""" + OBSERVED
+
+
+@pytest.mark.parametrize("rules_text", [OBSERVED, MASKED_OBSERVED], ids=["alone", "masked"])
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
-def test_observed_targets_are_calibrated_by_onloading_as_in_memory(dtype):
+def test_observed_targets_are_calibrated_by_onloading_as_in_memory(dtype, rules_text):
     torch.manual_seed(0)
     source = Mlp().eval()
     source.bn.running_mean.uniform_(-1, 1)
     state = {k: v.detach().clone() for k, v in source.state_dict().items()}
     batches = [torch.randn(4, 16).to(dtype) for _ in range(3)]
-    rules = dc.parse(OBSERVED)
+    rules = dc.parse(rules_text)
     model = Mlp().to(dtype).eval()
     model.load_state_dict(state)
     compression = dc.apply(rules, model, calib=batches)
@@ -274,8 +281,12 @@ def test_observed_targets_are_calibrated_by_onloading_as_in_memory(dtype):
     assert {t.name for t in run.layout.quant} == {
         f"{name}.{part}" for name in expected for part in ("scale", "zero_point")
     }
-    # each module's tensors read once per batch to calibrate, then once to compress
-    assert reads["up.weight"] == len(batches) + 1
+    masks = {f"{m}.{t}": v for m, d in compression.masks().items() for t, v in d.items()}
+    assert sink.masks.keys() == masks.keys()
+    assert all(torch.equal(sink.masks[k], v) for k, v in masks.items())
+    # read once per batch to calibrate (and once for its first-batch shape and once for its
+    # mask, when masks come first), then once to compress
+    assert reads["up.weight"] == len(batches) + (3 if masks else 1)
 
 
 def test_observed_targets_without_batches_are_q602():

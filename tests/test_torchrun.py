@@ -113,9 +113,12 @@ def test_apply_without_stream_under_torchrun_is_x806(project):
     assert not (project / "out").exists()
 
 
-def test_two_ranks_calibrate_input_quantization_as_one_process(project):
+def test_two_ranks_calibrate_input_quantization_through_masks_as_one_process(project):
     torch.save(torch.randn(3, 4, 16).to(torch.bfloat16), project / "calib.pt")
     (project / "w8a8.rules").write_text(
+        "prune 0.weight sparse_ratio=0.5 granularity=out_channel\n"
+        "prune 2.weight sparse_ratio=0.4 group=downs\n"
+        "prune 5.weight sparse_ratio=0.4 group=downs\n"
         "quantize Linear.weight quant_dtype=int8 granularity=out_channel\n"
         "quantize Linear._input_0 quant_dtype=int8\n"
     )

@@ -78,3 +78,21 @@ def call_model(model: torch.nn.Module, batch: Any) -> Any:
     if isinstance(batch, (tuple, list)):
         return model(*batch)
     return model(batch)
+
+
+def first_batch_shapes(
+    model: torch.nn.Module, targets: list[tuple[torch.nn.Module, str, Any]], batches
+) -> dict[Any, tuple[int, ...]]:
+    """The shape each (module, target) shows on the first batch, by the key given with it."""
+    shapes: dict[Any, tuple[int, ...]] = {}
+
+    def recorder(key: Any) -> TapFn:
+        def record(tensor: torch.Tensor) -> None:
+            shapes.setdefault(key, tuple(tensor.shape))
+
+        return record
+
+    first = next(iter(batches), None)
+    taps = [(module, target, recorder(key)) for module, target, key in targets]
+    run_with_taps(model, taps, [] if first is None else [first])
+    return shapes

@@ -9,7 +9,7 @@ import torch
 from torch.nn.utils import parametrize
 
 from dsl_compress.diagnostics import Diagnostic, error, fail, raise_errors
-from dsl_compress.engine.calibration import run_with_taps
+from dsl_compress.engine.calibration import first_batch_shapes, run_with_taps
 from dsl_compress.engine.options import Progress
 from dsl_compress.engine.quant_checks import quant_problems
 from dsl_compress.engine.quant_findings import floor_warning, nonfinite_warning
@@ -96,6 +96,17 @@ def activation_quant_params(
         params[entry.key], data_findings = quant_params_of(entry, *stats[entry.key])
         found.extend(data_findings)
     return params, found
+
+
+def observed_shapes(
+    model: torch.nn.Module, entries: Sequence[PlanEntry], calib: Iterable[Any] | None
+) -> dict[Key, tuple[int, ...]]:
+    """The shape each input/output target shows on the first calibration batch (Q602 without
+    any), for laying out its scale before it is observed."""
+    if entries and calib is None:
+        _activation_stats(model, dict(model.named_modules()), entries, calib, None)  # Q602
+    modules = dict(model.named_modules())
+    return first_batch_shapes(model, [(modules[e.module], e.target, e.key) for e in entries], calib)
 
 
 def weight_quant_params(

@@ -20,9 +20,10 @@ from dsl_compress.engine.quantize import (
     SCALE_DTYPE,
     QuantParams,
     activation_quant_params,
+    observed_shapes,
     weight_quant_params,
 )
-from dsl_compress.engine.transforms import TargetTransform
+from dsl_compress.engine.transforms import TargetTransform, apply_mask
 from dsl_compress.plan import Key, Plan, PlanEntry, tensor_name
 from dsl_compress.vocab import DEFAULT_METRIC, Mode, TargetKind
 
@@ -90,6 +91,10 @@ class StreamSink(Protocol):
 
     def quant(self, name: str, params: QuantParams) -> None: ...
 
+    def read_mask(self, name: str) -> torch.Tensor:
+        """A mask handed on earlier (by this or, after a barrier, another process)."""
+        ...
+
 
 @dataclass(frozen=True)
 class StreamResult:
@@ -130,6 +135,10 @@ class StreamRun:
         self._observed = [e for e in quantizing if e.kind is not TargetKind.PARAMETER]
         self._observed_params: dict[Key, QuantParams] | None = None
         self._observed_findings: list[Diagnostic] = []
+        self._observed_shapes: dict[Key, tuple[int, ...]] | None = None
+        self._masks_first = bool(self._observed) and bool(pruning)
+        self._calib, self._calib_progress = None, None
+        self._mask_written: set[str] = set()
         self._skeleton, self._raw_read = skeleton, read
         self._methods = {e.key: e.get("apply_method", "mul") for e in pruning}
 
@@ -140,7 +149,17 @@ class StreamRun:
         Nothing to do for a plan of weights alone."""
         if not self._observed:
             return
-        with onloaded(self._skeleton, self._raw_read):
+        if self._masks_first:
+            # NNI observes activations through the weights' masks: run() masks first, then
+            # calibrates; here only the shapes are learnt, for the layout's scales.
+            with onloaded(self._skeleton, self._raw_read):
+                self._observed_shapes = observed_shapes(self._skeleton, self._observed, calib)
+            self._calib, self._calib_progress = calib, progress
+            return
+        self._observe(calib, progress, self._raw_read)
+
+    def _observe(self, calib, progress, read: Read) -> None:
+        with onloaded(self._skeleton, read):
             params, found = activation_quant_params(self._skeleton, self._observed, calib, progress)
         self._observed_params, self._observed_findings = params, found
 
@@ -158,28 +177,47 @@ class StreamRun:
             for key in _by_module(self._masks.stage_order())
         ]
         quant, metadata = [], {}
-        calibrated = self._calibrated()
+        observed = self._observed_layout()
         keys = [e.key for e in self._plan.of_mode(Mode.QUANTIZE)]
         for key in _by_module(keys):
             name = tensor_name(*key)
-            if key in calibrated:
-                params = calibrated[key]
-                shape = tuple(params.scale.shape)
-                metadata[name] = {
-                    k: v for k, v in params.to_dict().items() if k not in _SCALE_PARTS
-                }
+            if key in observed:
+                shape, metadata[name] = observed[key]
             else:
                 shape = _scale_shape(self._quantized[key], self._state[name][0])
                 metadata[name] = _quant_metadata(self._quantized[key])
             quant += [PlannedTensor(f"{name}.{part}", shape, SCALE_DTYPE) for part in _SCALE_PARTS]
         return StreamLayout(tuple(model), tuple(masks), tuple(quant), metadata)
 
+    def _observed_layout(self) -> dict[Key, tuple[tuple[int, ...], dict[str, object]]]:
+        """Each observed target's scale shape and metadata: from its scales once calibrated,
+        else (a plan that masks first) from the shape its first batch showed."""
+        if self._observed_shapes is not None and self._observed_params is None:
+            entries = {e.key: e for e in self._observed}
+            return {
+                key: (_scale_shape(entries[key], shape), _quant_metadata(entries[key]))
+                for key, shape in self._observed_shapes.items()
+            }
+        return {
+            key: (
+                tuple(params.scale.shape),
+                {k: v for k, v in params.to_dict().items() if k not in _SCALE_PARTS},
+            )
+            for key, params in self._calibrated().items()
+        }
+
     def _calibrated(self) -> dict[Key, QuantParams]:
         if not self._observed:
             return {}
-        if self._observed_params is None:
+        if self._observed_params is None and self._observed_shapes is None:
             fail("X803", "a streamed run was laid out or run before calibrate()", subject="stream")
-        return self._observed_params
+        return self._observed_params or {}
+
+    @property
+    def reads_masks_back(self) -> bool:
+        """Whether :meth:`run` asks its sink for masks it handed on (the plan observes
+        activations through the weights' masks: they are all made before calibration)."""
+        return self._masks_first
 
     @property
     def sizes(self) -> dict[str, int]:
@@ -209,6 +247,8 @@ class StreamRun:
         dtypes: dict[Key, str] = {}
         findings: list[Diagnostic] = []
         names = [n for n in self._order() if share is None or share.owns(n)]
+        if self._masks_first:
+            self._mask_then_observe(sink, counts, share)
         findings.extend(self._observed_findings if share is None or share.owns("") else [])
         for key, params in self._calibrated().items():
             if share is None or share.owns(tensor_name(*key)):
@@ -222,6 +262,31 @@ class StreamRun:
             if progress is not None:
                 progress(done, len(names), f"{_megabytes(read)} of {_megabytes(total)} MB {name}")
         return StreamResult(counts, dtypes, tuple(findings))
+
+    def _mask_then_observe(self, sink: StreamSink, counts: dict, share: Share | None) -> None:
+        """Every mask first (handed to the sink, which keeps it readable), then calibration
+        with each module's weights read through their masks, as NNI observes activations;
+        in a distributed run every rank calibrates, once all masks are written."""
+        for key in self._masks.order():
+            name = tensor_name(*key)
+            if share is None or share.owns(name):
+                mask = self._masks.mask(key)
+                counts[key] = (int(mask.numel() - mask.count_nonzero()), mask.numel())
+                sink.mask(name, mask)
+                self._read.forget()
+        if share is not None:
+            share.reduce(torch.zeros(1))  # every rank's masks are written: a barrier
+        masked = {tensor_name(*key) for key in self._masks.order()}
+
+        def read_masked(name: str) -> torch.Tensor:
+            tensor = self._raw_read(name)
+            if name not in masked:
+                return tensor
+            method = self._methods.get(self._key_of(name), "mul")
+            return apply_mask(tensor, sink.read_mask(name), method)
+
+        self._observe(self._calib, self._calib_progress, read_masked)
+        self._mask_written = masked
 
     def _order(self) -> list[str]:
         """The state dict's names, the masked ones first, align sources before their targets;
@@ -240,7 +305,7 @@ class StreamRun:
         names = self._tied.get(name, (name,))
         name = next((n for n in names if self._compressed(self._key_of(n))), name)
         key = self._key_of(name)
-        mask = self._masks.mask(key) if key in self._masks else None
+        mask = self._mask_of(key, name, sink)
         tensor = self._read(name)
         quant = None
         if key in self._quantized:
@@ -248,7 +313,7 @@ class StreamRun:
             findings.extend(found)
             dtypes[key] = quant.qrange.quant_dtype
             sink.quant(name, quant)
-        if mask is not None:
+        if mask is not None and name not in self._mask_written:
             counts[key] = (int(mask.numel() - mask.count_nonzero()), mask.numel())
             sink.mask(name, mask)
         if mask is not None or quant is not None:
@@ -257,6 +322,11 @@ class StreamRun:
         for each in names:
             sink.model(each, tensor)
         self._read.forget()
+
+    def _mask_of(self, key: Key, name: str, sink: StreamSink) -> torch.Tensor | None:
+        if name in self._mask_written:
+            return sink.read_mask(name)
+        return self._masks.mask(key) if key in self._masks else None
 
     def _compressed(self, key: Key) -> bool:
         return key in self._masks or key in self._quantized
@@ -291,12 +361,10 @@ def _megabytes(count: int) -> str:
 
 def not_streamable(plan: Plan) -> list[Diagnostic]:
     """X805 for what a streamed run does not compute: input/output masks (their shapes and
-    aligns come from forward passes), input/output quantization of a plan that also prunes
-    (NNI observes activations through the masks), distillation (the student and the teacher
-    run together) and taylor (gradients). Input/output quantization alone is calibrated by
-    sequential onloading (:meth:`StreamRun.calibrate`)."""
+    aligns come from forward passes), distillation (the student and the teacher run
+    together) and taylor (gradients). Input/output quantization is calibrated by sequential
+    onloading (:meth:`StreamRun.calibrate`), through the weights' masks when the plan prunes."""
     found = []
-    prunes = bool(plan.of_mode(Mode.PRUNE))
     for entry in plan.entries:
         reason = None
         observed = entry.kind is not TargetKind.PARAMETER
@@ -304,11 +372,6 @@ def not_streamable(plan: Plan) -> list[Diagnostic]:
             reason = "distillation needs forward passes of the student and the teacher"
         elif observed and entry.mode is Mode.PRUNE:
             reason = f"a mask of '{entry.target}' is shaped and aligned by forward passes"
-        elif observed and prunes:
-            reason = (
-                f"'{entry.target}' is observed through the weights' masks, which a streamed "
-                "run computes one tensor at a time, after calibration"
-            )
         elif entry.mode is Mode.PRUNE and (entry.metric or DEFAULT_METRIC) == "taylor":
             reason = "the taylor metric needs gradients from forward and backward passes"
         if reason is not None:

@@ -61,7 +61,7 @@ class Checkpoint:
         info = self.info(name)
         data = torch.empty(info.nbytes, dtype=torch.uint8)
         try:
-            _read_into(self._handle(info.file), memoryview(data.numpy()), info.offset)
+            read_exactly(self._handle(info.file), memoryview(data.numpy()), info.offset)
         except OSError as exc:
             where = f"{info.file}:{name}"
             fail("L102", f"cannot read '{where}': {exc.strerror or exc}", subject=str(info.file))
@@ -258,7 +258,7 @@ def _bad_index(index: Path, why: str) -> None:
     )
 
 
-def _read_into(handle: int, view: memoryview, offset: int) -> None:
+def read_exactly(handle: int, view: memoryview, offset: int) -> None:
     """Fill ``view`` from ``offset`` of the open file, however many reads it takes (a read
     returns at most about 2 GiB); a file that ends first was truncated after it was opened."""
     done = 0

@@ -16,6 +16,7 @@ from typing import Callable, Iterable, Mapping, Sequence
 import torch
 
 from dsl_compress.diagnostics import fail
+from dsl_compress.io.checkpoint import read_exactly
 from dsl_compress.io.safetensors_layout import (
     PlannedTensor,
     check_plan,
@@ -115,6 +116,22 @@ class ShardedWriter:
         for offset, chunk in _byte_chunks(tensor):
             _write_at(self._fds[index], chunk, self._starts[name] + offset, self.paths[index])
         self._written.add(name)
+
+    def read(self, name: str) -> torch.Tensor:
+        """A planned tensor back from its file, once written (by this writer or, after a
+        barrier, by another process writing the same layout)."""
+        self._check_open()
+        planned, index = self._planned[name]
+        data = torch.empty(planned.nbytes, dtype=torch.uint8)
+        path = self.paths[index]
+        handle = os.open(path, os.O_RDONLY)
+        try:
+            read_exactly(handle, memoryview(data.numpy()), self._starts[name])
+        except OSError as exc:
+            raise OSError(exc.errno, exc.strerror, str(path)) from None
+        finally:
+            os.close(handle)
+        return data.view(planned.dtype).reshape(planned.shape)
 
     def close(self) -> list[Path]:
         """Check every planned tensor was written, sync the files, write the index when sharded;

@@ -180,6 +180,9 @@ class _WriterSink:
     def mask(self, name: str, mask: torch.Tensor) -> None:
         self._masks.write(name, mask)
 
+    def read_mask(self, name: str) -> torch.Tensor:
+        return self._masks.read(name)
+
     def quant(self, name: str, params: QuantParams) -> None:
         self._quant.write(f"{name}.scale", params.scale.to(SCALE_DTYPE))
         self._quant.write(f"{name}.zero_point", params.zero_point.to(SCALE_DTYPE))

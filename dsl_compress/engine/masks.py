@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator, Sequence
@@ -77,7 +78,7 @@ class MaskPipeline:
         self._users: dict[Key, list[Key]] = {}
         for key, request in self._aligned.items():
             self._users.setdefault(source_key(request), []).append(key)
-        self._dependency: dict[Key, _DependencyKeep] = {}
+        self._dependency: dict[Key, _Once] = {}
         self._global: dict[Key, _GlobalCut] = {}
         self._reduced: dict[Key, torch.Tensor] = {}
         self._mask_keys = frozenset(self.stage_order())
@@ -94,7 +95,8 @@ class MaskPipeline:
         """
         requests = list(self._by_key.values())
         for group in groups(requests, "dependency", "dependency_group_id"):
-            self._dependency.update((r.key, _DependencyKeep(group)) for r in group)
+            keep = _Once(functools.partial(_dependency_keep, group))
+            self._dependency.update((r.key, keep) for r in group)
         for group in groups(requests, "global", "global_group_id"):
             local = [r for r in group if owns is None or owns(r.key)]
             cut = _global_cut(group, local, reduce)
@@ -154,12 +156,12 @@ class MaskPipeline:
 
     def _own_mask(self, request: MaskRequest) -> torch.Tensor | None:
         """The AND of the threshold, dependency, global and ratio stages' masks for a target."""
-        metric = _OnceMetric(request)
+        metric = _Once(lambda: _metric(request))
         raw = None
         if request.get("sparse_threshold") is not None:
             raw = _and(raw, _expand_blocks(request, _threshold_keep(request, metric())))
         if request.key in self._dependency:
-            keep = self._dependency.pop(request.key).keep()
+            keep = self._dependency.pop(request.key)()
             raw = _and(raw, _expand_blocks(request, keep.clone()))
         if request.key in self._global:
             keep = self._global[request.key].keep(request, metric())
@@ -175,30 +177,18 @@ class MaskPipeline:
         return place_on_target(reduced, request, full)
 
 
-class _DependencyKeep:
-    """A dependency group's keep-mask, computed on first use (from every member's metric) and
-    shared by the members; released with the last member's reference to it."""
+class _Once:
+    """A value computed on first use and then kept: a target's metric for the rest of that
+    target; a dependency group's keep-mask, shared by its members and released with the last
+    member's reference to it."""
 
-    def __init__(self, group: Sequence[MaskRequest]):
-        self._group = group
-        self._keep: torch.Tensor | None = None
-
-    def keep(self) -> torch.Tensor:
-        if self._keep is None:
-            self._keep = _dependency_keep(self._group)
-        return self._keep
-
-
-class _OnceMetric:
-    """A request's metric, computed on first use and then kept for the rest of one target."""
-
-    def __init__(self, request: MaskRequest):
-        self._request = request
+    def __init__(self, compute: Callable[[], torch.Tensor]):
+        self._compute = compute
         self._value: torch.Tensor | None = None
 
     def __call__(self) -> torch.Tensor:
         if self._value is None:
-            self._value = _metric(self._request)
+            self._value = self._compute()
         return self._value
 
 

@@ -258,3 +258,20 @@ def test_a_tied_tensor_compressed_under_both_names_is_t404_streamed(tmp_path, ca
     result = run(capsys, "apply", "t.rules", "--model", "dsl_compress.models:tied_lm", *args)
     assert result.code == 2 and "error[T404]" in result.err
     assert not (tmp_path / "o").exists()
+
+
+def test_a_dry_run_that_reads_masks_back_keeps_them_in_a_folder_it_removes(
+    project, capsys, monkeypatch
+):
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(project / "tmp"))
+    (project / "tmp").mkdir()
+    torch.save(torch.randn(3, 4, 16).to(_state_dtype(project)), project / "calib.pt")
+    (project / "w8a8.rules").write_text(PRUNED + W8A8)
+    common = ("apply", "w8a8.rules", "--model", "model.py:build", "--calib", "calib.pt")
+    memory = run(capsys, *common, "--weights", "weights.safetensors", "--dry-run")
+    dry = run(capsys, *common, "--weights", "sharded", "--dry-run", "--stream")
+    assert dry.code == 0, dry.err
+    assert dry.out == memory.out
+    assert list((project / "tmp").iterdir()) == []

@@ -311,3 +311,33 @@ def test_align_targets_follow_their_source_so_its_reduced_mask_is_held_briefly()
         "bn2.weight",
         "bn2.bias",
     ]
+
+
+class Gated(nn.Module):
+    """A module that only batches with a positive mean reach: its input is first seen late."""
+
+    def __init__(self):
+        super().__init__()
+        self.up, self.extra = nn.Linear(16, 16), nn.Linear(16, 16)
+
+    def forward(self, x):
+        y = self.up(x)
+        return self.extra(y) if bool(x.mean() > 0) else y
+
+
+def test_a_target_first_reached_by_a_later_batch_is_laid_out_and_observed_as_in_memory():
+    torch.manual_seed(0)
+    state = {k: v.clone() for k, v in Gated().state_dict().items()}
+    batches = [-torch.ones(2, 16), torch.ones(2, 16)]
+    rules = dc.parse("prune up.weight sparse_ratio=0.5; quantize extra._input_0 quant_dtype=int8;")
+    model = Gated()
+    model.load_state_dict(state)
+    expected = dc.apply(rules, model, calib=batches).quant_params()["extra"]["_input_0"]
+    with torch.device("meta"):
+        skeleton = Gated()
+    run = StreamRun(skeleton, rules.compile(skeleton).plan, lambda name: state[name].clone())
+    run.calibrate(batches)
+    sink = Recorder()
+    run.run(sink)
+    assert torch.equal(sink.scales["extra._input_0"].scale, expected["scale"])
+    assert "extra._input_0.scale" in {t.name for t in run.layout.quant}

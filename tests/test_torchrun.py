@@ -131,3 +131,19 @@ def test_two_ranks_calibrate_input_quantization_through_masks_as_one_process(pro
     for name in sorted(p.name for p in (project / "alone").iterdir()):
         assert (project / "ranked" / name).read_bytes() == (project / "alone" / name).read_bytes()
     assert ranked.stderr.count("warning[X804]") == 1  # rank 0 alone reports
+
+
+def test_two_ranks_dry_run_through_masks_reports_as_one_process(project):
+    torch.save(torch.randn(3, 4, 16).to(torch.bfloat16), project / "calib.pt")
+    (project / "m.rules").write_text(
+        "prune 0.weight sparse_ratio=0.5 granularity=out_channel\n"
+        "prune 3.weight sparse_ratio=0.5 granularity=out_channel\n"
+        "quantize Linear._input_0 quant_dtype=int8\n"
+    )
+    common = ("apply", "m.rules", "--model", "model.py:build", "--weights", "sharded")
+    common += ("--calib", "calib.pt", "--stream", "--dry-run")
+    alone = _command(project, *common, ranks=None)
+    assert alone.returncode == 0, alone.stderr
+    ranked = _command(project, *common)
+    assert ranked.returncode == 0, ranked.stderr
+    assert ranked.stdout == alone.stdout

@@ -80,10 +80,11 @@ def call_model(model: torch.nn.Module, batch: Any) -> Any:
     return model(batch)
 
 
-def first_batch_shapes(
+def first_shapes(
     model: torch.nn.Module, targets: list[tuple[torch.nn.Module, str, Any]], batches
 ) -> dict[Any, tuple[int, ...]]:
-    """The shape each (module, target) shows on the first batch, by the key given with it."""
+    """The shape each (module, target) first shows, by the key given with it: batches are run
+    one at a time until every target has shown one (usually the first) or none are left."""
     shapes: dict[Any, tuple[int, ...]] = {}
 
     def recorder(key: Any) -> TapFn:
@@ -92,7 +93,9 @@ def first_batch_shapes(
 
         return record
 
-    first = next(iter(batches), None)
     taps = [(module, target, recorder(key)) for module, target, key in targets]
-    run_with_taps(model, taps, [] if first is None else [first])
+    for batch in batches:
+        run_with_taps(model, taps, [batch])
+        if len(shapes) == len(targets):
+            break
     return shapes

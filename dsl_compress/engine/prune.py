@@ -10,7 +10,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import torch
 
 from dsl_compress.diagnostics import CompressionError, Diagnostic, fail, raise_errors
-from dsl_compress.engine.calibration import first_batch_shapes, run_batches
+from dsl_compress.engine.calibration import first_shapes, run_batches
 from dsl_compress.engine.mask_checks import diagnostics, mask_problems
 from dsl_compress.engine.mask_request import MaskRequest, is_active, ranked
 from dsl_compress.engine.masks import masks_of_checked
@@ -134,7 +134,9 @@ def _activation_shapes(model, modules, entries, calib) -> dict[Key, tuple[int, .
     wanted = [e for e in entries if e.kind is not TargetKind.PARAMETER]
     if not wanted or calib is None:
         return {}
-    return first_batch_shapes(model, [(modules[e.module], e.target, e.key) for e in wanted], calib)
+    first = next(iter(calib), None)
+    targets = [(modules[e.module], e.target, e.key) for e in wanted]
+    return first_shapes(model, targets, [] if first is None else [first])
 
 
 def _taylor_scores(model, modules, entries, calib, loss_fn) -> dict[Key, torch.Tensor]:

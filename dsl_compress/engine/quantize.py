@@ -9,7 +9,7 @@ import torch
 from torch.nn.utils import parametrize
 
 from dsl_compress.diagnostics import Diagnostic, error, fail, raise_errors
-from dsl_compress.engine.calibration import first_batch_shapes, run_with_taps
+from dsl_compress.engine.calibration import first_shapes, run_with_taps
 from dsl_compress.engine.options import Progress
 from dsl_compress.engine.quant_checks import quant_problems
 from dsl_compress.engine.quant_findings import floor_warning, nonfinite_warning
@@ -101,12 +101,15 @@ def activation_quant_params(
 def observed_shapes(
     model: torch.nn.Module, entries: Sequence[PlanEntry], calib: Iterable[Any] | None
 ) -> dict[Key, tuple[int, ...]]:
-    """The shape each input/output target shows on the first calibration batch (Q602 without
-    any), for laying out its scale before it is observed."""
+    """The shape each input/output target first shows over the calibration batches, for laying
+    out its scale before it is observed: Q602 without batches, Q601 for a target none reach,
+    as observing them says."""
     if entries and calib is None:
         _activation_stats(model, dict(model.named_modules()), entries, calib, None)  # Q602
     modules = dict(model.named_modules())
-    return first_batch_shapes(model, [(modules[e.module], e.target, e.key) for e in entries], calib)
+    shapes = first_shapes(model, [(modules[e.module], e.target, e.key) for e in entries], calib)
+    raise_errors(_unseen([e for e in entries if e.key not in shapes]))
+    return shapes
 
 
 def weight_quant_params(
@@ -175,20 +178,24 @@ def _activation_stats(
     observers = {e.key: MinMaxObserver(e.kernel, e.subject) for e in entries}
     taps = [(modules[e.module], e.target, _observing(observers[e.key])) for e in entries]
     run_with_taps(model, taps, calib, progress)
-    missing = [e for e in entries if not observers[e.key].observed]
-    raise_errors(
+    raise_errors(_unseen([e for e in entries if not observers[e.key].observed]))
+    return {
+        key: (obs.min_val, obs.max_val, _NonFinite(obs.nonfinite, obs.seen))
+        for key, obs in observers.items()
+    }
+
+
+def _unseen(entries: Sequence[PlanEntry]) -> list[Diagnostic]:
+    """Q601 for each input/output target no calibration batch reached."""
+    return [
         error(
             "Q601",
             f"'{e.module}.{e.target}' saw no tensor during calibration",
             subject=e.subject,
             hint="check the target name (_input_<i>, _output_<i>) and that the batches reach the module",
         )
-        for e in missing
-    )
-    return {
-        key: (obs.min_val, obs.max_val, _NonFinite(obs.nonfinite, obs.seen))
-        for key, obs in observers.items()
-    }
+        for e in entries
+    ]
 
 
 def _observing(observer: MinMaxObserver):

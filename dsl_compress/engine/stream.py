@@ -283,7 +283,7 @@ class StreamRun:
             if name not in masked:
                 return tensor
             method = self._methods.get(self._key_of(name), "mul")
-            return apply_mask(tensor, sink.read_mask(name), method)
+            return apply_mask(tensor, _mask_back(sink, name), method)
 
         self._observe(self._calib, self._calib_progress, read_masked)
         self._mask_written = masked
@@ -325,7 +325,7 @@ class StreamRun:
 
     def _mask_of(self, key: Key, name: str, sink: StreamSink) -> torch.Tensor | None:
         if name in self._mask_written:
-            return sink.read_mask(name)
+            return _mask_back(sink, name)
         return self._masks.mask(key) if key in self._masks else None
 
     def _compressed(self, key: Key) -> bool:
@@ -337,6 +337,20 @@ class StreamRun:
 
 
 _SCALE_PARTS = ("scale", "zero_point")
+
+
+def _mask_back(sink: StreamSink, name: str) -> torch.Tensor:
+    """A mask the sink was handed, read back; a failed read is the output's error (L105), not
+    the calibration batch's that was running."""
+    try:
+        return sink.read_mask(name)
+    except OSError as exc:
+        fail(
+            "L105",
+            f"cannot read back the mask of {name}: {exc.strerror or exc}",
+            subject=str(exc.filename or name),
+        )
+        raise AssertionError("unreachable")
 
 
 def _by_module(keys: Sequence[Key]) -> list[Key]:

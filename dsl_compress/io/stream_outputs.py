@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Protocol
@@ -166,6 +168,56 @@ def _writers(
                 ("quant", layout.quant, {"metadata": quant_metadata or None, "owns": owns_scale}),
             )
         ]
+
+
+@contextlib.contextmanager
+def dry_run_sink(run: StreamRun, share: TeamShare | None) -> Iterator[Any]:
+    """The sink of a dry run: every tensor computed and dropped, but the masks of a run that
+    reads them back (:attr:`StreamRun.reads_masks_back`), which go to a temporary folder
+    (removed after, whatever happens) rather than memory, so the peak stays flat; in a
+    distributed run rank 0 makes the folder and its files, and every rank writes its own."""
+    if not run.reads_masks_back:
+        yield _DroppedSink(None)
+        return
+    lead = share is None or share.team.rank == 0
+    folder = tempfile.mkdtemp(prefix="dsl-compress-dry-run-") if lead else None
+    try:
+        if share is not None:
+            folder = share.team.broadcast(folder)
+        owns = None if share is None else share.owns
+        if lead:
+            writer = ShardedWriter(Path(folder), "masks", run.layout.masks, owns=owns)
+        if share is not None:
+            share.team.broadcast(None)  # the files are made
+        if not lead:
+            writer = ShardedWriter(Path(folder), "masks", run.layout.masks, owns=owns, create=False)
+        with writer:
+            yield _DroppedSink(writer)
+    finally:
+        if lead:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+class _DroppedSink:
+    """Drops every tensor; masks go to ``masks`` (when given) to be read back."""
+
+    def __init__(self, masks: ShardedWriter | None):
+        self._masks = masks
+
+    def model(self, name: str, tensor: torch.Tensor) -> None:
+        del name, tensor
+
+    def mask(self, name: str, mask: torch.Tensor) -> None:
+        if self._masks is not None:
+            self._masks.write(name, mask)
+
+    def read_mask(self, name: str) -> torch.Tensor:
+        if self._masks is None:
+            fail("X803", f"a dry run was asked for the mask of {name}, which it did not keep")
+        return self._masks.read(name)
+
+    def quant(self, name: str, params: QuantParams) -> None:
+        del name, params
 
 
 class _WriterSink:

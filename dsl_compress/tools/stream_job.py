@@ -9,12 +9,17 @@ from typing import Any, Sequence
 
 import torch
 
-from dsl_compress.diagnostics import CompressionError, Diagnostic, fail, raise_errors
+from dsl_compress.diagnostics import CompressionError, Diagnostic, raise_errors
 from dsl_compress.engine.options import Progress
-from dsl_compress.engine.quantize import QuantParams
 from dsl_compress.engine.ranks import assign_ranks
 from dsl_compress.engine.stream import StreamResult, StreamRun
-from dsl_compress.io.stream_outputs import StreamedOutput, TeamShare, merged, write_streamed
+from dsl_compress.io.stream_outputs import (
+    StreamedOutput,
+    TeamShare,
+    dry_run_sink,
+    merged,
+    write_streamed,
+)
 from dsl_compress.io.weights import weight_reader
 from dsl_compress.plan import Plan, locate_in_rules
 from dsl_compress.resolve.targets import shared_tensor_errors
@@ -90,8 +95,9 @@ def _write(run: StreamRun, plan: Plan, job: StreamJob, progress, share):
 
 
 def _dry(run: StreamRun, progress, share: TeamShare | None) -> StreamResult:
-    result = run.run(_Dropped(run.reads_masks_back), progress, share)
-    return result if share is None else merged(share.team.gather(result))
+    with dry_run_sink(run, share) as sink:
+        result = run.run(sink, progress, share)
+        return result if share is None else merged(share.team.gather(result))
 
 
 def _located(plan: Plan, compute):
@@ -100,26 +106,3 @@ def _located(plan: Plan, compute):
         return compute()
     except CompressionError as exc:
         raise CompressionError(locate_in_rules(exc.diagnostics, plan)) from None
-
-
-class _Dropped:
-    """A dry run's sink: every tensor is computed and let go, but for the masks of a run that
-    reads them back (:attr:`StreamRun.reads_masks_back`), which are kept in memory."""
-
-    def __init__(self, keep_masks: bool):
-        self._masks: dict[str, torch.Tensor] | None = {} if keep_masks else None
-
-    def model(self, name: str, tensor: torch.Tensor) -> None:
-        del name, tensor
-
-    def mask(self, name: str, mask: torch.Tensor) -> None:
-        if self._masks is not None:
-            self._masks[name] = mask
-
-    def read_mask(self, name: str) -> torch.Tensor:
-        if self._masks is None:
-            fail("X803", f"a dry run was asked for the mask of {name}, which it did not keep")
-        return self._masks[name]
-
-    def quant(self, name: str, params: QuantParams) -> None:
-        del name, params

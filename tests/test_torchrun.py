@@ -113,17 +113,23 @@ def test_apply_without_stream_under_torchrun_is_x806(project):
     assert not (project / "out").exists()
 
 
-def test_two_ranks_calibrate_input_quantization_through_masks_as_one_process(project):
+def _calibrated(project: Path, rules: str) -> tuple[str, ...]:
+    """A rules file and calibration batches in ``project``; the streamed apply's arguments."""
     torch.save(torch.randn(3, 4, 16).to(torch.bfloat16), project / "calib.pt")
-    (project / "w8a8.rules").write_text(
+    (project / "c.rules").write_text(rules)
+    model = ("--model", "model.py:build", "--weights", "sharded")
+    return ("apply", "c.rules", *model, "--calib", "calib.pt", "--stream")
+
+
+def test_two_ranks_calibrate_input_quantization_through_masks_as_one_process(project):
+    common = _calibrated(
+        project,
         "prune 0.weight sparse_ratio=0.5 granularity=out_channel\n"
         "prune 2.weight sparse_ratio=0.4 group=downs\n"
         "prune 5.weight sparse_ratio=0.4 group=downs\n"
         "quantize Linear.weight quant_dtype=int8 granularity=out_channel\n"
-        "quantize Linear._input_0 quant_dtype=int8\n"
+        "quantize Linear._input_0 quant_dtype=int8\n",
     )
-    common = ("apply", "w8a8.rules", "--model", "model.py:build", "--weights", "sharded")
-    common += ("--calib", "calib.pt", "--stream")
     alone = _command(project, *common, "--out", "alone", ranks=None)
     assert alone.returncode == 0, alone.stderr
     ranked = _command(project, *common, "--out", "ranked")
@@ -134,14 +140,12 @@ def test_two_ranks_calibrate_input_quantization_through_masks_as_one_process(pro
 
 
 def test_two_ranks_dry_run_through_masks_reports_as_one_process(project):
-    torch.save(torch.randn(3, 4, 16).to(torch.bfloat16), project / "calib.pt")
-    (project / "m.rules").write_text(
+    rules = (
         "prune 0.weight sparse_ratio=0.5 granularity=out_channel\n"
         "prune 3.weight sparse_ratio=0.5 granularity=out_channel\n"
         "quantize Linear._input_0 quant_dtype=int8\n"
     )
-    common = ("apply", "m.rules", "--model", "model.py:build", "--weights", "sharded")
-    common += ("--calib", "calib.pt", "--stream", "--dry-run")
+    common = (*_calibrated(project, rules), "--dry-run")
     alone = _command(project, *common, ranks=None)
     assert alone.returncode == 0, alone.stderr
     ranked = _command(project, *common)

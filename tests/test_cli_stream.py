@@ -275,3 +275,11 @@ def test_a_dry_run_that_reads_masks_back_keeps_them_in_a_folder_it_removes(
     assert dry.code == 0, dry.err
     assert dry.out == memory.out
     assert list((project / "tmp").iterdir()) == []
+
+
+def test_stream_refuses_a_torch_save_file_which_is_read_whole(project, capsys):
+    torch.save(_state("float32"), project / "weights.pt")
+    args = ("--weights", "weights.pt", "--out", "o", "--stream")
+    result = run(capsys, "apply", "a.rules", "--model", "model.py:build", *args)
+    assert result.code == 2 and "error[L102]" in result.err and "save_file" in result.err
+    assert not (project / "o").exists()

@@ -409,6 +409,15 @@ def _check_streamable(args) -> None:
             hint="give --weights (a .safetensors file, a sharded index or a folder), or "
             "--model hf:DIR",
         )
+    if args.weights and Path(args.weights).suffix.lower() in (".pt", ".pth"):
+        fail(
+            "L102",
+            f"--stream reads tensors one at a time from safetensors; '{args.weights}' is a "
+            "torch.save file, which can only be read whole",
+            subject=str(args.weights),
+            hint="convert it once: safetensors.torch.save_file(torch.load(f, weights_only=True)"
+            ", 'model.safetensors'), or apply without --stream",
+        )
 
 
 def _apply_streamed(args, skeleton, plan, inputs, shard_size) -> ExitStatus:
@@ -441,7 +450,8 @@ def _apply_streamed(args, skeleton, plan, inputs, shard_size) -> ExitStatus:
 def _follower() -> bool:
     """A process of a torchrun job other than rank 0 (torchrun numbers them in RANK): it
     leaves the output folder, the summary and the warnings to rank 0."""
-    return os.environ.get("RANK", "0") != "0"
+    several = os.environ.get("WORLD_SIZE", "1").strip() not in ("", "0", "1")
+    return several and os.environ.get("RANK", "0") != "0"
 
 
 def _model_files(spec: str) -> list[Path]:

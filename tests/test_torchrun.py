@@ -151,3 +151,15 @@ def test_two_ranks_dry_run_through_masks_reports_as_one_process(project):
     ranked = _command(project, *common)
     assert ranked.returncode == 0, ranked.stderr
     assert ranked.stdout == alone.stdout
+
+
+def test_a_rank_variable_alone_does_not_silence_a_single_process(project, capsys, monkeypatch):
+    from cli_runner import run
+
+    monkeypatch.chdir(project)
+    monkeypatch.setenv("RANK", "3")
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    (project / "w.rules").write_text("prune nothing.weight sparse_ratio=0.5\n")
+    args = ("--weights", "sharded", "--dry-run", "--stream", "--allow-unmatched")
+    result = run(capsys, "apply", "w.rules", "--model", "model.py:build", *args)
+    assert result.code == 0 and "warning[W301]" in result.err

@@ -546,8 +546,8 @@ CODES: dict[str, CodeInfo] = _table(
         "X805",
         "not-streamable",
         "A streamed run (apply --stream) reads each weight from the checkpoint once it is "
-        "needed; a target observed in forward passes, distillation and the taylor metric need "
-        "the model run, which it does not do.",
+        "needed and runs the model only to calibrate: distillation (a student and a teacher "
+        "together) and the taylor metric (gradients) need more than that.",
         "Run apply without --stream for such a plan, or leave those targets out of it.",
     ),
     (

@@ -149,7 +149,14 @@ W8A8 = (
 PRUNED = "prune 0.weight sparse_ratio=0.5 granularity=out_channel\nalign 1.weight with 0.weight dims=[0]\n"
 
 
-@pytest.mark.parametrize("rules", [W8A8, PRUNED + W8A8], ids=["alone", "through masks"])
+IO_MASKS = "align 0._output_0 with 0.weight dims=[0]\nalign 2._input_0 with 0.weight dims=[0]\n"
+
+
+@pytest.mark.parametrize(
+    "rules",
+    [W8A8, PRUNED + W8A8, PRUNED + IO_MASKS, PRUNED + IO_MASKS + W8A8],
+    ids=["alone", "through masks", "io masks", "io masks and observed"],
+)
 def test_input_quantization_streamed_is_calibrated_as_in_memory(project, capsys, rules):
     dtype = _state_dtype(project)
     torch.save(torch.randn(3, 4, 16).to(dtype), project / "calib.pt")
@@ -159,7 +166,7 @@ def test_input_quantization_streamed_is_calibrated_as_in_memory(project, capsys,
     assert memory.code == 0, memory.err
     streamed = run(capsys, *common, "--weights", "sharded", "--out", "streamed", "--stream")
     assert streamed.code == 0, streamed.err
-    assert "X804" in streamed.err  # input quantization acts at run time, from quant.safetensors
+    assert "X804" in streamed.err  # input masks or quantization act at run time
     _same_outputs(project / "memory", project / "streamed")
     dry = run(capsys, *common, "--weights", "sharded", "--dry-run", "--stream")
     assert dry.code == 0 and dry.out == streamed.out
@@ -170,7 +177,7 @@ def _state_dtype(project) -> torch.dtype:
 
 
 def test_a_target_needing_forward_passes_is_x805_at_its_rule(project, capsys):
-    (project / "b.rules").write_text("prune 0._input_0 sparse_ratio=0.5\n")
+    (project / "b.rules").write_text("prune 0.weight sparse_ratio=0.5 metric=taylor\n")
     args = ("--weights", "sharded", "--out", "o", "--stream")
     result = run(capsys, "apply", "b.rules", "--model", "model.py:build", *args)
     assert result.code == 2

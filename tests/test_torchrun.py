@@ -127,6 +127,8 @@ def test_two_ranks_calibrate_input_quantization_through_masks_as_one_process(pro
         "prune 0.weight sparse_ratio=0.5 granularity=out_channel\n"
         "prune 2.weight sparse_ratio=0.4 group=downs\n"
         "prune 5.weight sparse_ratio=0.4 group=downs\n"
+        "align 3._output_0 with 0.weight dims=[0]\n"
+        "align 5._input_0 with 0.weight dims=[0]\n"
         "quantize Linear.weight quant_dtype=int8 granularity=out_channel\n"
         "quantize Linear._input_0 quant_dtype=int8\n",
     )

@@ -102,6 +102,19 @@ class MaskPipeline:
             cut = _global_cut(group, local, reduce)
             self._global.update((r.key, cut) for r in group)
 
+    def sources_of(self, keys: list[Key]) -> set[Key]:
+        """``keys`` and every target their masks are aligned from, transitively."""
+        found: set[Key] = set()
+        pending = list(keys)
+        while pending:
+            key = pending.pop()
+            if key in found:
+                continue
+            found.add(key)
+            if key in self._aligned:
+                pending.append(source_key(self._aligned[key]))
+        return found
+
     def linked(self) -> list[list[Key]]:
         """Targets whose masks are computed from each other: each dependency group, and each
         align target with its source (a distributed run keeps each set on one process)."""

@@ -15,7 +15,9 @@ from dsl_compress.engine.masks import MaskPipeline
 from dsl_compress.engine.plan_checks import plan_errors
 from dsl_compress.engine.prune import request_of
 from dsl_compress.engine.quant_math import quant_range
+from dsl_compress.engine.calibration import first_shapes
 from dsl_compress.engine.onload import onloaded
+from dsl_compress.engine.taps import install_tap
 from dsl_compress.engine.quantize import (
     SCALE_DTYPE,
     QuantParams,
@@ -127,7 +129,10 @@ class StreamRun:
         self._state = {k: (tuple(v.shape), v.dtype) for k, v in state.items()}
         self._tied = _ties(state)
         pruning = plan.of_mode(Mode.PRUNE)
-        requests = [self._request(entry, seed) for entry in pruning]
+        self._pruning, self._seed = pruning, seed
+        self._masked_io = {e.key: e for e in pruning if e.kind is not TargetKind.PARAMETER}
+        self._io_masks: dict[Key, torch.Tensor] = {}
+        requests = [self._request(entry, None) for entry in pruning]
         raise_errors(diagnostics(mask_problems(requests, shapes_observed=False)))
         self._masks = MaskPipeline(requests)
         quantizing = plan.of_mode(Mode.QUANTIZE)
@@ -147,6 +152,8 @@ class StreamRun:
         the skeleton runs with each module's tensors read just before its forward and dropped
         after it (:func:`onloaded`), as the in-memory apply observes them on the loaded model.
         Nothing to do for a plan of weights alone."""
+        if self._masked_io:
+            self._mask_inputs_outputs(calib)
         if not self._observed:
             return
         if self._masks_first:
@@ -159,13 +166,54 @@ class StreamRun:
         self._observe(calib, progress, self._raw_read)
 
     def _observe(self, calib, progress, read: Read) -> None:
-        with onloaded(self._skeleton, read):
-            params, found = activation_quant_params(self._skeleton, self._observed, calib, progress)
+        """Observe the input/output targets, through the input/output masks (run-time taps)."""
+        modules = dict(self._skeleton.named_modules())
+        handles = [
+            install_tap(modules[key[0]], key[1], self._io_transform(key, mask))
+            for key, mask in self._io_masks.items()
+        ]
+        try:
+            with onloaded(self._skeleton, read):
+                params, found = activation_quant_params(
+                    self._skeleton, self._observed, calib, progress
+                )
+        finally:
+            for handle in handles:
+                handle.remove()
         self._observed_params, self._observed_findings = params, found
 
-    def _request(self, entry: PlanEntry, seed: int) -> MaskRequest:
+    def _io_transform(self, key: Key, mask: torch.Tensor) -> TargetTransform:
+        return TargetTransform(mask, self._methods.get(key, "mul"))
+
+    def _request(self, entry: PlanEntry, shape: tuple[int, ...] | None) -> MaskRequest:
+        """A parameter's request reads it when its metric is asked; an input/output's has the
+        shape its first calibration batch showed (None before calibration)."""
         name = tensor_name(*entry.key)
-        return request_of(entry, self._state[name][0], lambda: self._read(name), {}, seed)
+        if entry.kind is not TargetKind.PARAMETER:
+            return request_of(entry, shape, None, {}, self._seed)
+        return request_of(entry, self._state[name][0], lambda: self._read(name), {}, self._seed)
+
+    def _mask_inputs_outputs(self, calib) -> None:
+        """Input/output masks: shaped by the first calibration batch, as in memory, then
+        computed at once (they are small), each from its source's mask, so the layout knows
+        them and calibration can apply them; the weights they need are read for it."""
+        modules = dict(self._skeleton.named_modules())
+        first = next(iter(calib or ()), None)
+        targets = [(modules[e.module], e.target, e.key) for e in self._masked_io.values()]
+        with onloaded(self._skeleton, self._raw_read):
+            shapes = first_shapes(self._skeleton, targets, [] if first is None else [first])
+        requests = [self._request(e, shapes.get(e.key)) for e in self._pruning]
+        raise_errors(diagnostics(mask_problems(requests)))
+        self._masks = MaskPipeline(requests)
+        early = MaskPipeline(requests)
+        early.prepare()
+        needed = early.sources_of(list(self._masked_io))
+        for key in early.order():
+            if key in needed:
+                mask = early.mask(key)
+                self._read.forget()
+                if key in self._masked_io:
+                    self._io_masks[key] = mask
 
     @property
     def layout(self) -> StreamLayout:
@@ -173,7 +221,7 @@ class StreamRun:
         ``Compression.masks()`` and ``quant_params()`` nest them), so sharded files match too."""
         model = [PlannedTensor(k, shape, dtype) for k, (shape, dtype) in self._state.items()]
         masks = [
-            PlannedTensor(tensor_name(*key), self._state[tensor_name(*key)][0], torch.bool)
+            PlannedTensor(tensor_name(*key), self._mask_shape(key), torch.bool)
             for key in _by_module(self._masks.stage_order())
         ]
         quant, metadata = [], {}
@@ -188,6 +236,13 @@ class StreamRun:
                 metadata[name] = _quant_metadata(self._quantized[key])
             quant += [PlannedTensor(f"{name}.{part}", shape, SCALE_DTYPE) for part in _SCALE_PARTS]
         return StreamLayout(tuple(model), tuple(masks), tuple(quant), metadata)
+
+    def _mask_shape(self, key: Key) -> tuple[int, ...]:
+        if key in self._masked_io:
+            if key not in self._io_masks:
+                fail("X803", "a streamed run was laid out before calibrate()", subject="stream")
+            return tuple(self._io_masks[key].shape)
+        return self._state[tensor_name(*key)][0]
 
     def _observed_layout(self) -> dict[Key, tuple[tuple[int, ...], dict[str, object]]]:
         """Each observed target's scale shape and metadata: from its scales once calibrated,
@@ -221,8 +276,10 @@ class StreamRun:
 
     @property
     def sizes(self) -> dict[str, int]:
-        """Each tensor's bytes, in state-dict order."""
-        return {k: math.prod(shape) * dtype.itemsize for k, (shape, dtype) in self._state.items()}
+        """Each tensor's bytes, in state-dict order; an input/output mask counts as 0 bytes (it
+        is computed where its source is)."""
+        sizes = {k: math.prod(shape) * dtype.itemsize for k, (shape, dtype) in self._state.items()}
+        return {**sizes, **{tensor_name(*key): 0 for key in self._masked_io}}
 
     @property
     def linked(self) -> list[list[str]]:
@@ -302,6 +359,9 @@ class StreamRun:
     def _one(self, name: str, sink: StreamSink, counts: dict, dtypes: dict, findings: list):
         """One tensor, under every name it is tied to: the final value of a tied tensor is
         its compressed value under each name, as finalize() leaves a tie."""
+        if self._key_of(name) in self._masked_io:
+            self._io_mask(name, sink, counts)
+            return
         names = self._tied.get(name, (name,))
         name = next((n for n in names if self._compressed(self._key_of(n))), name)
         key = self._key_of(name)
@@ -322,6 +382,16 @@ class StreamRun:
         for each in names:
             sink.model(each, tensor)
         self._read.forget()
+
+    def _io_mask(self, name: str, sink: StreamSink, counts: dict) -> None:
+        """An input/output mask, from the pipeline in its turn (the same as the one computed
+        for calibration); it has no weight to write."""
+        if name in self._mask_written:
+            return
+        key = self._key_of(name)
+        mask = self._masks.mask(key)
+        counts[key] = (int(mask.numel() - mask.count_nonzero()), mask.numel())
+        sink.mask(name, mask)
 
     def _mask_of(self, key: Key, name: str, sink: StreamSink) -> torch.Tensor | None:
         if name in self._mask_written:
@@ -374,18 +444,15 @@ def _megabytes(count: int) -> str:
 
 
 def not_streamable(plan: Plan) -> list[Diagnostic]:
-    """X805 for what a streamed run does not compute: input/output masks (their shapes and
-    aligns come from forward passes), distillation (the student and the teacher run
-    together) and taylor (gradients). Input/output quantization is calibrated by sequential
-    onloading (:meth:`StreamRun.calibrate`), through the weights' masks when the plan prunes."""
+    """X805 for what a streamed run does not compute: distillation (the student and the
+    teacher run together) and taylor (gradients). Input/output targets are calibrated by
+    sequential onloading (:meth:`StreamRun.calibrate`): their masks shaped by the first batch,
+    their scales observed through every mask when the plan prunes."""
     found = []
     for entry in plan.entries:
         reason = None
-        observed = entry.kind is not TargetKind.PARAMETER
         if entry.mode is Mode.DISTILL:
             reason = "distillation needs forward passes of the student and the teacher"
-        elif observed and entry.mode is Mode.PRUNE:
-            reason = f"a mask of '{entry.target}' is shaped and aligned by forward passes"
         elif entry.mode is Mode.PRUNE and (entry.metric or DEFAULT_METRIC) == "taylor":
             reason = "the taylor metric needs gradients from forward and backward passes"
         if reason is not None:

@@ -345,7 +345,6 @@ def _apply(args) -> ExitStatus:
     from dsl_compress.io.loading import load_calib
     from dsl_compress.io.shard_writer import parse_shard_size
     from dsl_compress.tools.summary import summary_table
-    from dsl_compress.tools.team import launched_by_torchrun
 
     shard_size = parse_shard_size(args.max_shard_size) if args.max_shard_size else None
     # Every file the run reads: an --out that holds one would delete it (includes come later).
@@ -353,7 +352,7 @@ def _apply(args) -> ExitStatus:
     inputs += spec_files(args.calib)
     if args.stream:
         _check_streamable(args)
-    elif launched_by_torchrun():
+    elif _torchrun_job():
         fail(
             "X806",
             "apply runs in several processes (torchrun) only with --stream",
@@ -423,15 +422,18 @@ def _check_streamable(args) -> None:
 def _apply_streamed(args, skeleton, plan, inputs, shard_size) -> ExitStatus:
     from dsl_compress.io.loading import load_calib, spec_weights
     from dsl_compress.io.outputs import runtime_only_warning
+    from dsl_compress.io.stream_outputs import StreamedOutput
     from dsl_compress.tools.stream_job import StreamJob, stream_apply_job
-    from dsl_compress.tools.team import join_team, launched_by_torchrun, leave_team
+    from dsl_compress.tools.team import join_team, leave_team
     from dsl_compress.tools.summary import summary_table
 
-    out = None if args.dry_run else args.out
+    output = None
+    if not args.dry_run:
+        output = StreamedOutput(Path(args.out), args.overwrite, shard_size, tuple(inputs))
     weights = spec_weights(args.model, args.weights)
     calib = load_calib(args.calib) if args.calib else None
-    job = StreamJob(weights, out, args.overwrite, shard_size, tuple(inputs), calib=calib)
-    team = join_team() if launched_by_torchrun() else None
+    job = StreamJob(weights, output, calib=calib)
+    team = join_team() if _torchrun_job() else None
     try:
         with progress_bars() as progress:
             result = stream_apply_job(skeleton, plan, job, progress, team)
@@ -441,17 +443,21 @@ def _apply_streamed(args, skeleton, plan, inputs, shard_size) -> ExitStatus:
         return ExitStatus.OK  # rank 0 reports the whole run
     _report_warnings(result.findings)
     print(summary_table(result))
-    if out is not None:
+    if output is not None:
         _report_warnings(runtime_only_warning(plan, Path(args.out)))
         print(f"wrote {len(result.written)} files to {args.out}", file=sys.stderr)
     return ExitStatus.OK
 
 
+def _torchrun_job() -> bool:
+    """Whether torchrun (or a launcher setting its variables) started several processes."""
+    return os.environ.get("WORLD_SIZE", "1").strip() not in ("", "0", "1")
+
+
 def _follower() -> bool:
     """A process of a torchrun job other than rank 0 (torchrun numbers them in RANK): it
     leaves the output folder, the summary and the warnings to rank 0."""
-    several = os.environ.get("WORLD_SIZE", "1").strip() not in ("", "0", "1")
-    return several and os.environ.get("RANK", "0") != "0"
+    return _torchrun_job() and os.environ.get("RANK", "0") != "0"
 
 
 def _model_files(spec: str) -> list[Path]:

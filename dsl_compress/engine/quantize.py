@@ -36,14 +36,22 @@ class QuantParams:
     kernel: BlockKernel | None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "scale": self.scale,
-            "zero_point": self.zero_point,
-            "qmin": self.qrange.qmin,
-            "qmax": self.qrange.qmax,
-            "quant_dtype": self.qrange.quant_dtype,
-            "quant_scheme": self.quant_scheme or "symmetric",
-        }
+        return {"scale": self.scale, "zero_point": self.zero_point, **self.metadata()}
+
+    def metadata(self) -> dict[str, Any]:
+        """What is reported beside the scale and zero point (:func:`quant_metadata`)."""
+        return quant_metadata(self.qrange, self.quant_scheme)
+
+
+def quant_metadata(qrange: QuantRange, quant_scheme: str | None) -> dict[str, Any]:
+    """A quantizer's range, dtype and scheme as reports and quant.safetensors give them: known
+    from its settings alone, before any scale is computed."""
+    return {
+        "qmin": qrange.qmin,
+        "qmax": qrange.qmax,
+        "quant_dtype": qrange.quant_dtype,
+        "quant_scheme": quant_scheme or "symmetric",
+    }
 
 
 def compute_quant_params(

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from typing import Callable, Mapping, Protocol, Sequence
+from typing import Callable, Mapping, Sequence
 
 import torch
 
@@ -23,89 +22,21 @@ from dsl_compress.engine.quantize import (
     QuantParams,
     activation_quant_params,
     observed_shapes,
+    quant_metadata,
     weight_quant_params,
+)
+from dsl_compress.engine.stream_data import (
+    PlannedTensor,
+    Share,
+    StreamLayout,
+    StreamResult,
+    StreamSink,
 )
 from dsl_compress.engine.transforms import TargetTransform, apply_mask
 from dsl_compress.plan import Key, Plan, PlanEntry, tensor_name
 from dsl_compress.vocab import DEFAULT_METRIC, Mode, TargetKind
 
 Read = Callable[[str], torch.Tensor]
-
-
-@dataclass(frozen=True)
-class PlannedTensor:
-    """A tensor a run will hand on, known before any data is read: its name, shape and dtype
-    (so its bytes are known, and a writer can lay out its file up front)."""
-
-    name: str
-    shape: tuple[int, ...]
-    dtype: torch.dtype
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "shape", tuple(int(size) for size in self.shape))  # a list too
-
-    @classmethod
-    def of(cls, name: str, tensor: torch.Tensor) -> PlannedTensor:
-        return cls(name, tuple(tensor.shape), tensor.dtype)
-
-    @property
-    def nbytes(self) -> int:
-        return math.prod(self.shape) * self.dtype.itemsize
-
-
-@dataclass(frozen=True)
-class StreamLayout:
-    """Every tensor a streamed run will hand on, by output: the finalized model, the masks, and
-    the scales and zero points (with the per-tensor quantization metadata)."""
-
-    model: tuple[PlannedTensor, ...]
-    masks: tuple[PlannedTensor, ...]
-    quant: tuple[PlannedTensor, ...]
-    quant_metadata: Mapping[str, Mapping[str, object]] = field(default_factory=dict)
-
-    def owned(self, owns: Callable[[str], bool]) -> StreamLayout:
-        """What one process of a distributed run hands on: the tensors of the names it owns
-        (scales by their tensor's name); the quantization metadata stays whole."""
-        quant = tuple(t for t in self.quant if owns(t.name.rpartition(".")[0]))
-        return StreamLayout(
-            tuple(t for t in self.model if owns(t.name)),
-            tuple(t for t in self.masks if owns(t.name)),
-            quant,
-            self.quant_metadata,
-        )
-
-
-class Share(Protocol):
-    """One process's part of a distributed run: the tensors it owns, and a sum over every
-    process of a tensor (in place; exact for the integer histograms it is used for)."""
-
-    def owns(self, name: str) -> bool: ...
-
-    def reduce(self, tensor: torch.Tensor) -> None: ...
-
-
-class StreamSink(Protocol):
-    """Where a streamed run hands each tensor as soon as it is final."""
-
-    def model(self, name: str, tensor: torch.Tensor) -> None: ...
-
-    def mask(self, name: str, mask: torch.Tensor) -> None: ...
-
-    def quant(self, name: str, params: QuantParams) -> None: ...
-
-    def read_mask(self, name: str) -> torch.Tensor:
-        """A mask handed on earlier (by this or, after a barrier, another process)."""
-        ...
-
-
-@dataclass(frozen=True)
-class StreamResult:
-    """What a streamed run computed, for its summary: zeros and elements of each mask, the
-    quantization dtype of each quantized tensor, and the warnings the data gave."""
-
-    mask_counts: Mapping[Key, tuple[int, int]]
-    quant_dtypes: Mapping[Key, str]
-    findings: tuple[Diagnostic, ...]
 
 
 class StreamRun:
@@ -254,10 +185,7 @@ class StreamRun:
                 for key, shape in self._observed_shapes.items()
             }
         return {
-            key: (
-                tuple(params.scale.shape),
-                {k: v for k, v in params.to_dict().items() if k not in _SCALE_PARTS},
-            )
+            key: (tuple(params.scale.shape), params.metadata())
             for key, params in self._calibrated().items()
         }
 
@@ -327,9 +255,7 @@ class StreamRun:
         for key in self._masks.order():
             name = tensor_name(*key)
             if share is None or share.owns(name):
-                mask = self._masks.mask(key)
-                counts[key] = (int(mask.numel() - mask.count_nonzero()), mask.numel())
-                sink.mask(name, mask)
+                _hand_mask(sink, counts, key, self._masks.mask(key))
                 self._read.forget()
         if share is not None:
             share.reduce(torch.zeros(1))  # every rank's masks are written: a barrier
@@ -374,8 +300,7 @@ class StreamRun:
             dtypes[key] = quant.qrange.quant_dtype
             sink.quant(name, quant)
         if mask is not None and name not in self._mask_written:
-            counts[key] = (int(mask.numel() - mask.count_nonzero()), mask.numel())
-            sink.mask(name, mask)
+            _hand_mask(sink, counts, key, mask)
         if mask is not None or quant is not None:
             with torch.no_grad():
                 tensor = TargetTransform(mask, self._methods.get(key, "mul"), quant)(tensor)
@@ -389,9 +314,7 @@ class StreamRun:
         if name in self._mask_written:
             return
         key = self._key_of(name)
-        mask = self._masks.mask(key)
-        counts[key] = (int(mask.numel() - mask.count_nonzero()), mask.numel())
-        sink.mask(name, mask)
+        _hand_mask(sink, counts, key, self._masks.mask(key))
 
     def _mask_of(self, key: Key, name: str, sink: StreamSink) -> torch.Tensor | None:
         if name in self._mask_written:
@@ -407,6 +330,12 @@ class StreamRun:
 
 
 _SCALE_PARTS = ("scale", "zero_point")
+
+
+def _hand_mask(sink: StreamSink, counts: dict, key: Key, mask: torch.Tensor) -> None:
+    """Hand a final mask on, counting its zeros for the summary."""
+    counts[key] = (int(mask.numel() - mask.count_nonzero()), mask.numel())
+    sink.mask(tensor_name(*key), mask)
 
 
 def _mask_back(sink: StreamSink, name: str) -> torch.Tensor:
@@ -474,15 +403,9 @@ def _scale_shape(entry: PlanEntry, shape: tuple[int, ...]) -> tuple[int, ...]:
 
 
 def _quant_metadata(entry: PlanEntry) -> dict[str, object]:
-    """What quant.safetensors records of a quantized tensor beside its scale: as
-    QuantParams.to_dict gives it, known from the plan before any data is read."""
+    """What quant.safetensors records of a quantized tensor beside its scale, from the plan."""
     qrange = quant_range(entry.setting.get("quant_dtype"), entry.subject)
-    return {
-        "qmin": qrange.qmin,
-        "qmax": qrange.qmax,
-        "quant_dtype": qrange.quant_dtype,
-        "quant_scheme": entry.setting.get("quant_scheme") or "symmetric",
-    }
+    return quant_metadata(qrange, entry.setting.get("quant_scheme"))
 
 
 class _LastRead:

@@ -20,7 +20,7 @@ from typing import Mapping, Sequence
 import torch
 
 from dsl_compress.diagnostics import fail
-from dsl_compress.engine.stream import PlannedTensor
+from dsl_compress.engine.stream_data import PlannedTensor
 
 # safetensors' name of each torch dtype it stores (the unsigned 16-64 bit ones since torch 2.3).
 _NAMES = {

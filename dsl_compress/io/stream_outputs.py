@@ -15,7 +15,8 @@ import torch
 from dsl_compress.diagnostics import emit_warnings, fail
 from dsl_compress.engine.options import Progress
 from dsl_compress.engine.quantize import SCALE_DTYPE, QuantParams
-from dsl_compress.engine.stream import StreamResult, StreamRun
+from dsl_compress.engine.stream import StreamRun
+from dsl_compress.engine.stream_data import StreamResult
 from dsl_compress.io.atomic import named_for_user, publish_folder, write_error
 from dsl_compress.io.outputs import check_destination, write_plan_files
 from dsl_compress.io.shard_writer import ShardedWriter

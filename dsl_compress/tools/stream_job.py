@@ -3,6 +3,7 @@ summarised per rule and written to its output folder, never holding the model.""
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -12,7 +13,8 @@ import torch
 from dsl_compress.diagnostics import CompressionError, Diagnostic, raise_errors
 from dsl_compress.engine.options import Progress
 from dsl_compress.engine.ranks import assign_ranks
-from dsl_compress.engine.stream import StreamResult, StreamRun
+from dsl_compress.engine.stream import StreamRun
+from dsl_compress.engine.stream_data import StreamResult
 from dsl_compress.io.stream_outputs import (
     StreamedOutput,
     TeamShare,
@@ -42,13 +44,10 @@ class StreamJobResult:
 
 @dataclass(frozen=True)
 class StreamJob:
-    """Where a streamed apply reads and writes, and how."""
+    """Where a streamed apply reads and writes (``output`` None: a dry run), and how."""
 
     weights: str | Path
-    out_dir: str | Path | None
-    overwrite: bool = False
-    max_shard_size: int | None = None
-    inputs: tuple[str | Path, ...] = ()
+    output: StreamedOutput | None
     seed: int = 0
     calib: Sequence[Any] | None = None
 
@@ -62,7 +61,7 @@ def stream_apply_job(
 ) -> StreamJobResult:
     """Run ``plan`` over ``skeleton`` (a meta model) with each tensor read from the job's
     checkpoint, and write the output folder an in-memory apply writes, bit for bit the same
-    tensors; without ``out_dir`` (a dry run) the tensors are computed and dropped.
+    tensors; without an output (a dry run) the tensors are computed and dropped.
 
     The checkpoint's names, shapes and dtypes are checked against the skeleton, and every error
     of the plan's settings and shapes raised (located at its rule), before any tensor is read.
@@ -80,18 +79,14 @@ def stream_apply_job(
         share = None
         if team is not None:
             share = TeamShare(assign_ranks(run.sizes, run.linked, team.world), team)
-        if job.out_dir is None:
+        if job.output is None:
             written, result = [], _located(plan, lambda: _dry(run, progress, share))
         else:
-            written, result = _located(plan, lambda: _write(run, plan, job, progress, share))
+            write = functools.partial(write_streamed, run, plan, job.output, progress, share)
+            written, result = _located(plan, write)
     rows, total = summarize_counts(plan, result.mask_counts, result.quant_dtypes)
     findings = (*cast_warnings, *result.findings)
     return StreamJobResult(plan, tuple(rows), total, tuple(written), findings)
-
-
-def _write(run: StreamRun, plan: Plan, job: StreamJob, progress, share):
-    output = StreamedOutput(Path(job.out_dir), job.overwrite, job.max_shard_size, job.inputs)
-    return write_streamed(run, plan, output, progress, share)
 
 
 def _dry(run: StreamRun, progress, share: TeamShare | None) -> StreamResult:

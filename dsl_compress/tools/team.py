@@ -4,7 +4,6 @@ apply needs of them, and nothing when the command runs as one process."""
 from __future__ import annotations
 
 import contextlib
-import os
 from dataclasses import dataclass
 from typing import Any, Iterator
 
@@ -54,11 +53,6 @@ class Team:
                 subject=f"rank {self.rank}",
                 hint="the failing rank's error above says why",
             )
-
-
-def launched_by_torchrun() -> bool:
-    """Whether torchrun (or another launcher setting its variables) started several processes."""
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
 def join_team() -> Team:

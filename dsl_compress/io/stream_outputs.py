@@ -95,9 +95,7 @@ def write_streamed(
     results: list[StreamResult] = []
 
     def write(staging: Path) -> list[Path]:
-        with _writers(run, staging, output.max_shard_size, share, create=True) as writers:
-            if share is not None:
-                share.team.broadcast(str(staging))
+        with _team_writers(run, staging, output.max_shard_size, share) as (_, writers):
             results.append(run.run(_WriterSink(*writers), progress, share))
             files = [path for writer in writers for path in writer.close()]
         if share is not None:
@@ -113,20 +111,14 @@ def write_streamed(
 def _follow(run: StreamRun, share: TeamShare, output: StreamedOutput) -> StreamResult:
     """A process other than rank 0: write its tensors into the files rank 0 made (a failed
     write is L105, as in one process)."""
-    staging = share.team.broadcast(None)
-    if staging is None:
-        fail(
-            "L105",
-            "rank 0 refused the output folder (its message says why); nothing was written",
-            subject=f"rank {share.team.rank}",
-        )
+    staging = None
     try:
-        with _writers(run, Path(staging), output.max_shard_size, share, create=False) as writers:
+        with _team_writers(run, None, output.max_shard_size, share) as (staging, writers):
             result = run.run(_WriterSink(*writers), None, share)
             for writer in writers:
                 writer.close()
     except OSError as exc:
-        named = named_for_user(exc, Path(staging), output.out_dir)
+        named = exc if staging is None else named_for_user(exc, staging, output.out_dir)
         raise write_error(output.out_dir, named) from None
     share.team.gather(result)
     share.team.broadcast(None)  # rank 0 has published
@@ -150,10 +142,11 @@ def _writers(
     max_shard_size: int | None,
     share: TeamShare | None,
     create: bool,
+    prefixes: tuple[str, ...] = ("model", "masks", "quant"),
 ) -> Iterator[list[ShardedWriter]]:
-    """The model, masks and quant writers of the run's whole layout (this process writing what
-    it owns); with ``create``, the files are made and given their headers. Every process lays
-    out the same files from the same layout and ``max_shard_size``."""
+    """The writers of the run's whole layout, of the outputs ``prefixes`` names (this process
+    writing what it owns); with ``create``, the files are made and given their headers. Every
+    process lays out the same files from the same layout and ``max_shard_size``."""
     layout = run.layout
     quant_metadata = {k: json.dumps(v, sort_keys=True) for k, v in layout.quant_metadata.items()}
     owns = None if share is None else share.owns
@@ -168,7 +161,35 @@ def _writers(
                 ("masks", layout.masks, {"owns": owns}),
                 ("quant", layout.quant, {"metadata": quant_metadata or None, "owns": owns_scale}),
             )
+            if prefix in prefixes
         ]
+
+
+@contextlib.contextmanager
+def _team_writers(
+    run: StreamRun,
+    folder: Path | None,
+    max_shard_size: int | None,
+    share: TeamShare | None,
+    prefixes: tuple[str, ...] = ("model", "masks", "quant"),
+) -> Iterator[tuple[Path, list[ShardedWriter]]]:
+    """The writers of one folder for every process of a run: rank 0 (or the only process)
+    makes the files in ``folder``, then tells the others where it is, and they open them."""
+    if share is None or share.team.rank == 0:
+        with _writers(run, folder, max_shard_size, share, True, prefixes) as writers:
+            if share is not None:
+                share.team.broadcast(str(folder))
+            yield folder, writers
+        return
+    made = share.team.broadcast(None)
+    if made is None:
+        fail(
+            "L105",
+            "rank 0 refused the output folder (its message says why); nothing was written",
+            subject=f"rank {share.team.rank}",
+        )
+    with _writers(run, Path(made), max_shard_size, share, False, prefixes) as writers:
+        yield Path(made), writers
 
 
 @contextlib.contextmanager
@@ -181,21 +202,12 @@ def dry_run_sink(run: StreamRun, share: TeamShare | None) -> Iterator[Any]:
         yield _DroppedSink(None)
         return
     lead = share is None or share.team.rank == 0
-    folder = tempfile.mkdtemp(prefix="dsl-compress-dry-run-") if lead else None
+    folder = Path(tempfile.mkdtemp(prefix="dsl-compress-dry-run-")) if lead else None
     try:
-        if share is not None:
-            folder = share.team.broadcast(folder)
-        owns = None if share is None else share.owns
-        if lead:
-            writer = ShardedWriter(Path(folder), "masks", run.layout.masks, owns=owns)
-        if share is not None:
-            share.team.broadcast(None)  # the files are made
-        if not lead:
-            writer = ShardedWriter(Path(folder), "masks", run.layout.masks, owns=owns, create=False)
-        with writer:
+        with _team_writers(run, folder, None, share, ("masks",)) as (_, (writer,)):
             yield _DroppedSink(writer)
     finally:
-        if lead:
+        if folder is not None:
             shutil.rmtree(folder, ignore_errors=True)
 
 

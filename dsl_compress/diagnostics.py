@@ -45,6 +45,17 @@ def span_of_origin(origin: str) -> Span | None:
 
 
 @dataclass(frozen=True)
+class Fix:
+    """One edit that resolves a diagnostic: replace the text of ``span`` with ``replacement``;
+    ``title`` says it in words ("replace 'Conv2D' with 'Conv2d'"). Only fixes that cannot change
+    meaning beyond the diagnostic's intent are attached (an unambiguous did-you-mean)."""
+
+    span: Span
+    replacement: str
+    title: str
+
+
+@dataclass(frozen=True)
 class Diagnostic:
     """One problem found in a rule set, a config_list, a model or the engine.
 
@@ -61,6 +72,8 @@ class Diagnostic:
     # The hint in .rules words, where ``hint`` speaks config_list ("drop weight from
     # target_names"): what the diagnostic says once located at a statement (at_statement).
     rules_hint: str | None = field(default=None, compare=False, repr=False)
+    # Structured edits that resolve it (lint --fix, the language server's quick fixes).
+    fixes: tuple[Fix, ...] = field(default=(), compare=False)
 
     def __post_init__(self) -> None:
         if self.code not in CODES:

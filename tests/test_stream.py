@@ -57,6 +57,10 @@ RULES = {
         quantize down*.weight quant_dtype=uint4 quant_scheme=affine;
         quantize stem.weight quant_dtype=int4 granularity=out_channel;
     """,
+    "quant_groups": """
+        quantize up*.weight quant_dtype=int4 granularity=[1, 8];
+        quantize down*.weight quant_dtype=uint8 quant_scheme=affine granularity=[1, 16];
+    """,
     "prune_then_quantize": """
         prune up*.weight sparse_ratio=0.5 granularity=out_channel;
         align bn*.weight with up*.weight dims=[0];
@@ -85,7 +89,7 @@ def _in_memory(rules, state, dtype):
     return final, masks, quant, compression.plan
 
 
-def _streamed(rules, state, dtype, reads: Counter | None = None):
+def _streamed(rules, state, dtype, reads: Counter | None = None, scales_like_weights=False):
     with torch.device("meta"):
         skeleton = Blocks().to(dtype)
     plan = rules.compile(skeleton).plan
@@ -97,7 +101,7 @@ def _streamed(rules, state, dtype, reads: Counter | None = None):
         tensor = state[name]
         return tensor.to(kinds[name]) if tensor.is_floating_point() else tensor.clone()
 
-    run = StreamRun(skeleton, plan, read, seed=5)
+    run = StreamRun(skeleton, plan, read, seed=5, scales_like_weights=scales_like_weights)
     sink = Recorder()
     result = run.run(sink)
     return sink, result, run, plan
@@ -107,11 +111,13 @@ class Recorder:
     """A sink that keeps copies of what it is handed."""
 
     def __init__(self):
-        self.tensors, self.masks, self.scales = {}, {}, {}
+        self.tensors, self.masks, self.scales, self.codes = {}, {}, {}, {}
 
-    def model(self, name, tensor):
+    def model(self, name, tensor, codes=None):
         assert name not in self.tensors, f"{name} handed on twice"
         self.tensors[name] = tensor.clone()
+        if codes is not None:
+            self.codes[name] = codes()
 
     def mask(self, name, mask):
         self.masks[name] = mask.clone()
@@ -147,6 +153,40 @@ def test_streamed_equals_in_memory_bit_for_bit(case, dtype):
             k: params[k] for k in ("qmin", "qmax", "quant_dtype", "quant_scheme")
         }
     assert masks or quant  # every case compresses something
+
+
+@pytest.mark.parametrize("scales_like_weights", [False, True], ids=["fp32-scales", "rounded"])
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize(
+    "case", ["quant_per_tensor_and_channel", "quant_groups", "prune_then_quantize"]
+)
+def test_codes_dequantize_to_the_final_value(case, dtype, scales_like_weights):
+    """Each quantized tensor's codes, in its dtype's range, give its final value (masked
+    elements included) as (codes - zero point) * scale; with scales_like_weights every scale
+    is a value of the weight's dtype."""
+    rules = dc.parse(RULES[case])
+    sink, *_ = _streamed(rules, _state(), dtype, scales_like_weights=scales_like_weights)
+    assert sink.codes.keys() == sink.scales.keys() and sink.codes
+    for name, codes in sink.codes.items():
+        params, final = sink.scales[name], sink.tensors[name]
+        assert codes.dtype == torch.int16
+        assert params.qrange.qmin <= int(codes.min()) and int(codes.max()) <= params.qrange.qmax
+        kernel, scale, zp = params.kernel, params.scale, params.zero_point
+        if kernel is not None:
+            scale, zp = kernel.expand(scale, final.shape), kernel.expand(zp, final.shape)
+        value = ((codes.to(torch.float32) - zp) * scale).to(dtype)
+        assert torch.equal(value, final), name
+        rounded = params.scale.to(dtype).to(params.scale.dtype)
+        assert torch.equal(rounded, params.scale) == (scales_like_weights or dtype == torch.float32)
+
+
+def test_rounded_scales_change_only_what_the_weight_dtype_cannot_hold():
+    """fp32 weights: rounding a scale to fp32 changes nothing, bit for bit."""
+    rules = dc.parse(RULES["prune_then_quantize"])
+    plain, *_ = _streamed(rules, _state(), torch.float32)
+    rounded, *_ = _streamed(rules, _state(), torch.float32, scales_like_weights=True)
+    for name, value in plain.tensors.items():
+        assert torch.equal(value, rounded.tensors[name]), name
 
 
 @pytest.mark.parametrize("case", sorted(RULES))

@@ -21,6 +21,7 @@ __all__ = [
     "scale_zero_point",
     "fake_quantize",
     "fused_fake_quantize",
+    "quant_codes",
 ]
 
 # The smallest scale: float32 eps, as NNI floors it.
@@ -33,6 +34,7 @@ def scale_zero_point(
     qrange: QuantRange,
     scheme: str | None,
     subject: str = "tensor",
+    scale_dtype: torch.dtype | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Scale and zero point from observed min/max, elementwise over any (block) shape.
 
@@ -40,7 +42,9 @@ def scale_zero_point(
     ``max(|lo|, |hi|) / ((qmax - qmin) / 2)`` with zero point ``floor((qmax + qmin + 1) / 2)``;
     ``affine`` uses ``(hi - lo) / (qmax - qmin)`` with zero point ``qmin - round(lo / scale)``.
     The scale is floored at float32 eps and the zero point, a float tensor, clamped to
-    ``[qmin, qmax]``.
+    ``[qmin, qmax]``. With ``scale_dtype`` the floored scale is rounded to that dtype (and
+    kept in its own) before the zero point is taken from it: a file format that stores
+    scales in the weight's dtype (compressed-tensors) then holds exactly the scale used.
     """
     lo, hi = _as_stats(min_v), _as_stats(max_v)
     lo = torch.clamp_max(lo, 0.0)
@@ -48,10 +52,11 @@ def scale_zero_point(
     qmin, qmax = qrange.qmin, qrange.qmax
     if scheme is None or scheme == "symmetric":
         scale = torch.maximum(lo.abs(), hi.abs()) / (float(qmax - qmin) / 2)
-        scale = torch.clamp_min(scale, SCALE_FLOOR)
+        scale = _rounded(torch.clamp_min(scale, SCALE_FLOOR), scale_dtype)
         zero_point = torch.full_like(scale, float((qmax + qmin + 1) // 2))
     elif scheme == "affine":
         scale = torch.clamp_min((hi - lo) / float(qmax - qmin), SCALE_FLOOR)
+        scale = _rounded(scale, scale_dtype)
         zero_point = qmin - torch.round(lo / scale)
     else:
         fail(
@@ -61,6 +66,11 @@ def scale_zero_point(
             hint=did_you_mean(str(scheme), QUANT_SCHEMES),
         )
     return scale, torch.clamp(zero_point, qmin, qmax)
+
+
+def _rounded(scale: torch.Tensor, dtype: torch.dtype | None) -> torch.Tensor:
+    """``scale`` rounded to ``dtype`` (to nearest), in its own dtype; unchanged without one."""
+    return scale if dtype is None else scale.to(dtype).to(scale.dtype)
 
 
 def _as_stats(value: torch.Tensor | float) -> torch.Tensor:
@@ -143,6 +153,29 @@ def _chunkable(x: torch.Tensor, scale: torch.Tensor) -> bool:
 def _steps(y: torch.Tensor, scale, zero_point, qmin: int, qmax: int) -> torch.Tensor:
     """The five steps after the division, in place on ``y`` (which holds ``x / scale``)."""
     return y.add_(zero_point).clamp_(qmin, qmax).round_().sub_(zero_point).mul_(scale)
+
+
+def quant_codes(
+    x: torch.Tensor,
+    scale: torch.Tensor,
+    zero_point: torch.Tensor,
+    qrange: QuantRange,
+    kernel: BlockKernel | None = None,
+    subject: str = "tensor",
+    keep: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """The integer codes :func:`fake_quantize` dequantizes, ``round(clamp(x / scale + zp,
+    qmin, qmax))`` as int16 in ``[qmin, qmax]``: the same steps in the same dtype, so
+    ``((codes - zp) * scale).to(x.dtype)`` is ``fake_quantize(x, ...)`` bit for bit. Where
+    the bool ``keep`` is False the code is the zero point, which dequantizes to 0."""
+    scale = _over(scale, x, kernel, subject)
+    zero_point = _over(zero_point, x, kernel, subject)
+    work = compute_dtype(x.dtype)
+    y = torch.div(x, scale) if x.dtype == work else x.to(work).div_(scale)
+    y = y.add_(zero_point).clamp_(qrange.qmin, qrange.qmax).round_()
+    if keep is not None:
+        y = torch.where(keep, y, zero_point.to(y.dtype))
+    return y.to(torch.int16)
 
 
 class _ClampRound(torch.autograd.Function):

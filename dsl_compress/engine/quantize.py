@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import torch
 from torch.nn.utils import parametrize
@@ -94,14 +94,17 @@ def activation_quant_params(
     entries: Sequence[PlanEntry],
     calib: Iterable[Any] | None,
     progress: Progress | None = None,
+    scale_dtypes: Mapping[Key, torch.dtype] | None = None,
 ) -> tuple[dict[Key, QuantParams], list[Diagnostic]]:
     """The input/output targets' scales from running min/max over the calibration batches, and
-    the warnings their data gives: what :func:`compute_quant_params` computes for them."""
+    the warnings their data gives: what :func:`compute_quant_params` computes for them; each
+    scale rounded to its dtype in ``scale_dtypes`` where one is given (:func:`scale_zero_point`)."""
     modules = dict(model.named_modules())
     stats = _activation_stats(model, modules, entries, calib, progress)
     params, found = {}, []
     for entry in entries:
-        params[entry.key], data_findings = quant_params_of(entry, *stats[entry.key])
+        rounding = (scale_dtypes or {}).get(entry.key)
+        params[entry.key], data_findings = quant_params_of(entry, *stats[entry.key], rounding)
         found.extend(data_findings)
     return params, found
 
@@ -121,21 +124,26 @@ def observed_shapes(
 
 
 def weight_quant_params(
-    entry: PlanEntry, tensor: torch.Tensor
+    entry: PlanEntry, tensor: torch.Tensor, scale_dtype: torch.dtype | None = None
 ) -> tuple[QuantParams, list[Diagnostic]]:
     """One weight's scale and zero point from its raw values, and the warnings its data gives:
-    what :func:`compute_quant_params` computes for it, one tensor at a time (a streamed run)."""
+    what :func:`compute_quant_params` computes for it, one tensor at a time (a streamed run);
+    with ``scale_dtype`` the scale is rounded to it first (:func:`scale_zero_point`)."""
     lo, hi, count = finite_min_max(tensor, entry.kernel, entry.subject)
-    return quant_params_of(entry, lo, hi, _NonFinite(count, tensor.numel()))
+    return quant_params_of(entry, lo, hi, _NonFinite(count, tensor.numel()), scale_dtype)
 
 
 def quant_params_of(
-    entry: PlanEntry, lo: torch.Tensor, hi: torch.Tensor, nonfinite: _NonFinite
+    entry: PlanEntry,
+    lo: torch.Tensor,
+    hi: torch.Tensor,
+    nonfinite: _NonFinite,
+    scale_dtype: torch.dtype | None = None,
 ) -> tuple[QuantParams, list[Diagnostic]]:
     """Scale and zero point (float32) from a target's observed range, with its data warnings."""
     qrange = quant_range(entry.setting.get("quant_dtype"), entry.subject)
     scheme = entry.setting.get("quant_scheme")
-    scale, zp = scale_zero_point(lo, hi, qrange, scheme, entry.subject)
+    scale, zp = scale_zero_point(lo, hi, qrange, scheme, entry.subject, scale_dtype)
     scale, zp = scale.to(SCALE_DTYPE), zp.to(SCALE_DTYPE)
     params = QuantParams(scale, zp, qrange, scheme, entry.kernel)
     return params, _data_findings(entry, nonfinite, lo, hi, scale)

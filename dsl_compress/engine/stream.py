@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Callable, Mapping, Sequence
 
@@ -32,7 +33,12 @@ from dsl_compress.engine.stream_data import (
     StreamResult,
     StreamSink,
 )
-from dsl_compress.engine.transforms import TargetTransform, apply_mask
+from dsl_compress.engine.transforms import (
+    CODED_METHODS,
+    TargetTransform,
+    apply_mask,
+    masked_codes,
+)
 from dsl_compress.plan import Key, Plan, PlanEntry, tensor_name
 from dsl_compress.vocab import DEFAULT_METRIC, Mode, TargetKind
 
@@ -52,8 +58,18 @@ class StreamRun:
     its metric, mask and result) is alive at a time, beyond what the groups keep.
     """
 
-    def __init__(self, skeleton: torch.nn.Module, plan: Plan, read: Read, seed: int = 0):
+    def __init__(
+        self,
+        skeleton: torch.nn.Module,
+        plan: Plan,
+        read: Read,
+        seed: int = 0,
+        scales_like_weights: bool = False,
+    ):
+        """``scales_like_weights``: each scale rounded to its weight's dtype (an input's to its
+        module's weight's) before use, as a format storing them in that dtype needs."""
         raise_errors([*not_streamable(plan), *plan_errors(skeleton, plan)])
+        self._scales_like_weights = scales_like_weights
         self._plan = plan
         self._read = _LastRead(read)
         state = skeleton.state_dict(keep_vars=True)
@@ -106,12 +122,22 @@ class StreamRun:
         try:
             with onloaded(self._skeleton, read):
                 params, found = activation_quant_params(
-                    self._skeleton, self._observed, calib, progress
+                    self._skeleton, self._observed, calib, progress, self._observed_scale_dtypes()
                 )
         finally:
             for handle in handles:
                 handle.remove()
         self._observed_params, self._observed_findings = params, found
+
+    def _observed_scale_dtypes(self) -> dict[Key, torch.dtype]:
+        """The dtype each observed target's scale is rounded to: its module's weight's."""
+        if not self._scales_like_weights:
+            return {}
+        weights = {key: self._state.get(f"{key[0]}.weight") for key in self._observed_keys()}
+        return {key: found[1] for key, found in weights.items() if found is not None}
+
+    def _observed_keys(self) -> list[Key]:
+        return [entry.key for entry in self._observed]
 
     def _io_transform(self, key: Key, mask: torch.Tensor) -> TargetTransform:
         return TargetTransform(mask, self._methods.get(key, "mul"))
@@ -292,20 +318,24 @@ class StreamRun:
         name = next((n for n in names if self._compressed(self._key_of(n))), name)
         key = self._key_of(name)
         mask = self._mask_of(key, name, sink)
-        tensor = self._read(name)
+        raw = self._read(name)
         quant = None
         if key in self._quantized:
-            quant, found = weight_quant_params(self._quantized[key], tensor)
+            rounding = raw.dtype if self._scales_like_weights else None
+            quant, found = weight_quant_params(self._quantized[key], raw, rounding)
             findings.extend(found)
             dtypes[key] = quant.qrange.quant_dtype
             sink.quant(name, quant)
         if mask is not None and name not in self._mask_written:
             _hand_mask(sink, counts, key, mask)
+        tensor, codes, method = raw, None, self._methods.get(key, "mul")
         if mask is not None or quant is not None:
             with torch.no_grad():
-                tensor = TargetTransform(mask, self._methods.get(key, "mul"), quant)(tensor)
+                tensor = TargetTransform(mask, method, quant)(raw)
+        if quant is not None and (mask is None or method in CODED_METHODS):
+            codes = functools.partial(masked_codes, raw, quant, mask, method)
         for each in names:
-            sink.model(each, tensor)
+            sink.model(each, tensor, codes)
         self._read.forget()
 
     def _io_mask(self, name: str, sink: StreamSink, counts: dict) -> None:

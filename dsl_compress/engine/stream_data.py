@@ -70,7 +70,13 @@ class Share(Protocol):
 class StreamSink(Protocol):
     """Where a streamed run hands each tensor as soon as it is final."""
 
-    def model(self, name: str, tensor: torch.Tensor) -> None: ...
+    def model(
+        self, name: str, tensor: torch.Tensor, codes: Callable[[], torch.Tensor] | None = None
+    ) -> None:
+        """A tensor's final value; for a quantized one, ``codes()`` gives its integer codes
+        (int16, in its quant_dtype's range) that dequantize to it, for a sink that stores
+        them."""
+        ...
 
     def mask(self, name: str, mask: torch.Tensor) -> None: ...
 

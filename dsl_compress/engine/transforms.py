@@ -11,7 +11,9 @@ from dsl_compress.engine.quant_math import (
     fused_fake_quantize,
     fused_kernels_pay_off,
     integer_zero_point,
+    quant_codes,
 )
+from dsl_compress.diagnostics import fail
 from dsl_compress.engine.quantize import QuantParams
 
 # NNI's 'add' apply method pushes pruned positions to a large negative value (before a softmax).
@@ -27,6 +29,23 @@ def apply_mask(x: torch.Tensor, mask: torch.Tensor, method: str) -> torch.Tensor
     if method == "bypass":
         return x
     raise ValueError(f"apply_method {method!r} is not 'mul', 'add' or 'bypass'")
+
+
+# The mask apply methods whose results integer codes hold (an 'add' mask leaves -1000s).
+CODED_METHODS = ("mul", "bypass")
+
+
+def masked_codes(
+    x: torch.Tensor, quant: QuantParams, mask: torch.Tensor | None, method: str
+) -> torch.Tensor:
+    """The integer codes of what :class:`TargetTransform` makes of ``x`` (quantize, then mask):
+    a pruned element's code is the zero point, so the codes dequantize to the transform's
+    value. Only 'mul' and 'bypass' masks leave values codes can hold."""
+    if mask is None or method == "bypass":
+        mask = None
+    elif method not in CODED_METHODS:
+        fail("X803", f"apply_method {method!r} leaves values no integer code holds")
+    return quant_codes(x, quant.scale, quant.zero_point, quant.qrange, quant.kernel, keep=mask)
 
 
 class TargetTransform(torch.nn.Module):

@@ -217,8 +217,8 @@ class _DroppedSink:
     def __init__(self, masks: ShardedWriter | None):
         self._masks = masks
 
-    def model(self, name: str, tensor: torch.Tensor) -> None:
-        del name, tensor
+    def model(self, name: str, tensor: torch.Tensor, codes=None) -> None:
+        del name, tensor, codes
 
     def mask(self, name: str, mask: torch.Tensor) -> None:
         if self._masks is not None:
@@ -239,7 +239,8 @@ class _WriterSink:
     def __init__(self, model: ShardedWriter, masks: ShardedWriter, quant: ShardedWriter):
         self._model, self._masks, self._quant = model, masks, quant
 
-    def model(self, name: str, tensor: torch.Tensor) -> None:
+    def model(self, name: str, tensor: torch.Tensor, codes=None) -> None:
+        del codes  # the model file holds final values
         self._model.write(name, tensor)
 
     def mask(self, name: str, mask: torch.Tensor) -> None:

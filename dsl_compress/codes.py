@@ -558,6 +558,50 @@ CODES: dict[str, CodeInfo] = _table(
         "every process do the whole job and race for the output folder.",
         "Add --stream to apply under torchrun, or run the command as one process.",
     ),
+    # deployment: compressed-tensors checkpoints and the vLLM server
+    (
+        "F101",
+        "not-in-compressed-tensors",
+        "apply --format compressed-tensors writes a checkpoint that transformers and vLLM load: "
+        "int weights of Linear and Embedding modules (per tensor, channel, group or block), "
+        "static per-tensor int quantization of a Linear's first input beside its weight, and "
+        "pruned weights as zeros. A plan that quantizes anything else, sets a key the format "
+        "has no field for, or distils, has no checkpoint of that format; it is refused before "
+        "any tensor is read.",
+        "Change the rule the message names as its hint says, or apply with the default "
+        "--format dsl-compress, which holds every plan.",
+    ),
+    (
+        "V101",
+        "vllm-fused-schemes-differ",
+        "vLLM fuses q_proj, k_proj and v_proj (and gate_proj, up_proj) of one block into one "
+        "matrix with one quantization scheme: modules it fuses that are quantized differently, "
+        "or some quantized and some not, fail to load there.",
+        "Give every module of a fused set the same settings: one statement selecting them all "
+        "(e.g. `*.self_attn.*_proj`, `*.mlp.*_proj`), or leave all of them out.",
+    ),
+    (
+        "V102",
+        "vllm-weight-only-per-tensor",
+        "vLLM's kernels for int weights with float activations (pack-quantized; Marlin and its "
+        "kin) take a scale per output channel or per group of inputs, not one per tensor or "
+        "per 2-D block.",
+        "Set granularity=out_channel, or a group such as granularity=[1, 128].",
+    ),
+    (
+        "V103",
+        "vllm-asymmetric-bits",
+        "vLLM runs asymmetric (zero-point) int weights only at 4 or 8 bits and only with float "
+        "activations; int-quantized weights beside int activations must be symmetric.",
+        "Use quant_scheme=symmetric, or a 4- or 8-bit quant_dtype for weight-only affine.",
+    ),
+    (
+        "V104",
+        "vllm-module-type",
+        "vLLM quantizes Linear layers (and embeddings) of a compressed-tensors checkpoint; a "
+        "quantization setting on any other module type is not loaded there.",
+        "Select Linear (or Embedding) modules only, e.g. `quantize Linear.weight ...`.",
+    ),
     # the command's last resort
     (
         "I901",

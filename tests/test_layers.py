@@ -24,6 +24,7 @@ LAYERS: dict[str, int] = {
     "plan": 2,
     "resolve": 3,
     "engine": 3,
+    "deploy": 3,
     "io": 4,
     "models": 4,
     "api": 5,
@@ -56,6 +57,10 @@ TORCH_FREE_MODULES |= {
     "engine/mask_request.py",
     "engine/quant_dtypes.py",
     "tools/lint.py",
+    "deploy/ct_args.py",
+    "deploy/ct_config.py",
+    "deploy/ct_schemes.py",
+    "deploy/vllm_checks.py",
 }
 
 

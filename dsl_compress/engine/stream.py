@@ -236,6 +236,12 @@ class StreamRun:
         return {**sizes, **{tensor_name(*key): 0 for key in self._masked_io}}
 
     @property
+    def tied(self) -> dict[str, tuple[str, ...]]:
+        """Each name of a tensor held under several names (tied weights), with all its names in
+        state-dict order; :meth:`run` hands the tensor on under each."""
+        return dict(self._tied)
+
+    @property
     def linked(self) -> list[list[str]]:
         """Tensors whose masks are computed from each other (one process computes each set)."""
         found = [[tensor_name(*key) for key in keys] for keys in self._masks.linked()]

@@ -100,6 +100,11 @@ class ShardedWriter:
             self._release()
             raise
 
+    @property
+    def planned(self) -> dict[str, PlannedTensor]:
+        """Every tensor this writer's files hold, by name."""
+        return {name: planned for name, (planned, _) in self._planned.items()}
+
     def write(self, name: str, tensor: torch.Tensor) -> None:
         """Write ``tensor`` as the planned ``name`` (X803 if unplanned, written, or off-plan)."""
         self._check_open()

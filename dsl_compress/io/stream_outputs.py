@@ -6,9 +6,9 @@ import contextlib
 import json
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Protocol
+from typing import Any, Callable, Iterator, Mapping, Protocol
 
 import torch
 
@@ -16,7 +16,7 @@ from dsl_compress.diagnostics import emit_warnings, fail
 from dsl_compress.engine.options import Progress
 from dsl_compress.engine.quantize import SCALE_DTYPE, QuantParams
 from dsl_compress.engine.stream import StreamRun
-from dsl_compress.engine.stream_data import StreamResult
+from dsl_compress.engine.stream_data import PlannedTensor, StreamResult, StreamSink
 from dsl_compress.io.atomic import named_for_user, publish_folder, write_error
 from dsl_compress.io.outputs import check_destination, write_plan_files
 from dsl_compress.io.shard_writer import ShardedWriter
@@ -54,14 +54,75 @@ class TeamShare:
         self.team.reduce(tensor)
 
 
+def _itself(name: str) -> str:
+    return name
+
+
+@dataclass(frozen=True)
+class OutputFile:
+    """One safetensors output of a streamed run (``<prefix>.safetensors``, or its shards) in a
+    folder ``subfolder`` of the output: its tensors, its header metadata, and the checkpoint
+    tensor each written one comes from (whose owner writes it in a distributed run)."""
+
+    prefix: str
+    tensors: tuple[PlannedTensor, ...]
+    metadata: Mapping[str, str] | None = None
+    source: Callable[[str], str] = _itself
+    subfolder: str = ""
+
+
+class StreamFormat(Protocol):
+    """A layout of a streamed run's output folder: its safetensors files (laid out before any
+    tensor is read), the sink that turns the run's tensors into theirs, and the files written
+    last (on rank 0 alone in a distributed run). ``scales_like_weights``: the layout stores
+    scales in their weight's dtype, so the run rounds them to it before use."""
+
+    scales_like_weights: bool
+
+    def files(self, run: StreamRun) -> list[OutputFile]: ...
+
+    def sink(self, writers: Mapping[str, ShardedWriter]) -> StreamSink: ...
+
+    def finish(self, plan: Plan, staging: Path) -> list[Path]: ...
+
+
+class NativeFormat:
+    """dsl-compress's own layout, the in-memory apply's: the finalized model, the masks, the
+    scales and zero points with their metadata, plan.json and config_list.json."""
+
+    scales_like_weights = False
+
+    def files(self, run: StreamRun) -> list[OutputFile]:
+        layout = run.layout
+        metadata = {k: json.dumps(v, sort_keys=True) for k, v in layout.quant_metadata.items()}
+        return [
+            OutputFile("model", layout.model, {"format": "pt"}),
+            OutputFile("masks", layout.masks),
+            # A scale is '<tensor>.scale' or '<tensor>.zero_point': it goes where its tensor goes.
+            OutputFile("quant", layout.quant, metadata or None, _scaled_tensor),
+        ]
+
+    def sink(self, writers: Mapping[str, ShardedWriter]) -> StreamSink:
+        return _WriterSink(writers["model"], writers["masks"], writers["quant"])
+
+    def finish(self, plan: Plan, staging: Path) -> list[Path]:
+        return write_plan_files(plan, staging)
+
+
+def _scaled_tensor(name: str) -> str:
+    return name.rpartition(".")[0]
+
+
 @dataclass(frozen=True)
 class StreamedOutput:
-    """Where and how a streamed run writes: the folder, and the options of an apply."""
+    """Where and how a streamed run writes: the folder, the options of an apply, and the
+    layout of the folder (dsl-compress's own by default)."""
 
     out_dir: Path
     overwrite: bool = False
     max_shard_size: int | None = None
     inputs: tuple[str | Path, ...] = ()
+    format: StreamFormat = field(default_factory=NativeFormat)
 
 
 def write_streamed(
@@ -94,13 +155,16 @@ def write_streamed(
         raise
     results: list[StreamResult] = []
 
+    out_format = output.format
+    files = out_format.files(run)
+
     def write(staging: Path) -> list[Path]:
-        with _team_writers(run, staging, output.max_shard_size, share) as (_, writers):
-            results.append(run.run(_WriterSink(*writers), progress, share))
-            files = [path for writer in writers for path in writer.close()]
+        with _team_writers(files, staging, output.max_shard_size, share) as (_, writers):
+            results.append(run.run(out_format.sink(writers), progress, share))
+            written = [path for writer in writers.values() for path in writer.close()]
         if share is not None:
             results[:] = share.team.gather(results[0])
-        return files + write_plan_files(plan, staging)
+        return written + out_format.finish(plan, staging)
 
     written = publish_folder(out, write, overwrite=output.overwrite)
     if share is not None:
@@ -111,11 +175,12 @@ def write_streamed(
 def _follow(run: StreamRun, share: TeamShare, output: StreamedOutput) -> StreamResult:
     """A process other than rank 0: write its tensors into the files rank 0 made (a failed
     write is L105, as in one process)."""
-    staging = None
+    staging, out_format = None, output.format
     try:
-        with _team_writers(run, None, output.max_shard_size, share) as (staging, writers):
-            result = run.run(_WriterSink(*writers), None, share)
-            for writer in writers:
+        files = out_format.files(run)
+        with _team_writers(files, None, output.max_shard_size, share) as (staging, writers):
+            result = run.run(out_format.sink(writers), None, share)
+            for writer in writers.values():
                 writer.close()
     except OSError as exc:
         named = exc if staging is None else named_for_user(exc, staging, output.out_dir)
@@ -137,46 +202,45 @@ def merged(results: list[StreamResult]) -> StreamResult:
 
 @contextlib.contextmanager
 def _writers(
-    run: StreamRun,
+    files: list[OutputFile],
     folder: Path,
     max_shard_size: int | None,
     share: TeamShare | None,
     create: bool,
-    prefixes: tuple[str, ...] = ("model", "masks", "quant"),
-) -> Iterator[list[ShardedWriter]]:
-    """The writers of the run's whole layout, of the outputs ``prefixes`` names (this process
-    writing what it owns); with ``create``, the files are made and given their headers. Every
-    process lays out the same files from the same layout and ``max_shard_size``."""
-    layout = run.layout
-    quant_metadata = {k: json.dumps(v, sort_keys=True) for k, v in layout.quant_metadata.items()}
-    owns = None if share is None else share.owns
-    # A scale is '<tensor>.scale' or '<tensor>.zero_point': it goes where its tensor goes.
-    owns_scale = None if owns is None else (lambda name: owns(name.rpartition(".")[0]))
-    common = {"max_shard_size": max_shard_size, "create": create}
+) -> Iterator[dict[str, ShardedWriter]]:
+    """The writers of ``files`` in ``folder`` (this process writing what it owns); with
+    ``create``, the files are made and given their headers. Every process lays out the same
+    files from the same layout and ``max_shard_size``."""
     with contextlib.ExitStack() as stack:
-        yield [
-            stack.enter_context(ShardedWriter(folder, prefix, tensors, **common, **options))
-            for prefix, tensors, options in (
-                ("model", layout.model, {"metadata": {"format": "pt"}, "owns": owns}),
-                ("masks", layout.masks, {"owns": owns}),
-                ("quant", layout.quant, {"metadata": quant_metadata or None, "owns": owns_scale}),
+        writers = {}
+        for file in files:
+            owns = None if share is None else _owner(share, file.source)
+            where = folder / file.subfolder
+            if create and file.subfolder:
+                where.mkdir(exist_ok=True)
+            options = {"metadata": file.metadata, "owns": owns, "create": create}
+            writer = ShardedWriter(
+                where, file.prefix, file.tensors, **options, max_shard_size=max_shard_size
             )
-            if prefix in prefixes
-        ]
+            writers[file.prefix] = stack.enter_context(writer)
+        yield writers
+
+
+def _owner(share: TeamShare, source: Callable[[str], str]) -> Callable[[str], bool]:
+    return lambda name: share.owns(source(name))
 
 
 @contextlib.contextmanager
 def _team_writers(
-    run: StreamRun,
+    files: list[OutputFile],
     folder: Path | None,
     max_shard_size: int | None,
     share: TeamShare | None,
-    prefixes: tuple[str, ...] = ("model", "masks", "quant"),
-) -> Iterator[tuple[Path, list[ShardedWriter]]]:
+) -> Iterator[tuple[Path, dict[str, ShardedWriter]]]:
     """The writers of one folder for every process of a run: rank 0 (or the only process)
     makes the files in ``folder``, then tells the others where it is, and they open them."""
     if share is None or share.team.rank == 0:
-        with _writers(run, folder, max_shard_size, share, True, prefixes) as writers:
+        with _writers(files, folder, max_shard_size, share, True) as writers:
             if share is not None:
                 share.team.broadcast(str(folder))
             yield folder, writers
@@ -188,7 +252,7 @@ def _team_writers(
             "rank 0 refused the output folder (its message says why); nothing was written",
             subject=f"rank {share.team.rank}",
         )
-    with _writers(run, Path(made), max_shard_size, share, False, prefixes) as writers:
+    with _writers(files, Path(made), max_shard_size, share, False) as writers:
         yield Path(made), writers
 
 
@@ -204,8 +268,9 @@ def dry_run_sink(run: StreamRun, share: TeamShare | None) -> Iterator[Any]:
     lead = share is None or share.team.rank == 0
     folder = Path(tempfile.mkdtemp(prefix="dsl-compress-dry-run-")) if lead else None
     try:
-        with _team_writers(run, folder, None, share, ("masks",)) as (_, (writer,)):
-            yield _DroppedSink(writer)
+        masks = [file for file in NativeFormat().files(run) if file.prefix == "masks"]
+        with _team_writers(masks, folder, None, share) as (_, writers):
+            yield _DroppedSink(writers["masks"])
     finally:
         if folder is not None:
             shutil.rmtree(folder, ignore_errors=True)

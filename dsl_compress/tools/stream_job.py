@@ -74,7 +74,8 @@ def stream_apply_job(
     keys = [e.key for e in plan.entries if e.kind is TargetKind.PARAMETER]
     _located(plan, lambda: raise_errors(shared_tensor_errors(skeleton, keys)))
     with weight_reader(skeleton, job.weights) as (read, cast_warnings):
-        run = _located(plan, lambda: StreamRun(skeleton, plan, read, job.seed))
+        rounded = job.output is not None and job.output.format.scales_like_weights
+        run = _located(plan, lambda: StreamRun(skeleton, plan, read, job.seed, rounded))
         _located(plan, lambda: run.calibrate(job.calib, progress))
         share = None
         if team is not None:

@@ -63,3 +63,9 @@ def check_metric(metric: Any) -> None:
 QUANT_SCHEMES = ("symmetric", "affine")
 QUANT_BITS = range(2, 9)
 QUANT_DTYPES = tuple(f"{sign}{bits}" for sign in ("int", "uint") for bits in QUANT_BITS)
+
+
+# Where an apply's output goes: dsl-compress's own folder, or a compressed-tensors model folder;
+# and the serving stacks a compressed-tensors plan can be checked against.
+OUTPUT_FORMATS = ("dsl-compress", "compressed-tensors")
+DEPLOY_TARGETS = ("vllm",)

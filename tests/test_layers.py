@@ -61,6 +61,7 @@ TORCH_FREE_MODULES |= {
     "deploy/ct_config.py",
     "deploy/ct_schemes.py",
     "deploy/vllm_checks.py",
+    "deploy/findings.py",
 }
 
 

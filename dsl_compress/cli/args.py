@@ -7,7 +7,7 @@ from typing import Sequence
 
 from dsl_compress import __version__
 from dsl_compress.cli.formats import FORMATS
-from dsl_compress.vocab import DEFAULT_METRIC, METRIC_NAMES, Mode
+from dsl_compress.vocab import DEFAULT_METRIC, DEPLOY_TARGETS, METRIC_NAMES, OUTPUT_FORMATS, Mode
 
 MODES = tuple(m.value for m in Mode)
 RULES_HELP = ".rules file, or an NNI config_list .json"
@@ -126,6 +126,20 @@ def _apply(commands) -> argparse.ArgumentParser:
         "same output, bit for bit, in memory for the largest few tensors",
     )
     cmd.add_argument(
+        "--format",
+        choices=OUTPUT_FORMATS,
+        default="dsl-compress",
+        help="dsl-compress: the finalized model, masks, scales and plan (any plan); "
+        "compressed-tensors: a Hugging Face folder transformers and vLLM load (needs --model "
+        "hf:DIR; streams as --stream does; masks and plan in its dsl-compress/ folder)",
+    )
+    cmd.add_argument(
+        "--target",
+        choices=DEPLOY_TARGETS,
+        help="with --format compressed-tensors: refuse, before any work, a plan this server "
+        "cannot load (its checks are warnings otherwise)",
+    )
+    cmd.add_argument(
         "--allow-unmatched",
         action="store_true",
         help="apply although a statement matches nothing (W301 a warning, not error E221)",
@@ -146,6 +160,12 @@ def _lint(commands) -> argparse.ArgumentParser:
     cmd.add_argument("rules", nargs="+", metavar="RULES", help=RULES_HELP)
     _rules_input_options(cmd)
     cmd.add_argument("--format", choices=FORMATS, default="full")
+    cmd.add_argument(
+        "--target",
+        choices=DEPLOY_TARGETS,
+        help="with --model or --manifest, also report what this server refuses in a "
+        "compressed-tensors export of the plan (F101, V101-V104)",
+    )
     cmd.add_argument(
         "--fail-on",
         choices=("error", "warning"),

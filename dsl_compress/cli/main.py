@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import difflib
 import enum
+import dataclasses
 import os
 import re
 import sys
@@ -307,6 +308,13 @@ def _model_or_manifest(args) -> torch.nn.Module | StandInModule | None:
 
 def _lint(args) -> ExitStatus:
     model = _model_or_manifest(args)
+    if args.target and model is None:
+        fail(
+            "X803",
+            f"lint --target {args.target} checks a plan, which needs the model",
+            subject="--target",
+            hint="add --model SPEC (e.g. hf:DIR) or --manifest FILE",
+        )
     result = lint(
         args.rules,
         model,
@@ -314,6 +322,7 @@ def _lint(args) -> ExitStatus:
         metric=args.metric,
         mode_hint=MODE_OPTION_HINT,
         include_root=args.include_root,
+        target=args.target,
     )
     text = render(result, args.format)
     if text:
@@ -350,7 +359,9 @@ def _apply(args) -> ExitStatus:
     # Every file the run reads: an --out that holds one would delete it (includes come later).
     inputs = [args.rules, *_model_files(args.model), *spec_files(args.weights)]
     inputs += spec_files(args.calib)
-    if args.stream:
+    deploying = _deploying(args)
+    stream = args.stream or deploying
+    if stream:
         _check_streamable(args)
     elif _torchrun_job():
         fail(
@@ -361,7 +372,7 @@ def _apply(args) -> ExitStatus:
         )
     if args.out and not _follower():
         _report_warnings(check_destination(Path(args.out), args.overwrite, inputs))
-    model = _model(args, skeleton=args.stream)
+    model = _model(args, skeleton=stream)
     if is_config_list(args.rules):
         plan = _config_input(args).plan(model, args.metric)
         _report_warnings(plan.diagnostics)
@@ -374,8 +385,9 @@ def _apply(args) -> ExitStatus:
             compiled = rules.compile(model)
         _refuse_unmatched(compiled.diagnostics, args.allow_unmatched)
         plan = compiled.plan
-    if args.stream:
-        return _apply_streamed(args, model, plan, inputs, shard_size)
+    if stream:
+        out_format = _compressed_tensors(args, model, plan) if deploying else None
+        return _apply_streamed(args, model, plan, inputs, shard_size, out_format)
     calib = load_calib(args.calib) if args.calib else None
     with progress_bars() as progress:
         result = apply_plan_job(model, plan, calib=calib, dry_run=args.dry_run, progress=progress)
@@ -394,6 +406,47 @@ def _apply(args) -> ExitStatus:
         _report_warnings(runtime_only_warning(plan, Path(args.out)))
         print(f"wrote {len(written)} files to {args.out}", file=sys.stderr)
     return ExitStatus.OK
+
+
+def _deploying(args) -> bool:
+    """--format compressed-tensors (which reads an hf: folder and streams); --target needs it."""
+    from dsl_compress.io.hf import is_hf_spec
+
+    if args.format != "compressed-tensors":
+        if args.target:
+            fail(
+                "X803",
+                f"--target {args.target} checks a compressed-tensors export",
+                subject="--target",
+                hint="add --format compressed-tensors, or check the rules with "
+                f"`dsl-compress lint RULES --model SPEC --target {args.target}`",
+            )
+        return False
+    if not is_hf_spec(args.model):
+        fail(
+            "L101",
+            f"--format compressed-tensors writes a Hugging Face model folder, built from one; "
+            f"'{args.model}' is not an hf: folder",
+            subject="--model",
+            hint="give --model hf:DIR (a local folder with config.json and its safetensors)",
+        )
+    return True
+
+
+def _compressed_tensors(args, skeleton, plan):
+    """The compressed-tensors folder layout, every F101 raised and the target's findings
+    reported (errors with --target, warnings otherwise), before any tensor is read."""
+    from dsl_compress.diagnostics import Severity
+    from dsl_compress.io.ct_folder import compressed_tensors_format
+    from dsl_compress.io.hf import hf_folder
+    from dsl_compress.tools.deploy_lint import target_findings
+
+    out_format, _ = compressed_tensors_format(plan, skeleton, hf_folder(args.model))
+    severity = Severity.ERROR if args.target else Severity.WARNING
+    findings = target_findings(plan, skeleton, args.target or "vllm", severity)
+    raise_errors(findings)
+    _report_warnings(findings)
+    return out_format
 
 
 def _check_streamable(args) -> None:
@@ -419,7 +472,7 @@ def _check_streamable(args) -> None:
         )
 
 
-def _apply_streamed(args, skeleton, plan, inputs, shard_size) -> ExitStatus:
+def _apply_streamed(args, skeleton, plan, inputs, shard_size, out_format=None) -> ExitStatus:
     from dsl_compress.io.loading import load_calib, spec_weights
     from dsl_compress.io.outputs import runtime_only_warning
     from dsl_compress.io.stream_outputs import StreamedOutput
@@ -430,6 +483,8 @@ def _apply_streamed(args, skeleton, plan, inputs, shard_size) -> ExitStatus:
     output = None
     if not args.dry_run:
         output = StreamedOutput(Path(args.out), args.overwrite, shard_size, tuple(inputs))
+        if out_format is not None:
+            output = dataclasses.replace(output, format=out_format)
     weights = spec_weights(args.model, args.weights)
     calib = load_calib(args.calib) if args.calib else None
     job = StreamJob(weights, output, calib=calib)

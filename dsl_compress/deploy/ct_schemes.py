@@ -7,7 +7,8 @@ import re
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from dsl_compress.diagnostics import Diagnostic, error, located, span_of_origin
+from dsl_compress.deploy.findings import Finding, merged
+from dsl_compress.diagnostics import Diagnostic
 from dsl_compress.deploy.ct_args import ModuleScheme, QuantArgs, weight_strategy
 from dsl_compress.plan import Plan, PlanEntry
 from dsl_compress.schema.granularity import parse_granularity, BlockKernel
@@ -40,12 +41,25 @@ class ModelShape:
         return cls(types, shapes)
 
 
-def ct_schemes(plan: Plan, model: ModelShape) -> tuple[dict[str, ModuleScheme], list[Diagnostic]]:
+def ct_schemes(
+    plan: Plan, model: ModelShape, module_types: bool = True
+) -> tuple[dict[str, ModuleScheme], list[Diagnostic]]:
+    """Each quantized module's scheme, and the F101 errors (one per rule and problem)."""
+    schemes, found = _schemes(plan, model, module_types)
+    return schemes, merged(found)
+
+
+def _schemes(
+    plan: Plan, model: ModelShape, module_types: bool
+) -> tuple[dict[str, ModuleScheme], list[Finding]]:
     """Each quantized module's scheme (in plan order), and an F101 error for each part of the
-    plan a compressed-tensors checkpoint cannot hold."""
-    found: list[Diagnostic] = []
+    plan a compressed-tensors checkpoint cannot hold; without ``module_types``, a quantized
+    module of another type than Linear or Embedding is left out silently (a deployment
+    target reports it under its own code)."""
+    found: list[Finding] = []
     for entry in plan.entries:
-        found += _unstorable(entry, model)
+        problems = _unstorable(entry, model)
+        found += [d for d in problems if module_types or not _wrong_type(entry, model)]
     quantized = [e for e in plan.of_mode(Mode.QUANTIZE) if not _refused(e, model)]
     weights = {e.module: e for e in quantized if e.kind is TargetKind.PARAMETER}
     inputs = {e.module: e for e in quantized if e.kind is TargetKind.INPUT}
@@ -73,7 +87,7 @@ def _refused(entry: PlanEntry, model: ModelShape) -> bool:
     return bool(_unstorable(entry, model))
 
 
-def _unstorable(entry: PlanEntry, model: ModelShape) -> list[Diagnostic]:
+def _unstorable(entry: PlanEntry, model: ModelShape) -> list[Finding]:
     """F101 for one plan entry the format cannot hold, if it is one."""
     if entry.mode is Mode.DISTILL:
         return [ct_finding(entry, None, *_DISTILL)]
@@ -88,7 +102,7 @@ _DISTILL = (
 )
 
 
-def _unstorable_mask(entry: PlanEntry) -> list[Diagnostic]:
+def _unstorable_mask(entry: PlanEntry) -> list[Finding]:
     if entry.kind is not TargetKind.PARAMETER:
         why = (
             f"a mask on {entry.target} acts while the model runs; a compressed-tensors "
@@ -105,8 +119,16 @@ def _unstorable_mask(entry: PlanEntry) -> list[Diagnostic]:
     return []
 
 
-def _unstorable_quant(entry: PlanEntry, model: ModelShape) -> list[Diagnostic]:
-    module_type = model.module_types.get(entry.module, entry.module_type)
+def _wrong_type(entry: PlanEntry, model: ModelShape) -> bool:
+    return entry.mode is Mode.QUANTIZE and _type_of(entry, model) not in QUANTIZABLE_TYPES
+
+
+def _type_of(entry: PlanEntry, model: ModelShape) -> str:
+    return model.module_types.get(entry.module, entry.module_type)
+
+
+def _unstorable_quant(entry: PlanEntry, model: ModelShape) -> list[Finding]:
+    module_type = _type_of(entry, model)
     if module_type not in QUANTIZABLE_TYPES:
         why = (
             f"compressed-tensors quantizes Linear and Embedding modules; '{entry.module}' is "
@@ -179,14 +201,6 @@ def _args(entry: PlanEntry, shape: tuple[int, ...] | None) -> QuantArgs:
     )
 
 
-def ct_finding(
-    entry: PlanEntry, key: str | None, message: str, hint: str | None = None
-) -> Diagnostic:
-    """F101 at the key's (or the statement's) place in its rules file; a config_list's entry
-    is named in the subject."""
-    origin = (entry.key_origins.get(key) if key else None) or entry.origin
-    message = f"module '{entry.module}' target '{entry.target}': {message}"
-    span = span_of_origin(origin)
-    if span is not None:
-        return located("F101", message, span, hint)
-    return error("F101", message, subject=f"{origin}", hint=hint)
+def ct_finding(entry: PlanEntry, key: str | None, message: str, hint: str | None = None) -> Finding:
+    """F101 for one module, at the key's (or the statement's) place in its rules file."""
+    return Finding("F101", entry, key, f"'{entry.module}' {entry.target}: {message}", hint)

@@ -7,7 +7,8 @@ from typing import Mapping
 
 from dsl_compress.deploy.ct_args import INT_QUANTIZED, PACK_QUANTIZED, ModuleScheme
 from dsl_compress.deploy.ct_schemes import QUANTIZABLE_TYPES, ModelShape
-from dsl_compress.diagnostics import Diagnostic, Severity, span_of_origin
+from dsl_compress.deploy.findings import Finding, merged
+from dsl_compress.diagnostics import Diagnostic, Severity
 from dsl_compress.plan import Plan, PlanEntry
 from dsl_compress.vocab import Mode, TargetKind
 
@@ -36,12 +37,12 @@ def vllm_findings(
     for module, scheme in schemes.items():
         found += _scheme_problems(weights[module], scheme)
     found += _fused(weights, schemes, model)
-    return _merged(found, severity)
+    return merged([Finding(*item) for item in found], severity)
 
 
 def _module_type(entry: PlanEntry, model: ModelShape) -> list:
     module_type = model.module_types.get(entry.module, entry.module_type)
-    if module_type in QUANTIZABLE_TYPES:
+    if module_type in QUANTIZABLE_TYPES or entry.kind is TargetKind.OUTPUT:
         return []
     message = f"vLLM does not load quantization of a {module_type} ('{entry.module}')"
     hint = "select Linear (or Embedding) modules only, e.g. `quantize Linear.weight ...`"
@@ -107,20 +108,3 @@ def _described(scheme: ModuleScheme | None) -> str:
     return f"int{args.num_bits} {args.strategy}{size}" + (
         "" if scheme.input_activations is None else " with int inputs"
     )
-
-
-def _merged(found: list, severity: Severity) -> list[Diagnostic]:
-    """One diagnostic per code and place: the first message, and how many modules share it."""
-    by_place: dict[tuple[str, str], list] = {}
-    for code, entry, key, message, hint in found:
-        origin = (entry.key_origins.get(key) if key else None) or entry.origin
-        by_place.setdefault((code, origin), []).append((entry, message, hint))
-    out = []
-    for (code, origin), items in by_place.items():
-        entry, message, hint = items[0]
-        if len(items) > 1:
-            message += f" (and {len(items) - 1} more module(s) set by this rule)"
-        span = span_of_origin(origin)
-        subject = None if span is not None else f"{origin} ({entry.subject})"
-        out.append(Diagnostic(code, severity, message, span=span, subject=subject, hint=hint))
-    return out

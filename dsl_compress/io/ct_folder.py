@@ -16,13 +16,14 @@ import torch
 from dsl_compress.deploy.ct_args import ModuleScheme
 from dsl_compress.deploy.ct_config import quantization_config
 from dsl_compress.deploy.ct_schemes import ModelShape, ct_finding, ct_schemes
+from dsl_compress.deploy.findings import Finding, merged
 from dsl_compress.deploy.ct_tensors import (
     input_tensors,
     planned_input,
     planned_weight,
     weight_tensors,
 )
-from dsl_compress.diagnostics import Diagnostic, fail, raise_errors
+from dsl_compress.diagnostics import fail, raise_errors
 from dsl_compress.engine.quantize import QuantParams
 from dsl_compress.engine.stream import StreamRun
 from dsl_compress.engine.stream_data import PlannedTensor, StreamSink
@@ -180,7 +181,7 @@ def compressed_tensors_format(
     (F101, located at its rule), before any tensor is read."""
     shape = ModelShape.of(skeleton)
     schemes, problems = ct_schemes(plan, shape)
-    problems += _tied_quantized(plan, skeleton, schemes)
+    problems += merged(_tied_quantized(plan, skeleton, schemes))
     raise_errors(problems)
     linear = [name for name, kind in shape.module_types.items() if kind == "Linear"]
     ignored = tuple(name for name in linear if name not in schemes)
@@ -188,7 +189,7 @@ def compressed_tensors_format(
     return layout, schemes
 
 
-def _tied_quantized(plan: Plan, skeleton: torch.nn.Module, schemes) -> list[Diagnostic]:
+def _tied_quantized(plan: Plan, skeleton: torch.nn.Module, schemes) -> list[Finding]:
     """F101 for a quantized weight held under two names (an embedding tied to the output
     head): the format packs each module's weight on its own, and a tie cannot hold both."""
     names: dict[int, list[str]] = {}

@@ -75,11 +75,15 @@ def lint(
     metric: str | None = None,
     mode_hint: str = MODE_ARGUMENT_HINT,
     include_root: str | Path | None = None,
+    target: str | None = None,
 ) -> LintResult:
     """Lint each input: a .rules file, or an NNI config_list .json (with ``mode`` for a plain
     list, ``metric`` for pruning); syntax and meaning, and with ``model`` everything model-aware
     (a torch module, or a manifest's stand-in: then lint loads no torch). Includes read only
     under ``include_root`` (by default each file's own folder).
+
+    With ``target`` ('vllm') and a model, what that server refuses in a compressed-tensors
+    export of each plan is reported too (F101, V101-V104).
 
     Errors are collected, never raised: a file that does not parse or compile is reported
     with every error it has, and the other files are still checked.
@@ -95,6 +99,7 @@ def lint(
                 metric=metric,
                 mode_hint=mode_hint,
                 include_root=include_root,
+                target=target,
             )
         except CompressionError as exc:
             diagnostics = list(exc.diagnostics)
@@ -114,11 +119,13 @@ def lint_file(
     metric: str | None = None,
     mode_hint: str = MODE_ARGUMENT_HINT,
     include_root: str | Path | None = None,
+    target: str | None = None,
 ) -> list[Diagnostic]:
     """Every diagnostic of one input; raises CompressionError when it cannot be read or parsed
     as a whole (a missing file, JSON that does not parse, a config_list without its mode)."""
     if is_config_list(path):
-        return _lint_config_list(read_config_input(path, mode, mode_hint=mode_hint), model, metric)
+        config = read_config_input(path, mode, mode_hint=mode_hint)
+        return _lint_config_list(config, model, metric, target)
     text = read_rules_file(path)
     try:
         rules = parse(text, path, include_root)
@@ -128,8 +135,17 @@ def lint_file(
     # Without a model, W304 only says what an NNI export would lack: not a finding of the rules.
     found = [d for d in compiled.diagnostics if model is not None or d.code != "W304"]
     if model is not None and compiled.plan is not None:
-        found.extend(check_plan(compiled.plan, model, statement_spans(rules)))
+        spans = statement_spans(rules)
+        found.extend(check_plan(compiled.plan, model, spans))
+        if target is not None:
+            found.extend(_widened(d, spans) for d in _target(compiled.plan, model, target))
     return found
+
+
+def _target(plan: Plan, model: Model, target: str) -> list[Diagnostic]:
+    from dsl_compress.tools.deploy_lint import target_findings  # only with --target
+
+    return target_findings(plan, model, target)
 
 
 def is_config_list(path: str | Path) -> bool:
@@ -138,7 +154,7 @@ def is_config_list(path: str | Path) -> bool:
 
 
 def _lint_config_list(
-    config: ConfigInput, model: Model | None, metric: str | None
+    config: ConfigInput, model: Model | None, metric: str | None, target: str | None = None
 ) -> list[Diagnostic]:
     """C1xx of every config; with a model, what resolving them reports and the plan's checks."""
     found = config.validate()
@@ -148,7 +164,8 @@ def _lint_config_list(
         plan = config.plan(model, metric)
     except CompressionError as exc:
         return list(exc.diagnostics)
-    return [*plan.diagnostics, *config.located_by_origin(plan, check_plan(plan, model))]
+    checked = check_plan(plan, model) + (_target(plan, model, target) if target else [])
+    return [*plan.diagnostics, *config.located_by_origin(plan, checked)]
 
 
 def check_plan(

@@ -28,12 +28,13 @@ LAYERS: dict[str, int] = {
     "models": 4,
     "api": 5,
     "tools": 6,
-    "cli": 7,
-    "__init__": 8,
-    "__main__": 8,
+    "lsp": 7,
+    "cli": 8,
+    "__init__": 9,
+    "__main__": 9,
 }
 ROOT_SHARED = {"diagnostics", "codes", "vocab", "forward_signature", "stand_in"}  # may share
-TORCH_FREE = ("language", "schema", "codes", "diagnostics", "vocab", "stand_in")
+TORCH_FREE = ("language", "schema", "codes", "diagnostics", "vocab", "stand_in", "lsp")
 TORCH_FREE_MODULES = {
     "io/atomic.py",
     "io/json_text.py",
@@ -56,6 +57,7 @@ TORCH_FREE_MODULES |= {
     "engine/mask_request.py",
     "engine/quant_dtypes.py",
     "tools/lint.py",
+    "tools/code_docs.py",
 }
 
 

@@ -17,7 +17,6 @@ pytest.importorskip("pygls")
 from dsl_compress.lsp.project import find_manifest  # noqa: E402
 from dsl_compress.tools.lint import lint  # noqa: E402
 from dsl_compress.io.manifest_read import load_manifest, stand_in_model  # noqa: E402
-from tests.cli_runner import run  # noqa: E402
 from tests.lsp_session import REPO, run_session  # noqa: E402
 
 RULES = """\
@@ -173,8 +172,23 @@ def test_the_command_without_pygls_says_how_to_install_it(tmp_path):
     ]
 
 
-def test_lsp_help_names_its_options(capsys):
-    with pytest.raises(SystemExit):
-        run(capsys, "lsp", "--help")
-    out = capsys.readouterr().out
-    assert "--manifest" in out and "--debounce" in out
+def test_the_server_checks_against_a_manifest_without_loading_torch(tmp_path, manifest):
+    rules = _project(tmp_path, manifest)
+    probe = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from dsl_compress.lsp.diagnostics import check_document\n"
+        "from dsl_compress.lsp.project import Project\n"
+        "path = Path(sys.argv[1])\n"
+        "found = check_document(path.as_uri(), path.read_text(), {}, Project())\n"
+        "codes = {d.code for ds in found.by_uri.values() for d in ds}\n"
+        "print('W301' in codes, 'torch' in sys.modules)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe, str(rules)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.stdout.split() == ["True", "False"], done.stderr

@@ -452,6 +452,7 @@ OPTIONS = {
     "explain": ["RULES|CODE", "--model", "--target"],
     "compile": ["RULES", "--model", "--format", "config-list", "registry", "plan", "--output"],
     "fmt": ["RULES", "--check", "--diff"],
+    "lsp": ["--manifest", "--debounce"],
 }
 
 

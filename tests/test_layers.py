@@ -29,12 +29,13 @@ LAYERS: dict[str, int] = {
     "models": 4,
     "api": 5,
     "tools": 6,
-    "cli": 7,
-    "__init__": 8,
-    "__main__": 8,
+    "lsp": 7,
+    "cli": 8,
+    "__init__": 9,
+    "__main__": 9,
 }
 ROOT_SHARED = {"diagnostics", "codes", "vocab", "forward_signature", "stand_in"}  # may share
-TORCH_FREE = ("language", "schema", "codes", "diagnostics", "vocab", "stand_in")
+TORCH_FREE = ("language", "schema", "codes", "diagnostics", "vocab", "stand_in", "lsp")
 TORCH_FREE_MODULES = {
     "io/atomic.py",
     "io/json_text.py",
@@ -62,6 +63,7 @@ TORCH_FREE_MODULES |= {
     "deploy/ct_schemes.py",
     "deploy/vllm_checks.py",
     "deploy/findings.py",
+    "tools/code_docs.py",
 }
 
 

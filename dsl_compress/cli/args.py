@@ -46,6 +46,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
             ("explain", _explain),
             ("compile", _compile),
             ("fmt", _fmt),
+            ("lsp", _lsp),
         )
     }
     return parser, built
@@ -216,4 +217,24 @@ def _fmt(commands) -> argparse.ArgumentParser:
     cmd.add_argument("rules", nargs="+", metavar="RULES")
     cmd.add_argument("--check", action="store_true", help="exit 1 if a file would change")
     cmd.add_argument("--diff", action="store_true", help="print the changes, write nothing")
+    return cmd
+
+
+def _lsp(commands) -> argparse.ArgumentParser:
+    cmd = commands.add_parser(
+        "lsp", help="the language server for editors, over stdio (needs dsl-compress[lsp])"
+    )
+    cmd.add_argument(
+        "--manifest",
+        metavar="FILE",
+        help="check every file against this manifest (default: the one a dsl-compress.toml or "
+        "[tool.dsl-compress] in pyproject.toml names, searched upwards from each file)",
+    )
+    cmd.add_argument(
+        "--debounce",
+        type=float,
+        default=0.3,
+        metavar="SECONDS",
+        help="the pause after an edit before its file is checked (default 0.3)",
+    )
     return cmd

@@ -334,6 +334,23 @@ def _lint(args) -> ExitStatus:
     return ExitStatus(result.exit_status(args.fail_on))
 
 
+def _lsp(args) -> ExitStatus:
+    """Serve the language server over stdio until the editor exits; without pygls, say how to
+    install it."""
+    try:
+        from dsl_compress.lsp.server import serve
+    except ImportError as exc:
+        if (exc.name or "").split(".")[0] not in ("pygls", "lsprotocol"):
+            raise
+        print(LSP_INSTALL_LINE, file=sys.stderr)
+        return ExitStatus.ERROR
+    serve(Path(args.manifest) if args.manifest else None, max(args.debounce, 0.0))
+    return ExitStatus.OK
+
+
+LSP_INSTALL_LINE = "dsl-compress lsp needs pygls: pip install 'dsl-compress[lsp]'"
+
+
 def _manifest(args) -> ExitStatus:
     """Names, types and shapes; with a checkpoint and no example input, from the meta skeleton
     and the checkpoint's headers alone (not one weight is read)."""
@@ -551,6 +568,7 @@ COMMANDS: dict[str, Callable] = {
     "fmt": _fmt,
     "compile": _compile,
     "explain": _explain,
+    "lsp": _lsp,
 }
 
 

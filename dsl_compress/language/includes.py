@@ -5,10 +5,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from dsl_compress.diagnostics import CompressionError, Diagnostic, Severity, Span
 from dsl_compress.language.parse import parse_rule_file
 from dsl_compress.language.syntax import Include, RuleFile, Statement
+
+# How an included file's text is read: by default from disk (read_rules); the language server
+# reads the unsaved text of the files open in the editor first.
+IncludeReader = Callable[[Path, Span | None], str]
 
 # Each level of include is a few stack frames; a chain of 500 files overflowed Python's stack.
 MAX_INCLUDE_DEPTH = 32
@@ -20,20 +25,27 @@ class _Reading:
 
     root: Path
     done: set = field(default_factory=set)
+    read: IncludeReader = field(default=lambda path, span: read_rules(path, span))
 
 
 def parse_with_includes(
-    text: str, path: str | None = None, include_root: str | Path | None = None
+    text: str,
+    path: str | None = None,
+    include_root: str | Path | None = None,
+    reader: IncludeReader | None = None,
 ) -> tuple[tuple[Statement, ...], tuple[str, ...]]:
     """The statements of rules text with included files' statements in place, and the files it
     included; includes are read relative to ``path``'s folder (or the working folder).
 
     Includes may read only files under ``include_root`` (by default the folder of ``path``, or
     the working folder), symlinks resolved first: rules from a pull request must not read
-    ``/etc/passwd`` into a CI log.
+    ``/etc/passwd`` into a CI log. ``reader`` reads an included file's text (by default
+    :func:`read_rules`); it is asked only after the file passed those checks.
     """
     base = _resolved(Path(path)) if path else None
     reading = _Reading(_include_root(include_root, base))
+    if reader is not None:
+        reading = _Reading(reading.root, read=reader)
     statements = _expand(parse_rule_file(text, path), base, [base] if base else [], reading)
     return tuple(statements), tuple(str(p) for p in _seen(statements, base))
 
@@ -106,7 +118,7 @@ def _include(stmt: Include, base: Path | None, stack: list[Path], reading: _Read
     if target in reading.done:
         return []
     reading.done.add(target)
-    included = parse_rule_file(read_rules(target, stmt.span), _shown(target))
+    included = parse_rule_file(reading.read(target, stmt.span), _shown(target))
     return _expand(included, target, [*stack, target], reading)
 
 

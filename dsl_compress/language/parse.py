@@ -90,6 +90,15 @@ def parse_by_statement(text: str, path: str | None = None) -> RuleFile:
     What ``parse`` falls back to on a syntax error; on text without one it gives what
     ``parse`` gives.
     """
+    rule_file, errors = parse_partially(text, path)
+    if errors:
+        raise CompressionError(errors)
+    return rule_file
+
+
+def parse_partially(text: str, path: str | None = None) -> tuple[RuleFile, list[Diagnostic]]:
+    """The statements that parse, and the syntax errors of the rest: a half-typed file in an
+    editor still has its other statements to outline, hover and complete."""
     parser, statements, comments, errors = _parser(), [], [], []
     for chunk in split_statements(text):
         try:
@@ -102,9 +111,7 @@ def parse_by_statement(text: str, path: str | None = None) -> RuleFile:
             continue
         statements.extend(found)
         comments.extend(_shifted(comment, chunk) for comment in chunk_comments)
-    if errors:
-        raise CompressionError(errors)
-    return RuleFile(tuple(statements), path, _comments(comments, text))
+    return RuleFile(tuple(statements), path, _comments(comments, text)), errors
 
 
 def _limit_diagnostic(exc: InputLimit, chunk: Chunk, path: str | None) -> Diagnostic:

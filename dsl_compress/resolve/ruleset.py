@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Mapping
 if TYPE_CHECKING:
     import torch
 from dsl_compress.diagnostics import CompressionError, Diagnostic, Severity, source_order
-from dsl_compress.language.includes import parse_with_includes, read_rules
+from dsl_compress.language.includes import IncludeReader, parse_with_includes, read_rules
 from dsl_compress.language.syntax import Statement
 from dsl_compress.plan import Plan
 from dsl_compress.resolve.check import CheckedRules, check_rules
@@ -97,10 +97,16 @@ class RuleSet:
         return check_rules(self.statements, registry, model_types)
 
 
-def parse(text: str, path: str | None = None, include_root: str | Path | None = None) -> RuleSet:
+def parse(
+    text: str,
+    path: str | None = None,
+    include_root: str | Path | None = None,
+    reader: IncludeReader | None = None,
+) -> RuleSet:
     """Parse rules text; includes are read relative to ``path``'s folder (or the working folder)
-    and only under ``include_root`` (by default that same folder)."""
-    statements, files = parse_with_includes(text, path, include_root)
+    and only under ``include_root`` (by default that same folder), by ``reader`` when given
+    (the language server's open buffers before disk)."""
+    statements, files = parse_with_includes(text, path, include_root, reader)
     return RuleSet(statements, path, files)
 
 

@@ -15,10 +15,12 @@ Check = Callable[[str, Any, str], list[Diagnostic]]
 
 @dataclass(frozen=True)
 class KeyRule:
-    """One key: what it accepts, in words (for messages and `explain`), and the check."""
+    """One key: what it accepts, in words (for messages and `explain`), and the check;
+    ``choices``: the words it takes, where they are a closed set (offered by completion)."""
 
     expected: str
     check: Check
+    choices: tuple[str, ...] = ()
 
 
 def subject_of(parent: str, key: Any) -> str:
@@ -182,11 +184,11 @@ def apply_method_rule(mode: Mode) -> KeyRule:
             hint = did_you_mean(value, choices) or hint
         return [error("C105", message, subject=subject, hint=hint)]
 
-    return KeyRule(expected, check)
+    return KeyRule(expected, check, choices)
 
 
 def _apply_method_mode(value: str) -> Mode | None:
     return next((m for m, choices in APPLY_METHODS.items() if value in choices), None)
 
 
-GRANULARITY_RULE = KeyRule(_GRANULARITY_EXPECTED, _check_granularity)
+GRANULARITY_RULE = KeyRule(_GRANULARITY_EXPECTED, _check_granularity, GRANULARITY_NAMES)

@@ -85,7 +85,7 @@ def _dtype_hint(value: str) -> str:
     return did_you_mean(value, QUANT_DTYPES) or "use e.g. 'int8' or 'uint8' (None means int8)"
 
 
-QUANT_DTYPE_RULE = KeyRule(_DTYPE_EXPECTED, _check_quant_dtype)
+QUANT_DTYPE_RULE = KeyRule(_DTYPE_EXPECTED, _check_quant_dtype, QUANT_DTYPES)
 
 
 def _check_quant_scheme(key: str, value: Any, subject: str) -> list[Diagnostic]:
@@ -102,7 +102,7 @@ def _check_quant_scheme(key: str, value: Any, subject: str) -> list[Diagnostic]:
     return [error("C105", message, subject=subject, hint=hint)]
 
 
-QUANT_SCHEME_RULE = KeyRule("'affine' or 'symmetric'", _check_quant_scheme)
+QUANT_SCHEME_RULE = KeyRule("'affine' or 'symmetric'", _check_quant_scheme, QUANT_SCHEMES)
 
 _FUSE_EXPECTED = "a list of tuples of 2 or 3 module names, e.g. [('conv1', 'bn1')]"
 
@@ -214,6 +214,6 @@ def _check_group(key: str, value: Any, subject: str) -> list[Diagnostic]:
     return [error("E203", f"group must be a name or an int, got {value!r}")]
 
 
-METRIC_RULE = KeyRule(f"one of {', '.join(METRIC_NAMES)}", _check_metric)
+METRIC_RULE = KeyRule(f"one of {', '.join(METRIC_NAMES)}", _check_metric, METRIC_NAMES)
 DIMS_RULE = KeyRule("a list of int", _check_dims)
 GROUP_RULE = KeyRule("a name or an int", _check_group)

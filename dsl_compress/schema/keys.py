@@ -28,7 +28,7 @@ from dsl_compress.schema.key_checks import (
     is_group_id,
     is_link,
 )
-from dsl_compress.vocab import Mode
+from dsl_compress.vocab import DEFAULT_METRIC, Mode
 
 
 class Level(str, enum.Enum):
@@ -66,6 +66,7 @@ class KeyRow:
     masks: bool = False  # a value other than None makes the target's mask
     instead: str | None = None  # what to write where the key is refused
     required: str | None = None  # a config must hold it: the hint when it does not
+    default: str = "unset"  # what an unwritten key means, in words (hover)
 
 
 _COMPRESS = frozenset({Statement.COMPRESS})
@@ -128,6 +129,7 @@ KEYS: tuple[KeyRow, ...] = (
         ratio_rule(0, 1, low_open=True, high_open=False),
         _COMPRESS_REGISTER,
         numeric=True,
+        default="unset (1.0)",
     ),
     KeyRow(
         "min_sparse_ratio",
@@ -137,6 +139,7 @@ KEYS: tuple[KeyRow, ...] = (
         ratio_rule(0, 1, low_open=False, high_open=True),
         _COMPRESS_REGISTER,
         numeric=True,
+        default="unset (0.0)",
     ),
     KeyRow(
         "global_group_id",
@@ -163,9 +166,16 @@ KEYS: tuple[KeyRow, ...] = (
         Mode.PRUNE,
         type_rule("an int >= 1", lambda v: is_int(v) and v >= 1),
         _COMPRESS_REGISTER,
+        default="unset (1)",
     ),
     KeyRow(
-        "granularity", Level.SETTING, "the blocks masked as one", Mode.PRUNE, GRANULARITY_RULE, _ALL
+        "granularity",
+        Level.SETTING,
+        "the blocks masked as one",
+        Mode.PRUNE,
+        GRANULARITY_RULE,
+        _ALL,
+        default="default",
     ),
     KeyRow(
         "apply_method",
@@ -174,6 +184,7 @@ KEYS: tuple[KeyRow, ...] = (
         Mode.PRUNE,
         apply_method_rule(Mode.PRUNE),
         _ALL,
+        default="mul",
     ),
     KeyRow(
         "align",
@@ -193,6 +204,7 @@ KEYS: tuple[KeyRow, ...] = (
         QUANT_DTYPE_RULE,
         _COMPRESS_REGISTER,
         required="write quant_dtype=None for int8: NNI 3.0 requires the key even then",
+        default="unset (int8)",
     ),
     KeyRow(
         "quant_scheme",
@@ -201,6 +213,7 @@ KEYS: tuple[KeyRow, ...] = (
         Mode.QUANTIZE,
         QUANT_SCHEME_RULE,
         _COMPRESS_REGISTER,
+        default="unset (symmetric)",
     ),
     KeyRow(
         "granularity",
@@ -209,6 +222,7 @@ KEYS: tuple[KeyRow, ...] = (
         Mode.QUANTIZE,
         GRANULARITY_RULE,
         _COMPRESS_REGISTER,
+        default="default",
     ),
     KeyRow(
         "apply_method",
@@ -217,6 +231,7 @@ KEYS: tuple[KeyRow, ...] = (
         Mode.QUANTIZE,
         apply_method_rule(Mode.QUANTIZE),
         _COMPRESS_REGISTER,
+        default="clamp_round",
     ),
     KeyRow(
         "fuse_names",
@@ -234,6 +249,7 @@ KEYS: tuple[KeyRow, ...] = (
         type_rule("a finite int or float", is_finite_number),
         _COMPRESS_REGISTER,
         numeric=True,
+        default="unset (1.0)",
     ),
     KeyRow(
         "link",
@@ -242,6 +258,7 @@ KEYS: tuple[KeyRow, ...] = (
         Mode.DISTILL,
         type_rule("a str, or a list or tuple of str", is_link),
         _COMPRESS_REGISTER,
+        default="unset (the student module's own name)",
     ),
     KeyRow(
         "apply_method",
@@ -250,9 +267,18 @@ KEYS: tuple[KeyRow, ...] = (
         Mode.DISTILL,
         apply_method_rule(Mode.DISTILL),
         _COMPRESS_REGISTER,
+        default="unset (mse)",
     ),
     # ---- the language's own keys ----
-    KeyRow("metric", Level.LANGUAGE, "how elements are ranked", Mode.PRUNE, METRIC_RULE, _COMPRESS),
+    KeyRow(
+        "metric",
+        Level.LANGUAGE,
+        "how elements are ranked",
+        Mode.PRUNE,
+        METRIC_RULE,
+        _COMPRESS,
+        default=DEFAULT_METRIC,
+    ),
     KeyRow(
         "group",
         Level.LANGUAGE,

@@ -18,6 +18,7 @@ from dsl_compress.diagnostics import (
     span_of_origin,
 )
 from dsl_compress.codes import LINT_CODE_OF
+from dsl_compress.language.includes import IncludeReader
 from dsl_compress.vocab import Mode
 from dsl_compress.plan import Plan, PlanEntry, Key
 from dsl_compress.resolve.config_input import MODE_ARGUMENT_HINT, ConfigInput, read_config_input
@@ -127,8 +128,23 @@ def lint_file(
         config = read_config_input(path, mode, mode_hint=mode_hint)
         return _lint_config_list(config, model, metric, target)
     text = read_rules_file(path)
+    return lint_text(text, path, model, include_root=include_root, target=target)
+
+
+def lint_text(
+    text: str,
+    path: str | None,
+    model: Model | None = None,
+    *,
+    include_root: str | Path | None = None,
+    reader: IncludeReader | None = None,
+    target: str | None = None,
+) -> list[Diagnostic]:
+    """Every diagnostic of .rules text (what :func:`lint_file` reports for a file holding it);
+    ``reader`` reads included files (the language server's unsaved buffers before disk);
+    ``target`` as for :func:`lint`."""
     try:
-        rules = parse(text, path, include_root)
+        rules = parse(text, path, include_root, reader)
         compiled = rules.compile(model)
     except CompressionError as exc:
         return list(exc.diagnostics)

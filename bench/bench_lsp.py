@@ -1,0 +1,99 @@
+"""The language server's response to a keystroke: from a didChange of a 1,000-statement file to
+its published diagnostics, through the real `dsl-compress lsp` over stdio (pygls's client), the
+debounce pause set to 0 so that only the work is timed."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from lsprotocol import types
+from pygls.lsp.client import LanguageClient
+
+from measure import print_table, write_results
+from workloads import rules_text
+
+TARGET_S = 0.100  # a keystroke's diagnostics on the 1,000-statement file
+REPO = Path(__file__).resolve().parent.parent
+
+
+class Probe:
+    """A client that times each change until the server publishes for its version."""
+
+    def __init__(self) -> None:
+        self.client = LanguageClient("bench", "1")
+        self.arrived: dict[int, float] = {}
+        self.event = asyncio.Event()
+        self.client.feature(types.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS)(lambda p: self._published(p))
+
+    def _published(self, params: types.PublishDiagnosticsParams) -> None:
+        if params.version is not None:
+            self.arrived.setdefault(params.version, time.perf_counter())
+            self.event.set()
+
+    async def wait_for(self, version: int) -> float:
+        while version not in self.arrived:
+            self.event.clear()
+            await asyncio.wait_for(self.event.wait(), 120)
+        return self.arrived[version]
+
+
+async def measure(statements: int, edits: int) -> list[float]:
+    probe = Probe()
+    client = probe.client
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "large.rules"
+        text = rules_text(statements)
+        path.write_text(text)
+        await client.start_io(
+            sys.executable, "-m", "dsl_compress", "lsp", "--debounce", "0", cwd=folder, env=env
+        )
+        params = types.InitializeParams(capabilities=types.ClientCapabilities())
+        await client.initialize_async(params)
+        client.initialized(types.InitializedParams())
+        uri = path.resolve().as_uri()
+        item = types.TextDocumentItem(uri=uri, language_id="rules", version=1, text=text)
+        client.text_document_did_open(types.DidOpenTextDocumentParams(item))
+        await probe.wait_for(1)
+        times = [await _edit(probe, uri, text, version) for version in range(2, edits + 2)]
+        await client.shutdown_async(None)
+        client.exit(None)
+        await client.stop()
+    return times
+
+
+async def _edit(probe: Probe, uri: str, text: str, version: int) -> float:
+    """One keystroke: a digit of the first let's value typed, its diagnostics awaited."""
+    edited = text.replace("let ratio = 0.5", f"let ratio = 0.{version % 9 + 1}", 1)
+    document = types.VersionedTextDocumentIdentifier(uri=uri, version=version)
+    change = types.TextDocumentContentChangeWholeDocument(text=edited)
+    sent = time.perf_counter()
+    probe.client.text_document_did_change(types.DidChangeTextDocumentParams(document, [change]))
+    return await probe.wait_for(version) - sent
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--statements", type=int, default=1000)
+    parser.add_argument("--edits", type=int, default=30)
+    args = parser.parse_args()
+    times = asyncio.run(measure(args.statements, args.edits))
+    median, worst = statistics.median(times), max(times)
+    p90 = sorted(times)[int(0.9 * (len(times) - 1))]
+    rows = [[f"didChange -> diagnostics, {args.statements} statements", median, p90, worst]]
+    print_table(["case", "median s", "p90 s", "max s"], rows)
+    verdict = "meets" if median < TARGET_S else "misses"
+    print(f"median {median * 1000:.1f} ms {verdict} the target of {TARGET_S * 1000:.0f} ms")
+    payload = {"statements": args.statements, "edits": args.edits, "seconds": times}
+    write_results("lsp", {**payload, "median_s": median, "p90_s": p90, "target_s": TARGET_S})
+
+
+if __name__ == "__main__":
+    main()

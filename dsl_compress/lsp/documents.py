@@ -1,0 +1,70 @@
+"""The documents open in the editor: their unsaved text by URI and by file, read before disk
+when a rules file includes them, and which files each checked document included."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+from pygls import uris
+from pygls.workspace import Workspace
+
+from dsl_compress.diagnostics import Span
+from dsl_compress.language.includes import read_rules
+
+
+def path_of(uri: str) -> Path | None:
+    """The file a URI names, symlinks resolved; None for a URI that is not a file's."""
+    path = uris.to_fs_path(uri)
+    return Path(path).resolve() if path and uri.startswith("file:") else None
+
+
+def uri_of(path: Path) -> str:
+    return uris.from_fs_path(str(path)) or path.as_uri()
+
+
+class OpenDocuments:
+    """The workspace's text documents, looked up by URI or by the file they hold
+    (``workspace`` gives pygls's, which exists once the client has initialized)."""
+
+    def __init__(self, workspace: Callable[[], Workspace]) -> None:
+        self._get_workspace = workspace
+
+    @property
+    def _workspace(self) -> Workspace:
+        return self._get_workspace()
+
+    def uris(self) -> list[str]:
+        return list(self._workspace.text_documents)
+
+    def is_open(self, uri: str) -> bool:
+        return uri in self._workspace.text_documents
+
+    def text(self, uri: str) -> str:
+        return self._workspace.get_text_document(uri).source
+
+    def version(self, uri: str) -> int | None:
+        return self._workspace.get_text_document(uri).version if self.is_open(uri) else None
+
+    def buffers(self) -> dict[Path, str]:
+        """Each open file's unsaved text, by its resolved path."""
+        found = {}
+        for uri in self.uris():
+            path = path_of(uri)
+            if path is not None:
+                found[path] = self.text(uri)
+        return found
+
+
+class BufferReader:
+    """Reads an included file from its open buffer, else from disk, and remembers every file
+    it read (what re-checks an includer when one of them is edited)."""
+
+    def __init__(self, buffers: dict[Path, str]) -> None:
+        self._buffers = buffers
+        self.read: set[Path] = set()
+
+    def __call__(self, path: Path, span: Span | None) -> str:
+        self.read.add(path)
+        text = self._buffers.get(path)
+        return text if text is not None else read_rules(path, span)

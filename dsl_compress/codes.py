@@ -274,7 +274,8 @@ CODES: dict[str, CodeInfo] = _table(
     (
         "C109",
         "conflicting-keys",
-        "sparse_ratio and sparse_threshold in one setting.",
+        "sparse_ratio and sparse_threshold in one setting; or a mask_structure (N:M) with a key "
+        "of the same setting it cannot combine with (see E222).",
         "Keep only one.",
     ),
     (

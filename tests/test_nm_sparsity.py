@@ -106,6 +106,13 @@ def test_a_bad_structure_is_located_in_rules_and_in_a_config_list(project, value
     assert found.code == "C105" and found.subject == "config_list[0].mask_structure"
 
 
+def test_an_unquoted_structure_is_told_to_be_quoted(project):
+    (project / "a.rules").write_text("prune Linear.weight mask_structure=1:4\n")
+    [diag] = lint(["a.rules"]).diagnostics
+    assert diag.code == "E102" and (diag.span.line, diag.span.column) == (1, 37)
+    assert diag.hint.startswith('quote it: mask_structure="1:4"')
+
+
 def test_mask_structure_is_a_pruning_key_only(project):
     (project / "a.rules").write_text('quantize Linear.weight mask_structure="2:4"\n')
     [diag] = lint(["a.rules"]).diagnostics
@@ -272,6 +279,38 @@ def test_a_key_of_the_same_statement_it_cannot_combine_with_is_e222_there(projec
     [diag] = found
     assert (diag.span.line, diag.span.column) == (1, text.index(setting) + 1)
     assert f"cannot be combined with {key}=" in diag.message and diag.hint
+
+
+CONFIG_CONFLICTS = {
+    "sparse_ratio": 0.3,
+    "sparse_threshold": 0.1,
+    "global_group_id": 1,
+    "dependency_group_id": 1,
+    "min_sparse_ratio": 0.1,
+    "max_sparse_ratio": 0.9,
+    "internal_metric_block": 2,
+    "granularity": [1, -1],
+    "align": {"module_name": None, "target_name": "bias", "dims": [0]},
+}
+
+
+@pytest.mark.parametrize("key", sorted(CONFIG_CONFLICTS))
+def test_a_key_of_the_same_config_setting_is_c109_at_that_key(key):
+    setting = {"mask_structure": "2:4", key: CONFIG_CONFLICTS[key]}
+    for config in (
+        {"op_types": ["Linear"], **setting},
+        {"op_types": ["Linear"], "target_settings": {"weight": setting}},
+    ):
+        found = [d for d in validate_config_list([config], "prune") if d.code == "C109"]
+        assert [d.subject.rsplit(".", 1)[-1] for d in found] == [key], found
+        assert f"cannot be combined with {key}=" in found[0].message
+
+
+def test_harmless_bounds_and_an_element_granularity_are_no_conflict():
+    setting = {"mask_structure": "2:4", "min_sparse_ratio": 0.0, "max_sparse_ratio": 1.0}
+    for granularity in (None, "default", [1, 1], [1], [[1, 1], "back", 1]):
+        config = {"op_types": ["Linear"], **setting, "granularity": granularity}
+        assert validate_config_list([config], "prune") == []
 
 
 @pytest.mark.parametrize("key", sorted(CONFLICTS))

@@ -141,6 +141,28 @@ CODES: dict[str, CodeInfo] = _table(
         "(allow_unmatched=True in the Python API) to apply with it as the warning W301.",
     ),
     (
+        "E222",
+        "mask-structure-mismatch",
+        "An N:M mask_structure ('2:4': 2 pruned of every 4 consecutive elements along the "
+        "input, last, dimension) that cannot be made: with a sparse_ratio other than N/M, a "
+        "sparse_threshold, a group, a dependency_group_id, min/max_sparse_ratio bounds, an "
+        "internal_metric_block, an align, or a granularity of blocks larger than one element; "
+        "or on a tensor whose last dimension is not a multiple of M.",
+        "Remove the other key where mask_structure is set (sparse_ratio may stay when it is "
+        "N/M), exclude the tensor, or use an M that divides its last dimension.",
+        "P511",
+    ),
+    (
+        "E223",
+        "not-nni-expressible",
+        "Exporting to an NNI 3.0 config_list (compile --format config-list) a statement, plan "
+        "or config that NNI cannot express: N:M sparsity (mask_structure) has no NNI setting. "
+        "A config_list read as input may hold mask_structure as dsl-compress's extension, "
+        "and apply's config_list.json keeps it so that it applies again; NNI rejects it.",
+        "Use compile --format plan (or apply) for such rules, or leave mask_structure out of "
+        "what is exported to NNI.",
+    ),
+    (
         "W302",
         "equal-specificity-conflict",
         "Two equally specific statements give one tensor different values; the later wins.",
@@ -252,7 +274,8 @@ CODES: dict[str, CodeInfo] = _table(
     (
         "C109",
         "conflicting-keys",
-        "sparse_ratio and sparse_threshold in one setting.",
+        "sparse_ratio and sparse_threshold in one setting; or a mask_structure (N:M) with a key "
+        "of the same setting it cannot combine with (see E222).",
         "Keep only one.",
     ),
     (
@@ -415,6 +438,16 @@ CODES: dict[str, CodeInfo] = _table(
         "unknown-metric",
         "The pruning metric is not one of level, l1, l2, fpgm, random, taylor.",
         "Use one of those.",
+    ),
+    (
+        "P511",
+        "mask-structure",
+        "An N:M mask_structure the mask stage cannot make: another pruning key that "
+        "contradicts it (a sparse_ratio other than N/M, a threshold, a group, bounds, an align, "
+        "a block granularity), a target that is not a parameter, or a tensor whose last "
+        "dimension is not a multiple of M. N counts the pruned elements of each group of M "
+        "consecutive elements along the last (input) dimension, as llm-compressor counts.",
+        "Remove the other key, exclude the tensor, or use an M that divides its last dimension.",
     ),
     # quantization
     (

@@ -806,7 +806,8 @@ def test_every_key_of_the_master_table_is_accepted(mode: Mode) -> None:
 def test_tables_cover_exactly_the_master_table() -> None:
     covered = set(EVERY_KEY[P]) | set(EVERY_KEY[Q]) | set(EVERY_KEY[D]) | {"sparse_threshold"}
     assert covered | {"fuse_names"} == MASTER_TABLE_KEYS
-    assert set().union(*(config_keys(m) for m in Mode)) == MASTER_TABLE_KEYS
+    # mask_structure (N:M) is ours, not NNI's: accepted as input, refused as NNI export (E223).
+    assert set().union(*(config_keys(m) for m in Mode)) == MASTER_TABLE_KEYS | {"mask_structure"}
 
 
 def test_key_tables() -> None:
@@ -861,6 +862,7 @@ def test_setting_rules_derive_from_the_table_in_their_order():
             "granularity",
             "apply_method",
             "align",
+            "mask_structure",
         ),
         Q: ("quant_dtype", "quant_scheme", "granularity", "apply_method"),
         D: ("lambda", "link", "apply_method"),
@@ -883,6 +885,7 @@ def test_language_key_sets_derive_from_the_table():
         "internal_metric_block",
         "granularity",
         "apply_method",
+        "mask_structure",
         "metric",
         "group",
     )
@@ -904,6 +907,7 @@ def test_language_key_sets_derive_from_the_table():
         "sparse_threshold",
         "global_group_id",
         "dependency_group_id",
+        "mask_structure",
     )
     assert nni_key("group") == "global_group_id"
     assert nni_key("metric") == "metric" and nni_key("dims") == "dims"

@@ -37,6 +37,7 @@ from dsl_compress.plan import Plan
 from dsl_compress.cli.formats import render
 from dsl_compress.tools.code_docs import explain_code
 from dsl_compress.resolve.config_input import ConfigInput, read_config_input
+from dsl_compress.resolve.nni_export import inexpressible_configs
 from dsl_compress.resolve.ruleset import load, read_rules_file
 
 if TYPE_CHECKING:
@@ -214,15 +215,19 @@ def _compile(args) -> ExitStatus:
         print("compile --format plan needs --model SPEC or --manifest FILE", file=sys.stderr)
         return ExitStatus.ERROR
     if is_config_list(args.rules):
-        payload = _compiled_config_list(_config_input(args), model, args.metric)[args.format]
+        config = _config_input(args)
+        payload = _compiled_config_list(config, model, args.metric)[args.format]
+        if args.format == "config-list":  # an NNI export: our extension keys cannot go there
+            raise_errors(inexpressible_configs(config))
     else:
         compiled = load(args.rules, args.include_root).compile(model)
         _report_warnings(compiled.diagnostics)
+        # Only the format asked for is built: the NNI config_list refuses N:M (E223).
         payload = {
-            "config-list": compiled.config_list,
-            "registry": compiled.registry,
-            "plan": compiled.plan.to_dicts() if compiled.plan is not None else None,
-        }[args.format]
+            "config-list": lambda: compiled.config_list,
+            "registry": lambda: compiled.registry,
+            "plan": lambda: compiled.plan.to_dicts() if compiled.plan is not None else None,
+        }[args.format]()
     _emit(json_text(payload), args.output)  # strict JSON: non-finite floats spelled as in plan.json
     return ExitStatus.OK
 

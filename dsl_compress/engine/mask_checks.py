@@ -11,6 +11,7 @@ from typing import Iterable, Mapping, Sequence
 from dsl_compress.diagnostics import CompressionError, Diagnostic, error
 from dsl_compress.engine.align_shapes import align_misfit, dims_in_range, reduced_shape
 from dsl_compress.engine.mask_request import MaskRequest
+from dsl_compress.engine.structure_checks import structure_problems
 from dsl_compress.plan import Key
 from dsl_compress.schema.key_sets import MASK_KEYS
 from dsl_compress.vocab import TargetKind
@@ -33,7 +34,11 @@ def mask_problems(
     ``shapes_observed`` says that an input/output without a shape was not seen by a forward
     pass (the engine's case); lint, which runs no forward pass, passes False and skips those.
     """
-    found = [p for r in requests for p in (*_activity(r), *_granularity(r), *_no_metric(r))]
+    found = [
+        p
+        for r in requests
+        for p in (*_activity(r), *_granularity(r), *_no_metric(r), *_structure(r))
+    ]
     # An input/output that takes a ratio is P508 and nothing more: no stage would rank it.
     requests = [r for r in requests if r.kind is TargetKind.PARAMETER or not _activity(r)]
     by_key = {r.key: r for r in requests}
@@ -91,6 +96,10 @@ def _no_metric(request: MaskRequest) -> list[Problem]:
         return []
     message = f"{request.name} has no metric: a {key} needs one"
     return [Problem(request.key, key, error("P507", message, subject=request.name))]
+
+
+def _structure(request: MaskRequest) -> list[Problem]:
+    return [Problem(request.key, key, diag) for key, diag in structure_problems(request)]
 
 
 def block_shape_or_none(request: MaskRequest) -> tuple[int, ...] | None:

@@ -50,8 +50,8 @@ class MaskRequest:
             return "dependency"
         if self.get("global_group_id") is not None:
             return "global"
-        if self.get("sparse_ratio") is not None:
-            return "ratio"
+        if self.get("sparse_ratio") is not None or self.get("mask_structure") is not None:
+            return "ratio"  # N:M pruning is a ratio stage ranked per group of M elements
         if self.get("align") is not None:
             return "align"
         return None
@@ -70,9 +70,14 @@ class MaskRequest:
         return kernel
 
 
+# NNI's rule: a target gets a metric iff it has a ratio or a threshold; or, ours, an N:M
+# mask_structure, whose ratio is N/M.
+_ACTIVE_KEYS = ("sparse_ratio", "sparse_threshold", "mask_structure")
+
+
 def is_active(entry: PlanEntry) -> bool:
-    """NNI's rule: a target gets a metric iff it has a ratio or a threshold."""
-    return entry.get("sparse_ratio") is not None or entry.get("sparse_threshold") is not None
+    """Whether the target is ranked by a metric (see _ACTIVE_KEYS)."""
+    return any(entry.get(key) is not None for key in _ACTIVE_KEYS)
 
 
 def ranked(entry: PlanEntry) -> bool:

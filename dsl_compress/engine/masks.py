@@ -1,4 +1,5 @@
-"""Pruning mask generation: NNI 3.0's threshold, dependency, global, ratio and align stages."""
+"""Pruning mask generation: NNI 3.0's threshold, dependency, global, ratio and align stages
+(the ratio stage also makes our N:M masks)."""
 
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ from dsl_compress.engine.mask_request import MaskRequest, Masks
 from dsl_compress.vocab import TargetKind
 from dsl_compress.engine.metrics import kth_smallest
 from dsl_compress.plan import Key
+from dsl_compress.schema.mask_structure import MaskStructure, parse_mask_structure
 
 # Whether this process masks a target; a sum of a tensor over every process (in place).
 Owns = Callable[[Key], bool]
@@ -244,12 +246,26 @@ def ratio_keep(metric: torch.Tensor, ratio: float, view: Sequence[int] = (-1,)) 
     count = int(metric.numel() // rows * ratio)
     if count == 0:
         return torch.ones_like(metric, dtype=torch.bool)
-    viewed = metric.reshape(*view)
+    return _prune_smallest(metric.reshape(*view), count).reshape(metric.shape)
+
+
+def structure_keep(metric: torch.Tensor, structure: MaskStructure) -> torch.Tensor:
+    """N:M: keep all but the ``structure.pruned`` smallest entries of every group of
+    ``structure.group`` consecutive entries along the last dim (the checks have made sure the
+    groups fit), ties broken as :func:`ratio_keep` breaks them."""
+    if metric.numel() == 0:
+        return torch.ones_like(metric, dtype=torch.bool)
+    groups = metric.reshape(-1, structure.group)
+    return _prune_smallest(groups, structure.pruned).reshape(metric.shape)
+
+
+def _prune_smallest(viewed: torch.Tensor, count: int) -> torch.Tensor:
+    """Keep-mask pruning the ``count`` smallest entries of each row of ``viewed``."""
     keep = _cut_without_ties(viewed, count)
     if keep is None:
         _, indices = viewed.topk(count, dim=-1, largest=False)
         keep = torch.ones_like(viewed, dtype=torch.bool).scatter(-1, indices, False)
-    return keep.reshape(metric.shape)
+    return keep
 
 
 def _cut_without_ties(viewed: torch.Tensor, count: int) -> torch.Tensor | None:
@@ -290,6 +306,9 @@ def _threshold_keep(request: MaskRequest, metric: torch.Tensor) -> torch.Tensor:
 
 
 def _ratio_keep_of(request: MaskRequest, metric: torch.Tensor) -> torch.Tensor:
+    structure = parse_mask_structure(request.get("mask_structure"))
+    if structure is not None:
+        return structure_keep(metric, structure)
     low, high = _bounds(request)
     return ratio_keep(metric, min(high, max(low, request.get("sparse_ratio"))))
 

@@ -66,7 +66,18 @@ def _bad_character(exc: UnexpectedCharacters, text: str, hint: str | None):
         end = text.find("\n", pos)
         width = (len(text) if end < 0 else end) - pos
         return "E102", "unterminated string", width, "close it with '\"' on the same line"
+    if char == ":" and (nm := _unquoted_n_m(text, pos)) is not None:
+        hint = f'quote it: {nm[0]}="{nm[1]}" (a value with a colon is a string)'
     return "E102", f"unexpected character {char!r}", 1, hint
+
+
+def _unquoted_n_m(text: str, colon: int) -> tuple[str, str] | None:
+    """(key, 'N:M') for an N:M value written without quotes (mask_structure=2:4)."""
+    before = re.search(r"(\w+)\s*=\s*(\d+)$", text[:colon])
+    after = re.match(r"\d+", text[colon + 1 :])
+    if before is None or after is None:
+        return None
+    return before[1], f"{before[2]}:{after[0]}"
 
 
 def _keyword_hint(token: Token, expected: set[str]) -> str | None:

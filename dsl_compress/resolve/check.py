@@ -37,7 +37,12 @@ from dsl_compress.language.syntax import (
     Setting,
     Statement,
 )
-from dsl_compress.resolve.setting_values import WORDS, check_setting, evaluate
+from dsl_compress.resolve.setting_values import (
+    WORDS,
+    check_setting,
+    evaluate,
+    structure_conflicts_in,
+)
 from dsl_compress.schema.key_sets import ALIGN_STATEMENT_KEYS, NUMERIC_KEYS, statement_keys
 
 # The most diagnostics one statement shows; E220 counts the rest (see cap_statement).
@@ -316,6 +321,7 @@ def _values(mode, settings: tuple[Setting, ...], lets, allowed, diags) -> dict[s
                 "keep one of them",
             )
         )
+    diags.extend(structure_conflicts_in(values))
     return values
 
 

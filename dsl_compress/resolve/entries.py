@@ -76,7 +76,9 @@ class EntryChecks:
             return
         value = setting["granularity"]
         if value == "default":
-            value = _default_granularity(entry, metric)
+            # N:M groups are single elements, whatever the metric's default blocks are.
+            structured = setting.get("mask_structure") is not None
+            value = None if structured else _default_granularity(entry, metric)
         value = layout_granularity(entry.module_type, entry.target, value)
         setting["granularity"] = value
         if not self._granularity_kept(value, entry.kind, entry.mode, metric, entry.subject):

@@ -10,13 +10,24 @@ from typing import TYPE_CHECKING, Mapping
 
 if TYPE_CHECKING:
     import torch
-from dsl_compress.diagnostics import CompressionError, Diagnostic, Severity, source_order
+from dsl_compress.diagnostics import (
+    CompressionError,
+    Diagnostic,
+    Severity,
+    raise_errors,
+    source_order,
+)
 from dsl_compress.language.includes import IncludeReader, parse_with_includes, read_rules
 from dsl_compress.language.syntax import Statement
 from dsl_compress.plan import Plan
 from dsl_compress.resolve.check import CheckedRules, check_rules
 from dsl_compress.resolve.contributions import Contribution, SettingKey
-from dsl_compress.resolve.nni_export import mixed_metrics, static_config_list
+from dsl_compress.resolve.nni_export import (
+    inexpressible_entries,
+    inexpressible_rules,
+    mixed_metrics,
+    static_config_list,
+)
 from dsl_compress.resolve.model_index import ModelIndex
 from dsl_compress.schema.registry import Registry
 from dsl_compress.vocab import Mode
@@ -37,12 +48,18 @@ class Compiled:
         default=None, repr=False, compare=False
     )
 
+    # Without a model: the statements an NNI config_list cannot express (E223).
+    model_free_export_errors: tuple[Diagnostic, ...] = field(default=(), repr=False)
+
     @cached_property
     def config_list(self) -> dict[str, list[dict]]:
         """NNI config_list per kind: with a model, one config per tensor of the plan (built on
-        first use: a large model's list is large); without one, the model-free translation."""
+        first use: a large model's list is large); without one, the model-free translation.
+        Raises CompressionError (E223) naming each statement NNI cannot express (N:M)."""
         if self.plan is None:
+            raise_errors(self.model_free_export_errors)
             return self.model_free_config_list
+        raise_errors(inexpressible_entries(self.plan))
         return {m.value: self.plan.to_config_list(m) for m in Mode}
 
     @property
@@ -74,7 +91,7 @@ class RuleSet:
         model_types = None if index is None else frozenset(index.type_names.values())
         checked = self.check(registry, model_types)
         diags = list(checked.diagnostics)
-        plan, model_free, contributions = None, None, None
+        plan, model_free, contributions, export_errors = None, None, None, ()
         if model is not None:
             from dsl_compress.resolve.from_rules import resolve_rules
 
@@ -85,9 +102,12 @@ class RuleSet:
             diags.extend(mixed_metrics(plan))
         else:
             model_free = static_config_list(checked.rules, checked.excludes, diags)
+            export_errors = tuple(inexpressible_rules(checked.rules))
         diags.sort(key=source_order)
         registered, registries = checked.registered, checked.registries
-        return Compiled(registered, plan, tuple(diags), registries, model_free, contributions)
+        return Compiled(
+            registered, plan, tuple(diags), registries, model_free, contributions, export_errors
+        )
 
     def check(
         self, registry: Registry | None = None, model_types: frozenset[str] | None = None

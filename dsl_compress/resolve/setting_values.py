@@ -10,7 +10,13 @@ from dsl_compress.language.syntax import ListValue, Setting, Value
 from dsl_compress.schema.key_sets import (
     ALIGN_STATEMENT_KEYS,
     instead_in_statements,
+    nni_key,
     statement_rule,
+)
+from dsl_compress.schema.mask_structure import (
+    is_element_wise,
+    parse_mask_structure,
+    structure_conflicts,
 )
 from dsl_compress.vocab import Mode
 
@@ -56,3 +62,18 @@ def check_setting(
 
 def _statement_name(mode: Mode, allowed: tuple[str, ...]) -> str:
     return "align" if allowed == ALIGN_STATEMENT_KEYS else mode.value
+
+
+def structure_conflicts_in(values: Mapping[str, Any]) -> list:
+    """E222 at each key of one statement that its own mask_structure cannot combine with
+    (``values``: key -> its SettingValue); keys met across statements are the plan's checks'."""
+    structure = parse_mask_structure(getattr(values.get("mask_structure"), "value", None))
+    if structure is None:
+        return []
+    by_nni = {nni_key(key): item for key, item in values.items()}
+    setting = {key: item.value for key, item in by_nni.items()}
+    element_wise = is_element_wise(setting.get("granularity"))
+    return [
+        located("E222", c.message, by_nni[c.key].span, c.hint)
+        for c in structure_conflicts(structure, setting, element_wise)
+    ]

@@ -8,7 +8,7 @@ from typing import Any
 from dsl_compress.resolve.contributions import Contribution, SettingKey
 from dsl_compress.vocab import Mode, DEFAULT_METRIC
 from dsl_compress.resolve.findings import Conflict, unregistered
-from dsl_compress.schema.key_sets import nni_key
+from dsl_compress.schema.key_sets import nni_key, template_takes
 
 
 def settle(key: SettingKey, type_name: str, found: list[Contribution], base: dict, registry, state):
@@ -28,7 +28,8 @@ def settle(key: SettingKey, type_name: str, found: list[Contribution], base: dic
         allowed = [
             c
             for c in found
-            if name in c.values and (c.explicit or nni_key(name) in base or _extra(name))
+            if name in c.values
+            and (c.explicit or template_takes(base, nni_key(name)) or _extra(name))
         ]
         if not allowed:
             continue

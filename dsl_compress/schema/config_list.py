@@ -20,6 +20,11 @@ from dsl_compress.schema.key_sets import (
     modes_taking,
     setting_keys,
 )
+from dsl_compress.schema.mask_structure import (
+    is_element_wise,
+    parse_mask_structure,
+    structure_conflicts,
+)
 from dsl_compress.vocab import Mode
 
 __all__ = [
@@ -212,4 +217,17 @@ def _check_setting_values(
             message = f"{first} and {second} are both set; a setting takes only one of them"
             hint = f"keep {first} (mask a fraction) or {second} (mask below a metric value)"
             diagnostics.append(error("C109", message, subject=subject, hint=hint))
-    return diagnostics
+    return diagnostics + _structure_conflicts(setting, subject)
+
+
+def _structure_conflicts(setting: Mapping[Any, Any], subject: str) -> list[Diagnostic]:
+    """C109 at each key of one setting dict that its own mask_structure cannot combine with
+    (keys met across dicts are the plan's checks': P511)."""
+    structure = parse_mask_structure(setting.get("mask_structure"))
+    if structure is None:
+        return []
+    element_wise = is_element_wise(setting.get("granularity"))
+    return [
+        error("C109", c.message, subject=subject_of(subject, c.key), hint=c.hint)
+        for c in structure_conflicts(structure, setting, element_wise)
+    ]

@@ -59,6 +59,17 @@ MASK_KEYS = tuple(row.name for row in KEYS if row.masks)
 """The setting keys whose value (other than None) makes a target's mask; align aside."""
 
 
+_WITH_TEMPLATE_KEY = {row.name: row.with_template_key for row in KEYS if row.with_template_key}
+
+
+def template_takes(template_setting: Any, key: str) -> bool:
+    """Whether a template's setting for one target takes ``key``: it holds the key, or the key
+    is ours (not NNI's) and rides with one it holds (mask_structure goes where sparse_ratio does).
+    """
+    companion = _WITH_TEMPLATE_KEY.get(key)
+    return key in template_setting or (companion is not None and companion in template_setting)
+
+
 def setting_keys(mode: Mode | str) -> frozenset[str]:
     """The setting keys of ``mode``: the shorthand keys, also valid per target."""
     return frozenset(SETTING_RULES[Mode(mode)])

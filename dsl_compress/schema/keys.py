@@ -15,6 +15,7 @@ from dsl_compress.schema.checks import (
     ratio_rule,
     type_rule,
 )
+from dsl_compress.schema.mask_structure import MASK_STRUCTURE_RULE
 from dsl_compress.schema.key_checks import (
     ALIGN_RULE,
     DIMS_RULE,
@@ -67,6 +68,9 @@ class KeyRow:
     instead: str | None = None  # what to write where the key is refused
     required: str | None = None  # a config must hold it: the hint when it does not
     default: str = "unset"  # what an unwritten key means, in words (hover)
+    # Not in NNI's templates: a template takes the key wherever it takes this other key (so a
+    # shorthand or a type-wide statement reaches the targets that key reaches).
+    with_template_key: str | None = None
 
 
 _COMPRESS = frozenset({Statement.COMPRESS})
@@ -194,6 +198,18 @@ KEYS: tuple[KeyRow, ...] = (
         ALIGN_RULE,
         _REGISTER,
         instead="write `align A.target with B.target dims=[...]` as its own statement",
+    ),
+    # ours, not NNI 3.0's (NNI cannot express N:M; exporting it to NNI is E223)
+    KeyRow(
+        "mask_structure",
+        Level.SETTING,
+        "N:M semi-structured sparsity, 'N:M': N pruned in every M consecutive elements along "
+        "the input (last) dimension, as llm-compressor counts (not NNI 3.0; '2:4' keeps 2 of 4)",
+        Mode.PRUNE,
+        MASK_STRUCTURE_RULE,
+        _COMPRESS_REGISTER,
+        masks=True,
+        with_template_key="sparse_ratio",
     ),
     # ---- quantization ----
     KeyRow(

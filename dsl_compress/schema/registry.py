@@ -11,6 +11,7 @@ if TYPE_CHECKING:
     import torch
 
 from dsl_compress.diagnostics import did_you_mean, fail
+from dsl_compress.schema.key_sets import template_takes
 from dsl_compress.stand_in import StandInModule
 from dsl_compress.vocab import INPUT_PREFIX, OUTPUT_PREFIX, Mode, expand_bare_target
 
@@ -218,11 +219,12 @@ def _check_template(type_name: str, setting: Any) -> None:
 
 
 def _push_shorthand(template: Template, config: Mapping[str, Any]) -> None:
-    """A top-level key reaches only the targets whose template already has that key."""
+    """A top-level key reaches only the targets whose template already has that key (or, for
+    a key of ours, the key it rides with: see key_sets.template_takes)."""
     for setting in template.values():
-        for key in setting:
-            if key in config:
-                setting[key] = copy.deepcopy(config[key])
+        for key, value in config.items():
+            if template_takes(setting, key):
+                setting[key] = copy.deepcopy(value)
 
 
 def _expand_bare_prefixes(names: list[str]) -> list[str]:

@@ -75,6 +75,7 @@ EXAMPLES: dict[str, tuple[str | None, str]] = {
         "prune conv3.weight sparse_ratio=0.25 dependency_group_id=1",
     ),
     "E218": ("cnn", "prune fc._output_ sparse_ratio=0.5"),
+    "E222": ("cnn", 'prune conv3.weight mask_structure="2:4"'),
     "R301": ("transformer", "prune attn sparse_ratio=0.5"),
     "E104": (None, "let dims = " + "[" * 33 + "0" + "]" * 33),
     "E219": (None, 'include "/etc/passwd"'),
@@ -88,6 +89,12 @@ COMMAND_EXAMPLES: dict[str, str] = {
     "$ dsl-compress apply typo.rules --model dsl_compress.models:cnn --dry-run\n"
     "typo.rules:1:7: error[E221] this statement matches no module of the model (W301 is an "
     "error for apply)",
+    "E223": "$ cat nm.rules\n"
+    'prune Linear.weight mask_structure="2:4"\n'
+    "$ dsl-compress compile nm.rules --format config-list\n"
+    "nm.rules:1:1: error[E223] mask_structure='2:4' (prunes 2 of every 4 consecutive elements "
+    "along the input dimension, keeping 2) is N:M sparsity, which NNI 3.0 has no setting for: "
+    "an NNI config_list cannot express this statement",
     "I901": "$ dsl-compress lint model.rules\n"
     "error[I901] internal error in 'dsl-compress lint': RecursionError: maximum recursion "
     "depth exceeded (a bug in dsl-compress 0.1.0, not in your input: please report it as an "

@@ -9,6 +9,7 @@ from dsl_compress.resolve.model_index import ModelIndex
 from dsl_compress.resolve.ruleset import RuleSet
 from dsl_compress.resolve.selectors import EXACT, PATTERN, TYPE
 from dsl_compress.schema.key_sets import nni_key
+from dsl_compress.schema.mask_structure import parse_mask_structure
 from dsl_compress.tools.explain_target import select_target, tensors_without_plan, why_no_settings
 from dsl_compress.vocab import Mode
 
@@ -148,11 +149,21 @@ def _planned_block(item: TensorExplanation) -> str:
     lines.append("  matched by: " + (", ".join(item.statements) or "-"))
     for d in item.decisions:
         lines.append(f"  {d.key} = {d.winner.value!r} from {d.winner.origin} ({d.reason})")
+        meaning = _meaning(d.key, d.winner.value)
+        if meaning:
+            lines.append(f"      meaning: {meaning}")
         for other in d.others:
             lines.append(f"      not {other.value!r} from {other.origin} ({other.specificity})")
     final = ", ".join(f"{k}={v!r}" for k, v in item.setting.items())
     lines.append(f"  final: {final}" + (f", metric={item.metric}" if item.metric else ""))
     return "\n".join(lines)
+
+
+def _meaning(key: str, value: Any) -> str | None:
+    """A value whose spelling misleads, in words: N:M counts the pruned elements here, where
+    torch and compressed-tensors count the kept ones (they agree only for 2:4)."""
+    structure = parse_mask_structure(value) if key == "mask_structure" else None
+    return structure.describe() if structure is not None else None
 
 
 def _unset_block(item: NoSettings) -> str:

@@ -36,7 +36,7 @@ CASES = {
     "quantize **.mlp.down_proj.weight quant_dtype=int2 granularity=out_channel;\n",
     "uint_affine_group": "quantize **.mlp.*_proj.weight quant_dtype=uint4 quant_scheme=affine "
     "granularity=[1, 64];\n",
-    "pruned_then_int4": "prune **.mlp.*_proj.weight sparse_ratio=0.5;\n"
+    "pruned_then_int4": 'prune **.mlp.*_proj.weight mask_structure="2:4";\n'
     "quantize **.mlp.*_proj.weight quant_dtype=int4 granularity=[1, 32];\n",
 }
 SYMMETRIC = ["int4_group", "int8_channel", "int2_int3_channel", "pruned_then_int4"]
@@ -177,7 +177,8 @@ def test_pruned_zeros_survive_quantization_and_the_masks_stay_beside(capsys, tmp
     assert len(masks) == 6
     for name, mask in masks.items():
         assert not state[name][~mask].any(), name
-        assert mask.float().mean() == 0.5
+        kept_per_four = mask.view(mask.shape[0], -1, 4).sum(dim=-1)
+        assert bool((kept_per_four == 2).all()), name  # 2:4 along the input dimension
 
 
 def test_static_input_quantization_is_int_quantized(capsys, tmp_path, sources):

@@ -227,7 +227,7 @@ class _Sink:
     def __init__(self):
         self.masks = {}
 
-    def model(self, name, tensor):
+    def model(self, name, tensor, codes=None):
         pass
 
     def mask(self, name, mask):

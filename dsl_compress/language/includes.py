@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Mapping
 
 from dsl_compress.diagnostics import CompressionError, Diagnostic, Severity, Span
 from dsl_compress.language.parse import parse_rule_file
@@ -20,20 +21,26 @@ class _Reading:
 
     root: Path
     done: set = field(default_factory=set)
+    # Texts to read in place of files on disk (lint --diff's fixed texts), by resolved path.
+    texts: Mapping[Path, str] = field(default_factory=dict)
 
 
 def parse_with_includes(
-    text: str, path: str | None = None, include_root: str | Path | None = None
+    text: str,
+    path: str | None = None,
+    include_root: str | Path | None = None,
+    texts: Mapping[Path, str] | None = None,
 ) -> tuple[tuple[Statement, ...], tuple[str, ...]]:
     """The statements of rules text with included files' statements in place, and the files it
     included; includes are read relative to ``path``'s folder (or the working folder).
 
     Includes may read only files under ``include_root`` (by default the folder of ``path``, or
     the working folder), symlinks resolved first: rules from a pull request must not read
-    ``/etc/passwd`` into a CI log.
+    ``/etc/passwd`` into a CI log. An included file whose resolved path is in ``texts`` is
+    read from there instead of from disk.
     """
     base = _resolved(Path(path)) if path else None
-    reading = _Reading(_include_root(include_root, base))
+    reading = _Reading(_include_root(include_root, base), texts=texts or {})
     statements = _expand(parse_rule_file(text, path), base, [base] if base else [], reading)
     return tuple(statements), tuple(str(p) for p in _seen(statements, base))
 
@@ -106,7 +113,9 @@ def _include(stmt: Include, base: Path | None, stack: list[Path], reading: _Read
     if target in reading.done:
         return []
     reading.done.add(target)
-    included = parse_rule_file(read_rules(target, stmt.span), _shown(target))
+    text = reading.texts.get(target)
+    text = read_rules(target, stmt.span) if text is None else text
+    included = parse_rule_file(text, _shown(target))
     return _expand(included, target, [*stack, target], reading)
 
 

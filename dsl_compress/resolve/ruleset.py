@@ -97,10 +97,16 @@ class RuleSet:
         return check_rules(self.statements, registry, model_types)
 
 
-def parse(text: str, path: str | None = None, include_root: str | Path | None = None) -> RuleSet:
+def parse(
+    text: str,
+    path: str | None = None,
+    include_root: str | Path | None = None,
+    texts: Mapping[Path, str] | None = None,
+) -> RuleSet:
     """Parse rules text; includes are read relative to ``path``'s folder (or the working folder)
-    and only under ``include_root`` (by default that same folder)."""
-    statements, files = parse_with_includes(text, path, include_root)
+    and only under ``include_root`` (by default that same folder); ``texts`` holds included
+    files' texts to read in place of the disk's, by resolved path."""
+    statements, files = parse_with_includes(text, path, include_root, texts)
     return RuleSet(statements, path, files)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -75,11 +76,13 @@ def lint(
     metric: str | None = None,
     mode_hint: str = MODE_ARGUMENT_HINT,
     include_root: str | Path | None = None,
+    texts: Mapping[Path, str] | None = None,
 ) -> LintResult:
     """Lint each input: a .rules file, or an NNI config_list .json (with ``mode`` for a plain
     list, ``metric`` for pruning); syntax and meaning, and with ``model`` everything model-aware
     (a torch module, or a manifest's stand-in: then lint loads no torch). Includes read only
-    under ``include_root`` (by default each file's own folder).
+    under ``include_root`` (by default each file's own folder). A .rules file (linted or
+    included) whose resolved path is in ``texts`` is read from there, not from disk.
 
     Errors are collected, never raised: a file that does not parse or compile is reported
     with every error it has, and the other files are still checked.
@@ -95,6 +98,7 @@ def lint(
                 metric=metric,
                 mode_hint=mode_hint,
                 include_root=include_root,
+                texts=texts,
             )
         except CompressionError as exc:
             diagnostics = list(exc.diagnostics)
@@ -114,14 +118,16 @@ def lint_file(
     metric: str | None = None,
     mode_hint: str = MODE_ARGUMENT_HINT,
     include_root: str | Path | None = None,
+    texts: Mapping[Path, str] | None = None,
 ) -> list[Diagnostic]:
     """Every diagnostic of one input; raises CompressionError when it cannot be read or parsed
     as a whole (a missing file, JSON that does not parse, a config_list without its mode)."""
     if is_config_list(path):
         return _lint_config_list(read_config_input(path, mode, mode_hint=mode_hint), model, metric)
-    text = read_rules_file(path)
+    text = (texts or {}).get(Path(path).resolve())
+    text = read_rules_file(path) if text is None else text
     try:
-        rules = parse(text, path, include_root)
+        rules = parse(text, path, include_root, texts)
         compiled = rules.compile(model)
     except CompressionError as exc:
         return list(exc.diagnostics)
@@ -200,7 +206,7 @@ def _widened(diag: Diagnostic, spans: Mapping[str, Span]) -> Diagnostic:
     span = spans.get(str(diag.span)) if diag.span is not None else None
     if span is None:
         return diag
-    return Diagnostic(diag.code, diag.severity, diag.message, span, diag.subject, diag.hint)
+    return dataclasses.replace(diag, span=span)
 
 
 def _parameter_shapes(model: Model) -> dict[Key, tuple[int, ...]]:
@@ -273,7 +279,7 @@ def _located(found: Iterable[Diagnostic], path: str) -> list[Diagnostic]:
     for diag in found:
         if diag.span is None and diag.subject != path:
             message = f"{diag.subject}: {diag.message}" if diag.subject else diag.message
-            diag = Diagnostic(diag.code, diag.severity, message, subject=path, hint=diag.hint)
+            diag = dataclasses.replace(diag, message=message, subject=path, rules_hint=None)
         out.append(diag)
     return out
 

@@ -45,9 +45,7 @@ with torch.device("cpu"):
 start = time.perf_counter()
 model.save_pretrained(folder)
 open(timing, "w").write(json.dumps(time.perf_counter() - start))
-""".format(
-    hidden=HIDDEN, intermediate=INTERMEDIATE, heads=HEADS, kv=KV_HEADS, vocab=VOCAB
-)
+""".format(hidden=HIDDEN, intermediate=INTERMEDIATE, heads=HEADS, kv=KV_HEADS, vocab=VOCAB)
 
 
 def layers_for(gigabytes: float) -> int:

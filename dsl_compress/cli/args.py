@@ -173,6 +173,20 @@ def _lint(commands) -> argparse.ArgumentParser:
         default="warning",
         help="the least severity that exits 1 (default warning; info notes never fail)",
     )
+    fixing = cmd.add_mutually_exclusive_group()
+    fixing.add_argument(
+        "--fix",
+        action="store_true",
+        help="apply the fixes of findings marked [*] (an unambiguous did-you-mean) to the files, "
+        "included files too, each written atomically; then report what is left (the exit "
+        "status is that of what is left)",
+    )
+    fixing.add_argument(
+        "--diff",
+        action="store_true",
+        help="print the changes --fix would make as unified diffs and write nothing; exit 1 "
+        "if there is anything to fix or any finding would be left",
+    )
     return cmd
 
 

@@ -31,7 +31,8 @@ from dsl_compress.diagnostics import (
 from dsl_compress.io.atomic import write_text_atomically
 from dsl_compress.io.json_text import json_text
 from dsl_compress.language.format import format_rules
-from dsl_compress.tools.lint import is_config_list, lint
+from dsl_compress.tools.lint import LintResult, is_config_list, lint
+from dsl_compress.tools.lint_fix import FixOutcome, fix_findings
 from dsl_compress.vocab import Mode
 from dsl_compress.plan import Plan
 from dsl_compress.cli.formats import render
@@ -320,20 +321,52 @@ def _lint(args) -> ExitStatus:
             subject="--target",
             hint="add --model SPEC (e.g. hf:DIR) or --manifest FILE",
         )
-    result = lint(
-        args.rules,
-        model,
-        mode=args.mode,
-        metric=args.metric,
-        mode_hint=MODE_OPTION_HINT,
-        include_root=args.include_root,
-        target=args.target,
-    )
+
+    def relint(texts) -> LintResult:
+        return lint(
+            args.rules,
+            model,
+            mode=args.mode,
+            metric=args.metric,
+            mode_hint=MODE_OPTION_HINT,
+            include_root=args.include_root,
+            target=args.target,
+            texts=texts,
+        )
+
+    if args.fix or args.diff:
+        return _lint_fixing(args, fix_findings(relint))
+    return _lint_report(args, relint({}))
+
+
+def _lint_report(args, result: LintResult) -> ExitStatus:
     text = render(result, args.format)
     if text:
         sys.stdout.write(paint(text, sys.stdout) if args.format == "full" else text)
         if not text.endswith("\n"):
             sys.stdout.write("\n")
+    return _lint_status(args, result)
+
+
+def _lint_fixing(args, outcome: FixOutcome) -> ExitStatus:
+    """--fix writes the fixed files and reports what is left; --diff prints the diffs only and
+    exits 1 when there is something to fix or a finding would be left (as `fmt --diff`)."""
+    fixed = f"{outcome.applied} fix(es) in {len(outcome.files)} file(s)"
+    if args.diff:
+        sys.stdout.write("".join(f.diff() for f in outcome.files))
+        left = len(outcome.left.diagnostics)
+        if outcome.files:
+            print(f"would apply {fixed}; {left} finding(s) would be left", file=sys.stderr)
+        status = _lint_status(args, outcome.left)
+        return ExitStatus.FINDINGS if status is ExitStatus.OK and outcome.files else status
+    for file in outcome.files:
+        file.write()
+    if outcome.applied:
+        print(f"applied {fixed}", file=sys.stderr)
+    return _lint_report(args, outcome.left)
+
+
+def _lint_status(args, result: LintResult) -> ExitStatus:
     if result.unreadable:
         return ExitStatus.ERROR  # an input that could not be read is not a finding of the rules
     return ExitStatus(result.exit_status(args.fail_on))

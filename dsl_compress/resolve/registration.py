@@ -78,6 +78,6 @@ def _values(mode: Mode, target: RegisterTarget, lets, diags: list) -> dict[str, 
                 )
             values[setting.key] = value
             continue
-        diags.extend(check_setting(mode, setting.key, value, setting, allowed))
+        diags.extend(check_setting(mode, setting.key, value, setting, allowed, lets))
         values[setting.key] = value
     return values

@@ -180,3 +180,38 @@ def test_formatting_is_fmt_and_an_unparsable_file_gets_no_edits(project):
     assert len(edits) == 1 and edits[0].new_text == format_rules(RULES)
     assert edits[0].new_text != RULES
     assert none == []
+
+
+def _applied(text: str, edit: types.TextEdit) -> str:
+    lines = text.splitlines(keepends=True)
+    start, end = edit.range.start, edit.range.end
+    offset = sum(len(line) for line in lines[: start.line]) + start.character
+    stop = sum(len(line) for line in lines[: end.line]) + end.character
+    return text[:offset] + edit.new_text + text[stop:]
+
+
+def test_a_diagnostic_with_one_replacement_offers_it_as_a_quick_fix(project):
+    async def body(session):
+        uri = session.open(project / "a.rules")
+        found = await session.diagnostics(uri)
+        by_code = {d.code: d for d in found}
+        offered = {
+            code: await session.code_actions(uri, [by_code[code]]) for code in ("E201", "E203")
+        }
+        return uri, offered, await session.code_actions(uri, [])
+
+    uri, offered, none = run_session(project, body)
+    assert none == []
+    fixed = RULES
+    for code, old, new in (("E201", "Conv2D", "Conv2d"), ("E203", "out_chanel", "out_channel")):
+        (action,) = offered[code]
+        assert action.kind == types.CodeActionKind.QuickFix and action.is_preferred
+        assert action.title == f"replace '{old}' with '{new}'"
+        (edit,) = action.edit.changes[uri]
+        line, character = _at(RULES, old)
+        assert (edit.range.start.line, edit.range.start.character) == (line, character)
+        assert edit.range.end.character == character + len(old) and edit.new_text == new
+        fixed = _applied(fixed, edit)
+    (project / "fixed.rules").write_text(fixed, encoding="utf-8")
+    codes = {d.code for d in lint([str(project / "fixed.rules")]).diagnostics}
+    assert not codes & {"E201", "E203"}

@@ -10,6 +10,7 @@ from typing import Sequence
 from lsprotocol import types
 
 from dsl_compress.diagnostics import CompressionError, Diagnostic, Severity, SourceLines
+from dsl_compress.lsp.code_actions import fixes_data
 from dsl_compress.lsp.documents import BufferReader, path_of, uri_of
 from dsl_compress.lsp.positions import split_lines, to_range
 from dsl_compress.lsp.project import Project
@@ -81,10 +82,12 @@ def to_lsp(diag: Diagnostic, lines: Sequence[str]) -> types.Diagnostic:
         message = f"{diag.subject}: {message}"
     if diag.hint:
         message = f"{message}\nhelp: {diag.hint}"
+    file = diag.span.file if diag.span is not None else None
     return types.Diagnostic(
         range=to_range(lines, diag.span),
         message=message,
         severity=SEVERITIES[diag.severity],
         code=diag.code,
         source=SOURCE,
+        data=fixes_data(diag.fixes, lines, file),
     )

@@ -10,6 +10,7 @@ from pygls.lsp.server import LanguageServer
 from dsl_compress import __version__
 from dsl_compress.diagnostics import CompressionError
 from dsl_compress.lsp.checker import DEFAULT_DEBOUNCE, Checker
+from dsl_compress.lsp.code_actions import quick_fixes
 from dsl_compress.lsp.completion import complete, text_before
 from dsl_compress.lsp.definition import definition
 from dsl_compress.lsp.documents import OpenDocuments, path_of
@@ -134,6 +135,12 @@ def _register_queries(server: RulesServer) -> None:
     def symbols(params: types.DocumentSymbolParams) -> list[types.DocumentSymbol]:
         uri = params.text_document.uri
         return document_symbols(server.outline(uri), server.lines(uri))
+
+    actions = types.CodeActionOptions(code_action_kinds=[types.CodeActionKind.QuickFix])
+
+    @server.feature(types.TEXT_DOCUMENT_CODE_ACTION, actions)
+    def code_action(params: types.CodeActionParams) -> list[types.CodeAction]:
+        return quick_fixes(params.text_document.uri, params.context.diagnostics)
 
     @server.feature(types.TEXT_DOCUMENT_FORMATTING)
     def formatting(params: types.DocumentFormattingParams) -> list[types.TextEdit]:

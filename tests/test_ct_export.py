@@ -199,6 +199,15 @@ def test_static_input_quantization_is_int_quantized(capsys, tmp_path, sources):
     assert tensors["model.layers.0.mlp.up_proj.input_scale"].shape == (1,)
     expected, _ = finalized(source, rules, list(calib))
     assert_same_weights(decompressed(out, torch.float32), expected)
+    assert "X804" not in capsys.readouterr().err  # the input scales are in the folder
+    # transformers applies the static input scales: our logits wherever the inputs stay inside
+    # the calibrated range (beyond it, NNI's int8 clamps at -127 and compressed-tensors at -128)
+    loaded = transformers.AutoModelForCausalLM.from_pretrained(out).eval()
+    ours = transformers.AutoModelForCausalLM.from_pretrained(source).eval()
+    dc.apply(dc.load(rules), ours, calib=list(calib))
+    with torch.no_grad():
+        for batch in calib:
+            assert torch.equal(loaded(batch).logits, ours(batch).logits)
 
 
 def test_the_folder_is_a_hugging_face_model_folder(capsys, tmp_path, sources):

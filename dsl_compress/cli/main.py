@@ -553,7 +553,7 @@ def _apply_streamed(args, skeleton, plan, inputs, shard_size, out_format=None) -
         return ExitStatus.OK  # rank 0 reports the whole run
     _report_warnings(result.findings)
     print(summary_table(result))
-    if output is not None:
+    if output is not None and out_format is None:  # compressed-tensors holds input scales
         _report_warnings(runtime_only_warning(plan, Path(args.out)))
         print(f"wrote {len(result.written)} files to {args.out}", file=sys.stderr)
     return ExitStatus.OK

@@ -21,6 +21,9 @@ FAMILIES = {
     "L1": "the command line could not load a model, weights, data or a manifest",
     "X8": "the compression lifecycle or an argument of the Python API",
     "I9": "the command's last resort: an error inside dsl-compress itself",
+    "F1": "a compressed-tensors export: the plan holds something the format cannot, refused "
+    "before any tensor is read",
+    "V1": "a deployment target's limit (vLLM): the checkpoint would be written but not served",
 }
 
 # One example per code that a rules author meets, proven by the tests: (bundled model, rules).

@@ -255,3 +255,14 @@ def test_quantization_config_targets_exactly_the_planned_modules(capsys, tmp_pat
         for g in qconfig["config_groups"].values()
         for t in g["targets"]
     )
+
+
+def test_a_pruned_only_plan_is_a_plain_dense_folder(capsys, tmp_path, sources):
+    source = sources[torch.bfloat16]
+    text = 'prune **.mlp.*_proj.weight mask_structure="2:4";\n'
+    rules, out = export(capsys, tmp_path, source, text)
+    config = json.loads((out / "config.json").read_text())
+    assert "quantization_config" not in config
+    expected, _ = finalized(source, rules)
+    loaded = transformers.AutoModelForCausalLM.from_pretrained(out, dtype=torch.bfloat16)
+    assert_same_weights(loaded, expected)

@@ -92,9 +92,12 @@ class CompressedTensorsFormat:
         """config.json with the quantization_config, the source's other small files, and our
         plan files in the extras folder."""
         config = json.loads((self.source / "config.json").read_text(encoding="utf-8"))
-        config["quantization_config"] = quantization_config(
-            self.schemes, self.modules, self.ignored
-        )
+        if self.schemes:
+            config["quantization_config"] = quantization_config(
+                self.schemes, self.modules, self.ignored
+            )
+        else:  # pruned only: a plain dense checkpoint with zeros, as llm-compressor writes it
+            config.pop("quantization_config", None)
         written = [staging / "config.json"]
         written[0].write_text(json_text(config), encoding="utf-8")
         for path in sorted(self.source.iterdir()):

@@ -12,6 +12,7 @@ from safetensors.torch import load_file
 
 import dsl_compress as dc
 from cli_runner import run
+from hf_models import save_llama
 from dsl_compress.engine.stream import StreamRun
 from dsl_compress.io.hf import hf_skeleton
 
@@ -42,23 +43,22 @@ CASES = {
 SYMMETRIC = ["int4_group", "int8_channel", "int2_int3_channel", "pruned_then_int4"]
 
 
-def llama_folder(folder, dtype=torch.float32, tie=False):
-    """A seeded tiny Llama saved as transformers saves it, with a tokenizer file beside it."""
-    torch.manual_seed(0)
-    config = transformers.LlamaConfig(
-        vocab_size=128,
-        hidden_size=128,
-        intermediate_size=256,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=64,
-        tie_word_embeddings=tie,
-    )
-    model = transformers.LlamaForCausalLM(config).to(dtype).eval()
-    model.save_pretrained(folder)
+def llama_folder(folder, dtype=torch.float32):
+    """A seeded tiny Llama as transformers saves it, with a tokenizer file beside it."""
+    save_llama(folder, dtype, **LLAMA_128)
     (folder / "tokenizer_config.json").write_text('{"model_max_length": 64}')
     return folder
+
+
+# Wide enough for groups of 32 and 64 inputs; untied, so lm_head is a Linear of its own.
+LLAMA_128 = dict(
+    vocab_size=128,
+    hidden_size=128,
+    intermediate_size=256,
+    num_attention_heads=4,
+    max_position_embeddings=64,
+    tie_word_embeddings=False,
+)
 
 
 @pytest.fixture(scope="module")

@@ -12,6 +12,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from hf_models import save_llama
 from output_files import read_tensors
 from test_cli_stream import MODEL_PY, RULES, _shards, _state
 
@@ -168,18 +169,9 @@ def test_a_rank_variable_alone_does_not_silence_a_single_process(project, capsys
 
 
 def test_two_ranks_write_the_compressed_tensors_folder_one_process_writes(tmp_path):
-    transformers = pytest.importorskip("transformers")
-    torch.manual_seed(0)
-    config = transformers.LlamaConfig(
-        vocab_size=64,
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        tie_word_embeddings=False,
-    )
-    transformers.LlamaForCausalLM(config).to(torch.bfloat16).save_pretrained(tmp_path / "llama")
+    pytest.importorskip("transformers")
+    dims = dict(hidden_size=64, intermediate_size=128, tie_word_embeddings=False)
+    save_llama(tmp_path / "llama", torch.bfloat16, **dims)
     (tmp_path / "w4.rules").write_text(
         'prune **.mlp.*_proj.weight mask_structure="2:4";\n'
         "quantize Linear.weight quant_dtype=int4 granularity=[1, 32];\nexclude lm_head;\n"

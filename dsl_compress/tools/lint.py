@@ -20,6 +20,7 @@ from dsl_compress.diagnostics import (
 )
 from dsl_compress.codes import LINT_CODE_OF
 from dsl_compress.language.includes import IncludeReader, read_rules
+from dsl_compress.language.parse import StatementCache
 from dsl_compress.vocab import Mode
 from dsl_compress.plan import Plan, PlanEntry, Key
 from dsl_compress.resolve.config_input import MODE_ARGUMENT_HINT, ConfigInput, read_config_input
@@ -153,12 +154,13 @@ def lint_text(
     include_root: str | Path | None = None,
     reader: IncludeReader | None = None,
     target: str | None = None,
+    cache: StatementCache | None = None,
 ) -> list[Diagnostic]:
     """Every diagnostic of .rules text (what :func:`lint_file` reports for a file holding it);
     ``reader`` reads included files (the language server's unsaved buffers before disk);
-    ``target`` as for :func:`lint`."""
+    ``target`` as for :func:`lint`; ``cache`` re-parses only the statements an edit changed."""
     try:
-        rules = parse(text, path, include_root, reader)
+        rules = parse(text, path, include_root, reader, cache)
         compiled = rules.compile(model)
     except CompressionError as exc:
         return list(exc.diagnostics)

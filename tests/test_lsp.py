@@ -157,6 +157,34 @@ def test_definition_of_a_let_name_and_of_an_include(project):
     assert of_include.uri == (project / "base.rules").resolve().as_uri()
 
 
+def test_definition_of_a_let_reaches_into_included_files(project):
+    (project / "lets.rules").write_text('include "deeper.rules"\nlet shallow = 0.1\n')
+    (project / "deeper.rules").write_text("# the deepest\nlet deep = 0.25\n")
+    text = 'include "lets.rules"\nprune conv1.weight sparse_ratio=deep\n'
+    (project / "c.rules").write_text(text)
+
+    async def body(session):
+        uri = session.open(project / "c.rules")
+        unsaved = text.replace("=deep", "=shallow")
+        session.change(uri, unsaved)
+        found = await session.definition(uri, *_at(unsaved, "=shallow", 2))
+        missing = await session.definition(uri, *_at(unsaved, "conv1"))
+        return found, missing
+
+    found, missing = run_session(project, body)
+    assert found.uri == (project / "lets.rules").resolve().as_uri()
+    assert (found.range.start.line, found.range.start.character) == (1, 4)
+    assert missing is None
+
+    async def deeper(session):
+        uri = session.open(project / "c.rules")
+        return await session.definition(uri, *_at(text, "=deep", 2))
+
+    found = run_session(project, deeper)
+    assert found.uri == (project / "deeper.rules").resolve().as_uri()
+    assert (found.range.start.line, found.range.start.character) == (1, 4)
+
+
 def test_one_symbol_per_statement(project):
     async def body(session):
         return await session.symbols(session.open(project / "a.rules"))

@@ -64,6 +64,20 @@ class RulesServer(LanguageServer):
         self._outlines.pop(uri, None)
 
 
+def _reader(buffers: dict[Path, str]):
+    """A file's text: its open buffer, else the disk's; None when neither reads."""
+
+    def read(path: Path) -> str | None:
+        if path in buffers:
+            return buffers[path]
+        try:
+            return path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            return None
+
+    return read
+
+
 def _path_text(uri: str) -> str | None:
     path = path_of(uri)
     return str(path) if path is not None else None
@@ -128,8 +142,9 @@ def _register_queries(server: RulesServer) -> None:
     def goto_definition(params: types.DefinitionParams) -> types.Location | None:
         uri = params.text_document.uri
         lines = server.lines(uri)
-        line, column = from_position(lines, params.position)
-        return definition(server.outline(uri), lines, uri, path_of(uri), line, column)
+        position = from_position(lines, params.position)
+        read = _reader(server.documents.buffers())
+        return definition(server.outline(uri), lines, uri, path_of(uri), position, read)
 
     @server.feature(types.TEXT_DOCUMENT_DOCUMENT_SYMBOL)
     def symbols(params: types.DocumentSymbolParams) -> list[types.DocumentSymbol]:

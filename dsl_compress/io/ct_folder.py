@@ -71,7 +71,8 @@ class CompressedTensorsFormat:
             if tensor.name in _duplicates(run.tied):
                 continue
             module, _, target = tensor.name.rpartition(".")
-            dtypes[module] = tensor.dtype if target == "weight" else dtypes.get(module)
+            if target == "weight":
+                dtypes[module] = tensor.dtype  # an input's scale is kept in its weight's dtype
             parts = [(target, tensor.shape, tensor.dtype)]
             if target == "weight" and module in self.schemes:
                 parts = planned_weight(self.schemes[module], tensor.shape, tensor.dtype)

@@ -21,6 +21,8 @@ FAMILIES = {
     "L1": "the command line could not load a model, weights, data or a manifest",
     "X8": "the compression lifecycle or an argument of the Python API",
     "I9": "the command's last resort: an error inside dsl-compress itself",
+    "K1": "convert: settings written for another tool (NNI, llm-compressor, ModelOpt), or a "
+    "preset naming them, turned into .rules",
 }
 
 # One example per code that a rules author meets, proven by the tests: (bundled model, rules).
@@ -32,6 +34,7 @@ EXAMPLES: dict[str, tuple[str | None, str]] = {
     "E202": (None, "prune Linear.weight sparse_ration=0.5"),
     "E203": (None, "prune Conv2d.weight sparse_ratio=0.5 metric=l3"),
     "E204": (None, "prune Conv2d.weight sparse_ratio=ratio"),
+    "K121": (None, "quantize Linear.weight scheme=W8A8"),
     "E205": (None, 'include "missing.rules"'),
     "E206": (None, '# in a.rules\ninclude "a.rules"'),
     "E207": (None, "prune Conv2d.weight sparse_ratio=50"),

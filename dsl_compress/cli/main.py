@@ -372,6 +372,31 @@ def _lint_status(args, result: LintResult) -> ExitStatus:
     return ExitStatus(result.exit_status(args.fail_on))
 
 
+def _convert(args) -> ExitStatus:
+    """Convert SOURCE to .rules, print every note as lint does, write OUT.rules atomically;
+    exit 0 clean, 1 warnings, 2 errors (nothing written then)."""
+    from dsl_compress.diagnostics import Severity
+    from dsl_compress.tools.convert.sources import CONVERTERS, guess_source
+
+    source = Path(args.source)
+    try:
+        text = source.read_bytes().decode("utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc)
+        fail("K105", f"cannot read '{source}': {reason}", subject=str(source))
+    tool = args.source_tool or guess_source(text, str(source))
+    if tool not in CONVERTERS:
+        fail("K105", f"no converter for --from {tool} in this build", subject=str(source))
+    mode = Mode(args.mode) if args.mode else None
+    conversion = CONVERTERS[tool](text, str(source), mode, _model_or_manifest(args))
+    _print_diagnostics(conversion.notes)
+    severities = {note.severity for note in conversion.notes}
+    if Severity.ERROR in severities:
+        return ExitStatus.ERROR
+    write_text_atomically(Path(args.output), conversion.rules_text())
+    return ExitStatus.FINDINGS if Severity.WARNING in severities else ExitStatus.OK
+
+
 def _lsp(args) -> ExitStatus:
     """Serve the language server over stdio until the editor exits; without pygls, say how to
     install it."""
@@ -607,6 +632,7 @@ COMMANDS: dict[str, Callable] = {
     "compile": _compile,
     "explain": _explain,
     "lsp": _lsp,
+    "convert": _convert,
 }
 
 

@@ -40,6 +40,7 @@ from dsl_compress.language.syntax import (
     Setting,
     Statement,
 )
+from dsl_compress.schema.presets import PRESETS, expand_scheme
 from dsl_compress.resolve.setting_values import (
     WORDS,
     check_setting,
@@ -58,6 +59,9 @@ class SettingValue:
 
     value: Any
     span: Span
+    # The preset it came from, as `explain` shows it ("scheme=W4A16 → quant_dtype=int4 ..."):
+    # None for a value written as it is.
+    expansion: str | None = None
 
 
 @dataclass(frozen=True)
@@ -335,6 +339,18 @@ def _values(mode, settings: tuple[Setting, ...], lets, allowed, diags) -> dict[s
             )
         )
     diags.extend(structure_conflicts_in(values))
+    return expand_preset(values)
+
+
+def expand_preset(values: dict[str, SettingValue]) -> dict[str, SettingValue]:
+    """``scheme=NAME`` replaced by the keys its preset stands for, each at the scheme's span;
+    a key written beside it keeps its own value (schema/presets.py)."""
+    scheme = values.pop("scheme", None)
+    if scheme is None:
+        return values
+    expansion = PRESETS[scheme.value].expansion() if scheme.value in PRESETS else None
+    for key, value in expand_scheme(scheme.value, values).items():
+        values[key] = SettingValue(value, scheme.span, expansion)
     return values
 
 

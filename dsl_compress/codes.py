@@ -631,9 +631,20 @@ CODES: dict[str, CodeInfo] = _table(
     (
         "V104",
         "vllm-module-type",
-        "vLLM quantizes Linear layers (and embeddings) of a compressed-tensors checkpoint; a "
-        "quantization setting on any other module type is not loaded there.",
-        "Select Linear (or Embedding) modules only, e.g. `quantize Linear.weight ...`.",
+        "vLLM loads quantized weights into its Linear layers only: an embedding "
+        "(VocabParallelEmbedding), the output head (ParallelLMHead) or any other module type "
+        "has no place for the packed weights and scales of a compressed-tensors checkpoint.",
+        "Select Linear modules only and leave the output head out, e.g. "
+        "`quantize Linear.weight scheme=W4A16 except lm_head`.",
+    ),
+    (
+        "V105",
+        "vllm-int-activations",
+        "vLLM runs int weights beside statically quantized int inputs (int-quantized) with its "
+        "int8 kernels only: int8 weights with one scale per tensor or output channel, and int8 "
+        "inputs.",
+        "Quantize weights with quant_dtype=int8 granularity=out_channel beside int8 inputs, or "
+        "drop the input quantization for weight-only int of other widths.",
     ),
     # convert: settings written for other tools turned into .rules (K101-K149: NNI and presets)
     (

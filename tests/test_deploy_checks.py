@@ -44,7 +44,7 @@ UNSTORABLE = {
         "register quantize LlamaRMSNorm { weight };\n"
         "quantize **.input_layernorm.weight quant_dtype=int8;",
         2,
-        "is a LlamaRMSNorm",
+        "a LlamaRMSNorm is not quantized",
     ),
     "input_alone": ("quantize **.q_proj._input_ quant_dtype=int8;", 1, "weight quantized too"),
     "input_granularity": (
@@ -77,7 +77,7 @@ def test_a_plan_the_format_cannot_hold_is_refused_at_its_rule(capsys, tmp_path, 
 def test_one_rule_reaching_many_modules_is_told_once(capsys, tmp_path, llama):
     result, _ = apply_ct(capsys, tmp_path, llama, UNSTORABLE["output"][0])
     assert result.err.count("error[F101]") == 1
-    assert "and 1 more module(s) given it by this rule" in result.err
+    assert "(and 1 more like it from this rule)" in result.err
 
 
 def test_distillation_is_refused(capsys, tmp_path, llama):
@@ -106,7 +106,7 @@ VLLM = {
         "quantize **.q_proj.weight quant_dtype=int4 granularity=[1, 32];\n"
         "quantize **.{k,v}_proj.weight quant_dtype=int8 granularity=out_channel;",
         "quantize **.{q,k,v}_proj.weight quant_dtype=int4 granularity=[1, 32];",
-        2,
+        1,  # q_proj is quantized unlike the most of its set: its rule is at fault
     ),
     "V102": (
         "quantize **.o_proj.weight quant_dtype=int4;",
@@ -123,6 +123,13 @@ VLLM = {
         "quantize **.post_attention_layernorm.weight quant_dtype=int8;",
         "quantize **.mlp.down_proj.weight quant_dtype=int8 granularity=out_channel;",
         2,
+    ),
+    "V105": (
+        "quantize **.mlp.*_proj.weight quant_dtype=int4 granularity=[1, 32];\n"
+        "quantize **.mlp.*_proj._input_ quant_dtype=int8;",
+        "quantize **.mlp.*_proj.weight quant_dtype=int8 granularity=out_channel;\n"
+        "quantize **.mlp.*_proj._input_ quant_dtype=int8;",
+        1,
     ),
 }
 
@@ -197,3 +204,64 @@ def test_targets_generalise_layer_numbers_only_where_exact():
     assert exact_targets(pairs, MODULES[:4] + ["lm_head"]) == [
         r"re:^model\.layers\.\d+\.self_attn\.(?:q_proj|k_proj)$"
     ]
+
+
+@pytest.mark.parametrize(
+    "text, line",
+    [
+        ("quantize Linear.weight quant_dtype=int4 granularity=[1, 32];", 1),
+        (
+            "register quantize Embedding { weight };\n"
+            "quantize Embedding.weight quant_dtype=int8 granularity=out_channel;",
+            2,
+        ),
+    ],
+    ids=["lm_head", "embedding"],
+)
+def test_vllm_keeps_the_output_head_and_embeddings_float(capsys, tmp_path, manifest, text, line):
+    result = run(
+        capsys, "lint", rules_file(tmp_path, text), "--manifest", manifest, "--target", "vllm"
+    )
+    assert result.code == 1 and f"deploy.rules:{line}:" in result.out
+    assert "error[V104]" in result.out and "keeps float weights in vLLM" in result.out
+
+
+def test_v101_points_at_the_rule_of_the_odd_member(capsys, tmp_path, manifest):
+    text = (
+        "quantize **.self_attn.{k,v}_proj.weight quant_dtype=int4 granularity=[1, 32];\n"
+        "quantize **.self_attn.q_proj.weight quant_dtype=int8 granularity=out_channel;"
+    )
+    result = run(
+        capsys, "lint", rules_file(tmp_path, text), "--manifest", manifest, "--target", "vllm"
+    )
+    assert "deploy.rules:2:1: error[V101]" in result.out
+    assert "(and 1 more like it from this rule)" in result.out  # the other layer
+
+
+def test_apply_reports_every_finding_at_once(capsys, tmp_path, llama):
+    text = (
+        "quantize **.q_proj._output_ quant_dtype=int8;\n"
+        "quantize **.o_proj.weight quant_dtype=int4;"
+    )
+    result, _ = apply_ct(capsys, tmp_path, llama, text, "--target", "vllm")
+    assert result.code == 2
+    assert "deploy.rules:1:1: error[F101]" in result.err
+    assert "deploy.rules:2:1: error[V102]" in result.err
+
+
+def test_a_config_lists_findings_in_apply_are_placed_at_its_config(capsys, tmp_path, llama):
+    config = [
+        {"op_names_re": [r".*q_proj"], "target_names": ["_output_"], "quant_dtype": "int8"},
+        {"op_names_re": [r".*o_proj"], "target_names": ["weight"], "quant_dtype": "int4"},
+    ]
+    path = tmp_path / "config.json"
+    text = json.dumps(config, indent=1)
+    path.write_text(text)
+    first, second = [i + 1 for i, line in enumerate(text.splitlines()) if line.strip() == "{"]
+    argv = ["apply", path, "--mode", "quantize", "--model", f"hf:{llama}"]
+    result = run(capsys, *argv, "--format", "compressed-tensors", "--out", tmp_path / "o")
+    assert result.code == 2
+    assert f"config.json:{first}:" in result.err and "error[F101]" in result.err
+    argv += ["--format", "compressed-tensors", "--target", "vllm", "--out", tmp_path / "o"]
+    result = run(capsys, *argv)
+    assert f"config.json:{second}:" in result.err and "error[V102]" in result.err

@@ -63,6 +63,8 @@ TORCH_FREE_MODULES |= {
     "deploy/ct_schemes.py",
     "deploy/vllm_checks.py",
     "deploy/findings.py",
+    "deploy/model_shape.py",
+    "deploy/checks.py",
     "tools/code_docs.py",
 }
 

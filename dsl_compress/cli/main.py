@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import difflib
 import enum
+import functools
 import dataclasses
 import os
 import re
@@ -453,9 +454,12 @@ def _apply(args) -> ExitStatus:
     if args.out and not _follower():
         _report_warnings(check_destination(Path(args.out), args.overwrite, inputs))
     model = _model(args, skeleton=stream)
+    locate = list
     if is_config_list(args.rules):
-        plan = _config_input(args).plan(model, args.metric)
+        config = _config_input(args)
+        plan = config.plan(model, args.metric)
         _report_warnings(plan.diagnostics)
+        locate = functools.partial(config.located_by_origin, plan)
     else:
         with gc_paused():
             rules = load(args.rules, args.include_root)
@@ -466,7 +470,7 @@ def _apply(args) -> ExitStatus:
         _refuse_unmatched(compiled.diagnostics, args.allow_unmatched)
         plan = compiled.plan
     if stream:
-        out_format = _compressed_tensors(args, model, plan) if deploying else None
+        out_format = _compressed_tensors(args, model, plan, locate) if deploying else None
         return _apply_streamed(args, model, plan, inputs, shard_size, out_format)
     calib = load_calib(args.calib) if args.calib else None
     with progress_bars() as progress:
@@ -513,20 +517,19 @@ def _deploying(args) -> bool:
     return True
 
 
-def _compressed_tensors(args, skeleton, plan):
-    """The compressed-tensors folder layout, every F101 raised and the target's findings
-    reported (errors with --target, warnings otherwise), before any tensor is read."""
-    from dsl_compress.diagnostics import Severity
+def _compressed_tensors(args, skeleton, plan, locate):
+    """The compressed-tensors folder layout, after every finding is reported at once (F101;
+    vLLM's, errors with --target and warnings otherwise), before any tensor is read;
+    ``locate`` places a config_list's findings at their config."""
+    from dsl_compress.deploy.checks import deployment_findings
     from dsl_compress.io.ct_folder import compressed_tensors_format
     from dsl_compress.io.hf import hf_folder
-    from dsl_compress.tools.deploy_lint import target_findings
 
-    out_format, _ = compressed_tensors_format(plan, skeleton, hf_folder(args.model))
-    severity = Severity.ERROR if args.target else Severity.WARNING
-    findings = target_findings(plan, skeleton, args.target or "vllm", severity)
+    schemes, findings = deployment_findings(plan, skeleton, args.target)
+    findings = locate(findings)
     raise_errors(findings)
     _report_warnings(findings)
-    return out_format
+    return compressed_tensors_format(schemes, skeleton, hf_folder(args.model))
 
 
 def _check_streamable(args) -> None:
@@ -567,7 +570,7 @@ def _apply_streamed(args, skeleton, plan, inputs, shard_size, out_format=None) -
             output = dataclasses.replace(output, format=out_format)
     weights = spec_weights(args.model, args.weights)
     calib = load_calib(args.calib) if args.calib else None
-    job = StreamJob(weights, output, calib=calib)
+    job = StreamJob(weights, output, calib=calib, scales_like_weights=out_format is not None)
     team = join_team() if _torchrun_job() else None
     try:
         with progress_bars() as progress:

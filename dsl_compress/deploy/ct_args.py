@@ -68,6 +68,7 @@ class ModuleScheme:
 
     @property
     def format(self) -> str:
+        """int weights beside float activations are packed; beside int ones, stored as int8."""
         return PACK_QUANTIZED if self.input_activations is None else INT_QUANTIZED
 
     def to_json(self) -> dict[str, Any]:
@@ -81,16 +82,32 @@ class ModuleScheme:
         }
 
 
-def weight_strategy(block: tuple[int, int], shape: tuple[int, ...]) -> QuantArgs | None:
-    """The strategy of a 2-D weight's scale blocks ([rows, cols] per block, -1 a whole dim),
-    without bits and symmetry: None for a per-tensor scale."""
+@dataclass(frozen=True)
+class Strategy:
+    """How a weight's scales are laid out: per tensor, output channel, group of ``group_size``
+    inputs, or ``block_structure`` block."""
+
+    strategy: str
+    group_size: int | None = None
+    block_structure: tuple[int, int] | None = None
+
+    def args(self, num_bits: int, symmetric: bool) -> QuantArgs:
+        return QuantArgs(num_bits, symmetric, self.strategy, self.group_size, self.block_structure)
+
+
+PER_TENSOR = Strategy("tensor")
+
+
+def weight_strategy(block: tuple[int, int], shape: tuple[int, ...]) -> Strategy:
+    """The strategy of a 2-D weight of ``shape`` whose scales cover blocks of ``block``
+    ([rows, cols], -1 a whole dim)."""
     rows, cols = shape
     block_rows = rows if block[0] == -1 else block[0]
     block_cols = cols if block[1] == -1 else block[1]
     if (block_rows, block_cols) == (rows, cols):
-        return QuantArgs(0, True, "tensor")
+        return PER_TENSOR
     if block_rows == 1 and block_cols == cols:
-        return QuantArgs(0, True, "channel")
+        return Strategy("channel")
     if block_rows == 1:
-        return QuantArgs(0, True, "group", group_size=block_cols)
-    return QuantArgs(0, True, "block", block_structure=(block_rows, block_cols))
+        return Strategy("group", group_size=block_cols)
+    return Strategy("block", block_structure=(block_rows, block_cols))

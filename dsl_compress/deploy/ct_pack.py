@@ -34,6 +34,7 @@ def pack_columns(codes: torch.Tensor, bits: int) -> torch.Tensor:
 
 
 def _pack(codes: torch.Tensor, bits: int) -> torch.Tensor:
+    """One pass of :func:`pack_rows` over a few rows."""
     rows, columns = codes.shape
     chunks = math.ceil(columns / 32)
     offset = codes.to(torch.int64) + (1 << (bits - 1))
@@ -62,17 +63,3 @@ def _straddling(values: torch.Tensor, bits: int) -> torch.Tensor:
         if shift + bits > 32:
             words[word + 1] |= by_position[index] >> (32 - shift)
     return words.t()
-
-
-def unpack_rows(packed: torch.Tensor, bits: int, columns: int) -> torch.Tensor:
-    """The signed codes :func:`pack_rows` packed into ``packed`` (int8, ``columns`` per row)."""
-    words = packed.to(torch.int64) & 0xFFFFFFFF
-    index = torch.arange(columns)
-    start = index * bits
-    word, shift = start // 32, start % 32
-    low = words[:, word] >> shift
-    spill = torch.clamp(shift + bits - 32, min=0)
-    high_word = torch.clamp(word + 1, max=words.shape[1] - 1)
-    high = (words[:, high_word] << (bits - spill)) * (spill > 0)
-    value = (low | high) & ((1 << bits) - 1)
-    return (value - (1 << (bits - 1))).to(torch.int8)

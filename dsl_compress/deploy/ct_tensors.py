@@ -79,10 +79,9 @@ def input_tensors(
 ) -> dict[str, torch.Tensor]:
     """A statically quantized input's scale (in the weight's ``dtype``) and zero point."""
     found = {"input_scale": _scale(scale, (1,), dtype)}
+    signed = _signed_zero_point(zero_point, _shift(args, qmin), args)  # checked if symmetric
     if args.symmetric:
-        _signed_zero_point(zero_point, _shift(args, qmin), args)
         return found
-    signed = _signed_zero_point(zero_point, _shift(args, qmin), args)
     return {**found, "input_zero_point": signed.reshape(1).to(torch.int8)}
 
 

@@ -15,15 +15,13 @@ import torch
 
 from dsl_compress.deploy.ct_args import ModuleScheme
 from dsl_compress.deploy.ct_config import quantization_config
-from dsl_compress.deploy.ct_schemes import ModelShape, ct_finding, ct_schemes
-from dsl_compress.deploy.findings import Finding, merged
 from dsl_compress.deploy.ct_tensors import (
     input_tensors,
     planned_input,
     planned_weight,
     weight_tensors,
 )
-from dsl_compress.diagnostics import fail, raise_errors
+from dsl_compress.diagnostics import fail
 from dsl_compress.engine.quantize import QuantParams
 from dsl_compress.engine.stream import StreamRun
 from dsl_compress.engine.stream_data import PlannedTensor, StreamSink
@@ -32,7 +30,6 @@ from dsl_compress.io.outputs import write_plan_files
 from dsl_compress.io.shard_writer import ShardedWriter
 from dsl_compress.io.stream_outputs import OutputFile
 from dsl_compress.plan import Plan
-from dsl_compress.vocab import Mode
 
 # Where our own outputs go: a folder of their own, so that a loader globbing *.safetensors
 # at the top (vLLM without an index) sees the model's files only.
@@ -178,37 +175,13 @@ class _CompressedSink:
 
 
 def compressed_tensors_format(
-    plan: Plan, skeleton: torch.nn.Module, source: Path
-) -> tuple[CompressedTensorsFormat, dict[str, ModuleScheme]]:
-    """The folder layout for ``plan`` on ``skeleton`` (built from the Hugging Face folder
-    ``source``) and its schemes; every part of the plan the format cannot hold is raised first
-    (F101, located at its rule), before any tensor is read."""
-    shape = ModelShape.of(skeleton)
-    schemes, problems = ct_schemes(plan, shape)
-    problems += merged(_tied_quantized(plan, skeleton, schemes))
-    raise_errors(problems)
-    linear = [name for name, kind in shape.module_types.items() if kind == "Linear"]
-    ignored = tuple(name for name in linear if name not in schemes)
-    layout = CompressedTensorsFormat(schemes, source, tuple(shape.module_types), ignored)
-    return layout, schemes
-
-
-def _tied_quantized(plan: Plan, skeleton: torch.nn.Module, schemes) -> list[Finding]:
-    """F101 for a quantized weight held under two names (an embedding tied to the output
-    head): the format packs each module's weight on its own, and a tie cannot hold both."""
-    names: dict[int, list[str]] = {}
-    for name, tensor in skeleton.named_parameters(remove_duplicate=False):
-        names.setdefault(id(tensor), []).append(name)
-    tied = {name: group for group in names.values() if len(group) > 1 for name in group}
-    found = []
-    for entry in plan.of_mode(Mode.QUANTIZE):
-        name = f"{entry.module}.{entry.target}"
-        if entry.module in schemes and entry.target == "weight" and name in tied:
-            others = ", ".join(other for other in tied[name] if other != name)
-            message = (
-                f"{name} is tied to {others}; compressed-tensors packs each module's weight on "
-                "its own, and one tensor cannot be both"
-            )
-            hint = "leave the tied embedding or output head out of the quantize statement"
-            found.append(ct_finding(entry, None, message, hint))
-    return found
+    schemes: Mapping[str, ModuleScheme], skeleton: torch.nn.Module, source: Path
+) -> CompressedTensorsFormat:
+    """The folder layout for quantized modules of ``schemes`` (checked before: see
+    :func:`dsl_compress.deploy.checks.deployment_findings`) on ``skeleton``, built from the
+    Hugging Face folder ``source`` (its config and tokenizer)."""
+    types = {name: type(module).__name__ for name, module in skeleton.named_modules()}
+    ignored = tuple(
+        name for name, kind in types.items() if kind == "Linear" and name not in schemes
+    )
+    return CompressedTensorsFormat(dict(schemes), source, tuple(types), ignored)

@@ -175,9 +175,9 @@ def lint_text(
 
 
 def _target(plan: Plan, model: Model, target: str) -> list[Diagnostic]:
-    from dsl_compress.tools.deploy_lint import target_findings  # only with --target
+    from dsl_compress.deploy.checks import deployment_findings  # only with --target
 
-    return target_findings(plan, model, target)
+    return deployment_findings(plan, model, target)[1]
 
 
 def is_config_list(path: str | Path) -> bool:

@@ -50,6 +50,8 @@ class StreamJob:
     output: StreamedOutput | None
     seed: int = 0
     calib: Sequence[Any] | None = None
+    # Scales rounded to their weight's dtype (a dry run of a format that stores them so).
+    scales_like_weights: bool = False
 
 
 def stream_apply_job(
@@ -74,7 +76,9 @@ def stream_apply_job(
     keys = [e.key for e in plan.entries if e.kind is TargetKind.PARAMETER]
     _located(plan, lambda: raise_errors(shared_tensor_errors(skeleton, keys)))
     with weight_reader(skeleton, job.weights) as (read, cast_warnings):
-        rounded = job.output is not None and job.output.format.scales_like_weights
+        rounded = job.scales_like_weights or (
+            job.output is not None and job.output.format.scales_like_weights
+        )
         run = _located(plan, lambda: StreamRun(skeleton, plan, read, job.seed, rounded))
         _located(plan, lambda: run.calibrate(job.calib, progress))
         share = None

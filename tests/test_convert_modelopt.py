@@ -92,6 +92,7 @@ def test_wide_pattern_also_quantizes_inputs_and_outputs(llama):
     q_proj = [n for n in linear_names(llama) if n.endswith("q_proj")]
     assert set(plan) == {(n, t, Q) for n in q_proj for t in ("weight", "_input_", "_output_")}
     assert any(n.code == "K157" and "output_quantizer" in n.message for n in conversion.notes)
+    assert "(K157)" in conversion.rules_text()
 
 
 def test_cfg_entry_replaces_and_enable_entry_toggles(llama):

@@ -21,6 +21,8 @@ FAMILIES = {
     "L1": "the command line could not load a model, weights, data or a manifest",
     "X8": "the compression lifecycle or an argument of the Python API",
     "I9": "the command's last resort: an error inside dsl-compress itself",
+    "K1": "converting another tool's settings (an NNI config_list, an llm-compressor recipe, a "
+    "ModelOpt quant_cfg) to .rules: what did not convert, or what the tool selects surprisingly",
 }
 
 # One example per code that a rules author meets, proven by the tests: (bundled model, rules).

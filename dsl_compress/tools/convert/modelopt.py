@@ -126,6 +126,12 @@ def _statement(
     comment = None
     if selected.startswith("(?") and "(?!" in selected:
         comment = "ModelOpt: later entries win; the lookaheads leave out what they change"
+    if (
+        entry.pattern != "*"
+        and sum(module_regex(entry.pattern, q) is not None for q in QUANTIZERS) > 1
+    ):
+        wide = f"{entry.pattern!r} reaches every quantizer of the modules it names (K157)"
+        comment = f"{comment}\n{wide}" if comment else wide
     return ConvertedStatement(Mode.QUANTIZE, selector, settings, entry.origin, comment)
 
 

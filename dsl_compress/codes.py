@@ -635,6 +635,75 @@ CODES: dict[str, CodeInfo] = _table(
         "quantization setting on any other module type is not loaded there.",
         "Select Linear (or Embedding) modules only, e.g. `quantize Linear.weight ...`.",
     ),
+    # convert: settings written for other tools turned into .rules (K101-K149: NNI and presets)
+    (
+        "K101",
+        "first-wins-made-explicit",
+        "NNI 3.0 gives a (module, target) the setting of the FIRST config that selects it; .rules "
+        "lets the most specific statement win each key, then the later one. Where the two would "
+        "differ, convert wrote the statements so that ours gives NNI's result: a later config "
+        "moved before an earlier one, or a tensor's NNI setting written as an exact-name "
+        "statement. The output carries a comment at each such place.",
+        "Nothing to fix; read the comment. To keep the .rules short, make the NNI configs "
+        "select disjoint modules, or write the most specific config first.",
+    ),
+    (
+        "K102",
+        "start-anchored-regex",
+        "NNI matches op_names_re with re.match, anchored at the start only: 'fc' also selects "
+        "'fc1' and 'fc.sub'. convert writes it as re\"(?:fc).*\" (a .rules regex matches the "
+        "whole name) and warns where the model shows names a whole-name match would not take.",
+        "If those names were not meant, end the NNI regex with '$' (and the .rules regex is "
+        "then the plain pattern).",
+    ),
+    (
+        "K103",
+        "not-converted",
+        "A part of the source that has no .rules equivalent (fuse_names; an align whose "
+        "source module the selector cannot name; NNI 2.x keys NNI 3.0 itself breaks on). It "
+        "is left out of the output, never silently.",
+        "Write that part by hand if it is still wanted, or drop it from the source.",
+    ),
+    (
+        "K104",
+        "round-trip-differs",
+        "With a model, convert compiles the .rules it wrote and compares the plan with the "
+        "source's, every tensor and key: a difference means the output does not select what "
+        "the source selects.",
+        "Report it with the source file: the converted rules must reproduce it exactly.",
+    ),
+    (
+        "K105",
+        "unknown-source",
+        "convert could not read the source, or cannot tell which tool it was written for.",
+        "Give --from nni|llmcompressor|modelopt, and for an NNI list its --mode.",
+    ),
+    (
+        "K106",
+        "first-wins-unverified",
+        "Two NNI configs may select the same module, and without a model convert cannot tell "
+        "whether .rules precedence (specificity per key) gives NNI's first-wins result there.",
+        "Convert with --model SPEC or --manifest FILE: the output is then checked per tensor and "
+        "repaired where the two differ.",
+    ),
+    (
+        "K107",
+        "legacy-exclude-is-global",
+        "An NNI 2.x config with exclude: True is translated by NNI 3.0 (when the list's first "
+        "config is NNI 2.x) into excludes of every config of the list: it removes its modules "
+        "from all of them, not only from the configs after it. convert writes it as an "
+        "`exclude ... from KIND` statement.",
+        "Nothing to fix; in NNI 3.0 syntax write exclude_op_* keys in the configs concerned.",
+    ),
+    (
+        "K121",
+        "preset-not-expressible",
+        "A scheme= preset whose meaning NNI 3.0, and so dsl-compress, cannot hold: W8A8 "
+        "quantizes activations dynamically, per token, at run time, while NNI scales "
+        "activations statically from calibration.",
+        "Quantize the weights with scheme=W8A16 and the inputs statically in a statement of "
+        "their own (quantize Linear._input_ quant_dtype=int8 quant_scheme=symmetric).",
+    ),
     # the command's last resort
     (
         "I901",

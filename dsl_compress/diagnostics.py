@@ -74,6 +74,9 @@ class Diagnostic:
     rules_hint: str | None = field(default=None, compare=False, repr=False)
     # Structured edits that resolve it (lint --fix, the language server's quick fixes).
     fixes: tuple[Fix, ...] = field(default=(), compare=False)
+    # The one value that resolves a diagnostic about a value, where its maker knows no span (a
+    # key table check): whoever locates the diagnostic at that value's text makes it a Fix.
+    replacement: str | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.code not in CODES:
@@ -197,9 +200,16 @@ def error(
     subject: str | None = None,
     hint: str | None = None,
     rules_hint: str | None = None,
+    replacement: str | None = None,
 ) -> Diagnostic:
     return Diagnostic(
-        code, Severity.ERROR, message, subject=subject, hint=hint, rules_hint=rules_hint
+        code,
+        Severity.ERROR,
+        message,
+        subject=subject,
+        hint=hint,
+        rules_hint=rules_hint,
+        replacement=replacement,
     )
 
 
@@ -216,17 +226,38 @@ def warning(
     )
 
 
-def located(code: str, message: str, span: Span, hint: str | None = None) -> Diagnostic:
+def located(
+    code: str,
+    message: str,
+    span: Span,
+    hint: str | None = None,
+    fixes: tuple[Fix, ...] = (),
+) -> Diagnostic:
     """An error at ``span`` in a source file."""
-    return Diagnostic(code, Severity.ERROR, message, span=span, hint=hint)
+    return Diagnostic(code, Severity.ERROR, message, span=span, hint=hint, fixes=fixes)
 
 
-def relocated(diag: Diagnostic, span: Span, code: str | None = None) -> Diagnostic:
+def relocated(
+    diag: Diagnostic, span: Span, code: str | None = None, fixes: tuple[Fix, ...] = ()
+) -> Diagnostic:
     """``diag`` located at ``span`` in a .rules file, under ``code`` or else its language code
-    (LANGUAGE_CODE_OF), its hint in the words of .rules."""
+    (LANGUAGE_CODE_OF), its hint in the words of .rules; ``fixes`` join its own."""
     code = code or LANGUAGE_CODE_OF.get(diag.code, diag.code)
     hint = diag.rules_hint or diag.hint
-    return Diagnostic(code, diag.severity, diag.message, span=span, subject=diag.subject, hint=hint)
+    return Diagnostic(
+        code,
+        diag.severity,
+        diag.message,
+        span=span,
+        subject=diag.subject,
+        hint=hint,
+        fixes=diag.fixes + fixes,
+    )
+
+
+def replacing(span: Span, old: str, new: str) -> Fix:
+    """The fix that replaces ``old``, the text at ``span``, with ``new``."""
+    return Fix(span, new, f"replace {old!r} with {new!r}")
 
 
 def fail(
@@ -251,6 +282,7 @@ def at_statement(diag: Diagnostic, span: Span, message: str | None = None) -> Di
         diag.message if message is None else message,
         span=span,
         hint=diag.rules_hint or diag.hint,
+        fixes=diag.fixes,
     )
 
 
@@ -276,17 +308,48 @@ def emit_warnings(diagnostics: Iterable[Diagnostic]) -> None:
 
 def did_you_mean(word: str, candidates: Iterable[str], n: int = 3) -> str | None:
     """A 'did you mean' hint from the closest candidates, or None."""
-    return _closest(word, tuple(str(c) for c in candidates), n)
+    close = close_matches(word, candidates, n)
+    return "did you mean " + " or ".join(map(repr, close)) + "?" if close else None
+
+
+def close_matches(word: str, candidates: Iterable[str], n: int = 3) -> tuple[str, ...]:
+    """The candidates closest to ``word``, best first (those :func:`did_you_mean` names)."""
+    return _closest(str(word), tuple(str(c) for c in candidates), n)
+
+
+def sole_match(word: str, candidates: Iterable[str]) -> str | None:
+    """The one close candidate, or None when there is none or several: the replacement a fix
+    may make without choosing for the user."""
+    close = close_matches(word, candidates)
+    return close[0] if len(close) == 1 else None
 
 
 # A pure function of its arguments, so a bounded memo changes no result: a file repeating one
 # misspelt key 100,000 times asks difflib once, not 100,000 times (most of lint's time).
 @functools.lru_cache(maxsize=512)
-def _closest(word: str, pool: tuple[str, ...], n: int) -> str | None:
-    close = difflib.get_close_matches(word, pool, n=n, cutoff=0.6)
+def _closest(word: str, pool: tuple[str, ...], n: int) -> tuple[str, ...]:
+    # A slip of letter case (Conv2D for Conv2d), or else the one candidate a single typo away
+    # (out_chanel for out_channel), names its candidate outright.
+    same = tuple(c for c in pool if c.lower() == word.lower() and c != word)
+    typo = tuple(c for c in pool if _one_typo_apart(word, c))
+    close = same or (typo if len(typo) == 1 else ())
+    close = close or tuple(difflib.get_close_matches(word, pool, n=n, cutoff=0.6))
     if not close:
         lowered = {c.lower(): c for c in pool}
-        close = [lowered[w] for w in difflib.get_close_matches(word.lower(), lowered, n=n)]
-    if not close:
-        return None
-    return "did you mean " + " or ".join(repr(c) for c in close) + "?"
+        close = tuple(lowered[w] for w in difflib.get_close_matches(word.lower(), lowered, n=n))
+    return close[:n]
+
+
+def _one_typo_apart(word: str, other: str) -> bool:
+    """Whether one letter added, dropped, changed or two neighbours swapped turn ``word`` into
+    ``other`` (a word of one or two letters is too short to tell a typo from another word)."""
+    if min(len(word), len(other)) < 3 or abs(len(word) - len(other)) > 1 or word == other:
+        return False
+    start = next((i for i, (a, b) in enumerate(zip(word, other)) if a != b), None)
+    if start is None:  # one is the other with a letter added at the end
+        return True
+    head, tail = word[start:], other[start:]
+    if len(head) == len(tail):
+        swapped = len(head) > 1 and head[0] == tail[1] and head[1] == tail[0]
+        return head[1:] == tail[1:] or (swapped and head[2:] == tail[2:])
+    return head[1:] == tail or head == tail[1:]

@@ -83,10 +83,22 @@ class Session:
         params = types.DocumentSymbolParams(_doc(uri))
         return await self.client.text_document_document_symbol_async(params)
 
+    async def code_actions(
+        self, uri: str, diagnostics: list[types.Diagnostic]
+    ) -> list[types.CodeAction]:
+        where = diagnostics[0].range if diagnostics else types.Range(_origin(), _origin())
+        context = types.CodeActionContext(diagnostics=diagnostics)
+        params = types.CodeActionParams(_doc(uri), where, context)
+        return await self.client.text_document_code_action_async(params) or []
+
     async def formatting(self, uri: str) -> list[types.TextEdit]:
         options = types.FormattingOptions(tab_size=2, insert_spaces=True)
         params = types.DocumentFormattingParams(_doc(uri), options)
         return await self.client.text_document_formatting_async(params) or []
+
+
+def _origin() -> types.Position:
+    return types.Position(0, 0)
 
 
 def _doc(uri: str) -> types.TextDocumentIdentifier:

@@ -889,11 +889,17 @@ def test_language_key_sets_derive_from_the_table():
         "metric",
         "group",
     )
-    assert statement_keys(Q) == ("quant_dtype", "quant_scheme", "granularity", "apply_method")
+    assert statement_keys(Q) == (
+        "quant_dtype",
+        "quant_scheme",
+        "granularity",
+        "apply_method",
+        "scheme",
+    )
     assert statement_keys(D) == ("lambda", "link", "apply_method")
     assert ALIGN_STATEMENT_KEYS == ("dims", "granularity", "apply_method")
     assert statement_keys(P, Statement.REGISTER) == tuple(SETTING_RULES[P]) + ("dims",)
-    assert statement_keys(Q, Statement.REGISTER) == tuple(SETTING_RULES[Q])
+    assert statement_keys(Q, Statement.REGISTER) == tuple(SETTING_RULES[Q]) + ("scheme",)
     assert statement_keys(D, Statement.REGISTER) == tuple(SETTING_RULES[D])
     assert NUMERIC_KEYS == {
         "sparse_ratio",

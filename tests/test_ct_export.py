@@ -12,6 +12,7 @@ from safetensors.torch import load_file
 
 import dsl_compress as dc
 from cli_runner import run
+from hf_models import save_llama
 from dsl_compress.engine.stream import StreamRun
 from dsl_compress.io.hf import hf_skeleton
 
@@ -42,23 +43,22 @@ CASES = {
 SYMMETRIC = ["int4_group", "int8_channel", "int2_int3_channel", "pruned_then_int4"]
 
 
-def llama_folder(folder, dtype=torch.float32, tie=False):
-    """A seeded tiny Llama saved as transformers saves it, with a tokenizer file beside it."""
-    torch.manual_seed(0)
-    config = transformers.LlamaConfig(
-        vocab_size=128,
-        hidden_size=128,
-        intermediate_size=256,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=64,
-        tie_word_embeddings=tie,
-    )
-    model = transformers.LlamaForCausalLM(config).to(dtype).eval()
-    model.save_pretrained(folder)
+def llama_folder(folder, dtype=torch.float32):
+    """A seeded tiny Llama as transformers saves it, with a tokenizer file beside it."""
+    save_llama(folder, dtype, **LLAMA_128)
     (folder / "tokenizer_config.json").write_text('{"model_max_length": 64}')
     return folder
+
+
+# Wide enough for groups of 32 and 64 inputs; untied, so lm_head is a Linear of its own.
+LLAMA_128 = dict(
+    vocab_size=128,
+    hidden_size=128,
+    intermediate_size=256,
+    num_attention_heads=4,
+    max_position_embeddings=64,
+    tie_word_embeddings=False,
+)
 
 
 @pytest.fixture(scope="module")
@@ -199,6 +199,15 @@ def test_static_input_quantization_is_int_quantized(capsys, tmp_path, sources):
     assert tensors["model.layers.0.mlp.up_proj.input_scale"].shape == (1,)
     expected, _ = finalized(source, rules, list(calib))
     assert_same_weights(decompressed(out, torch.float32), expected)
+    assert "X804" not in capsys.readouterr().err  # the input scales are in the folder
+    # transformers applies the static input scales: our logits wherever the inputs stay inside
+    # the calibrated range (beyond it, NNI's int8 clamps at -127 and compressed-tensors at -128)
+    loaded = transformers.AutoModelForCausalLM.from_pretrained(out).eval()
+    ours = transformers.AutoModelForCausalLM.from_pretrained(source).eval()
+    dc.apply(dc.load(rules), ours, calib=list(calib))
+    with torch.no_grad():
+        for batch in calib:
+            assert torch.equal(loaded(batch).logits, ours(batch).logits)
 
 
 def test_the_folder_is_a_hugging_face_model_folder(capsys, tmp_path, sources):
@@ -246,3 +255,14 @@ def test_quantization_config_targets_exactly_the_planned_modules(capsys, tmp_pat
         for g in qconfig["config_groups"].values()
         for t in g["targets"]
     )
+
+
+def test_a_pruned_only_plan_is_a_plain_dense_folder(capsys, tmp_path, sources):
+    source = sources[torch.bfloat16]
+    text = 'prune **.mlp.*_proj.weight mask_structure="2:4";\n'
+    rules, out = export(capsys, tmp_path, source, text)
+    config = json.loads((out / "config.json").read_text())
+    assert "quantization_config" not in config
+    expected, _ = finalized(source, rules)
+    loaded = transformers.AutoModelForCausalLM.from_pretrained(out, dtype=torch.bfloat16)
+    assert_same_weights(loaded, expected)

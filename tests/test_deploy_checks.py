@@ -6,9 +6,9 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 
 from cli_runner import run
+from hf_models import save_llama
 from dsl_compress.deploy.ct_config import exact_targets
 from dsl_compress.io.manifest import build_manifest, save_manifest
 
@@ -19,19 +19,7 @@ transformers = pytest.importorskip("transformers")
 def llama(tmp_path_factory):
     """A tiny Llama with biases on its attention projections and tied embeddings."""
     folder = tmp_path_factory.mktemp("llama")
-    torch.manual_seed(0)
-    config = transformers.LlamaConfig(
-        vocab_size=64,
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        max_position_embeddings=32,
-        attention_bias=True,
-        tie_word_embeddings=True,
-    )
-    transformers.LlamaForCausalLM(config).save_pretrained(folder)
+    save_llama(folder, hidden_size=64, intermediate_size=128, attention_bias=True)
     return folder
 
 

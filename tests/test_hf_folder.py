@@ -13,6 +13,7 @@ from safetensors.torch import load_file
 
 import dsl_compress as dc
 from cli_runner import run
+from hf_models import save_llama
 from output_files import read_tensors
 from dsl_compress.io.checkpoint import Checkpoint, open_checkpoint
 from dsl_compress.io.loading import load_model, load_weights
@@ -25,21 +26,7 @@ RULES = "prune Linear.weight sparse_ratio=0.5 granularity=out_channel\n"
 
 
 def llama(folder, dtype=torch.float32, shard: int | None = None):
-    torch.manual_seed(0)
-    config = transformers.LlamaConfig(
-        vocab_size=64,
-        hidden_size=16,
-        intermediate_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        max_position_embeddings=32,
-        tie_word_embeddings=True,
-    )
-    model = transformers.LlamaForCausalLM(config).to(dtype).eval()
-    extra = {"max_shard_size": shard} if shard else {}
-    model.save_pretrained(folder, safe_serialization=True, **extra)
-    return model
+    return save_llama(folder, dtype, shard)
 
 
 def bert(folder):

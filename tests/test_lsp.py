@@ -157,6 +157,34 @@ def test_definition_of_a_let_name_and_of_an_include(project):
     assert of_include.uri == (project / "base.rules").resolve().as_uri()
 
 
+def test_definition_of_a_let_reaches_into_included_files(project):
+    (project / "lets.rules").write_text('include "deeper.rules"\nlet shallow = 0.1\n')
+    (project / "deeper.rules").write_text("# the deepest\nlet deep = 0.25\n")
+    text = 'include "lets.rules"\nprune conv1.weight sparse_ratio=deep\n'
+    (project / "c.rules").write_text(text)
+
+    async def body(session):
+        uri = session.open(project / "c.rules")
+        unsaved = text.replace("=deep", "=shallow")
+        session.change(uri, unsaved)
+        found = await session.definition(uri, *_at(unsaved, "=shallow", 2))
+        missing = await session.definition(uri, *_at(unsaved, "conv1"))
+        return found, missing
+
+    found, missing = run_session(project, body)
+    assert found.uri == (project / "lets.rules").resolve().as_uri()
+    assert (found.range.start.line, found.range.start.character) == (1, 4)
+    assert missing is None
+
+    async def deeper(session):
+        uri = session.open(project / "c.rules")
+        return await session.definition(uri, *_at(text, "=deep", 2))
+
+    found = run_session(project, deeper)
+    assert found.uri == (project / "deeper.rules").resolve().as_uri()
+    assert (found.range.start.line, found.range.start.character) == (1, 4)
+
+
 def test_one_symbol_per_statement(project):
     async def body(session):
         return await session.symbols(session.open(project / "a.rules"))
@@ -180,3 +208,38 @@ def test_formatting_is_fmt_and_an_unparsable_file_gets_no_edits(project):
     assert len(edits) == 1 and edits[0].new_text == format_rules(RULES)
     assert edits[0].new_text != RULES
     assert none == []
+
+
+def _applied(text: str, edit: types.TextEdit) -> str:
+    lines = text.splitlines(keepends=True)
+    start, end = edit.range.start, edit.range.end
+    offset = sum(len(line) for line in lines[: start.line]) + start.character
+    stop = sum(len(line) for line in lines[: end.line]) + end.character
+    return text[:offset] + edit.new_text + text[stop:]
+
+
+def test_a_diagnostic_with_one_replacement_offers_it_as_a_quick_fix(project):
+    async def body(session):
+        uri = session.open(project / "a.rules")
+        found = await session.diagnostics(uri)
+        by_code = {d.code: d for d in found}
+        offered = {
+            code: await session.code_actions(uri, [by_code[code]]) for code in ("E201", "E203")
+        }
+        return uri, offered, await session.code_actions(uri, [])
+
+    uri, offered, none = run_session(project, body)
+    assert none == []
+    fixed = RULES
+    for code, old, new in (("E201", "Conv2D", "Conv2d"), ("E203", "out_chanel", "out_channel")):
+        (action,) = offered[code]
+        assert action.kind == types.CodeActionKind.QuickFix and action.is_preferred
+        assert action.title == f"replace '{old}' with '{new}'"
+        (edit,) = action.edit.changes[uri]
+        line, character = _at(RULES, old)
+        assert (edit.range.start.line, edit.range.start.character) == (line, character)
+        assert edit.range.end.character == character + len(old) and edit.new_text == new
+        fixed = _applied(fixed, edit)
+    (project / "fixed.rules").write_text(fixed, encoding="utf-8")
+    codes = {d.code for d in lint([str(project / "fixed.rules")]).diagnostics}
+    assert not codes & {"E201", "E203"}

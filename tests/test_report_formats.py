@@ -29,10 +29,12 @@ JSON_KEYS = {
     "end_line",
     "end_column",
     "hint",
+    "fixes",
 }
 CONCISE = re.compile(
     r"^(?P<file>[^:]+)(?::(?P<line>\d+):(?P<column>\d+))?: "
-    r"(?P<severity>error|warning|info)\[(?P<code>[A-Z]\d{3})\] (?P<message>.+)$"
+    r"(?P<severity>error|warning|info)\[(?P<code>[A-Z]\d{3})\] (?P<fixable>\[\*\] )?"
+    r"(?P<message>.+)$"
 )
 WORKFLOW_COMMAND = re.compile(
     r"^::(?P<command>error|warning|notice) (?P<props>[^:]*)::(?P<data>.*)$"
@@ -78,7 +80,8 @@ def test_full_renders_each_diagnostic_with_its_source_then_a_summary(mixed):
     text = render(mixed, "full")
     blocks = text.split("\n\n")
     assert len(blocks) == len(mixed.diagnostics) + 1
-    assert blocks[-1] == "Found 3 errors, 2 warnings, 1 info message."
+    # Conv2D's case slip is the one finding lint --fix can fix.
+    assert blocks[-1] == "Found 3 errors, 2 warnings, 1 info message.\n[*] 1 fixable with --fix."
     w305 = blocks[1].split("\n")
     assert w305[0].startswith("a.rules:1:20: warning[W305] conv1.weight: sparse_ratio=0.1")
     assert w305[1] == "  1 | prune conv1.weight sparse_ratio=0.1 granularity=out_channel metric=l1"
@@ -111,9 +114,10 @@ def test_concise_is_one_parsable_line_per_diagnostic(mixed):
             diag.severity.value,
             diag.message,
         )
+        assert bool(match["fixable"]) == bool(diag.fixes)
         if diag.span is not None:
             assert (int(match["line"]), int(match["column"])) == (diag.span.line, diag.span.column)
-    assert lines[5] == "my rules/c.rules:1:7: error[E201] unknown module type 'Conv2D'"
+    assert lines[5] == "my rules/c.rules:1:7: error[E201] [*] unknown module type 'Conv2D'"
 
 
 # ----- json ---------------------------------------------------------------------------------------
@@ -148,7 +152,7 @@ def test_json_is_one_array_of_objects_with_1_based_positions(mixed):
 # ----- sarif --------------------------------------------------------------------------------------
 
 SARIF_LEVELS = {"none", "note", "warning", "error"}
-RESULT_KEYS = {"ruleId", "ruleIndex", "level", "message", "locations"}
+RESULT_KEYS = {"ruleId", "ruleIndex", "level", "message", "locations", "fixes"}
 REGION_KEYS = {"startLine", "startColumn", "endLine", "endColumn"}
 
 

@@ -913,7 +913,7 @@ def test_rendered_like_a_compiler():
         "rules/resnet.rules:3:7: error[E201] unknown module type 'Conv2D'\n"
         "  3 | prune Conv2D.weight sparse_ratio=ratio\n"
         "    |       ^^^^^^\n"
-        "  help: did you mean 'Conv2d' or 'Conv1D' or 'Conv3d'? Types of your own model are "
+        "  help: did you mean 'Conv2d'? Types of your own model are "
         "known only with --model (compile(model) in Python)"
     )
 

@@ -12,6 +12,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from hf_models import save_llama
 from output_files import read_tensors
 from test_cli_stream import MODEL_PY, RULES, _shards, _state
 
@@ -165,3 +166,29 @@ def test_a_rank_variable_alone_does_not_silence_a_single_process(project, capsys
     args = ("--weights", "sharded", "--dry-run", "--stream", "--allow-unmatched")
     result = run(capsys, "apply", "w.rules", "--model", "model.py:build", *args)
     assert result.code == 0 and "warning[W301]" in result.err
+
+
+def test_two_ranks_write_the_compressed_tensors_folder_one_process_writes(tmp_path):
+    pytest.importorskip("transformers")
+    dims = dict(hidden_size=64, intermediate_size=128, tie_word_embeddings=False)
+    save_llama(tmp_path / "llama", torch.bfloat16, **dims)
+    (tmp_path / "w4.rules").write_text(
+        'prune **.mlp.*_proj.weight mask_structure="2:4";\n'
+        "quantize Linear.weight quant_dtype=int4 granularity=[1, 32];\nexclude lm_head;\n"
+    )
+    apply = ("apply", "w4.rules", "--model", "hf:llama", "--format", "compressed-tensors")
+    sizes = ("--max-shard-size", "40KB")
+    alone = _command(tmp_path, *apply, "--out", "alone", *sizes, ranks=None)
+    assert alone.returncode == 0, alone.stderr
+    ranked = _command(tmp_path, *apply, "--out", "ranked", *sizes)
+    assert ranked.returncode == 0, ranked.stderr
+    files = sorted(p.relative_to(tmp_path / "alone") for p in (tmp_path / "alone").rglob("*"))
+    assert files == sorted(
+        p.relative_to(tmp_path / "ranked") for p in (tmp_path / "ranked").rglob("*")
+    )
+    assert len([f for f in files if f.name.startswith("model-")]) > 1
+    for name in files:
+        if (tmp_path / "alone" / name).is_file():
+            assert (tmp_path / "ranked" / name).read_bytes() == (
+                tmp_path / "alone" / name
+            ).read_bytes()

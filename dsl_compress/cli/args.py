@@ -47,6 +47,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
             ("compile", _compile),
             ("fmt", _fmt),
             ("lsp", _lsp),
+            ("convert", _convert),
         )
     }
     return parser, built
@@ -173,6 +174,20 @@ def _lint(commands) -> argparse.ArgumentParser:
         default="warning",
         help="the least severity that exits 1 (default warning; info notes never fail)",
     )
+    fixing = cmd.add_mutually_exclusive_group()
+    fixing.add_argument(
+        "--fix",
+        action="store_true",
+        help="apply the fixes of findings marked [*] (an unambiguous did-you-mean) to the files, "
+        "included files too, each written atomically; then report what is left (the exit "
+        "status is that of what is left)",
+    )
+    fixing.add_argument(
+        "--diff",
+        action="store_true",
+        help="print the changes --fix would make as unified diffs and write nothing; exit 1 "
+        "if there is anything to fix or any finding would be left",
+    )
     return cmd
 
 
@@ -237,4 +252,21 @@ def _lsp(commands) -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="the pause after an edit before its file is checked (default 0.3)",
     )
+    return cmd
+
+
+def _convert(commands) -> argparse.ArgumentParser:
+    cmd = commands.add_parser(
+        "convert", help="write settings made for NNI (or another tool) as .rules"
+    )
+    cmd.add_argument("source", metavar="SOURCE", help="an NNI config_list .json (or recipe)")
+    cmd.add_argument(
+        "--from",
+        dest="source_tool",
+        choices=("nni", "llmcompressor", "modelopt"),
+        help="the tool SOURCE was written for (default: guessed from the file)",
+    )
+    cmd.add_argument("--mode", choices=MODES, help="the kind of a plain NNI config_list")
+    _model_or_manifest(cmd)
+    cmd.add_argument("-o", "--output", required=True, metavar="OUT.rules")
     return cmd

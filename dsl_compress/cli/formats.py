@@ -9,7 +9,7 @@ from urllib.parse import quote
 
 import dsl_compress
 from dsl_compress.codes import CODES
-from dsl_compress.diagnostics import Diagnostic, Severity, did_you_mean, fail, render_all
+from dsl_compress.diagnostics import Diagnostic, Fix, Severity, did_you_mean, fail, render_all
 from dsl_compress.tools.lint import LintResult, file_of
 
 FORMATS = ("full", "concise", "json", "sarif", "github")
@@ -60,15 +60,36 @@ def summary(result: LintResult) -> str:
 # ----- for people ---------------------------------------------------------------------------------
 
 
+# A finding `lint --fix` can fix is marked as ruff marks it.
+FIXABLE_MARK = "[*]"
+
+
 def _full(result: LintResult) -> str:
-    blocks = list(render_all(result.diagnostics, result.sources))  # each file read once
-    return "\n\n".join([*blocks, summary(result)]) if blocks else ""
+    rendered = render_all(result.diagnostics, result.sources)  # each file read once
+    blocks = [_marked(d, block) for d, block in zip(result.diagnostics, rendered)]
+    fixable = sum(1 for d in result.diagnostics if d.fixes)
+    closing = f"{FIXABLE_MARK} {fixable} fixable with --fix." if fixable else ""
+    return (
+        "\n\n".join([*blocks, "\n".join(filter(None, [summary(result), closing]))])
+        if blocks
+        else ""
+    )
 
 
 def _concise(result: LintResult) -> str:
-    return "\n".join(
-        f"{d.location}: {d.severity.value}[{d.code}] {d.message}" for d in result.diagnostics
-    )
+    return "\n".join(_marked(d, f"{_header(d)}{d.message}") for d in result.diagnostics)
+
+
+def _header(diag: Diagnostic) -> str:
+    return f"{diag.location}: {diag.severity.value}[{diag.code}] "
+
+
+def _marked(diag: Diagnostic, rendered: str) -> str:
+    """A rendered diagnostic with the fixable mark after its code, when it has a fix."""
+    head = _header(diag)
+    if not diag.fixes or not rendered.startswith(head):
+        return rendered
+    return f"{head}{FIXABLE_MARK} {rendered[len(head):]}"
 
 
 # ----- for machines -------------------------------------------------------------------------------
@@ -86,6 +107,22 @@ def _json_object(diag: Diagnostic) -> dict[str, Any]:
         "message": diag.message,
         **position(diag),
         "hint": diag.hint,
+        "fixes": [_json_fix(fix) for fix in diag.fixes],
+    }
+
+
+def _json_fix(fix: Fix) -> dict[str, Any]:
+    """One edit: replace the text from line:column to end_line:end_column (1-based, end
+    exclusive, columns in characters) with ``replacement``."""
+    span = fix.span
+    return {
+        "title": fix.title,
+        "replacement": fix.replacement,
+        "file": span.file,
+        "line": span.line,
+        "column": span.column,
+        "end_line": span.end_line,
+        "end_column": span.end_column,
     }
 
 
@@ -128,13 +165,33 @@ def _sarif_result(diag: Diagnostic, rule_index: int) -> dict[str, Any]:
             startColumn=where["column"], endLine=where["end_line"], endColumn=where["end_column"]
         )
     location = {"artifactLocation": {"uri": artifact_uri(where["file"] or "")}, "region": region}
-    return {
+    result = {
         "ruleId": diag.code,
         "ruleIndex": rule_index,
         "level": SARIF_LEVELS[diag.severity],
         "message": {"text": _with_hint(diag)},
         "locations": [{"physicalLocation": location}],
     }
+    if diag.fixes:
+        result["fixes"] = [_sarif_fix(fix) for fix in diag.fixes]
+    return result
+
+
+def _sarif_fix(fix: Fix) -> dict[str, Any]:
+    """SARIF 2.1.0's fix object (§3.55): one artifact change of one replacement."""
+    span = fix.span
+    region = {
+        "startLine": span.line,
+        "startColumn": span.column,
+        "endLine": span.end_line,
+        "endColumn": span.end_column,
+    }
+    replacement = {"deletedRegion": region, "insertedContent": {"text": fix.replacement}}
+    change = {
+        "artifactLocation": {"uri": artifact_uri(span.file or "")},
+        "replacements": [replacement],
+    }
+    return {"description": {"text": fix.title}, "artifactChanges": [change]}
 
 
 def artifact_uri(file: str) -> str:

@@ -31,7 +31,8 @@ from dsl_compress.diagnostics import (
 from dsl_compress.io.atomic import write_text_atomically
 from dsl_compress.io.json_text import json_text
 from dsl_compress.language.format import format_rules
-from dsl_compress.tools.lint import is_config_list, lint
+from dsl_compress.tools.lint import LintResult, is_config_list, lint
+from dsl_compress.tools.lint_fix import FixOutcome, fix_findings
 from dsl_compress.vocab import Mode
 from dsl_compress.plan import Plan
 from dsl_compress.cli.formats import render
@@ -320,23 +321,80 @@ def _lint(args) -> ExitStatus:
             subject="--target",
             hint="add --model SPEC (e.g. hf:DIR) or --manifest FILE",
         )
-    result = lint(
-        args.rules,
-        model,
-        mode=args.mode,
-        metric=args.metric,
-        mode_hint=MODE_OPTION_HINT,
-        include_root=args.include_root,
-        target=args.target,
-    )
+
+    def relint(texts) -> LintResult:
+        return lint(
+            args.rules,
+            model,
+            mode=args.mode,
+            metric=args.metric,
+            mode_hint=MODE_OPTION_HINT,
+            include_root=args.include_root,
+            target=args.target,
+            texts=texts,
+        )
+
+    if args.fix or args.diff:
+        return _lint_fixing(args, fix_findings(relint))
+    return _lint_report(args, relint({}))
+
+
+def _lint_report(args, result: LintResult) -> ExitStatus:
     text = render(result, args.format)
     if text:
         sys.stdout.write(paint(text, sys.stdout) if args.format == "full" else text)
         if not text.endswith("\n"):
             sys.stdout.write("\n")
+    return _lint_status(args, result)
+
+
+def _lint_fixing(args, outcome: FixOutcome) -> ExitStatus:
+    """--fix writes the fixed files and reports what is left; --diff prints the diffs only and
+    exits 1 when there is something to fix or a finding would be left (as `fmt --diff`)."""
+    fixed = f"{outcome.applied} fix(es) in {len(outcome.files)} file(s)"
+    if args.diff:
+        sys.stdout.write("".join(f.diff() for f in outcome.files))
+        left = len(outcome.left.diagnostics)
+        if outcome.files:
+            print(f"would apply {fixed}; {left} finding(s) would be left", file=sys.stderr)
+        status = _lint_status(args, outcome.left)
+        return ExitStatus.FINDINGS if status is ExitStatus.OK and outcome.files else status
+    for file in outcome.files:
+        file.write()
+    if outcome.applied:
+        print(f"applied {fixed}", file=sys.stderr)
+    return _lint_report(args, outcome.left)
+
+
+def _lint_status(args, result: LintResult) -> ExitStatus:
     if result.unreadable:
         return ExitStatus.ERROR  # an input that could not be read is not a finding of the rules
     return ExitStatus(result.exit_status(args.fail_on))
+
+
+def _convert(args) -> ExitStatus:
+    """Convert SOURCE to .rules, print every note as lint does, write OUT.rules atomically;
+    exit 0 clean, 1 warnings, 2 errors (nothing written then)."""
+    from dsl_compress.diagnostics import Severity
+    from dsl_compress.tools.convert.sources import CONVERTERS, guess_source
+
+    source = Path(args.source)
+    try:
+        text = source.read_bytes().decode("utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc)
+        fail("K105", f"cannot read '{source}': {reason}", subject=str(source))
+    tool = args.source_tool or guess_source(text, str(source))
+    if tool not in CONVERTERS:
+        fail("K105", f"no converter for --from {tool} in this build", subject=str(source))
+    mode = Mode(args.mode) if args.mode else None
+    conversion = CONVERTERS[tool](text, str(source), mode, _model_or_manifest(args))
+    _print_diagnostics(conversion.notes)
+    severities = {note.severity for note in conversion.notes}
+    if Severity.ERROR in severities:
+        return ExitStatus.ERROR
+    write_text_atomically(Path(args.output), conversion.rules_text())
+    return ExitStatus.FINDINGS if Severity.WARNING in severities else ExitStatus.OK
 
 
 def _lsp(args) -> ExitStatus:
@@ -520,7 +578,7 @@ def _apply_streamed(args, skeleton, plan, inputs, shard_size, out_format=None) -
         return ExitStatus.OK  # rank 0 reports the whole run
     _report_warnings(result.findings)
     print(summary_table(result))
-    if output is not None:
+    if output is not None and out_format is None:  # compressed-tensors holds input scales
         _report_warnings(runtime_only_warning(plan, Path(args.out)))
         print(f"wrote {len(result.written)} files to {args.out}", file=sys.stderr)
     return ExitStatus.OK
@@ -574,6 +632,7 @@ COMMANDS: dict[str, Callable] = {
     "compile": _compile,
     "explain": _explain,
     "lsp": _lsp,
+    "convert": _convert,
 }
 
 

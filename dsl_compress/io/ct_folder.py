@@ -71,7 +71,8 @@ class CompressedTensorsFormat:
             if tensor.name in _duplicates(run.tied):
                 continue
             module, _, target = tensor.name.rpartition(".")
-            dtypes[module] = tensor.dtype if target == "weight" else dtypes.get(module)
+            if target == "weight":
+                dtypes[module] = tensor.dtype  # an input's scale is kept in its weight's dtype
             parts = [(target, tensor.shape, tensor.dtype)]
             if target == "weight" and module in self.schemes:
                 parts = planned_weight(self.schemes[module], tensor.shape, tensor.dtype)
@@ -92,9 +93,12 @@ class CompressedTensorsFormat:
         """config.json with the quantization_config, the source's other small files, and our
         plan files in the extras folder."""
         config = json.loads((self.source / "config.json").read_text(encoding="utf-8"))
-        config["quantization_config"] = quantization_config(
-            self.schemes, self.modules, self.ignored
-        )
+        if self.schemes:
+            config["quantization_config"] = quantization_config(
+                self.schemes, self.modules, self.ignored
+            )
+        else:  # pruned only: a plain dense checkpoint with zeros, as llm-compressor writes it
+            config.pop("quantization_config", None)
         written = [staging / "config.json"]
         written[0].write_text(json_text(config), encoding="utf-8")
         for path in sorted(self.source.iterdir()):

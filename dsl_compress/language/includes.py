@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Callable
 
 from dsl_compress.diagnostics import CompressionError, Diagnostic, Severity, Span
-from dsl_compress.language.parse import parse_rule_file
+from dsl_compress.language.parse import StatementCache, parse_rule_file
 from dsl_compress.language.syntax import Include, RuleFile, Statement
 
 # How an included file's text is read: by default from disk (read_rules); the language server
@@ -33,6 +33,7 @@ def parse_with_includes(
     path: str | None = None,
     include_root: str | Path | None = None,
     reader: IncludeReader | None = None,
+    cache: StatementCache | None = None,
 ) -> tuple[tuple[Statement, ...], tuple[str, ...]]:
     """The statements of rules text with included files' statements in place, and the files it
     included; includes are read relative to ``path``'s folder (or the working folder).
@@ -40,13 +41,16 @@ def parse_with_includes(
     Includes may read only files under ``include_root`` (by default the folder of ``path``, or
     the working folder), symlinks resolved first: rules from a pull request must not read
     ``/etc/passwd`` into a CI log. ``reader`` reads an included file's text (by default
-    :func:`read_rules`); it is asked only after the file passed those checks.
+    :func:`read_rules`); it is asked only after the file passed those checks. ``cache``
+    parses the text itself again only where it changed since the cache's last parse (an
+    editor's document).
     """
     base = _resolved(Path(path)) if path else None
     reading = _Reading(_include_root(include_root, base))
     if reader is not None:
         reading = _Reading(reading.root, read=reader)
-    statements = _expand(parse_rule_file(text, path), base, [base] if base else [], reading)
+    parsed = parse_rule_file(text, path) if cache is None else cache.parse(text, path)
+    statements = _expand(parsed, base, [base] if base else [], reading)
     return tuple(statements), tuple(str(p) for p in _seen(statements, base))
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path as FilePath
 from typing import Sequence
 
@@ -24,6 +24,7 @@ __all__ = [
     "parse_by_statement",
     "parse_rule_file",
     "parse_selector",
+    "StatementCache",
 ]
 
 
@@ -96,22 +97,68 @@ def parse_by_statement(text: str, path: str | None = None) -> RuleFile:
     return rule_file
 
 
-def parse_partially(text: str, path: str | None = None) -> tuple[RuleFile, list[Diagnostic]]:
+def parse_partially(
+    text: str, path: str | None = None, cache: StatementCache | None = None
+) -> tuple[RuleFile, list[Diagnostic]]:
     """The statements that parse, and the syntax errors of the rest: a half-typed file in an
-    editor still has its other statements to outline, hover and complete."""
-    parser, statements, comments, errors = _parser(), [], [], []
+    editor still has its other statements to outline, hover and complete. With ``cache``,
+    each statement whose text and place are unchanged since the cache's last parse is not
+    parsed again."""
+    statements, comments, errors = [], [], []
+    parsed: dict[tuple, _ChunkParse] = {}
     for chunk in split_statements(text):
-        try:
-            found, chunk_comments = parser.parse(chunk.text, spans_in_chunk(path, chunk))
-        except UnexpectedInput as exc:
-            errors.append(syntax_diagnostic(exc, chunk, path))
-            continue
-        except InputLimit as exc:
-            errors.append(_limit_diagnostic(exc, chunk, path))
-            continue
-        statements.extend(found)
-        comments.extend(_shifted(comment, chunk) for comment in chunk_comments)
+        key = (path, chunk)
+        found = parsed.get(key) or (cache and cache.get(key)) or _parse_chunk(chunk, path)
+        parsed[key] = found
+        statements.extend(found.statements)
+        comments.extend(found.comments)
+        errors.extend(found.errors)
+    if cache is not None:
+        cache.keep(parsed)
     return RuleFile(tuple(statements), path, _comments(comments, text)), errors
+
+
+@dataclass(frozen=True)
+class _ChunkParse:
+    """One statement chunk parsed: its statements, its comments placed in the file, and its
+    syntax error if it has one."""
+
+    statements: tuple[Statement, ...]
+    comments: tuple[tuple[str, int, int], ...] = ()
+    errors: tuple[Diagnostic, ...] = ()
+
+
+def _parse_chunk(chunk: Chunk, path: str | None) -> _ChunkParse:
+    try:
+        found, chunk_comments = _parser().parse(chunk.text, spans_in_chunk(path, chunk))
+    except UnexpectedInput as exc:
+        return _ChunkParse((), (), (syntax_diagnostic(exc, chunk, path),))
+    except InputLimit as exc:
+        return _ChunkParse((), (), (_limit_diagnostic(exc, chunk, path),))
+    return _ChunkParse(tuple(found), tuple(_shifted(c, chunk) for c in chunk_comments))
+
+
+class StatementCache:
+    """The statements of one document's last parse, by their text and place, for an editor: a
+    keystroke parses its own statement again, not the file (:func:`parse_partially`)."""
+
+    def __init__(self) -> None:
+        self._parsed: dict[tuple, _ChunkParse] = {}
+
+    def get(self, key: tuple) -> _ChunkParse | None:
+        return self._parsed.get(key)
+
+    def keep(self, parsed: dict[tuple, _ChunkParse]) -> None:
+        """The last parse's statements replace the ones kept before (no unbounded growth)."""
+        self._parsed = parsed
+
+    def parse(self, text: str, path: str | None = None) -> RuleFile:
+        """What :func:`parse_rule_file` gives ``text``, reusing unchanged statements; raises
+        CompressionError with every syntax error."""
+        rule_file, errors = parse_partially(text, path, self)
+        if errors:
+            raise CompressionError(errors)
+        return rule_file
 
 
 def _limit_diagnostic(exc: InputLimit, chunk: Chunk, path: str | None) -> Diagnostic:

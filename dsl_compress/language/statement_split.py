@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -21,22 +22,29 @@ class Chunk:
         return self.line + line - 1, column + (self.column - 1 if line == 1 else 0)
 
 
+# The characters the splitter acts on; everything between them is skipped in one search.
+_SPECIAL = re.compile(r'["#\\\n;\[\]{}]')
+
+
 def split_statements(text: str) -> Iterator[Chunk]:
     """Chunks ending at ';' or a newline outside brackets, braces, strings and comments."""
-    start, depth, i = 0, 0, 0
+    start, depth = 0, 0
     line, line_start = 1, 0
     start_line, start_column = 1, 1
-    while i < len(text):
-        char = text[i]
+    found = _SPECIAL.search(text)
+    while found is not None:
+        i, char = found.start(), found.group()
         if char == '"':
-            i = _string_end(text, i)
+            found = _SPECIAL.search(text, _string_end(text, i))
             continue
         if char == "#":
-            i = _line_end(text, i)
+            found = _SPECIAL.search(text, _line_end(text, i))
             continue
-        if char == "\\" and (text.startswith("\n", i + 1) or text.startswith("\r\n", i + 1)):
-            i += 2 if text[i + 1] == "\n" else 3
-            line, line_start = line + 1, i
+        if char == "\\":  # a line continuation when a line break follows
+            skip = _line_break_length(text, i + 1)
+            if skip:
+                line, line_start = line + 1, i + 1 + skip
+            found = _SPECIAL.search(text, i + 1 + skip)
             continue
         depth = max(0, depth + _DEPTH.get(char, 0))
         if char == "\n":
@@ -46,9 +54,16 @@ def split_statements(text: str) -> Iterator[Chunk]:
                 yield Chunk(text[start:i].removesuffix("\r"), start_line, start_column)
             start = i + 1
             start_line, start_column = line, start - line_start + 1
-        i += 1
+        found = _SPECIAL.search(text, i + 1)
     if text[start:].strip():
         yield Chunk(text[start:], start_line, start_column)
+
+
+def _line_break_length(text: str, i: int) -> int:
+    """2 for a CRLF at ``i``, 1 for a LF, else 0."""
+    if text.startswith("\r\n", i):
+        return 2
+    return 1 if text.startswith("\n", i) else 0
 
 
 def _string_end(text: str, i: int) -> int:

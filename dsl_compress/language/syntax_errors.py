@@ -7,7 +7,7 @@ import re
 from lark import Token
 from lark.exceptions import UnexpectedCharacters, UnexpectedInput
 
-from dsl_compress.diagnostics import Diagnostic, Severity, Span, did_you_mean
+from dsl_compress.diagnostics import Diagnostic, Severity, Span, did_you_mean, replacing, sole_match
 from dsl_compress.language.statement_split import Chunk
 
 # How terminals are named in error messages: words a user recognises, never __ANON_0.
@@ -46,6 +46,7 @@ def syntax_diagnostic(
     line, column = chunk.absolute(*_position(exc, chunk.text))
     expected = _expected(exc)
     hint = f"expected {_listed(expected)}" if expected else None
+    keyword = None
     if isinstance(exc, UnexpectedCharacters):
         code, message, width, hint = _bad_character(exc, chunk.text, hint)
     elif getattr(exc, "token", None) is None or exc.token.type == "$END":
@@ -54,9 +55,14 @@ def syntax_diagnostic(
         token = exc.token
         code, message, width = "E101", f"unexpected {_describe(token)}", max(1, len(str(token)))
         hint = _keyword_hint(token, expected) or hint
-    hint = _spaced_set_hint(chunk.text) or hint
+        keyword = _keyword_fix(token, expected)
+    spaced = _spaced_set_hint(chunk.text)
+    hint = spaced or hint
     span = Span(path, line, column, line, column + width)
-    return Diagnostic(code, Severity.ERROR, message, span=span, subject=path, hint=hint)
+    fixes = (replacing(span, str(token), keyword),) if keyword and not spaced else ()
+    return Diagnostic(
+        code, Severity.ERROR, message, span=span, subject=path, hint=hint, fixes=fixes
+    )
 
 
 def _bad_character(exc: UnexpectedCharacters, text: str, hint: str | None):
@@ -82,10 +88,20 @@ def _unquoted_n_m(text: str, colon: int) -> tuple[str, str] | None:
 
 def _keyword_hint(token: Token, expected: set[str]) -> str | None:
     """A misspelt statement keyword ('quantise') gets a did-you-mean, not a list of tokens."""
-    starts = {name.lower() for name in expected} & set(STATEMENT_KEYWORDS)
-    if token.type in ("NAME", "PATTERN") and starts:
-        return did_you_mean(str(token), sorted(starts))
-    return None
+    starts = _statement_starts(token, expected)
+    return did_you_mean(str(token), starts) if starts else None
+
+
+def _keyword_fix(token: Token, expected: set[str]) -> str | None:
+    """The one statement keyword a misspelt one stands for, if only one is close."""
+    starts = _statement_starts(token, expected)
+    return sole_match(str(token), starts) if starts else None
+
+
+def _statement_starts(token: Token, expected: set[str]) -> list[str]:
+    if token.type not in ("NAME", "PATTERN"):
+        return []
+    return sorted({name.lower() for name in expected} & set(STATEMENT_KEYWORDS))
 
 
 def _spaced_set_hint(text: str) -> str | None:

@@ -9,6 +9,7 @@ from typing import Callable
 
 from lsprotocol import types
 
+from dsl_compress.language.parse import StatementCache
 from dsl_compress.lsp.diagnostics import Checked, check_document
 from dsl_compress.lsp.documents import OpenDocuments, path_of
 from dsl_compress.lsp.project import Project
@@ -32,6 +33,8 @@ class Checker:
         self._debounce = debounce
         self._pending: dict[str, asyncio.Task] = {}
         self._found: dict[str, Checked] = {}
+        # Each open document's statements as last parsed: a keystroke re-parses one statement.
+        self._parsed: dict[str, StatementCache] = {}
 
     def changed(self, uri: str) -> None:
         """An edit (or an open, or a save): check the document and every open includer."""
@@ -44,6 +47,7 @@ class Checker:
         if task is not None:
             task.cancel()
         before = self._found.pop(uri, None)
+        self._parsed.pop(uri, None)
         self._publish_files(set(before.by_uri) if before else {uri})
         for root in self._includers(uri):
             self._schedule(root)
@@ -66,7 +70,8 @@ class Checker:
         # On the event loop, not a worker thread: no edit lands mid-check (an edit during the
         # pause cancelled this task), and a thread fighting the loop for the GIL took 30% longer.
         text, buffers = self._documents.text(uri), self._documents.buffers()
-        checked = check_document(uri, text, buffers, self._project)
+        cache = self._parsed.setdefault(uri, StatementCache())
+        checked = check_document(uri, text, buffers, self._project, cache)
         before = self._found.get(uri)
         self._found[uri] = checked
         self._publish_files(set(checked.by_uri) | (set(before.by_uri) if before else set()))

@@ -3,30 +3,67 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 from lsprotocol import types
 
 from dsl_compress.language.syntax import Include, Let
 from dsl_compress.lsp.documents import uri_of
 from dsl_compress.lsp.outline import Outline
-from dsl_compress.lsp.positions import to_position
+from dsl_compress.lsp.positions import split_lines, to_position
 from dsl_compress.lsp.words import word_at
 
 _FILE_START = types.Range(types.Position(0, 0), types.Position(0, 0))
 
 
+# Reads a file's text (an open buffer before disk); None when it cannot be read.
+Read = Callable[[Path], "str | None"]
+
+
 def definition(
-    outline: Outline, lines: Sequence[str], uri: str, path: Path | None, line: int, column: int
+    outline: Outline,
+    lines: Sequence[str],
+    uri: str,
+    path: Path | None,
+    position: tuple[int, int],
+    read: Read,
 ) -> types.Location | None:
+    """Where the word at ``position`` (1-based line, column) is defined: an include's file, or
+    a let's name in this file or, as the language sees lets through includes, an included one."""
+    line, column = position
     stmt = outline.statement_at(line, column)
+    folder = path.parent if path is not None else Path.cwd()
     if isinstance(stmt, Include):
-        folder = path.parent if path is not None else Path.cwd()
         return types.Location(uri=uri_of((folder / stmt.path).resolve()), range=_FILE_START)
-    let = outline.lets().get(word_at(lines, line, column))
-    if let is None or stmt is let and not _on_value(let, lines, line, column):
+    name = word_at(lines, line, column)
+    let = outline.lets().get(name)
+    if stmt is not None and stmt is let and not _on_value(let, lines, line, column):
         return None
-    return types.Location(uri=uri, range=_name_range(let, lines))
+    if let is not None:
+        return types.Location(uri=uri, range=_name_range(let, lines))
+    return _included_let(outline, folder, name, read, {path})
+
+
+def _included_let(
+    outline: Outline, folder: Path, name: str | None, read: Read, seen: set
+) -> types.Location | None:
+    """The let ``name`` in the files ``outline`` includes (depth first, in order), if any."""
+    for stmt in outline.statements:
+        if not isinstance(stmt, Include) or name is None:
+            continue
+        target = (folder / stmt.path).resolve()
+        text = None if target in seen else read(target)
+        if text is None:
+            continue
+        seen.add(target)
+        included = Outline.of(text, str(target))
+        let = included.lets().get(name)
+        if let is not None:
+            return types.Location(uri=uri_of(target), range=_name_range(let, split_lines(text)))
+        found = _included_let(included, target.parent, name, read, seen)
+        if found is not None:
+            return found
+    return None
 
 
 def _on_value(let: Let, lines: Sequence[str], line: int, column: int) -> bool:

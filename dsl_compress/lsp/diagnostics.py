@@ -10,6 +10,8 @@ from typing import Sequence
 from lsprotocol import types
 
 from dsl_compress.diagnostics import CompressionError, Diagnostic, Severity, SourceLines
+from dsl_compress.language.parse import StatementCache
+from dsl_compress.lsp.code_actions import fixes_data
 from dsl_compress.lsp.documents import BufferReader, path_of, uri_of
 from dsl_compress.lsp.positions import split_lines, to_range
 from dsl_compress.lsp.project import Project
@@ -33,9 +35,16 @@ class Checked:
     included: frozenset[Path]
 
 
-def check_document(uri: str, text: str, buffers: dict[Path, str], project: Project) -> Checked:
+def check_document(
+    uri: str,
+    text: str,
+    buffers: dict[Path, str],
+    project: Project,
+    cache: StatementCache | None = None,
+) -> Checked:
     """Every diagnostic `lint` gives the document's text (with the manifest its project names),
-    included files read from ``buffers`` before disk."""
+    included files read from ``buffers`` before disk; with ``cache``, only the statements an
+    edit changed are parsed again."""
     path = path_of(uri)
     reader = BufferReader(buffers)
     model, found = None, []
@@ -44,7 +53,7 @@ def check_document(uri: str, text: str, buffers: dict[Path, str], project: Proje
             model = project.model_for(path)
         except CompressionError as exc:  # the manifest does not read: say so, check without it
             found.extend(exc.diagnostics)
-    found.extend(lint_text(text, str(path) if path else None, model, reader=reader))
+    found.extend(lint_text(text, str(path) if path else None, model, reader=reader, cache=cache))
     return Checked(_grouped(uri, text, found, buffers), frozenset(reader.read))
 
 
@@ -81,10 +90,12 @@ def to_lsp(diag: Diagnostic, lines: Sequence[str]) -> types.Diagnostic:
         message = f"{diag.subject}: {message}"
     if diag.hint:
         message = f"{message}\nhelp: {diag.hint}"
+    file = diag.span.file if diag.span is not None else None
     return types.Diagnostic(
         range=to_range(lines, diag.span),
         message=message,
         severity=SEVERITIES[diag.severity],
         code=diag.code,
         source=SOURCE,
+        data=fixes_data(diag.fixes, lines, file),
     )

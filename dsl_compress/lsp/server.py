@@ -10,6 +10,7 @@ from pygls.lsp.server import LanguageServer
 from dsl_compress import __version__
 from dsl_compress.diagnostics import CompressionError
 from dsl_compress.lsp.checker import DEFAULT_DEBOUNCE, Checker
+from dsl_compress.lsp.code_actions import quick_fixes
 from dsl_compress.lsp.completion import complete, text_before
 from dsl_compress.lsp.definition import definition
 from dsl_compress.lsp.documents import OpenDocuments, path_of
@@ -61,6 +62,20 @@ class RulesServer(LanguageServer):
 
     def forget(self, uri: str) -> None:
         self._outlines.pop(uri, None)
+
+
+def _reader(buffers: dict[Path, str]):
+    """A file's text: its open buffer, else the disk's; None when neither reads."""
+
+    def read(path: Path) -> str | None:
+        if path in buffers:
+            return buffers[path]
+        try:
+            return path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            return None
+
+    return read
 
 
 def _path_text(uri: str) -> str | None:
@@ -127,13 +142,20 @@ def _register_queries(server: RulesServer) -> None:
     def goto_definition(params: types.DefinitionParams) -> types.Location | None:
         uri = params.text_document.uri
         lines = server.lines(uri)
-        line, column = from_position(lines, params.position)
-        return definition(server.outline(uri), lines, uri, path_of(uri), line, column)
+        position = from_position(lines, params.position)
+        read = _reader(server.documents.buffers())
+        return definition(server.outline(uri), lines, uri, path_of(uri), position, read)
 
     @server.feature(types.TEXT_DOCUMENT_DOCUMENT_SYMBOL)
     def symbols(params: types.DocumentSymbolParams) -> list[types.DocumentSymbol]:
         uri = params.text_document.uri
         return document_symbols(server.outline(uri), server.lines(uri))
+
+    actions = types.CodeActionOptions(code_action_kinds=[types.CodeActionKind.QuickFix])
+
+    @server.feature(types.TEXT_DOCUMENT_CODE_ACTION, actions)
+    def code_action(params: types.CodeActionParams) -> list[types.CodeAction]:
+        return quick_fixes(params.text_document.uri, params.context.diagnostics)
 
     @server.feature(types.TEXT_DOCUMENT_FORMATTING)
     def formatting(params: types.DocumentFormattingParams) -> list[types.TextEdit]:

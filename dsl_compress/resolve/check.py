@@ -8,12 +8,15 @@ from typing import Any, Mapping, Sequence
 
 from dsl_compress.diagnostics import (
     Diagnostic,
+    Fix,
     Severity,
     Span,
     did_you_mean,
     located,
     raise_errors,
     relocated,
+    replacing,
+    sole_match,
     source_order,
 )
 from dsl_compress.vocab import Mode
@@ -37,6 +40,7 @@ from dsl_compress.language.syntax import (
     Setting,
     Statement,
 )
+from dsl_compress.schema.presets import PRESETS, expand_scheme
 from dsl_compress.resolve.setting_values import (
     WORDS,
     check_setting,
@@ -55,6 +59,9 @@ class SettingValue:
 
     value: Any
     span: Span
+    # The preset it came from, as `explain` shows it ("scheme=W4A16 → quant_dtype=int4 ..."):
+    # None for a value written as it is.
+    expansion: str | None = None
 
 
 @dataclass(frozen=True)
@@ -125,7 +132,17 @@ class KnownTypes:
         else:
             how = f"the model has no '{name}' module and no template is registered for it"
         hint = f"{close} {how[0].upper()}{how[1:]}" if close else how[0].upper() + how[1:]
-        return located("E201", f"unknown module type '{name}'", span, hint)
+        return located(
+            "E201", f"unknown module type '{name}'", span, hint, self._fix(name, pool, span)
+        )
+
+    def _fix(self, name: str, pool: list[str], span: Span) -> tuple[Fix, ...]:
+        """The one close type; without a model only a slip of case: a name near a registered
+        type may be a type of the user's own model, which only the model can tell."""
+        close = sole_match(name, pool)
+        if close is None or (self.model_types is None and close.lower() != name.lower()):
+            return ()
+        return (replacing(span, name, close),)
 
 
 @dataclass(frozen=True)
@@ -308,7 +325,7 @@ def _values(mode, settings: tuple[Setting, ...], lets, allowed, diags) -> dict[s
         before = len(diags)
         value = evaluate(setting.value, lets, setting.key in NUMERIC_KEYS, diags)
         if len(diags) == before:  # an undefined name is reported once, not again as a bad value
-            diags.extend(check_setting(mode, setting.key, value, setting, allowed))
+            diags.extend(check_setting(mode, setting.key, value, setting, allowed, lets))
         if setting.key in values:
             diags.append(located("E202", f"'{setting.key}' is set twice", setting.span))
         values[setting.key] = SettingValue(value, setting.span)
@@ -322,6 +339,18 @@ def _values(mode, settings: tuple[Setting, ...], lets, allowed, diags) -> dict[s
             )
         )
     diags.extend(structure_conflicts_in(values))
+    return expand_preset(values)
+
+
+def expand_preset(values: dict[str, SettingValue]) -> dict[str, SettingValue]:
+    """``scheme=NAME`` replaced by the keys its preset stands for, each at the scheme's span;
+    a key written beside it keeps its own value (schema/presets.py)."""
+    scheme = values.pop("scheme", None)
+    if scheme is None:
+        return values
+    expansion = PRESETS[scheme.value].expansion() if scheme.value in PRESETS else None
+    for key, value in expand_scheme(scheme.value, values).items():
+        values[key] = SettingValue(value, scheme.span, expansion)
     return values
 
 

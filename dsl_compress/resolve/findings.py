@@ -5,11 +5,20 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Iterable, Mapping
 
-from dsl_compress.diagnostics import Diagnostic, Severity, Span, did_you_mean, located
+from dsl_compress.diagnostics import (
+    Diagnostic,
+    Fix,
+    Severity,
+    Span,
+    did_you_mean,
+    located,
+    replacing,
+    sole_match,
+)
 from dsl_compress.plan import PlanEntry
 from dsl_compress.resolve.model_index import ModelIndex
 from dsl_compress.resolve.check import Rule, SettingValue
-from dsl_compress.language.syntax import Selector
+from dsl_compress.language.syntax import Segment, Selector
 from dsl_compress.resolve.selectors import brace_expansions, compile_selector, is_type_name
 
 TARGET_WORDS = ("weight", "bias", "_input_", "_output_")
@@ -20,21 +29,26 @@ def nothing_matched(index: ModelIndex, compiled, what: str) -> Diagnostic:
     out, or the target its modules lack) as the hint."""
     selector: Selector = compiled.source
     text = ".".join(s.text for s in selector.path.segments) or (selector.path.regex or "")
+    fixes: tuple[Fix, ...] = ()
     if compiled.type_name is not None:
+        # No fix: the type may be right for another model (a registered type this one lacks).
         hint = _type_hint(index, compiled)
     elif _braced_types(selector):
         hint = _braced_type_hint(index, selector)
     else:
         pool = [*index.modules, *sorted(set(index.type_names.values()))]
         head = text.split(".")[0]
-        hint = _target_typo(index, compiled) or did_you_mean(text, pool)
+        typo = _typo_target(index, compiled)
+        hint = _target_typo(typo) if typo else did_you_mean(text, pool)
         hint = hint or did_you_mean(head, [p for p in pool if p != head])
+        fixes = _target_fix(typo) if typo else ()
     return Diagnostic(
         "W301",
         Severity.WARNING,
         f"this {what} matches no module of the model",
         span=selector.span,
         hint=hint,
+        fixes=fixes,
     )
 
 
@@ -49,6 +63,7 @@ def unmatched_refused(diagnostics: Iterable[Diagnostic], relax: str) -> list[Dia
             span=diag.span,
             subject=diag.subject,
             hint=_with(diag.hint, f"pass {relax} to apply without it"),
+            fixes=diag.fixes,
         )
         for diag in diagnostics
         if diag.code == "W301"
@@ -94,9 +109,36 @@ def _braced_type_hint(index: ModelIndex, selector: Selector) -> str:
     )
 
 
-def _target_typo(index: ModelIndex, compiled) -> str | None:
-    """`conv*.wieght`: the module part matches modules and the last segment, read as their
-    target, is none of theirs: name the target (the closest of those modules' targets)."""
+@dataclass(frozen=True)
+class TargetTypo:
+    """`conv*.wieght`: the module part matches ``modules`` and the ``last`` segment, read as
+    their target, is none of their ``targets``."""
+
+    last: Segment
+    written: str
+    modules: list[str]
+    targets: list[str]
+
+
+def _target_typo(typo: TargetTypo) -> str:
+    """Name the target: the closest of those modules' targets, or all of them."""
+    which = (
+        f"'{typo.written}'"
+        if typo.modules == [typo.written]
+        else f"the {len(typo.modules)} module(s) '{typo.written}' matches"
+    )
+    close = did_you_mean(typo.last.text, typo.targets)
+    offer = close or "they have " + ", ".join(f"'{t}'" for t in typo.targets)
+    return f"'{typo.last.text}' is not a target of {which}; {offer}"
+
+
+def _target_fix(typo: TargetTypo) -> tuple[Fix, ...]:
+    close = sole_match(typo.last.text, typo.targets)
+    return (replacing(typo.last.span, typo.last.text, close),) if close else ()
+
+
+def _typo_target(index: ModelIndex, compiled) -> TargetTypo | None:
+    """The selector's last segment when it stands for a target its modules lack."""
     selector: Selector = compiled.source
     path = selector.path
     if compiled.targets is not None or path.regex is not None or len(path.segments) < 2:
@@ -111,14 +153,7 @@ def _target_typo(index: ModelIndex, compiled) -> str | None:
         return None
     targets = {t for m in modules for t in index.modules[m]._parameters} | set(TARGET_WORDS)
     written = ".".join(s.text for s in path.segments[:-1])
-    which = (
-        f"'{written}'"
-        if modules == [written]
-        else f"the {len(modules)} module(s) '{written}' matches"
-    )
-    close = did_you_mean(last.text, sorted(targets))
-    offer = close or "they have " + ", ".join(f"'{t}'" for t in sorted(targets))
-    return f"'{last.text}' is not a target of {which}; {offer}"
+    return TargetTypo(last, written, modules, sorted(targets))
 
 
 def all_excluded(rule: Rule, count: int) -> Diagnostic:

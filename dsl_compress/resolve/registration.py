@@ -6,6 +6,7 @@ from typing import Any, Mapping
 
 from dsl_compress.diagnostics import Diagnostic, located
 from dsl_compress.language.syntax import Register, RegisterTarget
+from dsl_compress.schema.presets import expand_scheme
 from dsl_compress.resolve.setting_values import check_setting, evaluate
 from dsl_compress.schema.key_sets import statement_keys
 from dsl_compress.schema.keys import Statement
@@ -78,6 +79,9 @@ def _values(mode: Mode, target: RegisterTarget, lets, diags: list) -> dict[str, 
                 )
             values[setting.key] = value
             continue
-        diags.extend(check_setting(mode, setting.key, value, setting, allowed))
+        diags.extend(check_setting(mode, setting.key, value, setting, allowed, lets))
         values[setting.key] = value
+    scheme = values.pop("scheme", None)
+    if scheme is not None:
+        values.update(expand_scheme(scheme, values))
     return values

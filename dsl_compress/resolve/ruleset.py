@@ -18,6 +18,7 @@ from dsl_compress.diagnostics import (
     source_order,
 )
 from dsl_compress.language.includes import IncludeReader, parse_with_includes, read_rules
+from dsl_compress.language.parse import StatementCache
 from dsl_compress.language.syntax import Statement
 from dsl_compress.plan import Plan
 from dsl_compress.resolve.check import CheckedRules, check_rules
@@ -122,11 +123,13 @@ def parse(
     path: str | None = None,
     include_root: str | Path | None = None,
     reader: IncludeReader | None = None,
+    cache: StatementCache | None = None,
 ) -> RuleSet:
     """Parse rules text; includes are read relative to ``path``'s folder (or the working folder)
     and only under ``include_root`` (by default that same folder), by ``reader`` when given
-    (the language server's open buffers before disk)."""
-    statements, files = parse_with_includes(text, path, include_root, reader)
+    (the language server's open buffers before disk); ``cache`` keeps an edited document's
+    unchanged statements from being parsed again."""
+    statements, files = parse_with_includes(text, path, include_root, reader, cache)
     return RuleSet(statements, path, files)
 
 

@@ -3,10 +3,20 @@ table (schema/key_sets) at the span that wrote it."""
 
 from __future__ import annotations
 
+import re
 from typing import Any, Mapping
 
-from dsl_compress.diagnostics import did_you_mean, located, relocated
-from dsl_compress.language.syntax import ListValue, Setting, Value
+from dsl_compress.diagnostics import (
+    Diagnostic,
+    Fix,
+    Span,
+    did_you_mean,
+    located,
+    relocated,
+    replacing,
+    sole_match,
+)
+from dsl_compress.language.syntax import ListValue, Literal, Setting, Value
 from dsl_compress.schema.key_sets import (
     ALIGN_STATEMENT_KEYS,
     instead_in_statements,
@@ -35,29 +45,71 @@ def evaluate(value: Value, lets: Mapping[str, Any], numeric: bool, diags: list) 
     if word in WORDS:
         return WORDS[word]
     if numeric:
+        name = sole_match(word, lets)
+        fixes = (replacing(value.span, word, name),) if name is not None else ()
         diags.append(
             located(
                 "E204",
                 f"'{word}' is not defined",
                 value.span,
                 did_you_mean(word, lets) or "define it with `let NAME = value` or write a number",
+                fixes,
             )
         )
     return word
 
 
 def check_setting(
-    mode: Mode, key: str, value: Any, setting: Setting, allowed: tuple[str, ...]
+    mode: Mode,
+    key: str,
+    value: Any,
+    setting: Setting,
+    allowed: tuple[str, ...],
+    lets: Mapping[str, Any] | None = None,
 ) -> list:
-    """Unknown keys and bad values of one setting, located at it."""
+    """Unknown keys and bad values of one setting, located at it (``lets``: the names in scope,
+    which a fix must not write as a bare word)."""
     if key not in allowed:
-        hint = instead_in_statements(key, value) or did_you_mean(key, allowed)
+        instead = instead_in_statements(key, value)
+        hint = instead or did_you_mean(key, allowed) or f"accepted: {', '.join(allowed)}"
+        name = None if instead else sole_match(key, allowed)
+        fixes = (replacing(key_span(setting), key, name),) if name is not None else ()
         message = f"unknown setting '{key}' for {_statement_name(mode, allowed)}"
-        return [located("E202", message, setting.span, hint or f"accepted: {', '.join(allowed)}")]
+        return [located("E202", message, setting.span, hint, fixes)]
     rule = statement_rule(mode, key)
     if rule is None:
         return []
-    return [relocated(d, setting.value.span) for d in rule.check(key, value, key)]
+    found = rule.check(key, value, key)
+    return [
+        relocated(d, setting.value.span, fixes=value_fixes(d, setting.value, value, lets or {}))
+        for d in found
+    ]
+
+
+def key_span(setting: Setting) -> Span:
+    """The span of a setting's key: the name its span starts with."""
+    span = setting.span
+    return Span(span.file, span.line, span.column, span.line, span.column + len(setting.key))
+
+
+_BARE_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def value_fixes(
+    diag: Diagnostic, written: Value, value: Any, lets: Mapping[str, Any]
+) -> tuple[Fix, ...]:
+    """The fix a key table check names (``diag.replacement``) at the literal that wrote
+    ``value``; none where the value came through a let (the let, not this use, holds the typo)."""
+    new = diag.replacement
+    if new is None or not isinstance(written, Literal) or written.value != value:
+        return ()
+    if not isinstance(value, str) or (written.is_word and value in lets):
+        return ()
+    if not written.is_word:  # a quoted string stays quoted
+        return (replacing(written.span, f'"{value}"', f'"{new}"'),)
+    if new in WORDS or new in lets or not _BARE_WORD.fullmatch(new):
+        return ()  # a bare word would read as a let or a constant, not as this name
+    return (replacing(written.span, value, new),)
 
 
 def _statement_name(mode: Mode, allowed: tuple[str, ...]) -> str:

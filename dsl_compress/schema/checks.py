@@ -6,7 +6,13 @@ import math
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from dsl_compress.diagnostics import CompressionError, Diagnostic, did_you_mean, error
+from dsl_compress.diagnostics import (
+    CompressionError,
+    Diagnostic,
+    did_you_mean,
+    error,
+    sole_match,
+)
 from dsl_compress.schema.granularity import GRANULARITY_NAMES, parse_granularity
 from dsl_compress.vocab import Mode
 
@@ -114,7 +120,8 @@ def _check_granularity(key: str, value: Any, subject: str) -> list[Diagnostic]:
     if isinstance(value, str) and value not in GRANULARITY_NAMES:
         hint = did_you_mean(value, GRANULARITY_NAMES) or f"use {_GRANULARITY_EXPECTED}"
         message = f"{key} {value!r} is not a granularity name; expected {_GRANULARITY_EXPECTED}"
-        return [error("C105", message, subject=subject, hint=hint)]
+        fix = sole_match(value, GRANULARITY_NAMES)
+        return [error("C105", message, subject=subject, hint=hint, replacement=fix)]
     if isinstance(value, tuple):
         hint = f"write it as a list: {_tuples_as_lists(value)!r}"
         message = f"{key} must be a list, not a tuple (NNI 3.0 rejects tuples), got {value!r}"
@@ -175,6 +182,7 @@ def apply_method_rule(mode: Mode) -> KeyRule:
             return []
         message = f"{key} must be {expected}, got {found(value)}"
         hint = f"use {choices_text(choices)}, or omit {key} for the default"
+        fix = None
         if isinstance(value, str) and value in INTERNAL_APPLY_METHODS:
             owner = INTERNAL_APPLY_METHODS[value]
             message += f", which is algorithm-internal ({owner} sets it itself)"
@@ -182,7 +190,8 @@ def apply_method_rule(mode: Mode) -> KeyRule:
             message += f", which is a {MODE_NOUNS[owner]} apply_method"
         elif isinstance(value, str):
             hint = did_you_mean(value, choices) or hint
-        return [error("C105", message, subject=subject, hint=hint)]
+            fix = sole_match(value, choices)
+        return [error("C105", message, subject=subject, hint=hint, replacement=fix)]
 
     return KeyRule(expected, check, choices)
 

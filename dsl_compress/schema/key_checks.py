@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from dsl_compress.diagnostics import Diagnostic, did_you_mean, error
+from dsl_compress.diagnostics import Diagnostic, did_you_mean, error, sole_match
 from dsl_compress.schema.checks import KeyRule, found, is_int, subject_of, type_rule, wrong_type
 from dsl_compress.vocab import METRIC_NAMES, QUANT_DTYPES, QUANT_SCHEMES
 
@@ -69,7 +69,9 @@ def _check_quant_dtype(key: str, value: Any, subject: str) -> list[Diagnostic]:
         hint = hint or "write the dtype's name as a string, e.g. 'int8' (None means int8)"
         return [wrong_type(key, "a str like 'int8', or None", value, subject, hint)]
     message = f"{key} {value!r} is not supported; expected {_DTYPE_EXPECTED}"
-    return [error("C106", message, subject=subject, hint=_dtype_hint(value))]
+    hint = _dtype_hint(value)
+    fix = sole_match(value, QUANT_DTYPES) if hint == did_you_mean(value, QUANT_DTYPES) else None
+    return [error("C106", message, subject=subject, hint=hint, replacement=fix)]
 
 
 def _dtype_hint(value: str) -> str:
@@ -91,15 +93,16 @@ QUANT_DTYPE_RULE = KeyRule(_DTYPE_EXPECTED, _check_quant_dtype, QUANT_DTYPES)
 def _check_quant_scheme(key: str, value: Any, subject: str) -> list[Diagnostic]:
     if isinstance(value, str) and value in QUANT_SCHEMES:
         return []
-    hint = None
+    hint = fix = None
     if value is None:
         hint = "omit quant_scheme for the default (symmetric); NNI 3.0 rejects an explicit None"
     elif value == "asymmetric":
         hint = "NNI calls the asymmetric scheme 'affine'"
     elif isinstance(value, str):
         hint = did_you_mean(value, QUANT_SCHEMES)
+        fix = sole_match(value, QUANT_SCHEMES)
     message = f"{key} must be 'affine' or 'symmetric', got {found(value)}"
-    return [error("C105", message, subject=subject, hint=hint)]
+    return [error("C105", message, subject=subject, hint=hint, replacement=fix)]
 
 
 QUANT_SCHEME_RULE = KeyRule("'affine' or 'symmetric'", _check_quant_scheme, QUANT_SCHEMES)
@@ -199,7 +202,8 @@ def _check_metric(key: str, value: Any, subject: str) -> list[Diagnostic]:
     if value in METRIC_NAMES:
         return []
     hint = did_you_mean(str(value), METRIC_NAMES) or f"use one of {', '.join(METRIC_NAMES)}"
-    return [error("E203", f"unknown metric {value!r}", hint=hint)]
+    fix = sole_match(value, METRIC_NAMES) if isinstance(value, str) else None
+    return [error("E203", f"unknown metric {value!r}", hint=hint, replacement=fix)]
 
 
 def _check_dims(key: str, value: Any, subject: str) -> list[Diagnostic]:

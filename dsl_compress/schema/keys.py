@@ -16,6 +16,7 @@ from dsl_compress.schema.checks import (
     type_rule,
 )
 from dsl_compress.schema.mask_structure import MASK_STRUCTURE_RULE
+from dsl_compress.schema.presets import SCHEME_RULE
 from dsl_compress.schema.key_checks import (
     ALIGN_RULE,
     DIMS_RULE,
@@ -294,6 +295,15 @@ KEYS: tuple[KeyRow, ...] = (
         METRIC_RULE,
         _COMPRESS,
         default=DEFAULT_METRIC,
+    ),
+    KeyRow(
+        "scheme",
+        Level.LANGUAGE,
+        "a named preset (W4A16, W4A16_ASYM, W8A16) standing for its quant_dtype, quant_scheme "
+        "and granularity; keys written beside it override the preset's",
+        Mode.QUANTIZE,
+        SCHEME_RULE,
+        _COMPRESS_REGISTER,
     ),
     KeyRow(
         "group",

@@ -21,8 +21,11 @@ FAMILIES = {
     "L1": "the command line could not load a model, weights, data or a manifest",
     "X8": "the compression lifecycle or an argument of the Python API",
     "I9": "the command's last resort: an error inside dsl-compress itself",
-    "K1": "converting another tool's settings (an NNI config_list, an llm-compressor recipe, a "
-    "ModelOpt quant_cfg) to .rules: what did not convert, or what the tool selects surprisingly",
+    "F1": "a compressed-tensors export: the plan holds something the format cannot, refused "
+    "before any tensor is read",
+    "V1": "a deployment target's limit (vLLM): the checkpoint would be written but not served",
+    "K1": "convert: settings written for another tool (NNI, llm-compressor, ModelOpt), or a "
+    "preset naming them, turned into .rules",
 }
 
 # One example per code that a rules author meets, proven by the tests: (bundled model, rules).
@@ -34,6 +37,7 @@ EXAMPLES: dict[str, tuple[str | None, str]] = {
     "E202": (None, "prune Linear.weight sparse_ration=0.5"),
     "E203": (None, "prune Conv2d.weight sparse_ratio=0.5 metric=l3"),
     "E204": (None, "prune Conv2d.weight sparse_ratio=ratio"),
+    "K121": (None, "quantize Linear.weight scheme=W8A8"),
     "E205": (None, 'include "missing.rules"'),
     "E206": (None, '# in a.rules\ninclude "a.rules"'),
     "E207": (None, "prune Conv2d.weight sparse_ratio=50"),

@@ -28,6 +28,7 @@ class Candidate:
     value: Any
     origin: str
     specificity: str
+    expansion: str | None = None  # the preset the value came from (scheme=W4A16 → ...)
 
 
 @dataclass(frozen=True)
@@ -120,7 +121,7 @@ def _candidate(contribution, key: str) -> Candidate:
     level, typed = contribution.rule.selector.specificity
     label = _LEVELS[level] + (" + type" if typed and level == PATTERN else "")
     value = contribution.values[key]
-    return Candidate(value.value, str(value.span), label)
+    return Candidate(value.value, str(value.span), label, value.expansion)
 
 
 def _reason(winner, setters) -> str:
@@ -149,6 +150,8 @@ def _planned_block(item: TensorExplanation) -> str:
     lines.append("  matched by: " + (", ".join(item.statements) or "-"))
     for d in item.decisions:
         lines.append(f"  {d.key} = {d.winner.value!r} from {d.winner.origin} ({d.reason})")
+        if d.winner.expansion:
+            lines.append(f"      preset: {d.winner.expansion}")
         meaning = _meaning(d.key, d.winner.value)
         if meaning:
             lines.append(f"      meaning: {meaning}")

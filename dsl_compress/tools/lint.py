@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +19,8 @@ from dsl_compress.diagnostics import (
     span_of_origin,
 )
 from dsl_compress.codes import LINT_CODE_OF
-from dsl_compress.language.includes import IncludeReader
+from dsl_compress.language.includes import IncludeReader, read_rules
+from dsl_compress.language.parse import StatementCache
 from dsl_compress.vocab import Mode
 from dsl_compress.plan import Plan, PlanEntry, Key
 from dsl_compress.resolve.config_input import MODE_ARGUMENT_HINT, ConfigInput, read_config_input
@@ -77,11 +79,13 @@ def lint(
     mode_hint: str = MODE_ARGUMENT_HINT,
     include_root: str | Path | None = None,
     target: str | None = None,
+    texts: Mapping[Path, str] | None = None,
 ) -> LintResult:
     """Lint each input: a .rules file, or an NNI config_list .json (with ``mode`` for a plain
     list, ``metric`` for pruning); syntax and meaning, and with ``model`` everything model-aware
     (a torch module, or a manifest's stand-in: then lint loads no torch). Includes read only
-    under ``include_root`` (by default each file's own folder).
+    under ``include_root`` (by default each file's own folder). A .rules file (linted or
+    included) whose resolved path is in ``texts`` is read from there, not from disk.
 
     With ``target`` ('vllm') and a model, what that server refuses in a compressed-tensors
     export of each plan is reported too (F101, V101-V104).
@@ -101,6 +105,7 @@ def lint(
                 mode_hint=mode_hint,
                 include_root=include_root,
                 target=target,
+                texts=texts,
             )
         except CompressionError as exc:
             diagnostics = list(exc.diagnostics)
@@ -121,14 +126,24 @@ def lint_file(
     mode_hint: str = MODE_ARGUMENT_HINT,
     include_root: str | Path | None = None,
     target: str | None = None,
+    texts: Mapping[Path, str] | None = None,
 ) -> list[Diagnostic]:
     """Every diagnostic of one input; raises CompressionError when it cannot be read or parsed
     as a whole (a missing file, JSON that does not parse, a config_list without its mode)."""
     if is_config_list(path):
         config = read_config_input(path, mode, mode_hint=mode_hint)
         return _lint_config_list(config, model, metric, target)
-    text = read_rules_file(path)
-    return lint_text(text, path, model, include_root=include_root, target=target)
+    text = (texts or {}).get(Path(path).resolve())
+    text = read_rules_file(path) if text is None else text
+    options = {"include_root": include_root, "reader": _reader_of(texts), "target": target}
+    return lint_text(text, path, model, **options)
+
+
+def _reader_of(texts: Mapping[Path, str] | None) -> IncludeReader | None:
+    """Included files read from ``texts`` (by resolved path) where it holds them, else disk."""
+    if not texts:
+        return None
+    return lambda path, span: texts[path] if path in texts else read_rules(path, span)
 
 
 def lint_text(
@@ -139,12 +154,13 @@ def lint_text(
     include_root: str | Path | None = None,
     reader: IncludeReader | None = None,
     target: str | None = None,
+    cache: StatementCache | None = None,
 ) -> list[Diagnostic]:
     """Every diagnostic of .rules text (what :func:`lint_file` reports for a file holding it);
     ``reader`` reads included files (the language server's unsaved buffers before disk);
-    ``target`` as for :func:`lint`."""
+    ``target`` as for :func:`lint`; ``cache`` re-parses only the statements an edit changed."""
     try:
-        rules = parse(text, path, include_root, reader)
+        rules = parse(text, path, include_root, reader, cache)
         compiled = rules.compile(model)
     except CompressionError as exc:
         return list(exc.diagnostics)
@@ -233,7 +249,7 @@ def _widened(diag: Diagnostic, spans: Mapping[str, Span]) -> Diagnostic:
     span = spans.get(str(diag.span)) if diag.span is not None else None
     if span is None:
         return diag
-    return Diagnostic(diag.code, diag.severity, diag.message, span, diag.subject, diag.hint)
+    return dataclasses.replace(diag, span=span)
 
 
 def _parameter_shapes(model: Model) -> dict[Key, tuple[int, ...]]:
@@ -306,7 +322,7 @@ def _located(found: Iterable[Diagnostic], path: str) -> list[Diagnostic]:
     for diag in found:
         if diag.span is None and diag.subject != path:
             message = f"{diag.subject}: {diag.message}" if diag.subject else diag.message
-            diag = Diagnostic(diag.code, diag.severity, message, subject=path, hint=diag.hint)
+            diag = dataclasses.replace(diag, message=message, subject=path, rules_hint=None)
         out.append(diag)
     return out
 

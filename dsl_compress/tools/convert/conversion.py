@@ -30,6 +30,10 @@ class ConvertedStatement:
     comment: str | None = None
     # For ``exclude``: the mode it is limited to (``exclude X from quantize``); None: all.
     exclude_from: Mode | None = None
+    # Selectors of an ``except`` clause: modules this statement alone skips.
+    excepts: tuple[str, ...] = ()
+    # For an ``align`` statement (mode prune): the selector of the tensor it follows.
+    align_with: str | None = None
 
 
 @dataclass(frozen=True)
@@ -58,7 +62,12 @@ def _statement_lines(statement: ConvertedStatement) -> list[str]:
         limited = f" from {statement.exclude_from.value}" if statement.exclude_from else ""
         return lines + [f"exclude {statement.selector}{limited};"]
     settings = "".join(f" {key}={value_text(value)}" for key, value in statement.settings)
-    return lines + [f"{statement.mode.value} {statement.selector}{settings};"]
+    excepts = f" except {', '.join(statement.excepts)}" if statement.excepts else ""
+    if statement.align_with is not None:
+        head = f"align {statement.selector} with {statement.align_with}"
+    else:
+        head = f"{statement.mode.value} {statement.selector}"
+    return lines + [f"{head}{settings}{excepts};"]
 
 
 def value_text(value: Any) -> str:

@@ -1,0 +1,49 @@
+"""The converters by source tool, and which tool a source file was written for when the
+command is not told (`--from`)."""
+
+from __future__ import annotations
+
+import json
+
+from dsl_compress.diagnostics import CompressionError, error
+from dsl_compress.tools.convert.conversion import Converter
+from dsl_compress.tools.convert.nni import convert_nni
+
+CONVERTERS: dict[str, Converter] = {
+    "nni": convert_nni,
+}
+"""Every source tool `convert --from` takes, with its converter."""
+
+
+def guess_source(text: str, path: str) -> str:
+    """The tool ``text`` was written for: a JSON list or per-mode object of configs is NNI's, a
+    YAML recipe with ``*_stage`` keys llm-compressor's, a dict with ``quant_cfg`` (JSON or a
+    Python literal) ModelOpt's; K105 when it cannot tell."""
+    stripped = text.lstrip()
+    if stripped.startswith("["):
+        return "nni"
+    if stripped.startswith("{"):
+        if "quant_cfg" in text:
+            return "modelopt"
+        try:
+            data = json.loads(text)
+        except ValueError:
+            data = None
+        if isinstance(data, dict) and data and set(data) <= {"prune", "quantize", "distill"}:
+            return "nni"
+    elif "_stage" in text and ":" in text:
+        return "llmcompressor"
+    elif "quant_cfg" in text:
+        return "modelopt"
+    raise CompressionError(
+        [
+            error(
+                "K105",
+                "cannot tell which tool this source was written for (an NNI config_list is a JSON list "
+                "or an object by kind, a llm-compressor recipe YAML with *_stage keys, a ModelOpt "
+                "config a dict with quant_cfg)",
+                subject=path,
+                hint="give --from nni|llmcompressor|modelopt",
+            )
+        ]
+    )

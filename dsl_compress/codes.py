@@ -723,6 +723,100 @@ CODES: dict[str, CodeInfo] = _table(
         "The command prints it as one line and exits 2, never with a traceback.",
         "Report it as an issue of dsl-compress with the command line and its input files.",
     ),
+    # convert: llm-compressor recipes and ModelOpt quant_cfg (K101-K149 are the command's and NNI's)
+    (
+        "K150",
+        "convert-source-unreadable",
+        "The llm-compressor recipe or ModelOpt quant_cfg does not parse (YAML, a Python literal or "
+        "JSON) or is not shaped as the tool reads it (a modifier, group or entry of the wrong kind).",
+        "Fix the text at the place named; the source tool would reject it too.",
+    ),
+    (
+        "K151",
+        "algorithm-not-converted",
+        "A calibration algorithm or its knobs (GPTQ block_size/dampening_frac/actorder, "
+        "SparseGPT's solver, AWQ, SmoothQuant, observers, ModelOpt's algorithm): not a setting. "
+        "The settings it carries are converted; dsl-compress computes plain round-to-nearest "
+        "scales and magnitude masks.",
+        "Nothing to fix: know that the values will differ from the tool's; run the algorithm "
+        "there if it matters.",
+    ),
+    (
+        "K152",
+        "no-nni-equivalent",
+        "A part of the source with no NNI 3.0 setting: float formats (FP8, NVFP4, MXFP, ModelOpt "
+        "(E,M) tuples), dynamic (per-token, run-time) activation scales, kv-cache schemes. "
+        "Reported, not guessed: the output leaves those tensors unquantized.",
+        "Quantize them with the source tool, or choose an integer static scheme.",
+    ),
+    (
+        "K153",
+        "regex-targets-ranked-alphabetically",
+        "compressed-tensors ranks the re: targets matching one module by the pattern's text, "
+        "alphabetically, not by how specific they are: with re:.*q_proj$ and re:.*proj$ in two "
+        "groups, q_proj gets the re:.*proj$ group (compressed-tensors #847). The conversion "
+        "reproduces that order.",
+        "If the other group was meant, say so in the rules (an exact name or a narrower pattern).",
+    ),
+    (
+        "K154",
+        "ignore-misses-sparsity-names",
+        "SparseGPT and Wanda name each pruned layer '<target>.<sub>': a Linear target is named "
+        "'lm_head.', so ignore: [lm_head] (or re:.*lm_head$) matches nothing and lm_head is pruned "
+        "(llm-compressor #1142). The conversion reproduces it.",
+        "In the recipe write ignore: ['re:.*lm_head']; in the rules add exclude lm_head from prune.",
+    ),
+    (
+        "K155",
+        "recipe-without-stages",
+        "llm-compressor reads only '<x>_stage' keys holding '<y>_modifiers' mappings; anything else "
+        "(a flat recipe with the modifier at the top level) is skipped silently: 0 modifiers.",
+        "Nest the modifiers: quant_stage: {quant_modifiers: {QuantizationModifier: {...}}}.",
+    ),
+    (
+        "K156",
+        "modelopt-default-last",
+        'ModelOpt 0.47 rewrites the legacy dict key "default" to "*" in place, so a trailing '
+        '"default": {"enable": False} disables every quantizer set before it (ModelOpt <=0.40 '
+        'applied "default" first). The conversion follows 0.47.',
+        "Put \"default\" first, or use the list form with {quantizer_name: '*', enable: False} first.",
+    ),
+    (
+        "K157",
+        "modelopt-pattern-wider-than-meant",
+        "A ModelOpt pattern that does not end in a quantizer name (*q_proj*) matches every quantizer "
+        "of the module: weight, input and output; and re: patterns mean nothing to fnmatch.",
+        "End the pattern with the quantizer: *q_proj.weight_quantizer.",
+    ),
+    (
+        "K158",
+        "exact-names-added",
+        "The source's selection could not be written with general statements alone (its "
+        "precedence or matching differs from ours on this model): exact module-name statements "
+        "were added so that every tensor gets what the source gives it.",
+        "Review the statements marked 'exact name'; they may show a selection the author did not mean.",
+    ),
+    (
+        "K159",
+        "conversion-not-reproduced",
+        "With the model, the converted rules do not give a tensor the settings the source tool "
+        "gives it, or do not compile.",
+        "Write the named tensor's statement by hand.",
+    ),
+    (
+        "K160",
+        "source-part-not-converted",
+        "A part of the source the converter does not read (an unknown modifier or key, a list of "
+        "sparsities without the model): reported, never dropped silently.",
+        "Convert it by hand, or give the model (--model) where the message says so.",
+    ),
+    (
+        "K161",
+        "source-target-matches-nothing",
+        "With the model, a target, ignore entry or pattern of the source selects no module; the "
+        "source tool only logs it (or raises, for SparseGPT targets).",
+        "Fix the name: compressed-tensors compares full module names and re: patterns from the start.",
+    ),
 )
 
 # A .rules setting's value is checked by the config_list checks; the language reports each of

@@ -57,7 +57,7 @@ def test_gptq_is_reported_as_an_algorithm_with_its_knobs(llama):
     conversion = convert(W4A16, llama)
     gptq = [n for n in conversion.notes if n.code == "K151"]
     assert gptq and "dampening_frac=0.01" in gptq[0].message and "actorder" in gptq[0].message
-    assert gptq[0].message.startswith("recipe.yaml:3:")
+    assert gptq[0].subject == "recipe.yaml:3"  # the place, printed before the message
 
 
 def test_statements_carry_the_recipe_line_they_come_from(llama):
@@ -261,3 +261,18 @@ def test_ct_match_selects_and_ranks_as_compressed_tensors_does(llama, targets, i
         assert ct_match.ranked_targets(ours[name], targets) == match.match_targets(
             name, module, targets
         )
+
+
+def test_the_command_guesses_and_converts_each_tool(tmp_path, capsys):
+    from cli_runner import run
+
+    (tmp_path / "recipe.yaml").write_text(W4A16)
+    (tmp_path / "int8.json").write_text(
+        '[{"quantizer_name": "*", "enable": false},\n'
+        ' {"quantizer_name": "*weight_quantizer", "cfg": {"num_bits": 8, "axis": 0}}]\n'
+    )
+    for source, words in (("recipe.yaml", "quant_dtype=int4"), ("int8.json", "quant_dtype=int8")):
+        out = tmp_path / f"{source}.rules"
+        result = run(capsys, "convert", tmp_path / source, "-o", out)
+        assert result.code in (0, 1), result.err
+        assert words in out.read_text()

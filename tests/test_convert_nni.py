@@ -210,6 +210,7 @@ def test_round_trip_difference_is_an_error_naming_tensor_and_key():
         ('{"prune": []}', "nni"),
         ("quant_stage:\n  quant_modifiers: {}\n", "llmcompressor"),
         ('{"quant_cfg": {}}', "modelopt"),
+        ('[{"quantizer_name": "*weight_quantizer", "cfg": {"num_bits": 8}}]', "modelopt"),
     ],
 )
 def test_guess_source(text, tool):

@@ -20,7 +20,6 @@ class Part:
 
 
 def note(code: str, origin: str, message: str, hint: str | None = None) -> Diagnostic:
-    """A warning about the source, naming the place it comes from (``recipe.yaml:12``)."""
-    return warning(
-        code, f"{origin}: {message}" if origin else message, subject=origin or None, hint=hint
-    )
+    """A warning about the source, at the place it comes from (``recipe.yaml:12``): the
+    subject, which the command prints before the message."""
+    return warning(code, message, subject=origin or None, hint=hint)

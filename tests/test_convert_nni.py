@@ -18,7 +18,7 @@ from dsl_compress.cli.main import main
 from dsl_compress.models import cnn, resnet, transformer
 from dsl_compress.resolve.config_input import read_config_input
 from dsl_compress.tools.convert.nni import convert_nni
-from dsl_compress.tools.convert.nni_selectors import start_anchored
+from dsl_compress.tools.convert.selectors import prefix_regex
 from dsl_compress.tools.convert.round_trip import differences, plan_table
 from dsl_compress.tools.convert.sources import guess_source
 
@@ -91,7 +91,7 @@ def test_start_anchored_matches_what_re_match_matches(pattern, names):
     import re
 
     every = ["", "fc", "fc1", "b1", "b1.fc", "b1.conv"]
-    found = [n for n in every if re.fullmatch(start_anchored(pattern), n)]
+    found = [n for n in every if re.fullmatch(prefix_regex(pattern), n)]
     assert found == [n for n in every if re.match(pattern, n)] == names
 
 

@@ -10,11 +10,8 @@ from dsl_compress.diagnostics import Diagnostic, warning
 from dsl_compress.schema.key_sets import CONFIG_RULES, setting_keys
 from dsl_compress.schema.registry import DEFAULT_REGISTRY
 from dsl_compress.tools.convert.conversion import ConvertedStatement
-from dsl_compress.tools.convert.nni_selectors import (
-    module_selectors,
-    name_selector,
-    selector_text,
-)
+from dsl_compress.tools.convert.nni_selectors import module_selectors, selector_text
+from dsl_compress.tools.convert.selectors import name_selector
 from dsl_compress.vocab import Mode
 
 # NNI keys the language spells otherwise.

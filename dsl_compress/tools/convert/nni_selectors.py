@@ -6,49 +6,21 @@ from __future__ import annotations
 import re
 from typing import Any, Mapping
 
-_PLAIN_SEGMENT = re.compile(r"[A-Za-z0-9_]+$")
+from dsl_compress.tools.convert.selectors import name_selector, prefix_regex, regex_selector
+
 _TYPE_WORD = re.compile(r"[A-Z][A-Za-z0-9_]*$")
-_TARGET_WORD = re.compile(r"(weight|bias|_input_\w*|_output_\w*)$")
-_RESERVED = {"with", "from", "in", "except"}
 
 
-def regex_text(pattern: str) -> str:
-    """A regex as .rules writes it: re"..." (backslashes kept, quotes escaped)."""
-    return 're"' + pattern.replace('"', '\\"') + '"'
-
-
-def name_selector(name: str) -> str:
-    """An op_names entry: the exact name where .rules reads it as one, else an escaped regex
-    (a CamelCase single segment would read as a type, a last segment `weight` as a target)."""
-    segments = name.split(".")
-    plain = name and all(_PLAIN_SEGMENT.match(s) and s not in _RESERVED for s in segments)
-    if len(segments) == 1 and _TYPE_WORD.match(name):
-        plain = False
-    if len(segments) > 1 and _TARGET_WORD.match(segments[-1]):
-        plain = False
-    return name if plain else regex_text(re.escape(name))
-
-
-def start_anchored(pattern: str) -> str:
-    """The whole-name regex that matches exactly the names ``re.match(pattern, name)`` does:
-    ``(?:pattern).*``, or ``pattern`` itself where it already ends in ``.*``, or without its
-    closing ``$`` (where it has no alternation)."""
-    if "|" not in pattern and pattern.endswith(".*") and not pattern.endswith("\\.*"):
-        return pattern
-    if "|" not in pattern and pattern.endswith("$") and not pattern.endswith("\\$"):
-        return pattern[:-1]
-    return f"(?:{pattern}).*"
-
-
-def regex_selector(pattern: str) -> str:
-    return regex_text(start_anchored(pattern))
+def op_regex(pattern: str) -> str:
+    """An op_names_re entry (NNI matches it with re.match) as a whole-name regex selector."""
+    return regex_selector(prefix_regex(pattern))
 
 
 def module_selectors(config: Mapping[str, Any]) -> list[tuple[str, str | None]]:
     """(path, scope) selectors whose union is the config's selection before its excludes:
     ``(op_names ∪ op_names_re) ∩ op_types``, the intersection written ``TYPE in NAME``."""
     names = [name_selector(n) for n in config.get("op_names") or []]
-    names += [regex_selector(p) for p in config.get("op_names_re") or []]
+    names += [op_regex(p) for p in config.get("op_names_re") or []]
     types = list(dict.fromkeys(config.get("op_types") or []))
     if not types:
         return [(n, None) for n in names]
@@ -78,7 +50,7 @@ def specificity(selector: tuple[str, str | None]) -> float:
 def except_selectors(config: Mapping[str, Any]) -> tuple[str, ...]:
     """The config's exclude_op_* keys as selectors of an except clause (or exclude statements)."""
     found = [name_selector(n) for n in config.get("exclude_op_names") or []]
-    found += [regex_selector(p) for p in config.get("exclude_op_names_re") or []]
+    found += [op_regex(p) for p in config.get("exclude_op_names_re") or []]
     found += list(config.get("exclude_op_types") or [])
     return tuple(dict.fromkeys(found))
 

@@ -12,7 +12,7 @@ from dsl_compress.plan import Plan
 from dsl_compress.resolve.config_input import ConfigInput
 from dsl_compress.resolve.ruleset import parse
 from dsl_compress.tools.convert.conversion import Conversion, ConvertedStatement
-from dsl_compress.tools.convert.nni_selectors import name_selector
+from dsl_compress.tools.convert.selectors import name_selector
 from dsl_compress.vocab import Mode
 
 # A tensor of one mode: (mode, module, target).

@@ -6,6 +6,8 @@ from __future__ import annotations
 import re
 
 _SEGMENT = re.compile(r"[A-Za-z0-9_]+$")
+_TYPE_WORD = re.compile(r"[A-Z][A-Za-z0-9_]*$")
+_TARGET_WORD = re.compile(r"(weight|bias|_input_\w*|_output_\w*)$")
 _RESERVED = {"with", "from", "in", "except"}
 
 
@@ -16,21 +18,28 @@ def regex_selector(pattern: str, target: str | None = None) -> str:
 
 
 def prefix_regex(pattern: str) -> str:
-    """A pattern that ``re.match`` tries at the start of a name, as one matched against the
-    whole name: ``p`` already reaches the end when it ends in ``.*`` or ``$``, else ``(?:p).*``."""
-    if "|" not in pattern and (pattern.endswith(".*") or _ends_with_dollar(pattern)):
+    """The whole-name regex that matches exactly the names ``re.match(pattern, name)`` does
+    (NNI's op_names_re, compressed-tensors' ``re:`` targets): ``(?:pattern).*``, or
+    ``pattern`` itself where it already ends in an unescaped ``.*``, or without its closing
+    ``$`` (where it has no alternation)."""
+    if "|" not in pattern and pattern.endswith(".*") and not pattern.endswith("\\.*"):
         return pattern
+    if "|" not in pattern and pattern.endswith("$") and not pattern.endswith("\\$"):
+        return pattern[:-1]
     return f"(?:{pattern}).*"
 
 
-def _ends_with_dollar(pattern: str) -> bool:
-    return pattern.endswith("$") and not pattern.endswith("\\$")
-
-
 def name_selector(name: str, target: str | None = None) -> str:
-    """An exact module name (a regex of the escaped name where a segment is not a plain word)."""
+    """An exact module name, with a target: the name itself where .rules reads it as one, else
+    an escaped regex (a CamelCase single segment would read as a type, a last segment
+    ``weight`` as a target, a keyword as itself)."""
     segments = name.split(".")
-    if all(_SEGMENT.match(s) and s not in _RESERVED for s in segments):
+    plain = bool(name) and all(_SEGMENT.match(s) and s not in _RESERVED for s in segments)
+    if len(segments) == 1 and _TYPE_WORD.match(name):
+        plain = False
+    if len(segments) > 1 and _TARGET_WORD.match(segments[-1]):
+        plain = False
+    if plain:
         return f"{name}.{target}" if target else name
     return regex_selector(re.escape(name), target)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import NamedTuple
 
 import pytest
@@ -27,3 +28,10 @@ def exit_of(capsys, *argv) -> tuple[int, str, str]:
         main([str(a) for a in argv])
     out, err = capsys.readouterr()
     return exited.value.code, out, err
+
+
+def write(name: str, text: str) -> Path:
+    """A file in the working folder, its text written as UTF-8."""
+    path = Path(name)
+    path.write_text(text, encoding="utf-8")
+    return path

@@ -13,6 +13,13 @@ FC1_WEIGHT = [[1.0, 2, 3, 4], [-5, 6, 7, 8], [0.1, 0.2, 0.3, 0.4], [9, 10, 11, 1
 FC2_WEIGHT = [[6.0, 7, 6, 7], [1, 2, 3, 4], [1, 1, 2, 2], [4, 5, 6, 7]]
 
 
+@pytest.fixture
+def here(tmp_path, monkeypatch):
+    """The test's own folder as the working folder (files named relative to it, as CI does)."""
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
 @pytest.fixture(autouse=True)
 def isolated_registry():
     """No test leaks a registration into another: the default registry is restored after each."""

@@ -4,25 +4,13 @@ each tensor's compared settings in the plan a conversion's rules compile to."""
 from __future__ import annotations
 
 import dsl_compress as dc
+from hf_models import build_llama
 from dsl_compress.tools.convert.selection_check import normalised
 from dsl_compress.vocab import Mode
 
 
 def tiny_llama():
-    import torch
-    import transformers
-
-    torch.manual_seed(0)
-    config = transformers.LlamaConfig(
-        vocab_size=64,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        max_position_embeddings=32,
-    )
-    return transformers.LlamaForCausalLM(config).eval()
+    return build_llama(hidden_size=32, intermediate_size=64, tie_word_embeddings=False)
 
 
 def linear_names(model) -> list[str]:

@@ -20,16 +20,20 @@ LLAMA = dict(
 )
 
 
-def save_llama(
-    folder: Path, dtype: torch.dtype = torch.float32, shard: int | None = None, **config
-) -> torch.nn.Module:
-    """A seeded LlamaForCausalLM of ``LLAMA`` (updated by ``config``) in ``dtype``, saved to
-    ``folder`` (in shards of ``shard`` bytes when given); the model is returned in eval mode."""
+def build_llama(dtype: torch.dtype = torch.float32, **config) -> torch.nn.Module:
+    """A seeded LlamaForCausalLM of ``LLAMA`` (updated by ``config``) in ``dtype``, in eval mode."""
     import transformers
 
     torch.manual_seed(0)
     model = transformers.LlamaForCausalLM(transformers.LlamaConfig(**{**LLAMA, **config}))
-    model = model.to(dtype).eval()
+    return model.to(dtype).eval()
+
+
+def save_llama(
+    folder: Path, dtype: torch.dtype = torch.float32, shard: int | None = None, **config
+) -> torch.nn.Module:
+    """:func:`build_llama`, saved to ``folder`` (in shards of ``shard`` bytes when given)."""
+    model = build_llama(dtype, **config)
     extra = {"max_shard_size": shard} if shard else {}
     model.save_pretrained(folder, safe_serialization=True, **extra)
     return model

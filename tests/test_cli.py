@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 import dsl_compress
-from cli_runner import Run, exit_of, run
+from cli_runner import Run, exit_of, run, write
 from dsl_compress.codes import CODES
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -48,18 +48,6 @@ def process(cwd: Path, *argv, env: dict | None = None, **kwargs) -> subprocess.C
         timeout=300,
         **kwargs,
     )
-
-
-@pytest.fixture
-def here(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
-
-
-def write(name: str, text: str) -> Path:
-    path = Path(name)
-    path.write_text(text, encoding="utf-8")
-    return path
 
 
 def blocks(text: str) -> dict[str, list[str]]:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from cli_runner import exit_of, run
+from cli_runner import exit_of, run, write
 from dsl_compress.diagnostics import Fix, Span
 from dsl_compress.models import resnet
 from dsl_compress.tools.lint import lint
@@ -31,18 +31,6 @@ MIXED_FIXED = (
     'quantize Linear.weight quant_scheme="symmetric" quant_dtype=unt8\n'
     "quantize Conv2d.weight quant_dtype=int9\n"
 )
-
-
-@pytest.fixture
-def here(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
-
-
-def write(name: str, text: str) -> Path:
-    path = Path(name)
-    path.write_text(text, encoding="utf-8")
-    return path
 
 
 def findings(out: str) -> list[tuple[str, int]]:

@@ -297,9 +297,45 @@ def test_a_fix_keeps_within_its_file_when_included(here):
         ("let g = out_chanel\nprune Linear.weight granularity=g\n", "E203"),  # the let holds it
         ("let out_channel = 1\nprune Linear.weight granularity=out_chanel\n", "E203"),
         ("prune Linear.weight metric=l\n", "E203"),  # too short to tell a typo
+        # the statement already sets the key a fix would write
+        ("prune Conv2d.weight sparse_ratio=0.5 sparse_rato=0.7\n", "E202"),
+        ("register prune Linear { weight link=x }\n", "E202"),  # a distill key, misplaced
     ],
 )
 def test_no_fix_where_the_replacement_is_not_certain(here, text, code):
     write("p.rules", text)
     found = [d for d in lint(["p.rules"]).diagnostics if d.code == code]
     assert found and all(d.fixes == () for d in found)
+
+
+def test_one_file_named_two_ways_is_fixed_once(capsys, here):
+    write("dup.rules", "prune Linear.weight sparse_rato=0.3\n")
+    done = run(capsys, "lint", "dup.rules", "./dup.rules", "--fix")
+    assert done.code == 0, done.out
+    assert Path("dup.rules").read_text() == "prune Linear.weight sparse_ratio=0.3\n"
+
+
+def test_an_included_file_read_two_ways_gets_no_fix(capsys, here):
+    """Two includers define different lets: the one finding in the shared file has two
+    readings, so no certain fix (and --fix changes nothing)."""
+    write("a.rules", 'let ratio = 0.5\ninclude "base.rules"\n')
+    write("b.rules", 'let ratios = 0.9\ninclude "base.rules"\n')
+    write("base.rules", "prune Linear.weight sparse_ratio=rati\n")
+    (finding,) = lint(["a.rules", "b.rules"]).diagnostics
+    assert finding.code == "E204" and finding.fixes == ()
+    run(capsys, "lint", "a.rules", "b.rules", "--fix")
+    assert Path("base.rules").read_text() == "prune Linear.weight sparse_ratio=rati\n"
+
+
+def test_a_read_only_file_is_not_rewritten(capsys, here):
+    path = write("ro.rules", "prune Linear.weight sparse_rato=0.3\n")
+    path.chmod(0o444)
+    done = run(capsys, "lint", "ro.rules", "--fix")
+    assert done.code == 2 and "L105" in done.err and "read-only" in done.err
+    assert path.read_text() == "prune Linear.weight sparse_rato=0.3\n"
+
+
+def test_a_diff_of_a_file_without_a_final_line_break_says_so(capsys, here):
+    write("n.rules", "prune Linear.weight sparse_rato=0.3")
+    done = run(capsys, "lint", "n.rules", "--diff")
+    assert "+prune Linear.weight sparse_ratio=0.3\n\\ No newline at end of file\n" in done.out

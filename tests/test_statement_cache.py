@@ -106,3 +106,12 @@ def test_lint_with_the_cache_reports_what_lint_reports(edit):
     assert [(d.code, d.span, d.message) for d in found] == [
         (d.code, d.span, d.message) for d in expected
     ]
+
+
+def test_an_escaped_line_break_does_not_carry_an_open_string_into_the_next_line():
+    """A string never crosses a line, a backslash before the break included: the next
+    statement stands on its own line, and an error after it is placed on its line."""
+    text = 'let a = "abc\\\nprune x.weight sparse_ratio=0.5\nprune Foo.weight sparse_ratio=\n'
+    with pytest.raises(CompressionError) as caught:
+        parse_rule_file(text, "a.rules")
+    assert [(d.code, d.span.line) for d in caught.value.diagnostics] == [("E102", 1), ("E103", 3)]

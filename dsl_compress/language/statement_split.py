@@ -67,9 +67,13 @@ def _line_break_length(text: str, i: int) -> int:
 
 
 def _string_end(text: str, i: int) -> int:
+    """Past the string opening at ``i``: its closing quote, or the line's end for one left
+    open (a string never crosses a line, an escaped line break included, as the lexer reads
+    it)."""
     i += 1
     while i < len(text) and text[i] not in '"\n':
-        i += 2 if text[i] == "\\" else 1
+        escaped = text[i] == "\\" and i + 1 < len(text) and text[i + 1] != "\n"
+        i += 2 if escaped else 1
     return i + 1 if i < len(text) and text[i] == '"' else i
 
 

@@ -186,5 +186,8 @@ def _items(labels: Iterable[str], kind: types.CompletionItemKind) -> list[types.
 
 
 def text_before(lines: Sequence[str], line: int, column: int) -> str:
-    """The document's text up to 1-based ``line``:``column`` (the cursor)."""
+    """The document's text up to 1-based ``line``:``column`` (the cursor); a cursor past the
+    last line stands at the end of the text."""
+    if line > len(lines):
+        return "\n".join(lines)
     return "\n".join([*lines[: line - 1], lines[line - 1][: column - 1] if lines else ""])

@@ -321,11 +321,13 @@ def _selector(selector: Selector, words, takes_target, span, diags) -> CompiledS
 
 def _values(mode, settings: tuple[Setting, ...], lets, allowed, diags) -> dict[str, SettingValue]:
     values: dict[str, SettingValue] = {}
+    written = {setting.key for setting in settings}
     for setting in settings:
         before = len(diags)
         value = evaluate(setting.value, lets, setting.key in NUMERIC_KEYS, diags)
         if len(diags) == before:  # an undefined name is reported once, not again as a bad value
-            diags.extend(check_setting(mode, setting.key, value, setting, allowed, lets))
+            found = check_setting(mode, setting.key, value, setting, allowed, lets, written)
+            diags.extend(found)
         if setting.key in values:
             diags.append(located("E202", f"'{setting.key}' is set twice", setting.span))
         values[setting.key] = SettingValue(value, setting.span)

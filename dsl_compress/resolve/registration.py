@@ -79,7 +79,8 @@ def _values(mode: Mode, target: RegisterTarget, lets, diags: list) -> dict[str, 
                 )
             values[setting.key] = value
             continue
-        diags.extend(check_setting(mode, setting.key, value, setting, allowed, lets))
+        written = {other.key for other in target.settings}
+        diags.extend(check_setting(mode, setting.key, value, setting, allowed, lets, written))
         values[setting.key] = value
     scheme = values.pop("scheme", None)
     if scheme is not None:

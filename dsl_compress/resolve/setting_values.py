@@ -4,7 +4,7 @@ table (schema/key_sets) at the span that wrote it."""
 from __future__ import annotations
 
 import re
-from typing import Any, Mapping
+from typing import Any, Collection, Mapping
 
 from dsl_compress.diagnostics import (
     Diagnostic,
@@ -18,6 +18,7 @@ from dsl_compress.diagnostics import (
 )
 from dsl_compress.language.syntax import ListValue, Literal, Setting, Value
 from dsl_compress.schema.key_sets import (
+    KNOWN_KEYS,
     ALIGN_STATEMENT_KEYS,
     instead_in_statements,
     nni_key,
@@ -66,13 +67,17 @@ def check_setting(
     setting: Setting,
     allowed: tuple[str, ...],
     lets: Mapping[str, Any] | None = None,
+    written: Collection[str] = (),
 ) -> list:
     """Unknown keys and bad values of one setting, located at it (``lets``: the names in scope,
-    which a fix must not write as a bare word)."""
+    which a fix must not write as a bare word; ``written``: the statement's keys, which a fix
+    must not write a second time). A key of another mode or statement is misplaced, not
+    misspelt: it gets a hint, no fix."""
     if key not in allowed:
         instead = instead_in_statements(key, value)
         hint = instead or did_you_mean(key, allowed) or f"accepted: {', '.join(allowed)}"
-        name = None if instead else sole_match(key, allowed)
+        name = None if instead or key in KNOWN_KEYS else sole_match(key, allowed)
+        name = None if name in written else name
         fixes = (replacing(key_span(setting), key, name),) if name is not None else ()
         message = f"unknown setting '{key}' for {_statement_name(mode, allowed)}"
         return [located("E202", message, setting.span, hint, fixes)]

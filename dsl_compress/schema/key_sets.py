@@ -56,6 +56,8 @@ EXCLUSIVE_KEYS: dict[Mode, tuple[tuple[str, str], ...]] = {
 """Per mode, the pairs of keys one setting dict may not both hold."""
 
 MASK_KEYS = tuple(row.name for row in KEYS if row.masks)
+# Every key of the table, whatever its mode or level (a misplaced key is no misspelling).
+KNOWN_KEYS = frozenset(row.name for row in KEYS)
 """The setting keys whose value (other than None) makes a target's mask; align aside."""
 
 

@@ -341,12 +341,32 @@ def _position(diag: Diagnostic) -> tuple[Any, ...]:
 def _identity(diag: Diagnostic) -> tuple[Any, ...]:
     span = diag.span
     where = (span.line, span.column, span.end_line, span.end_column) if span else ()
-    return (diag.code, diag.severity, diag.message, file_of(diag), where)
+    return (diag.code, diag.severity, diag.message, _same_file(file_of(diag)), where)
+
+
+def _same_file(name: str | None) -> str | None:
+    """A file by its resolved path where it names one (``a.rules`` and ``./a.rules`` alike)."""
+    if not name or name.startswith("<"):
+        return name
+    return str(Path(name).resolve())
+
+
+def _fix_keys(diag: Diagnostic) -> set[tuple[Any, ...]]:
+    """A diagnostic's fixes, their files by resolved path."""
+    return {
+        (_same_file(f.span.file), f.span.line, f.span.column, f.span.end_line, f.span.end_column)
+        + (f.replacement,)
+        for f in diag.fixes
+    }
 
 
 def _unique(found: Iterable[Diagnostic]) -> list[Diagnostic]:
-    """Once each: a file included by two linted files reports its findings once."""
+    """Once each: a file included by two linted files reports its findings once. Where the
+    two readings offer different fixes (each includer's lets), the fix is not certain: the
+    finding keeps none."""
     seen: dict[tuple[Any, ...], Diagnostic] = {}
     for diag in found:
-        seen.setdefault(_identity(diag), diag)
+        first = seen.setdefault(_identity(diag), diag)
+        if first is not diag and _fix_keys(first) != _fix_keys(diag):
+            seen[_identity(diag)] = dataclasses.replace(first, fixes=())
     return list(seen.values())

@@ -4,11 +4,12 @@ pass, re-linted after each, and the fixed files written atomically."""
 from __future__ import annotations
 
 import difflib
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Mapping
 
-from dsl_compress.diagnostics import Diagnostic, Fix, SourceLines, Span
+from dsl_compress.diagnostics import Diagnostic, Fix, SourceLines, Span, fail
 from dsl_compress.io.atomic import write_text_atomically
 from dsl_compress.language.includes import read_rules
 from dsl_compress.tools.lint import LintResult
@@ -17,6 +18,8 @@ from dsl_compress.tools.lint import LintResult
 # checked) or be held back by an overlapping one: lint again, at most this many times.
 MAX_PASSES = 10
 BOM = "\ufeff"
+# How a unified diff marks a last line without its line break (so that `patch` applies it).
+NO_NEWLINE = "\n\\ No newline at end of file\n"
 
 
 @dataclass(frozen=True)
@@ -37,10 +40,18 @@ class FixedFile:
             self.name,
             f"{self.name} (fixed)",
         )
-        return "".join(line if line.endswith("\n") else line + "\n" for line in lines)
+        return "".join(line if line.endswith("\n") else line + NO_NEWLINE for line in lines)
 
     def write(self) -> None:
-        """Replace the file by its fixed text in one rename (a BOM it had is kept)."""
+        """Replace the file by its fixed text in one rename (a BOM it had is kept); a file no
+        one may write (read-only) is refused, as an editor or ruff would (L105)."""
+        if not self.path.stat().st_mode & 0o222:
+            fail(
+                "L105",
+                f"'{self.name}' is read-only; its fixes were not written",
+                subject=self.name,
+                hint="make it writable (chmod u+w), or see the fixes with --diff",
+            )
         write_text_atomically(self.path, (BOM if self.bom else "") + self.after)
 
 
@@ -67,8 +78,7 @@ def fix_findings(relint: Relint) -> FixOutcome:
     result = relint(texts)
     for _ in range(MAX_PASSES):
         made = 0
-        for name, fixes in fixes_by_file(result.diagnostics).items():
-            path = Path(name).resolve()
+        for path, (name, fixes) in fixes_by_file(result.diagnostics).items():
             if path not in originals:
                 originals[path] = _original(name, path)
             text, count = apply_fixes(texts.get(path, originals[path].before), fixes)
@@ -83,13 +93,16 @@ def fix_findings(relint: Relint) -> FixOutcome:
     return FixOutcome(changed, applied, _with_sources(result, changed))
 
 
-def fixes_by_file(diagnostics: Iterable[Diagnostic]) -> dict[str, list[Fix]]:
-    """Every fix of the diagnostics, grouped by the file it edits."""
-    found: dict[str, list[Fix]] = {}
+def fixes_by_file(diagnostics: Iterable[Diagnostic]) -> dict[Path, tuple[str, list[Fix]]]:
+    """Every fix of the diagnostics, grouped by the file it edits (by resolved path: one file
+    named two ways, ``a.rules`` and ``./a.rules``, is edited once), with the name first
+    shown."""
+    found: dict[Path, tuple[str, list[Fix]]] = {}
     for diag in diagnostics:
         for fix in diag.fixes:
             if fix.span.file:
-                found.setdefault(fix.span.file, []).append(fix)
+                path = Path(fix.span.file).resolve()
+                found.setdefault(path, (fix.span.file, []))[1].append(fix)
     return found
 
 
@@ -101,6 +114,10 @@ def apply_fixes(text: str, fixes: Iterable[Fix]) -> tuple[str, int]:
     starts = _line_starts(text)
     chosen: list[tuple[int, int, str]] = []
     edits = {(*_offsets(fix.span, starts, len(text)), fix.replacement) for fix in fixes}
+    replacements = Counter((start, end) for start, end, _ in edits)
+    # Two findings wanting one place changed two ways (an included file read by two linted
+    # files that define different lets): no certain fix, so none.
+    edits = {edit for edit in edits if replacements[edit[:2]] == 1}
     for start, end, new in sorted(edits):
         overlaps = bool(chosen) and start < chosen[-1][1]
         if start >= 0 and not overlaps and text[start:end] != new:

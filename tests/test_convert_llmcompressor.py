@@ -62,7 +62,7 @@ def test_gptq_is_reported_as_an_algorithm_with_its_knobs(llama):
 
 def test_statements_carry_the_recipe_line_they_come_from(llama):
     text = convert(W4A16).rules_text()
-    assert "# from recipe.yaml:6 (group_0)" in text and "exclude lm_head from quantize" in text
+    assert "# from recipe.yaml:6 (group_0)" in text and "except lm_head" in text
 
 
 def test_w8a8_converts_weights_and_reports_dynamic_inputs(llama):
@@ -276,3 +276,37 @@ def test_the_command_guesses_and_converts_each_tool(tmp_path, capsys):
         result = run(capsys, "convert", tmp_path / source, "-o", out)
         assert result.code in (0, 1), result.err
         assert words in out.read_text()
+
+
+OVERLAPPING_ROLES = quant_stage("""\
+    QuantizationModifier:
+      ignore: [lm_head]
+      config_groups:
+        group_0: {targets: [Linear], weights: {num_bits: 8, type: int, symmetric: true, strategy: channel},
+                  input_activations: {num_bits: 8, type: int, symmetric: true, strategy: tensor}}
+        group_1: {targets: ["re:.*down_proj"], weights: {num_bits: 4, type: int, symmetric: true, strategy: group, group_size: 128}}
+""")
+
+
+def test_a_module_takes_the_whole_scheme_of_the_target_that_wins_it(llama):
+    """down_proj gets group_1's scheme, which quantizes no input: group_0's input statement
+    keeps off it, with or without the model (compressed-tensors replaces whole schemes)."""
+    for model in (None, llama):
+        conversion = convert(OVERLAPPING_ROLES, model)
+        assert "K159" not in codes(conversion) and "K158" not in codes(conversion)
+    found = plan_of(convert(OVERLAPPING_ROLES), llama)
+    down = [k for k in found if k[0].endswith("down_proj")]
+    assert down and all(target == "weight" for _, target, _ in down)
+    assert any(k[0].endswith("up_proj") and k[1] == "_input_" for k in found)
+
+
+def test_a_modifiers_ignore_keeps_to_its_own_statements(llama):
+    text = (
+        "quant_stage:  {quant_modifiers:  {QuantizationModifier: "
+        "{targets: [Linear], scheme: W4A16, ignore: [lm_head]}}}\n"
+        "second_stage: {second_modifiers: {QuantizationModifier: "
+        "{targets: [lm_head], scheme: W8A16}}}\n"
+    )
+    conversion = convert(text, llama)
+    assert "K159" not in codes(conversion)
+    assert plan_of(conversion, llama)[("lm_head", "weight", Mode.QUANTIZE)]["quant_dtype"] == "int8"

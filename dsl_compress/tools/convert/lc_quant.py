@@ -33,13 +33,13 @@ def convert_quantization(modifier: Modifier, modules: tuple | None) -> Part:
         target: _converted_roles(modifier, target, scheme, notes)
         for target, (scheme, _) in schemes.items()
     }
+    ignore = _as_list(modifier.args.get("ignore", []))
+    order = _statement_order(schemes)
     statements = [
         s
-        for target in _statement_order(schemes)
-        for s in _target_statements(target, roles[target], schemes)
+        for index, target in enumerate(order)
+        for s in _target_statements(target, roles, schemes, order[index + 1 :], ignore)
     ]
-    ignore = _as_list(modifier.args.get("ignore", []))
-    statements += [_ignore_statement(entry, modifier) for entry in ignore]
     wanted = {}
     if modules is not None:
         wanted = _wanted(modules, schemes, roles, ignore)
@@ -229,25 +229,33 @@ def _selector(target: str, our_target: str | None = None) -> str:
 
 
 def _target_statements(
-    target: str, roles: Mapping[str, tuple], schemes: Mapping
+    target: str,
+    roles: Mapping[str, Mapping[str, tuple]],
+    schemes: Mapping,
+    outranking: list[str],
+    ignore: list[str],
 ) -> list[ConvertedStatement]:
+    """One statement per role (weight, input) of ``target``'s scheme. compressed-tensors gives
+    a module the whole scheme of the one target that wins it: a role is kept off the modules
+    of every ``outranking`` target whose scheme lacks it, and off the modifier's ``ignore``
+    (its own statements only: another modifier may quantize them)."""
     origin = schemes[target][1]
     overlapping = _kind(target) == "regex" and sum(_kind(t) == "regex" for t in schemes) > 1
     comment = (
-        "compressed-tensors ranks overlapping re: targets alphabetically (#847): order kept"
+        "compressed-tensors ranks overlapping re: targets alphabetically (#847): written in "
+        "reverse, so the later statement wins here as the alphabetically first wins there"
         if overlapping
         else None
     )
-    return [
-        ConvertedStatement(Mode.QUANTIZE, _selector(target, role), settings, origin, comment)
-        for role, settings in roles.items()
-    ]
-
-
-def _ignore_statement(entry: str, modifier: Modifier) -> ConvertedStatement:
-    return ConvertedStatement(
-        None, _selector(entry), (), modifier.at("ignore"), exclude_from=Mode.QUANTIZE
-    )
+    found = []
+    for role, settings in roles[target].items():
+        lacking = [_selector(other) for other in outranking if role not in roles[other]]
+        excepts = tuple(dict.fromkeys(lacking + [_selector(entry) for entry in ignore]))
+        selector = _selector(target, role)
+        found.append(
+            ConvertedStatement(Mode.QUANTIZE, selector, settings, origin, comment, excepts=excepts)
+        )
+    return found
 
 
 def _wanted(modules: tuple, schemes: Mapping, roles: Mapping, ignore: list[str]) -> dict:

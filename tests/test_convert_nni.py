@@ -237,3 +237,25 @@ def test_command_writes_rules_and_exits_by_severity(tmp_path, capsys):
     assert "K102" in capsys.readouterr().err
     assert main(["convert", str(source), "-o", str(tmp_path / "x.rules")]) == 2  # no --mode
     assert not (tmp_path / "x.rules").exists()
+
+
+LEAKING = [
+    {"op_types": ["Linear"], "sparse_ratio": 0.5},
+    {
+        "op_types": ["Linear"],
+        "sparse_ratio": 0.3,
+        "granularity": "out_channel",
+        "max_sparse_ratio": 0.9,
+    },
+]
+
+
+def test_a_later_configs_extra_keys_are_kept_off_what_the_first_config_takes():
+    """NNI takes a tensor's whole setting from its first config; .rules merges keys, so the
+    later config's statement is kept off those modules (with the model), or K106 says it
+    cannot be settled (without)."""
+    assert "K106" in _codes(_convert(LEAKING, Mode.PRUNE, None))
+    model = transformer()
+    conversion = _convert(LEAKING, Mode.PRUNE, model)
+    assert "K104" not in _codes(conversion)
+    _same_plan(conversion, LEAKING, Mode.PRUNE, model)

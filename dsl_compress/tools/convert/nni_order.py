@@ -32,6 +32,8 @@ def ordered_configs(
                 before[i].add(j)
                 comments[j] = _moved(i, j)
                 notes.append(_moved_note(i, j))
+                if model is None and _adds_keys(config_list, i, j):
+                    notes.append(_unverified(i, j))  # its extra keys still merge in
             elif model is None and (max(levels_j) > min(levels_i) or _adds_keys(config_list, i, j)):
                 notes.append(_unverified(i, j))
     return _topological(before), comments, notes

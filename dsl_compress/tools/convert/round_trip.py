@@ -50,7 +50,9 @@ def differences(expected: dict, found: dict) -> list[tuple[Tensor, str, Any, Any
 def check_round_trip(conversion: Conversion, config: ConfigInput, model: Any) -> Conversion:
     """``conversion`` with repairs for the tensors whose plan differs from the source's, and
     error K104 for each difference that remains."""
-    expected = plan_table(config.plan(model))
+    plan = config.plan(model)
+    expected = plan_table(plan)
+    firsts = {(e.mode.value, e.module, e.target): e.origin for e in plan.entries}
     found, problems = _compiled(conversion, model)
     if problems:
         return replace(conversion, notes=conversion.notes + tuple(problems))
@@ -58,9 +60,10 @@ def check_round_trip(conversion: Conversion, config: ConfigInput, model: Any) ->
     if not diffs:
         return conversion
     repairs, notes = _repairs(diffs, expected)
+    kept_off = _kept_off(conversion.statements, diffs, expected, firsts)
     repaired = replace(
         conversion,
-        statements=conversion.statements + tuple(repairs),
+        statements=kept_off + tuple(repairs),
         notes=conversion.notes + tuple(notes),
     )
     found, problems = _compiled(repaired, model)
@@ -84,6 +87,8 @@ def _repairs(diffs, expected: dict) -> tuple[list[ConvertedStatement], list[Diag
     for tensor, key, _, _ in diffs:
         if tensor in expected:
             wanted = [key] if key else sorted(expected[tensor])
+            # A key NNI leaves unset cannot be written unset: _kept_off keeps it off instead.
+            wanted = [k for k in wanted if k in expected[tensor]]
             keys.setdefault(tensor, []).extend(k for k in wanted if k not in ("metric", "align"))
     statements, notes = [], []
     for tensor, names in keys.items():
@@ -100,6 +105,31 @@ def _repairs(diffs, expected: dict) -> tuple[list[ConvertedStatement], list[Diag
         )
         notes.append(_repaired(module, target, [k for k, _ in values]))
     return statements, notes
+
+
+def _kept_off(
+    statements: tuple[ConvertedStatement, ...], diffs, expected: dict, firsts: dict
+) -> tuple[ConvertedStatement, ...]:
+    """The statements with ``except MODULE`` added to those of a later config where that config
+    gives a tensor a key NNI's first config leaves unset (NNI takes the whole setting of the
+    first config; .rules merges the keys of every statement)."""
+    off: dict[tuple[str, str], set[str]] = {}
+    for tensor, key, want, got in diffs:
+        if key and want is None and got is not None and tensor in expected:
+            mode, module, _ = tensor
+            off.setdefault((mode, firsts.get(tensor, "")), set()).add(module)
+    if not off:
+        return statements
+    out = []
+    for statement in statements:
+        modules = set()
+        for (mode, first), names in off.items():
+            mine = statement.mode is not None and statement.mode.value == mode
+            if mine and statement.origin and statement.origin != first:
+                modules |= names
+        extra = tuple(name_selector(m) for m in sorted(modules))
+        out.append(replace(statement, excepts=statement.excepts + extra) if extra else statement)
+    return tuple(out)
 
 
 def _repaired(module: str, target: str, keys: list[str]) -> Diagnostic:

@@ -310,3 +310,16 @@ def test_a_modifiers_ignore_keeps_to_its_own_statements(llama):
     conversion = convert(text, llama)
     assert "K159" not in codes(conversion)
     assert plan_of(conversion, llama)[("lm_head", "weight", Mode.QUANTIZE)]["quant_dtype"] == "int8"
+
+
+def test_an_ignore_leaves_a_layer_alone_only_under_every_name_it_is_pruned_by(llama):
+    """re:model.layers reaches q_proj as a layer of its block and as its own container (named
+    'q_proj.'): the exact ignore misses the second name, so llm-compressor still prunes it."""
+    recipe = (
+        "sparsity_stage: {sparsity_modifiers: {SparseGPTModifier: {sparsity: 0.5, "
+        'targets: ["re:model.layers"], ignore: ["model.layers.0.self_attn.q_proj"]}}}\n'
+    )
+    conversion = convert(recipe, llama)
+    assert "K154" in codes(conversion) and "K159" not in codes(conversion)
+    found = plan_of(conversion, llama)
+    assert ("model.layers.0.self_attn.q_proj", "weight", Mode.PRUNE) in found

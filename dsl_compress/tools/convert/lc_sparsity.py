@@ -272,17 +272,18 @@ def _checked_ignore(entry, targets, modules, wanted, modifier: Modifier, notes: 
     for layer in containers(modules, targets):
         for sub in _prunable_inside(modules, layer):
             candidates.setdefault(sub.name, []).append(source_name(layer, sub))
+    # Each container prunes its layers unless their name under it is ignored: a module two
+    # containers reach (a layer named as its own container too) is left alone only by both.
     ignored = {
-        name for name, names in candidates.items() if any(match_name(n, entry) for n in names)
+        name for name, names in candidates.items() if all(match_name(n, entry) for n in names)
     }
     removed = {name for name in candidates if match_name(name, entry)}
     if removed == ignored:
         return [_exclude(entry, origin)]
     pruned = sorted(removed - ignored)
     if pruned:
-        notes.append(
-            _trap_note(entry, origin, f"'{pruned[0]}' (named '{candidates[pruned[0]][0]}')")
-        )
+        missed = next(n for n in candidates[pruned[0]] if not match_name(n, entry))
+        notes.append(_trap_note(entry, origin, f"'{pruned[0]}' (named '{missed}')"))
     comment = f"exact names: {entry!r} ignores only these, as llm-compressor names layers"
     return [_exclude(name, origin, comment) for name in sorted(ignored)]
 
@@ -293,5 +294,11 @@ def _trap_note(entry: str, origin: str, what: str):
         origin,
         f"ignore {entry!r} does not match {what}: llm-compressor names pruned layers "
         "'<target>.<sub>', so it prunes it anyway (llm-compressor #1142)",
-        hint="ignore it in the recipe with 're:.*lm_head'; the converted rules prune it, as the recipe does",
+        hint=f"ignore it in the recipe with an unanchored pattern such as 're:.*{_last(entry)}'; "
+        "the converted rules prune it, as the recipe does",
     )
+
+
+def _last(entry: str) -> str:
+    """The last dotted segment of an ignore entry (its module's own name)."""
+    return entry.removeprefix("re:").rstrip("$").rpartition(".")[2] or entry

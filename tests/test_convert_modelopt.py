@@ -164,3 +164,12 @@ def test_module_regex_is_fnmatch_on_the_quantizer_name(name, pattern, quantizer)
     regex = module_regex(pattern, quantizer)
     expected = fnmatch.fnmatchcase(f"{name}.{quantizer}", pattern)
     assert (regex is not None and re.fullmatch(regex, name, re.S) is not None) == expected
+
+
+def test_embeddings_modelopt_quantizes_are_reported_not_dropped(llama):
+    config = [{"quantizer_name": "*weight_quantizer", "cfg": {"num_bits": 8, "axis": 0}}]
+    conversion = convert(config, llama)
+    (embedding,) = [n for n in conversion.notes if n.code == "K160"]
+    assert embedding.subject == "model.embed_tokens" and "embedding" in embedding.message
+    off = [{"quantizer_name": "*embed_tokens*", "enable": False}]
+    assert "K160" not in codes(convert(config + off, llama))

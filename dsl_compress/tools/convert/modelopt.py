@@ -5,6 +5,8 @@ lookaheads over the later entries), so the statements are disjoint and ModelOpt'
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from typing import Any
 
 from dsl_compress.tools.convert.conversion import Conversion, ConvertedStatement
@@ -55,7 +57,29 @@ def convert_modelopt(text: str, path: str, mode: Mode | None, model: Any) -> Con
     if model is None:
         return conversion
     pairs = [(m.name, m.type_name) for m in modules]
+    conversion = replace(conversion, notes=conversion.notes + _embeddings(modules, entries))
     return checked(conversion, _wanted(final_states(pairs, entries)), model)
+
+
+def _embeddings(modules, entries: tuple[Entry, ...]) -> tuple:
+    """K160 for the embeddings whose weight quantizer ModelOpt's entries leave enabled: it
+    quantizes them too, the converted rules do not (a quantized embedding is not deployable
+    in vLLM or transformers)."""
+    pairs = [(m.name, m.type_name) for m in modules]
+    states = final_states(pairs, entries, ("Embedding",))
+    enabled = sorted(
+        name
+        for (name, quantizer), state in states.items()
+        if quantizer == "weight_quantizer" and state.enabled
+    )
+    if not enabled:
+        return ()
+    message = (
+        f"ModelOpt also quantizes the weights of the embedding(s) {', '.join(enabled)}: not "
+        "converted (no serving stack loads a quantized embedding)"
+    )
+    hint = "quantize them with `register quantize Embedding { weight }` if you mean it"
+    return (note("K160", enabled[0], message, hint=hint),)
 
 
 def _relevant(

@@ -54,13 +54,17 @@ def applies(entry: Entry, module_type: str, quantizer_name: str) -> bool:
     return fnmatch.fnmatchcase(quantizer_name, entry.pattern)
 
 
-def final_states(modules: Iterable[tuple[str, str]], entries: Iterable[Entry]) -> dict:
+def final_states(
+    modules: Iterable[tuple[str, str]],
+    entries: Iterable[Entry],
+    types: tuple[str, ...] = QUANTIZED_TYPES,
+) -> dict:
     """Each quantizer's state after every entry, keyed (module, quantizer); ``modules`` are
-    (name, type name) pairs, only the QUANTIZED_TYPES given quantizers."""
+    (name, type name) pairs, only those of ``types`` given quantizers."""
     entries = tuple(entries)
     states = {}
     for name, module_type in modules:
-        if module_type not in QUANTIZED_TYPES:
+        if module_type not in types:
             continue
         for quantizer in QUANTIZERS:
             state = QuantizerState(DEFAULT_ENABLED[quantizer], DEFAULT_ATTRS, "ModelOpt's default")

@@ -78,3 +78,15 @@ def test_scheme_is_refused_outside_quantize():
     with pytest.raises(CompressionError) as caught:
         dsl_compress.parse("prune Linear.weight scheme=W4A16\n", "p.rules").compile()
     assert any(d.code == "E202" for d in caught.value.diagnostics)
+
+
+def test_a_preset_means_what_the_converter_gives_a_recipe_of_that_name():
+    """`scheme=W8A16` in .rules and `scheme: W8A16` in an llm-compressor recipe (converted)
+    are the same settings: one meaning per name, compressed-tensors' of today."""
+    from dsl_compress.tools.convert import ct_schemes
+
+    for name, preset in PRESETS.items():
+        if preset.inexpressible:
+            continue
+        converted = ct_schemes.convert_args(ct_schemes.PRESETS[name]["weights"])
+        assert dict(converted.settings) == dict(preset.settings), name

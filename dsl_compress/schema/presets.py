@@ -32,10 +32,10 @@ def _shown(value: Any) -> str:
 
 
 # The presets llm-compressor (compressed-tensors) names, as far as NNI 3.0 can hold them: weights
-# only, static scales. W8A16 is int8 per output channel: compressed-tensors' own W8A16 was
-# per channel up to 0.15.x and became group 128 from 0.16.0 on; we keep per channel because it
-# is the meaning most recipes in circulation were written for and it is what vLLM's W8A16
-# kernels took first. Write granularity=[1, 128] beside scheme=W8A16 for the newer meaning.
+# only, static scales, with the meaning compressed-tensors gives them today, so that a recipe's
+# `scheme: W8A16` and the language's `scheme=W8A16` (and `convert`'s output) agree. W8A16 is
+# int8 in groups of 128 inputs: compressed-tensors' W8A16 was per channel up to 0.15.x and is
+# group 128 from 0.16.0 on. Write granularity=out_channel beside scheme=W8A16 for the old one.
 PRESETS: dict[str, Preset] = {
     preset.name: preset
     for preset in (
@@ -51,21 +51,17 @@ PRESETS: dict[str, Preset] = {
         ),
         Preset(
             "W8A16",
-            (
-                ("quant_dtype", "int8"),
-                ("quant_scheme", "symmetric"),
-                ("granularity", "out_channel"),
-            ),
-            "int8 symmetric weights, one scale per output channel (compressed-tensors <= 0.15)",
+            (("quant_dtype", "int8"), ("quant_scheme", "symmetric"), ("granularity", [1, 128])),
+            "int8 symmetric weights in groups of 128 inputs (compressed-tensors >= 0.16)",
         ),
         Preset(
             "W8A8",
             meaning="int8 weights per channel and int8 activations per token, scaled at run time",
             inexpressible="its activations are quantized dynamically, per token, at run time; "
             "NNI 3.0 (and so dsl-compress) scales activations statically from calibration",
-            instead="quantize the weights with scheme=W8A16 and the inputs statically in a "
-            "statement of their own: quantize Linear._input_ quant_dtype=int8 "
-            "quant_scheme=symmetric granularity=default",
+            instead="quantize the weights per channel (quant_dtype=int8 granularity=out_channel) "
+            "and the inputs statically in a statement of their own: quantize Linear._input_ "
+            "quant_dtype=int8 quant_scheme=symmetric granularity=default",
         ),
     )
 }

@@ -31,11 +31,12 @@ def _presets() -> dict[str, Scheme]:
     for bits in range(2, 9):
         weights = _int(bits, "group", 128)
         table[f"W{bits}A16"] = {"weights": weights}
-        if bits < 8:
+        if bits <= 4:  # compressed-tensors names W2A4..W4A4 only
             table[f"W{bits}A4"] = {
                 "weights": weights,
                 "input_activations": _int(4, "token", dynamic=True),
             }
+        if bits < 8:
             table[f"W{bits}A8"] = {"weights": weights, "input_activations": _TOKEN_INT8}
     int8 = {"weights": _int(8, "channel"), "input_activations": _TOKEN_INT8}
     table |= {"W8A8": int8, "INT8": int8}

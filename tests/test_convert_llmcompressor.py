@@ -323,3 +323,15 @@ def test_an_ignore_leaves_a_layer_alone_only_under_every_name_it_is_pruned_by(ll
     assert "K154" in codes(conversion) and "K159" not in codes(conversion)
     found = plan_of(conversion, llama)
     assert ("model.layers.0.self_attn.q_proj", "weight", Mode.PRUNE) in found
+
+
+def test_a_sparsity_list_of_another_length_than_the_layers_is_refused_at_it(llama):
+    recipe = (
+        "sparsity_stage: {sparsity_modifiers: {SparseGPTModifier: {sparsity: [0.3], "
+        'targets: ["re:model.layers.\\\\d+$"]}}}\n'
+    )
+    with pytest.raises(CompressionError) as caught:
+        convert(recipe, llama)
+    (found,) = caught.value.diagnostics
+    assert found.code == "K150" and found.subject == "recipe.yaml:1"
+    assert "1 value(s) for 2 target layer(s)" in found.message

@@ -85,7 +85,13 @@ def test_start_anchored_regex_is_translated_and_reported():
 
 @pytest.mark.parametrize(
     "pattern, names",
-    [(".*fc", ["fc", "fc1", "b1.fc"]), ("fc$", ["fc"]), ("b1", ["b1", "b1.fc", "b1.conv"])],
+    [
+        (".*fc", ["fc", "fc1", "b1.fc"]),
+        ("fc$", ["fc"]),
+        ("b1", ["b1", "b1.fc", "b1.conv"]),
+        ("(?i)B1", ["b1", "b1.fc", "b1.conv"]),  # global flags stay at the start
+        ("b1\\.*", ["b1", "b1.fc", "b1.conv"]),  # an escaped dot starred is no '.*'
+    ],
 )
 def test_start_anchored_matches_what_re_match_matches(pattern, names):
     import re

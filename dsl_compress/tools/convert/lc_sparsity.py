@@ -9,6 +9,7 @@ import re
 from dataclasses import replace
 from typing import Any
 
+from dsl_compress.diagnostics import fail
 from dsl_compress.tools.convert.conversion import ConvertedStatement
 from dsl_compress.tools.convert.ct_match import ModuleInfo, match_name
 from dsl_compress.tools.convert.lc_recipe import Modifier
@@ -193,6 +194,14 @@ def _selection(
                 )
             )
     sparsity, chosen = modifier.args.get("sparsity"), {}
+    if isinstance(sparsity, list) and len(sparsity) != len(layers):
+        fail(
+            "K150",
+            f"sparsity lists {len(sparsity)} value(s) for "
+            f"{len(layers)} target layer(s); llm-compressor refuses a list of another length",
+            subject=modifier.at("sparsity"),
+            hint="give one value per layer the targets select, or one float for all",
+        )
     for index, layer in enumerate(layers):
         for sub in _prunable_inside(modules, layer):
             if not any(match_name(source_name(layer, sub), entry) for entry in ignore):

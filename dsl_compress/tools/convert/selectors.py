@@ -9,6 +9,7 @@ _SEGMENT = re.compile(r"[A-Za-z0-9_]+$")
 _TYPE_WORD = re.compile(r"[A-Z][A-Za-z0-9_]*$")
 _TARGET_WORD = re.compile(r"(weight|bias|_input_\w*|_output_\w*)$")
 _RESERVED = {"with", "from", "in", "except"}
+_GLOBAL_FLAGS = re.compile(r"\(\?[aiLmsux]+\)")
 
 
 def regex_selector(pattern: str, target: str | None = None) -> str:
@@ -22,6 +23,9 @@ def prefix_regex(pattern: str) -> str:
     (NNI's op_names_re, compressed-tensors' ``re:`` targets): ``(?:pattern).*``, or
     ``pattern`` itself where it already ends in an unescaped ``.*``, or without its closing
     ``$`` (where it has no alternation)."""
+    flags = _GLOBAL_FLAGS.match(pattern)
+    if flags:  # Python wants global flags such as (?i) at the very start: they stay there
+        return flags.group() + prefix_regex(pattern[flags.end() :])
     if "|" not in pattern and pattern.endswith(".*") and not pattern.endswith("\\.*"):
         return pattern
     if "|" not in pattern and pattern.endswith("$") and not pattern.endswith("\\$"):

@@ -265,3 +265,18 @@ def test_a_later_configs_extra_keys_are_kept_off_what_the_first_config_takes():
     conversion = _convert(LEAKING, Mode.PRUNE, model)
     assert "K104" not in _codes(conversion)
     _same_plan(conversion, LEAKING, Mode.PRUNE, model)
+
+
+def test_nni2_configs_keep_their_source_index_after_an_exclude_config():
+    config_list = [
+        {"op_types": ["Linear"], "sparsity": 0.5},
+        {"exclude": True, "op_names": ["fc2"]},
+        {"op_names": ["fc1"], "sparsity_per_layer": 0.8},
+    ]
+    conversion = _convert(config_list, Mode.PRUNE, None)
+    text = conversion.rules_text()
+    assert "# from config_list[2]" in text and "# from config_list[1]" not in text
+    k106 = [n for n in conversion.notes if n.code == "K106"]
+    assert k106 and all("config_list[2]" in n.message for n in k106)
+    with_model = _convert(config_list, Mode.PRUNE, TwoLinear())
+    assert "K104" not in _codes(with_model)  # the round trip against NNI 3.0's translation

@@ -4,6 +4,8 @@ whole list as `exclude` statements, and, with a model, the round trip checked an
 
 from __future__ import annotations
 
+import re
+
 from dataclasses import replace
 from typing import Any
 
@@ -27,20 +29,57 @@ def convert_nni(text: str, path: str, mode: Mode | None, model: Any) -> Conversi
     statements: list[ConvertedStatement] = []
     notes: list[Diagnostic] = []
     lists: dict[Mode, list] = {}
+    sources: dict[Mode, list[int]] = {}
     for each, config_list in config.lists.items():
-        translated, found = translate_legacy(config_list, each)
+        translated, found, sources[each] = translate_legacy(config_list, each)
         notes.extend(config.located(each, found))
         lists[each] = translated
+    source = config
     config = ConfigInput(lists, config.spans)
-    raise_errors(config.validate())
+    raise_errors(_renumbered(config.validate(), sources))
     for each, config_list in lists.items():
         made, found = _convert_list(config_list, each, model, len(lists) > 1)
-        statements.extend(made)
-        notes.extend(config.located(each, found))
+        statements.extend(_renumbered_origins(made, sources[each], each))
+        notes.extend(source.located(each, _renumbered(found, {each: sources[each]})))
     conversion = Conversion(tuple(statements), tuple(notes), path, _header(path, lists))
     if model is None:
         return conversion
-    return check_round_trip(conversion, config, model)
+    return check_round_trip(conversion, config, model, _renumbering(sources))
+
+
+_INDEX = re.compile(r"config_list(\['\w+'\])?\[(\d+)\]")
+
+
+def _renumbering(sources: dict[Mode, list[int]]):
+    """``config_list[i]`` (or ``config_list['mode'][i]``) of the translated lists (NNI 2.x
+    exclude configs dropped) as the source's config, in any text."""
+
+    def source_index(found: re.Match) -> str:
+        mode = Mode(found.group(1)[2:-2]) if found.group(1) else next(iter(sources))
+        return f"config_list{found.group(1) or ''}[{sources[mode][int(found.group(2))]}]"
+
+    return lambda text: _INDEX.sub(source_index, text)
+
+
+def _renumbered(notes: list[Diagnostic], sources: dict[Mode, list[int]]) -> list[Diagnostic]:
+    """Notes about the translated lists speaking of the source's configs."""
+    renumber = _renumbering(sources)
+    return [
+        replace(
+            note,
+            message=renumber(note.message),
+            subject=renumber(note.subject) if note.subject else None,
+        )
+        for note in notes
+    ]
+
+
+def _renumbered_origins(
+    statements: list[ConvertedStatement], indices: list[int], mode: Mode
+) -> list:
+    """The statements' origins by the source's index."""
+    renumber = _renumbering({mode: indices})
+    return [replace(s, origin=renumber(s.origin)) for s in statements]
 
 
 def _read(text: str, path: str, mode: Mode | None) -> ConfigInput:

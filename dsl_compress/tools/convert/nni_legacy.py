@@ -18,17 +18,19 @@ _BROKEN = {
 _SELECTION = ("op_types", "op_names", "op_names_re")
 
 
-def translate_legacy(config_list: Any, mode: Mode) -> tuple[Any, list[Diagnostic]]:
-    """``config_list`` as NNI 3.0 translates it, and the notes; a list whose first config is
-    not NNI 2.x is returned as it is (NNI 3.0 then rejects any 2.x key, and so do we)."""
+def translate_legacy(config_list: Any, mode: Mode) -> tuple[Any, list[Diagnostic], list[int]]:
+    """``config_list`` as NNI 3.0 translates it, the notes, and the source index of each config
+    kept (an ``exclude: True`` config is dropped into the others' excludes); a list whose first
+    config is not NNI 2.x is returned as it is (NNI 3.0 then rejects any 2.x key, and so do
+    we)."""
     if not isinstance(config_list, list) or not config_list:
-        return config_list, []
+        return config_list, [], list(range(len(config_list or ())))
     first = config_list[0]
     if not isinstance(first, dict) or not any(k in first for k in _LEGACY_TRIGGERS):
-        return config_list, []
+        return config_list, [], list(range(len(config_list)))
     notes: list[Diagnostic] = []
     excluded: dict[str, list] = {"exclude_op_" + k[3:]: [] for k in _SELECTION}
-    kept = []
+    kept, indices = [], []
     for i, config in enumerate(copy.deepcopy(config_list)):
         where = f"config_list[{i}]"
         if config.pop("exclude", False):
@@ -41,11 +43,12 @@ def translate_legacy(config_list: Any, mode: Mode) -> tuple[Any, list[Diagnostic
             notes.extend(_broken(where, key) for key in broken)
             continue
         kept.append(_translated(config))
+        indices.append(i)
     for config in kept:
         for key, values in excluded.items():
             if values:
                 config[key] = list(config.get(key) or []) + values
-    return kept, notes
+    return kept, notes, indices
 
 
 def _translated(config: dict) -> dict:

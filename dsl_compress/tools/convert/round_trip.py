@@ -5,7 +5,7 @@ the source's values (K101), and what still differs after that is error K104."""
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any
+from typing import Any, Callable
 
 from dsl_compress.diagnostics import CompressionError, Diagnostic, error, warning
 from dsl_compress.plan import Plan
@@ -47,12 +47,18 @@ def differences(expected: dict, found: dict) -> list[tuple[Tensor, str, Any, Any
     return out
 
 
-def check_round_trip(conversion: Conversion, config: ConfigInput, model: Any) -> Conversion:
+def check_round_trip(
+    conversion: Conversion,
+    config: ConfigInput,
+    model: Any,
+    source_origin: Callable[[str], str] = str,
+) -> Conversion:
     """``conversion`` with repairs for the tensors whose plan differs from the source's, and
-    error K104 for each difference that remains."""
+    error K104 for each difference that remains; ``source_origin`` names a config of
+    ``config`` as the statements name it (the source's index, before NNI 2.x translation)."""
     plan = config.plan(model)
     expected = plan_table(plan)
-    firsts = {(e.mode.value, e.module, e.target): e.origin for e in plan.entries}
+    firsts = {(e.mode.value, e.module, e.target): source_origin(e.origin) for e in plan.entries}
     found, problems = _compiled(conversion, model)
     if problems:
         return replace(conversion, notes=conversion.notes + tuple(problems))

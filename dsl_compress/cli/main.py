@@ -7,7 +7,6 @@ model, so `fmt`, `lint` without a model and `explain CODE` start without loading
 from __future__ import annotations
 
 import contextlib
-import difflib
 import enum
 import functools
 import dataclasses
@@ -175,6 +174,8 @@ def _example(args) -> ExitStatus:
 
 
 def _fmt(args) -> ExitStatus:
+    from dsl_compress.tools.text_diff import text_diff
+
     changed, broken = [], False
     for name in args.rules:
         if is_config_list(name):
@@ -193,10 +194,7 @@ def _fmt(args) -> ExitStatus:
             continue
         changed.append(name)
         if args.diff:
-            diff = difflib.unified_diff(
-                before.splitlines(True), after.splitlines(True), name, f"{name} (formatted)"
-            )
-            sys.stdout.write("".join(diff))
+            sys.stdout.write(text_diff(before, after, name, "formatted"))
         elif not args.check:
             write_text_atomically(Path(name), after)
         verb = "would reformat" if (args.check or args.diff) else "reformatted"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Mapping
 
 from dsl_compress.diagnostics import CompressionError, Diagnostic, Severity, Span
 from dsl_compress.language.parse import StatementCache, parse_rule_file
@@ -174,3 +174,18 @@ def _seen(statements: list[Statement], base: Path | None) -> list[Path]:
     names = {s.span.file for s in statements if s.span.file}  # each file resolved once
     files = {Path(name).resolve() for name in names}
     return sorted(files - ({base} if base else set()))
+
+
+class TextsFirst:
+    """An :data:`IncludeReader` that reads an included file from ``texts`` (by resolved path:
+    an editor's unsaved buffers, lint --fix's fixed texts) where it holds it, else from disk,
+    and remembers every file it read."""
+
+    def __init__(self, texts: Mapping[Path, str]) -> None:
+        self._texts = texts
+        self.read: set[Path] = set()
+
+    def __call__(self, path: Path, span: Span | None) -> str:
+        self.read.add(path)
+        text = self._texts.get(path)
+        return text if text is not None else read_rules(path, span)

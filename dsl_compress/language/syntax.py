@@ -41,6 +41,12 @@ class Setting:
     value: Value
     span: Span = _span()
 
+    @property
+    def key_span(self) -> Span:
+        """The span of the key alone (the setting's span starts with it)."""
+        span = self.span
+        return Span(span.file, span.line, span.column, span.line, span.column + len(self.key))
+
 
 @dataclass(frozen=True)
 class Segment:

@@ -12,7 +12,8 @@ from lsprotocol import types
 from dsl_compress.diagnostics import CompressionError, Diagnostic, Severity, SourceLines
 from dsl_compress.language.parse import StatementCache
 from dsl_compress.lsp.code_actions import fixes_data
-from dsl_compress.lsp.documents import BufferReader, path_of, uri_of
+from dsl_compress.language.includes import TextsFirst
+from dsl_compress.lsp.documents import path_of, uri_of
 from dsl_compress.lsp.positions import split_lines, to_range
 from dsl_compress.lsp.project import Project
 from dsl_compress.tools.lint import lint_text
@@ -46,7 +47,7 @@ def check_document(
     included files read from ``buffers`` before disk; with ``cache``, only the statements an
     edit changed are parsed again."""
     path = path_of(uri)
-    reader = BufferReader(buffers)
+    reader = TextsFirst(buffers)
     model, found = None, []
     if path is not None:
         try:

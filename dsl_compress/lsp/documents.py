@@ -9,9 +9,6 @@ from typing import Callable
 from pygls import uris
 from pygls.workspace import Workspace
 
-from dsl_compress.diagnostics import Span
-from dsl_compress.language.includes import read_rules
-
 
 def path_of(uri: str) -> Path | None:
     """The file a URI names, symlinks resolved; None for a URI that is not a file's."""
@@ -54,17 +51,3 @@ class OpenDocuments:
             if path is not None:
                 found[path] = self.text(uri)
         return found
-
-
-class BufferReader:
-    """Reads an included file from its open buffer, else from disk, and remembers every file
-    it read (what re-checks an includer when one of them is edited)."""
-
-    def __init__(self, buffers: dict[Path, str]) -> None:
-        self._buffers = buffers
-        self.read: set[Path] = set()
-
-    def __call__(self, path: Path, span: Span | None) -> str:
-        self.read.add(path)
-        text = self._buffers.get(path)
-        return text if text is not None else read_rules(path, span)

@@ -11,7 +11,7 @@ from lsprotocol import types
 from dsl_compress.codes import CODES
 from dsl_compress.language.format import render_selector
 from dsl_compress.language.syntax import Register, Statement
-from dsl_compress.lsp.outline import Outline, key_span, mode_of, selectors_of, settings_of
+from dsl_compress.lsp.outline import Outline, mode_of, selectors_of, settings_of
 from dsl_compress.lsp.positions import contains, from_position
 from dsl_compress.lsp.selection import selected_tensors
 from dsl_compress.lsp.words import code_at
@@ -57,7 +57,7 @@ def _covers(found: types.Range, position: types.Position) -> bool:
 
 
 def _key_doc(stmt: Statement, line: int, column: int) -> str | None:
-    setting = next((s for s in settings_of(stmt) if contains(key_span(s), line, column)), None)
+    setting = next((s for s in settings_of(stmt) if contains(s.key_span, line, column)), None)
     mode = mode_of(stmt)
     if setting is None or mode is None:
         return None

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from dsl_compress.diagnostics import Span
 from dsl_compress.language.parse import parse_partially
 from dsl_compress.language.syntax import Align, Compress, Let, RuleFile, Selector, Setting
 from dsl_compress.language.syntax import Register, Statement
@@ -55,12 +54,6 @@ def settings_of(stmt: Statement) -> list[Setting]:
     if isinstance(stmt, Register):
         return [setting for target in stmt.targets for setting in target.settings]
     return list(getattr(stmt, "settings", ()))
-
-
-def key_span(setting: Setting) -> Span:
-    """The span of a setting's key (its span covers ``key=value``)."""
-    span = setting.span
-    return Span(span.file, span.line, span.column, span.line, span.column + len(setting.key))
 
 
 def mode_of(stmt: Statement) -> Mode | None:

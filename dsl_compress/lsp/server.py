@@ -9,6 +9,7 @@ from pygls.lsp.server import LanguageServer
 
 from dsl_compress import __version__
 from dsl_compress.diagnostics import CompressionError
+from dsl_compress.language.includes import TextsFirst
 from dsl_compress.lsp.checker import DEFAULT_DEBOUNCE, Checker
 from dsl_compress.lsp.code_actions import quick_fixes
 from dsl_compress.lsp.completion import complete, text_before
@@ -66,16 +67,15 @@ class RulesServer(LanguageServer):
 
 def _reader(buffers: dict[Path, str]):
     """A file's text: its open buffer, else the disk's; None when neither reads."""
+    read = TextsFirst(buffers)
 
-    def read(path: Path) -> str | None:
-        if path in buffers:
-            return buffers[path]
+    def text(path: Path) -> str | None:
         try:
-            return path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError):
+            return read(path, None)
+        except CompressionError:
             return None
 
-    return read
+    return text
 
 
 def _path_text(uri: str) -> str | None:

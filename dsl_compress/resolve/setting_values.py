@@ -9,7 +9,6 @@ from typing import Any, Collection, Mapping
 from dsl_compress.diagnostics import (
     Diagnostic,
     Fix,
-    Span,
     did_you_mean,
     located,
     relocated,
@@ -78,7 +77,7 @@ def check_setting(
         hint = instead or did_you_mean(key, allowed) or f"accepted: {', '.join(allowed)}"
         name = None if instead or key in KNOWN_KEYS else sole_match(key, allowed)
         name = None if name in written else name
-        fixes = (replacing(key_span(setting), key, name),) if name is not None else ()
+        fixes = (replacing(setting.key_span, key, name),) if name is not None else ()
         message = f"unknown setting '{key}' for {_statement_name(mode, allowed)}"
         return [located("E202", message, setting.span, hint, fixes)]
     rule = statement_rule(mode, key)
@@ -89,12 +88,6 @@ def check_setting(
         relocated(d, setting.value.span, fixes=value_fixes(d, setting.value, value, lets or {}))
         for d in found
     ]
-
-
-def key_span(setting: Setting) -> Span:
-    """The span of a setting's key: the name its span starts with."""
-    span = setting.span
-    return Span(span.file, span.line, span.column, span.line, span.column + len(setting.key))
 
 
 _BARE_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")

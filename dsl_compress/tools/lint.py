@@ -19,7 +19,7 @@ from dsl_compress.diagnostics import (
     span_of_origin,
 )
 from dsl_compress.codes import LINT_CODE_OF
-from dsl_compress.language.includes import IncludeReader, read_rules
+from dsl_compress.language.includes import IncludeReader, TextsFirst
 from dsl_compress.language.parse import StatementCache
 from dsl_compress.vocab import Mode
 from dsl_compress.plan import Plan, PlanEntry, Key
@@ -135,15 +135,9 @@ def lint_file(
         return _lint_config_list(config, model, metric, target)
     text = (texts or {}).get(Path(path).resolve())
     text = read_rules_file(path) if text is None else text
-    options = {"include_root": include_root, "reader": _reader_of(texts), "target": target}
+    reader = TextsFirst(texts) if texts else None
+    options = {"include_root": include_root, "reader": reader, "target": target}
     return lint_text(text, path, model, **options)
-
-
-def _reader_of(texts: Mapping[Path, str] | None) -> IncludeReader | None:
-    """Included files read from ``texts`` (by resolved path) where it holds them, else disk."""
-    if not texts:
-        return None
-    return lambda path, span: texts[path] if path in texts else read_rules(path, span)
 
 
 def lint_text(

@@ -3,7 +3,6 @@ pass, re-linted after each, and the fixed files written atomically."""
 
 from __future__ import annotations
 
-import difflib
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,13 +12,12 @@ from dsl_compress.diagnostics import Diagnostic, Fix, SourceLines, Span, fail
 from dsl_compress.io.atomic import write_text_atomically
 from dsl_compress.language.includes import read_rules
 from dsl_compress.tools.lint import LintResult
+from dsl_compress.tools.text_diff import text_diff
 
 # A fix may make others appear (a keyword fixed, the statement parses and its settings are
 # checked) or be held back by an overlapping one: lint again, at most this many times.
 MAX_PASSES = 10
 BOM = "\ufeff"
-# How a unified diff marks a last line without its line break (so that `patch` applies it).
-NO_NEWLINE = "\n\\ No newline at end of file\n"
 
 
 @dataclass(frozen=True)
@@ -34,13 +32,7 @@ class FixedFile:
 
     def diff(self) -> str:
         """The unified diff of the fixes, as `lint --diff` prints it."""
-        lines = difflib.unified_diff(
-            self.before.splitlines(True),
-            self.after.splitlines(True),
-            self.name,
-            f"{self.name} (fixed)",
-        )
-        return "".join(line if line.endswith("\n") else line + NO_NEWLINE for line in lines)
+        return text_diff(self.before, self.after, self.name, "fixed")
 
     def write(self) -> None:
         """Replace the file by its fixed text in one rename (a BOM it had is kept); a file no

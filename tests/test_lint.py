@@ -356,3 +356,9 @@ def test_aligned_chain_is_a_mask_source(workdir):
 
 def test_without_a_model_no_model_aware_checks(workdir):
     assert lint_text(workdir, BN_ON_WRONG_CONV).exit_status("warning") == 0
+
+
+def test_an_include_that_fails_hides_no_other_finding(workdir):
+    result = lint_text(workdir, 'include "nope.rules"\nprune Conv2D.weight sparse_rato=0.5\n')
+    codes = [d.code for d in result.diagnostics]
+    assert codes == ["E205", "E201", "E202"]

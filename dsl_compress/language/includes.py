@@ -26,6 +26,8 @@ class _Reading:
     root: Path
     done: set = field(default_factory=set)
     read: IncludeReader = field(default=lambda path, span: read_rules(path, span))
+    # Where an include that fails is reported, left out, when the caller collects them.
+    failed: list | None = None
 
 
 def parse_with_includes(
@@ -34,6 +36,7 @@ def parse_with_includes(
     include_root: str | Path | None = None,
     reader: IncludeReader | None = None,
     cache: StatementCache | None = None,
+    failed: list[Diagnostic] | None = None,
 ) -> tuple[tuple[Statement, ...], tuple[str, ...]]:
     """The statements of rules text with included files' statements in place, and the files it
     included; includes are read relative to ``path``'s folder (or the working folder).
@@ -43,12 +46,13 @@ def parse_with_includes(
     ``/etc/passwd`` into a CI log. ``reader`` reads an included file's text (by default
     :func:`read_rules`); it is asked only after the file passed those checks. ``cache``
     parses the text itself again only where it changed since the cache's last parse (an
-    editor's document).
+    editor's document). With ``failed``, an include that cannot be read (missing, outside the
+    root, a cycle) is left out and its error appended there, so that the rest is still checked
+    (lint); without, every such error is raised.
     """
     base = _resolved(Path(path)) if path else None
-    reading = _Reading(_include_root(include_root, base))
-    if reader is not None:
-        reading = _Reading(reading.root, read=reader)
+    root = _include_root(include_root, base)
+    reading = _Reading(root, read=reader or _Reading(root).read, failed=failed)
     parsed = parse_rule_file(text, path) if cache is None else cache.parse(text, path)
     statements = _expand(parsed, base, [base] if base else [], reading)
     return tuple(statements), tuple(str(p) for p in _seen(statements, base))
@@ -110,8 +114,10 @@ def _expand(
             out.extend(_include(stmt, base, stack, reading))
         except CompressionError as exc:
             errors.extend(exc.diagnostics)
-    if errors:
+    if errors and reading.failed is None:
         raise CompressionError(errors)
+    if errors:
+        reading.failed.extend(errors)
     return out
 
 

@@ -124,12 +124,14 @@ def parse(
     include_root: str | Path | None = None,
     reader: IncludeReader | None = None,
     cache: StatementCache | None = None,
+    failed: list[Diagnostic] | None = None,
 ) -> RuleSet:
     """Parse rules text; includes are read relative to ``path``'s folder (or the working folder)
     and only under ``include_root`` (by default that same folder), by ``reader`` when given
     (the language server's open buffers before disk); ``cache`` keeps an edited document's
-    unchanged statements from being parsed again."""
-    statements, files = parse_with_includes(text, path, include_root, reader, cache)
+    unchanged statements from being parsed again; with ``failed``, includes that fail are
+    left out and their errors appended there (lint checks the rest)."""
+    statements, files = parse_with_includes(text, path, include_root, reader, cache, failed)
     return RuleSet(statements, path, files)
 
 

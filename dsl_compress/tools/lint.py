@@ -153,13 +153,14 @@ def lint_text(
     """Every diagnostic of .rules text (what :func:`lint_file` reports for a file holding it);
     ``reader`` reads included files (the language server's unsaved buffers before disk);
     ``target`` as for :func:`lint`; ``cache`` re-parses only the statements an edit changed."""
+    failed: list[Diagnostic] = []  # includes that cannot be read: reported with the rest
     try:
-        rules = parse(text, path, include_root, reader, cache)
+        rules = parse(text, path, include_root, reader, cache, failed)
         compiled = rules.compile(model)
     except CompressionError as exc:
-        return list(exc.diagnostics)
+        return failed + list(exc.diagnostics)
     # Without a model, W304 only says what an NNI export would lack: not a finding of the rules.
-    found = [d for d in compiled.diagnostics if model is not None or d.code != "W304"]
+    found = failed + [d for d in compiled.diagnostics if model is not None or d.code != "W304"]
     if model is not None and compiled.plan is not None:
         spans = statement_spans(rules)
         found.extend(check_plan(compiled.plan, model, spans))

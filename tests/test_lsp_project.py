@@ -157,6 +157,21 @@ def test_an_unsaved_edit_of_an_included_file_rechecks_its_includer(tmp_path):
     assert any(d.range.start.line == 1 and "ratio" in d.message for d in after)
 
 
+def test_a_missing_include_is_checked_again_once_its_file_is_opened(tmp_path):
+    (tmp_path / "a.rules").write_text('include "later.rules"\nprune Linear.weight sparse_ratio=r\n')
+
+    async def body(session):
+        uri = session.open(tmp_path / "a.rules")
+        before = await session.diagnostics(uri, lambda found: bool(found))
+        (tmp_path / "later.rules").write_text("let r = 0.5\n")
+        session.open(tmp_path / "later.rules")
+        after = await session.diagnostics(uri, lambda found: not found)
+        return before, after
+
+    before, after = run_session(tmp_path, body)
+    assert {d.code for d in before} >= {"E205"} and after == []
+
+
 def test_the_command_without_pygls_says_how_to_install_it(tmp_path):
     code = (
         "import sys; sys.modules['pygls'] = None\n"

@@ -53,8 +53,14 @@ class Checker:
             self._schedule(root)
 
     def _includers(self, uri: str) -> list[str]:
+        """The open documents whose last check read ``uri``'s file, or could not read one of
+        its includes (a missing file may be the one just opened or saved)."""
         path = path_of(uri)
-        return [root for root, done in self._found.items() if root != uri and path in done.included]
+        return [
+            root
+            for root, done in self._found.items()
+            if root != uri and (path in done.included or _include_failed(done))
+        ]
 
     def _schedule(self, uri: str) -> None:
         task = self._pending.pop(uri, None)
@@ -97,3 +103,11 @@ class Checker:
     def published(self, file_uri: str) -> list[types.Diagnostic]:
         """What was last published for a file."""
         return self._union(file_uri)
+
+
+# An include that could not be read: missing, outside the root, or in a cycle.
+_INCLUDE_CODES = ("E205", "E206", "E219")
+
+
+def _include_failed(done: Checked) -> bool:
+    return any(d.code in _INCLUDE_CODES for found in done.by_uri.values() for d in found)

@@ -62,16 +62,33 @@ async def measure(statements: int, edits: int) -> list[float]:
         item = types.TextDocumentItem(uri=uri, language_id="rules", version=1, text=text)
         client.text_document_did_open(types.DidOpenTextDocumentParams(item))
         await probe.wait_for(1)
-        times = [await _edit(probe, uri, text, version) for version in range(2, edits + 2)]
+        times = {}
+        for kind, edit in EDITS.items():
+            start = 2 + len(times) * edits
+            versions = range(start, start + edits)
+            times[kind] = [await _edit(probe, uri, edit(text, v), v) for v in versions]
         await client.shutdown_async(None)
         client.exit(None)
         await client.stop()
     return times
 
 
-async def _edit(probe: Probe, uri: str, text: str, version: int) -> float:
-    """One keystroke: a digit of the first let's value typed, its diagnostics awaited."""
-    edited = text.replace("let ratio = 0.5", f"let ratio = 0.{version % 9 + 1}", 1)
+def _typed(text: str, version: int) -> str:
+    """A digit of the first let's value typed: the statements after it stay where they were."""
+    return text.replace("let ratio = 0.5", f"let ratio = 0.{version % 9 + 1}", 1)
+
+
+def _line_broken(text: str, version: int) -> str:
+    """Enter pressed on the first line (every other time taken back): every statement after
+    it moves a line, and is parsed again."""
+    return text.replace("\n", "\n\n", 1) if version % 2 else text
+
+
+EDITS = {"a character typed": _typed, "a line break typed at the top": _line_broken}
+
+
+async def _edit(probe: Probe, uri: str, edited: str, version: int) -> float:
+    """One keystroke's text sent, its diagnostics awaited."""
     document = types.VersionedTextDocumentIdentifier(uri=uri, version=version)
     change = types.TextDocumentContentChangeWholeDocument(text=edited)
     sent = time.perf_counter()
@@ -84,15 +101,18 @@ def main() -> None:
     parser.add_argument("--statements", type=int, default=1000)
     parser.add_argument("--edits", type=int, default=30)
     args = parser.parse_args()
-    times = asyncio.run(measure(args.statements, args.edits))
-    median, worst = statistics.median(times), max(times)
-    p90 = sorted(times)[int(0.9 * (len(times) - 1))]
-    rows = [[f"didChange -> diagnostics, {args.statements} statements", median, p90, worst]]
-    print_table(["case", "median s", "p90 s", "max s"], rows)
-    verdict = "meets" if median < TARGET_S else "misses"
-    print(f"median {median * 1000:.1f} ms {verdict} the target of {TARGET_S * 1000:.0f} ms")
-    payload = {"statements": args.statements, "edits": args.edits, "seconds": times}
-    write_results("lsp", {**payload, "median_s": median, "p90_s": p90, "target_s": TARGET_S})
+    found = asyncio.run(measure(args.statements, args.edits))
+    rows, medians = [], {}
+    for kind, times in found.items():
+        medians[kind] = median = statistics.median(times)
+        p90 = sorted(times)[int(0.9 * (len(times) - 1))]
+        rows.append([f"{kind}, {args.statements} statements", median, p90, max(times)])
+    print_table(["didChange -> diagnostics", "median s", "p90 s", "max s"], rows)
+    for kind, median in medians.items():
+        verdict = "meets" if median < TARGET_S else "misses"
+        print(f"{kind}: median {median * 1000:.1f} ms {verdict} the target of 100 ms")
+    payload = {"statements": args.statements, "edits": args.edits, "seconds": found}
+    write_results("lsp", {**payload, "median_s": medians, "target_s": TARGET_S})
 
 
 if __name__ == "__main__":

@@ -243,3 +243,17 @@ def test_a_diagnostic_with_one_replacement_offers_it_as_a_quick_fix(project):
     (project / "fixed.rules").write_text(fixed, encoding="utf-8")
     codes = {d.code for d in lint([str(project / "fixed.rules")]).diagnostics}
     assert not codes & {"E201", "E203"}
+
+
+def test_no_completion_inside_a_string_and_no_definition_inside_a_comment(project):
+    text = 'let ratio = 0.5\nquantize Linear.weight quant_scheme="sym # x\n# uses ratio here\n'
+    (project / "s.rules").write_text(text)
+
+    async def body(session):
+        uri = session.open(project / "s.rules")
+        in_string = await session.completion(uri, *_at(text, "# x", 2))
+        in_comment = await session.definition(uri, *_at(text, "ratio here", 2))
+        return in_string, in_comment
+
+    in_string, in_comment = run_session(project, body)
+    assert in_string == [] and in_comment is None

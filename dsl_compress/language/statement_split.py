@@ -35,7 +35,7 @@ def split_statements(text: str) -> Iterator[Chunk]:
     while found is not None:
         i, char = found.start(), found.group()
         if char == '"':
-            found = _SPECIAL.search(text, _string_end(text, i))
+            found = _SPECIAL.search(text, string_end(text, i))
             continue
         if char == "#":
             found = _SPECIAL.search(text, _line_end(text, i))
@@ -66,7 +66,7 @@ def _line_break_length(text: str, i: int) -> int:
     return 1 if text.startswith("\n", i) else 0
 
 
-def _string_end(text: str, i: int) -> int:
+def string_end(text: str, i: int) -> int:
     """Past the string opening at ``i``: its closing quote, or the line's end for one left
     open (a string never crosses a line, an escaped line break included, as the lexer reads
     it)."""

@@ -9,7 +9,7 @@ from typing import Iterable, Sequence
 
 from lsprotocol import types
 
-from dsl_compress.language.statement_split import split_statements
+from dsl_compress.language.statement_split import split_statements, string_end
 from dsl_compress.lsp.hover import key_row
 from dsl_compress.lsp.selection import has_target, parameters
 from dsl_compress.resolve.model_index import ModelIndex
@@ -68,17 +68,23 @@ def current_statement(before: str) -> str | None:
     lines = before.split("\n")
     if (end_line, end_column) != (len(lines), len(lines[-1]) + 1):
         return ""
-    return None if _in_comment(tail) else last.text
+    return None if in_comment_or_string(tail) else last.text
 
 
-def _in_comment(line: str) -> bool:
-    """Whether a line ends inside a comment: a '#' outside a string."""
-    quoted = False
-    for char in line:
-        if char == '"':
-            quoted = not quoted
-        elif char == "#" and not quoted:
+def in_comment_or_string(line: str) -> bool:
+    """Whether a line ends inside a comment or a string (where nothing is completed): a '#'
+    outside a string, or a string left open, strings read as the splitter reads them."""
+    i = 0
+    while i < len(line):
+        if line[i] == "#":
             return True
+        if line[i] == '"':
+            end = string_end(line, i)
+            if end >= len(line) and not (end - 1 > i and line[end - 1] == '"'):
+                return True
+            i = end
+            continue
+        i += 1
     return False
 
 

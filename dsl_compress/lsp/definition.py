@@ -8,6 +8,7 @@ from typing import Callable, Sequence
 from lsprotocol import types
 
 from dsl_compress.language.syntax import Include, Let
+from dsl_compress.lsp.completion import in_comment_or_string
 from dsl_compress.lsp.documents import uri_of
 from dsl_compress.lsp.outline import Outline
 from dsl_compress.lsp.positions import split_lines, to_position
@@ -35,6 +36,9 @@ def definition(
     folder = path.parent if path is not None else Path.cwd()
     if isinstance(stmt, Include):
         return types.Location(uri=uri_of((folder / stmt.path).resolve()), range=_FILE_START)
+    text = lines[line - 1] if 0 < line <= len(lines) else ""
+    if in_comment_or_string(text[: column - 1]):
+        return None  # a word of a comment or a string names no let
     name = word_at(lines, line, column)
     let = outline.lets().get(name)
     if stmt is not None and stmt is let and not _on_value(let, lines, line, column):

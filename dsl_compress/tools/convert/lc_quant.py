@@ -85,15 +85,7 @@ def _modifier_notes(modifier: Modifier) -> list:
                 + ") is an algorithm, not a setting: not converted; its scheme is, with round-to-nearest scales",
             )
         )
-    for key in _OBSERVER_KEYS:
-        if key in modifier.args:
-            notes.append(
-                note(
-                    "K151",
-                    modifier.at(key),
-                    f"{key}={modifier.args[key]!r} chooses how scales are calibrated, not a setting: not converted",
-                )
-            )
+    notes += modifier.knob_notes(_OBSERVER_KEYS, "chooses how scales are calibrated")
     if modifier.args.get("kv_cache_scheme"):
         notes.append(
             note(

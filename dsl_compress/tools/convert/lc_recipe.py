@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from dsl_compress.tools.convert.part import note
 from dsl_compress.diagnostics import CompressionError, Diagnostic, Span, fail, located, warning
 
 
@@ -25,6 +26,19 @@ class Modifier:
         """The origin of one argument (the modifier's own when it has no line of its own)."""
         path = self.origin.rpartition(":")[0]
         return f"{path}:{self.key_lines[key]}" if key in self.key_lines else self.origin
+
+    def knob_notes(self, keys, what: str) -> list[Diagnostic]:
+        """K151 at each of ``keys`` the modifier sets: calibration or algorithm knobs, which
+        ``what`` (e.g. "steers the algorithm") and are not settings."""
+        return [
+            note(
+                "K151",
+                self.at(key),
+                f"{key}={self.args[key]!r} {what}, not a setting: not converted",
+            )
+            for key in keys
+            if key in self.args
+        ]
 
 
 def read_recipe(text: str, path: str) -> tuple[tuple[Modifier, ...], tuple[Diagnostic, ...]]:

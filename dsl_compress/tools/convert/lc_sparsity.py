@@ -92,15 +92,7 @@ def _modifier_notes(modifier: Modifier) -> list:
             f"{modifier.kind}'s solver (which weights it prunes and how it updates the rest) is an algorithm, not a setting: converted as magnitude pruning at the same ratio and structure",
         )
     ]
-    for key in _ALGORITHM_KEYS:
-        if key in modifier.args:
-            notes.append(
-                note(
-                    "K151",
-                    modifier.at(key),
-                    f"{key}={modifier.args[key]!r} steers the algorithm, not a setting: not converted",
-                )
-            )
+    notes += modifier.knob_notes(_ALGORITHM_KEYS, "steers the algorithm")
     for key in sorted(set(modifier.args) - _KNOWN_KEYS):
         notes.append(
             note(

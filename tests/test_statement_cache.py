@@ -115,3 +115,16 @@ def test_an_escaped_line_break_does_not_carry_an_open_string_into_the_next_line(
     with pytest.raises(CompressionError) as caught:
         parse_rule_file(text, "a.rules")
     assert [(d.code, d.span.line) for d in caught.value.diagnostics] == [("E102", 1), ("E103", 3)]
+
+
+def test_statements_a_line_break_moved_are_moved_not_parsed(monkeypatch):
+    cache = StatementCache()
+    cache.parse(TEXT, "a.rules")
+    parsed = []
+    original = parsing._parse_chunk
+    monkeypatch.setattr(
+        parsing, "_parse_chunk", lambda chunk, path: parsed.append(chunk) or original(chunk, path)
+    )
+    edited = "\n\n" + TEXT
+    _assert_same(cache, edited)
+    assert parsed == []

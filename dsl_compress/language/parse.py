@@ -11,6 +11,7 @@ from lark import Lark, Token
 from lark.exceptions import UnexpectedInput
 
 from dsl_compress.diagnostics import CompressionError, Diagnostic, Severity, Span
+from dsl_compress.language.moved import moved
 from dsl_compress.language.lark_parser import InputLimit, build_parser, grammar_path
 from dsl_compress.language.statement_split import Chunk, split_statements
 from dsl_compress.language.syntax import Comment, RuleFile, Selector, Statement
@@ -105,11 +106,11 @@ def parse_partially(
     each statement whose text and place are unchanged since the cache's last parse is not
     parsed again."""
     statements, comments, errors = [], [], []
-    parsed: dict[tuple, _ChunkParse] = {}
+    parsed: dict[tuple, dict[int, _ChunkParse]] = {}
     for chunk in split_statements(text):
-        key = (path, chunk)
-        found = parsed.get(key) or (cache and cache.get(key)) or _parse_chunk(chunk, path)
-        parsed[key] = found
+        key = (path, chunk.text, chunk.column)  # not its line: a statement moved is re-used
+        found = _known(chunk, key, parsed, cache) or _parse_chunk(chunk, path)
+        parsed.setdefault(key, {})[chunk.line] = found
         statements.extend(found.statements)
         comments.extend(found.comments)
         errors.extend(found.errors)
@@ -118,37 +119,64 @@ def parse_partially(
     return RuleFile(tuple(statements), path, _comments(comments, text)), errors
 
 
+def _known(
+    chunk: Chunk, key: tuple, parsed: dict, cache: StatementCache | None
+) -> _ChunkParse | None:
+    """A parse of the same text at this line (the file's last parse), else at another line
+    (this parse's or the last, moved here), else None."""
+    earlier = cache.get(key) if cache is not None else None
+    if earlier and chunk.line in earlier:
+        return earlier[chunk.line]
+    for known in (parsed.get(key), earlier):
+        if known:
+            return next(iter(known.values())).at_line(chunk.line)
+    return None
+
+
 @dataclass(frozen=True)
 class _ChunkParse:
     """One statement chunk parsed: its statements, its comments placed in the file, and its
     syntax error if it has one."""
 
+    line: int
     statements: tuple[Statement, ...]
     comments: tuple[tuple[str, int, int], ...] = ()
     errors: tuple[Diagnostic, ...] = ()
+
+    def at_line(self, line: int) -> _ChunkParse:
+        """The same parse for the chunk starting at ``line`` (moved there by an edit above)."""
+        lines = line - self.line
+        if lines == 0:
+            return self
+        comments = tuple((text, at + lines, column) for text, at, column in self.comments)
+        moved_ = moved((self.statements, self.errors), lines)
+        return _ChunkParse(line, moved_[0], comments, moved_[1])
 
 
 def _parse_chunk(chunk: Chunk, path: str | None) -> _ChunkParse:
     try:
         found, chunk_comments = _parser().parse(chunk.text, spans_in_chunk(path, chunk))
     except UnexpectedInput as exc:
-        return _ChunkParse((), (), (syntax_diagnostic(exc, chunk, path),))
+        return _ChunkParse(chunk.line, (), (), (syntax_diagnostic(exc, chunk, path),))
     except InputLimit as exc:
-        return _ChunkParse((), (), (_limit_diagnostic(exc, chunk, path),))
-    return _ChunkParse(tuple(found), tuple(_shifted(c, chunk) for c in chunk_comments))
+        return _ChunkParse(chunk.line, (), (), (_limit_diagnostic(exc, chunk, path),))
+    comments = tuple(_shifted(c, chunk) for c in chunk_comments)
+    return _ChunkParse(chunk.line, tuple(found), comments)
 
 
 class StatementCache:
-    """The statements of one document's last parse, by their text and place, for an editor: a
-    keystroke parses its own statement again, not the file (:func:`parse_partially`)."""
+    """The statements of one document's last parse, by their text and column, for an editor: a
+    keystroke parses its own statement again, not the file, and statements a line break moved
+    are moved, not parsed (:func:`parse_partially`)."""
 
     def __init__(self) -> None:
-        self._parsed: dict[tuple, _ChunkParse] = {}
+        self._parsed: dict[tuple, dict[int, _ChunkParse]] = {}
 
-    def get(self, key: tuple) -> _ChunkParse | None:
+    def get(self, key: tuple) -> dict[int, _ChunkParse] | None:
+        """The last parse of a statement text, by the line it stood at (a text may repeat)."""
         return self._parsed.get(key)
 
-    def keep(self, parsed: dict[tuple, _ChunkParse]) -> None:
+    def keep(self, parsed: dict[tuple, dict[int, _ChunkParse]]) -> None:
         """The last parse's statements replace the ones kept before (no unbounded growth)."""
         self._parsed = parsed
 

@@ -30,8 +30,9 @@ class Session:
         self.published.setdefault(params.uri, []).append(params)
         self._arrived.set()
 
-    def open(self, path: Path, text: str | None = None) -> str:
-        uri = path.resolve().as_uri()
+    def open(self, path: Path, text: str | None = None, resolve: bool = True) -> str:
+        """Open ``path`` (under its resolved URI, or as given: a symlinked folder's)."""
+        uri = (path.resolve() if resolve else path.absolute()).as_uri()
         text = path.read_text(encoding="utf-8") if text is None else text
         self._versions[uri] = 1
         item = types.TextDocumentItem(uri=uri, language_id="rules", version=1, text=text)

@@ -5,6 +5,8 @@ command without pygls."""
 
 from __future__ import annotations
 
+import asyncio
+
 import json
 import subprocess
 import sys
@@ -170,6 +172,28 @@ def test_a_missing_include_is_checked_again_once_its_file_is_opened(tmp_path):
 
     before, after = run_session(tmp_path, body)
     assert {d.code for d in before} >= {"E205"} and after == []
+
+
+def test_an_included_files_findings_go_to_the_uri_it_is_open_under(tmp_path):
+    real = tmp_path / "real"
+    real.mkdir()
+    (real / "base.rules").write_text("prune Linear.weight sparse_ratio=2\n")
+    (real / "a.rules").write_text('include "base.rules"\n')
+    (tmp_path / "link").symlink_to(real)
+
+    async def body(session):
+        base = session.open(tmp_path / "link" / "base.rules", resolve=False)
+        await session.diagnostics(base, lambda found: bool(found))
+        includer = session.open(tmp_path / "link" / "a.rules", resolve=False)
+        await session.diagnostics(includer)
+        await asyncio.sleep(0.5)  # the includer's findings for base.rules are published after
+        elsewhere = session.published.get((real / "base.rules").resolve().as_uri(), [])
+        return base, await session.diagnostics(base, lambda found: bool(found)), elsewhere
+
+    base, found, elsewhere = run_session(tmp_path, body)
+    assert "/link/" in base and found
+    assert all(not params.diagnostics for params in elsewhere)  # not under a second URI
+    assert {d.code for d in found} == {d.code for d in lint([str(real / "base.rules")]).diagnostics}
 
 
 def test_the_command_without_pygls_says_how_to_install_it(tmp_path):

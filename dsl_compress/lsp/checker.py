@@ -77,7 +77,8 @@ class Checker:
         # pause cancelled this task), and a thread fighting the loop for the GIL took 30% longer.
         text, buffers = self._documents.text(uri), self._documents.buffers()
         cache = self._parsed.setdefault(uri, StatementCache())
-        checked = check_document(uri, text, buffers, self._project, cache)
+        opened = self._documents.opened_as()
+        checked = check_document(uri, text, buffers, self._project, cache, opened)
         before = self._found.get(uri)
         self._found[uri] = checked
         self._publish_files(set(checked.by_uri) | (set(before.by_uri) if before else set()))

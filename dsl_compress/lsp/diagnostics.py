@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 from lsprotocol import types
 
@@ -42,10 +42,12 @@ def check_document(
     buffers: dict[Path, str],
     project: Project,
     cache: StatementCache | None = None,
+    opened: Mapping[Path, str] | None = None,
 ) -> Checked:
     """Every diagnostic `lint` gives the document's text (with the manifest its project names),
     included files read from ``buffers`` before disk; with ``cache``, only the statements an
-    edit changed are parsed again."""
+    edit changed are parsed again. An included file's findings go to the URI it is open
+    under (``opened``, by resolved path), else to its own."""
     path = path_of(uri)
     reader = TextsFirst(buffers)
     model, found = None, []
@@ -55,11 +57,16 @@ def check_document(
         except CompressionError as exc:  # the manifest does not read: say so, check without it
             found.extend(exc.diagnostics)
     found.extend(lint_text(text, str(path) if path else None, model, reader=reader, cache=cache))
-    return Checked(_grouped(uri, text, found, buffers), frozenset(reader.read))
+    grouped = _grouped(uri, text, found, buffers, opened or {})
+    return Checked(grouped, frozenset(reader.read))
 
 
 def _grouped(
-    uri: str, text: str, found: Sequence[Diagnostic], buffers: dict[Path, str]
+    uri: str,
+    text: str,
+    found: Sequence[Diagnostic],
+    buffers: dict[Path, str],
+    opened: Mapping[Path, str],
 ) -> dict[str, list[types.Diagnostic]]:
     own = path_of(uri)
     disk = SourceLines()
@@ -69,7 +76,7 @@ def _grouped(
         if file is None:
             where, lines = uri, split_lines(text)
         elif file in buffers:
-            where, lines = uri_of(file), split_lines(buffers[file])
+            where, lines = opened.get(file) or uri_of(file), split_lines(buffers[file])
         else:
             where, lines = uri_of(file), disk.of(str(file))
         grouped.setdefault(where, []).append(to_lsp(diag, lines))

@@ -17,6 +17,7 @@ def path_of(uri: str) -> Path | None:
 
 
 def uri_of(path: Path) -> str:
+    """The file URI of a path."""
     return uris.from_fs_path(str(path)) or path.as_uri()
 
 
@@ -32,16 +33,29 @@ class OpenDocuments:
         return self._get_workspace()
 
     def uris(self) -> list[str]:
+        """The URIs of the open documents."""
         return list(self._workspace.text_documents)
 
     def is_open(self, uri: str) -> bool:
         return uri in self._workspace.text_documents
 
     def text(self, uri: str) -> str:
+        """An open document's text as the editor has it (saved or not)."""
         return self._workspace.get_text_document(uri).source
 
     def version(self, uri: str) -> int | None:
+        """An open document's version; None for one that is not open."""
         return self._workspace.get_text_document(uri).version if self.is_open(uri) else None
+
+    def opened_as(self) -> dict[Path, str]:
+        """The URI each open file was opened under, by its resolved path (a file opened
+        through a symlinked folder keeps the URI its editor knows)."""
+        found = {}
+        for uri in self.uris():
+            path = path_of(uri)
+            if path is not None:
+                found.setdefault(path, uri)
+        return found
 
     def buffers(self) -> dict[Path, str]:
         """Each open file's unsaved text, by its resolved path."""

@@ -265,3 +265,27 @@ def test_a_config_lists_findings_in_apply_are_placed_at_its_config(capsys, tmp_p
     argv += ["--format", "compressed-tensors", "--target", "vllm", "--out", tmp_path / "o"]
     result = run(capsys, *argv)
     assert f"config.json:{second}:" in result.err and "error[V102]" in result.err
+
+
+def test_a_quantizers_apply_method_is_no_reason_to_refuse_the_export(capsys, tmp_path, manifest):
+    """A quantizer's apply_method has no effect (Q603): clamp-and-round is what is stored."""
+    text = (
+        "quantize **.mlp.*_proj.weight quant_dtype=int8 granularity=out_channel "
+        "apply_method=bypass;\nquantize **.mlp.*_proj._input_ quant_dtype=int8;"
+    )
+    result = run(
+        capsys, "lint", rules_file(tmp_path, text), "--manifest", manifest, "--target", "vllm"
+    )
+    assert "F101" not in result.out and "Q603" in result.out
+    assert result.out.count("error[") == 0
+
+
+def test_an_embeddings_v104_says_to_leave_the_embedding_out(capsys, tmp_path, manifest):
+    text = (
+        "register quantize Embedding { weight };\n"
+        "quantize Embedding.weight quant_dtype=int8 granularity=out_channel;"
+    )
+    result = run(
+        capsys, "lint", rules_file(tmp_path, text), "--manifest", manifest, "--target", "vllm"
+    )
+    assert "error[V104]" in result.out and "leave the embedding out" in result.out

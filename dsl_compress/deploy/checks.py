@@ -11,7 +11,7 @@ from dsl_compress.deploy.ct_schemes import ct_schemes, other_module_types, tied_
 from dsl_compress.deploy.findings import merged
 from dsl_compress.deploy.model_shape import ModelShape
 from dsl_compress.deploy.vllm_checks import vllm_findings
-from dsl_compress.diagnostics import Diagnostic, Severity
+from dsl_compress.diagnostics import Diagnostic, Severity, source_order
 from dsl_compress.plan import Plan
 
 
@@ -27,4 +27,4 @@ def deployment_findings(
     found += other_module_types(plan, shape, "V104" if target == "vllm" else "F101")
     served = vllm_findings(plan, shape, schemes)
     severity = Severity.ERROR if target == "vllm" else Severity.WARNING
-    return schemes, merged(found) + merged(served, severity)
+    return schemes, sorted(merged(found) + merged(served, severity), key=source_order)

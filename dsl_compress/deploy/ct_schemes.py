@@ -15,8 +15,6 @@ from dsl_compress.vocab import Mode, TargetKind
 # The module types compressed-tensors quantizes (it skips any other type a target matches).
 QUANTIZABLE_TYPES = ("Linear", "Embedding")
 _BITS = re.compile(r"u?int(\d+)$")
-# Quantization apply_methods whose forward is the plain clamp-and-round the format stores.
-_STORED_METHODS = (None, "clamp_round", "qat_clamp_round")
 
 
 def ct_schemes(plan: Plan, model: ModelShape) -> tuple[dict[str, ModuleScheme], list[Finding]]:
@@ -32,6 +30,8 @@ def ct_schemes(plan: Plan, model: ModelShape) -> tuple[dict[str, ModuleScheme], 
             quantized.append(entry)
     weights = {e.module: e for e in quantized if e.kind is TargetKind.PARAMETER}
     inputs = {e.module: e for e in quantized if e.kind is TargetKind.INPUT}
+    # An input whose module's weight is quantized, if not storably (its own F101 says why).
+    any_weight = {e.module for e in plan.of_mode(Mode.QUANTIZE) if e.target == "weight"}
     schemes = {
         module: ModuleScheme(
             _args(entry, model.shapes[f"{module}.weight"]),
@@ -39,7 +39,7 @@ def ct_schemes(plan: Plan, model: ModelShape) -> tuple[dict[str, ModuleScheme], 
         )
         for module, entry in weights.items()
     }
-    found += [_finding(e, None, *_INPUT_ALONE) for m, e in inputs.items() if m not in weights]
+    found += [_finding(e, None, *_INPUT_ALONE) for m, e in inputs.items() if m not in any_weight]
     return schemes, found
 
 
@@ -152,13 +152,7 @@ def _quant_problem(entry: PlanEntry, model: ModelShape) -> tuple | None:
 def _key_problem(entry: PlanEntry) -> tuple | None:
     if entry.get("fuse_names"):
         return ("fuse_names", "fused modules (fuse_names) have no compressed-tensors field", None)
-    if entry.setting.get("apply_method") not in _STORED_METHODS:
-        return (
-            "apply_method",
-            f"apply_method={entry.setting.get('apply_method')!r} is not the clamp-and-round "
-            "quantization the format stores",
-            "drop apply_method",
-        )
+    # A quantizer's apply_method has no effect (Q603, as in NNI 3.0): clamp-and-round is stored.
     if _BITS.match(str(entry.get("quant_dtype", "int8"))) is None:
         return ("quant_dtype", f"quant_dtype {entry.get('quant_dtype')!r} is not an int type", None)
     if entry.kind is TargetKind.INPUT and _kernel(entry) is not None:

@@ -41,12 +41,13 @@ def _not_linear(entry: PlanEntry, model: ModelShape) -> list[Finding]:
     """V104 for an embedding or the output head: vLLM quantizes its Linear layers only."""
     if model.module_types.get(entry.module) == "Embedding":
         what = "an embedding (vLLM's VocabParallelEmbedding)"
+        hint = "leave the embedding out of the quantize statement"
     elif entry.module.rpartition(".")[2] == "lm_head":
         what = "the output head (vLLM's ParallelLMHead)"
+        hint = "leave it out, e.g. `quantize Linear.weight ... except lm_head`"
     else:
         return []
     message = f"{what} keeps float weights in vLLM, which has no place for quantized ones"
-    hint = "leave it out, e.g. `quantize Linear.weight ... except lm_head`"
     return [Finding("V104", entry, None, message, hint)]
 
 
@@ -100,7 +101,8 @@ def _fused(
     found = []
     for parent, members in _fused_sets(model):
         kinds = [schemes.get(name) for name in members]
-        if len(set(kinds)) == 1:
+        refused = [name for name in members if name in weights and name not in schemes]
+        if len(set(kinds)) == 1 or refused:  # a member the format refuses has its own F101
             continue
         counts = Counter(kinds)
         odd = min(

@@ -25,7 +25,9 @@ def prefix_regex(pattern: str) -> str:
     ``$`` (where it has no alternation)."""
     flags = _GLOBAL_FLAGS.match(pattern)
     if flags:  # Python wants global flags such as (?i) at the very start: they stay there
-        return flags.group() + prefix_regex(pattern[flags.end() :])
+        rest = pattern[flags.end() :]
+        # In verbose mode a '#' comment runs to the line's end: close the group on a new line.
+        return flags.group() + (f"(?:{rest}\n).*" if "x" in flags.group() else prefix_regex(rest))
     if "|" not in pattern and pattern.endswith(".*") and not pattern.endswith("\\.*"):
         return pattern
     if "|" not in pattern and pattern.endswith("$") and not pattern.endswith("\\$"):

@@ -335,3 +335,8 @@ def test_a_sparsity_list_of_another_length_than_the_layers_is_refused_at_it(llam
     (found,) = caught.value.diagnostics
     assert found.code == "K150" and found.subject == "recipe.yaml:1"
     assert "1 value(s) for 2 target layer(s)" in found.message
+
+
+def test_each_config_group_is_placed_at_its_own_line():
+    text = convert(OVERLAPPING_ROLES).rules_text()
+    assert "# from recipe.yaml:6 (group_0)" in text and "# from recipe.yaml:8 (group_1)" in text

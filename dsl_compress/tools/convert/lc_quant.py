@@ -110,12 +110,12 @@ def _groups(modifier: Modifier) -> list[tuple[str, list[str], Mapping[str, Any],
         return [("group_0", targets, _preset(scheme, modifier), modifier.at("scheme"))]
     if isinstance(scheme, dict):
         return [
-            (f"group_{i}", _as_list(t), _preset(name, modifier), modifier.at("scheme"))
+            (f"group_{i}", _as_list(t), _preset(name, modifier), modifier.at(f"scheme.{name}"))
             for i, (name, t) in enumerate(scheme.items())
         ]
     if isinstance(groups, dict):
         return [
-            (name, _as_list(g.get("targets", [])), g, modifier.at("config_groups"))
+            (name, _as_list(g.get("targets", [])), g, modifier.at(f"config_groups.{name}"))
             for name, g in groups.items()
             if _is_group(g, name, modifier)
         ]

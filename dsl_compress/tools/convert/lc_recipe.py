@@ -23,9 +23,13 @@ class Modifier:
     key_lines: Mapping[str, int]
 
     def at(self, key: str) -> str:
-        """The origin of one argument (the modifier's own when it has no line of its own)."""
+        """The origin of one argument (``config_groups.group_0`` one level down; its parent's,
+        else the modifier's own, when it has no line of its own)."""
         path = self.origin.rpartition(":")[0]
-        return f"{path}:{self.key_lines[key]}" if key in self.key_lines else self.origin
+        for known in (key, key.partition(".")[0]):
+            if known in self.key_lines:
+                return f"{path}:{self.key_lines[known]}"
+        return self.origin
 
     def knob_notes(self, keys, what: str) -> list[Diagnostic]:
         """K151 at each of ``keys`` the modifier sets: calibration or algorithm knobs, which
@@ -99,6 +103,11 @@ def _modifier(yaml: Any, stage: str, kind: Any, args: Any, path: str) -> Modifie
         return Modifier(str(kind.value), {}, stage, origin, {})
     values = yaml.safe_load(yaml.serialize(args)) or {}
     lines = {str(k.value): k.start_mark.line + 1 for k, _ in args.value}
+    # One level down too (a config group, a scheme's preset): 'config_groups.group_0'.
+    for key, value in args.value:
+        if isinstance(value, yaml.MappingNode):
+            for inner, _ in value.value:
+                lines[f"{key.value}.{inner.value}"] = inner.start_mark.line + 1
     return Modifier(str(kind.value), values, stage, origin, lines)
 
 

@@ -53,6 +53,7 @@ class CompressedTensorsFormat:
     scales_like_weights = True
 
     def files(self, run: StreamRun) -> list[OutputFile]:
+        """The model's safetensors (sharded the Hugging Face way) and our masks beside them."""
         model, sources = self._model_tensors(run)
         return [
             OutputFile("model", tuple(model), {"format": "pt"}, sources.__getitem__),
@@ -84,6 +85,7 @@ class CompressedTensorsFormat:
         return planned, sources
 
     def sink(self, writers: Mapping[str, ShardedWriter]) -> StreamSink:
+        """What turns the run's tensors into this layout's, as they arrive."""
         return _CompressedSink(writers["model"], writers["masks"], self)
 
     def finish(self, plan: Plan, staging: Path) -> list[Path]:
@@ -134,6 +136,7 @@ class _CompressedSink:
         self._params: dict[str, QuantParams] = {}
 
     def quant(self, name: str, params: QuantParams) -> None:
+        """A weight's scales are kept for its values; an input's are written at once."""
         module, _, target = name.rpartition(".")
         if target == "weight":
             self._params[name] = params
@@ -147,6 +150,8 @@ class _CompressedSink:
             self._model.write(f"{module}.{part}", tensor)
 
     def model(self, name: str, tensor: torch.Tensor, codes=None) -> None:
+        """A quantized weight as its packed (or int8) codes, scale and shape; any other tensor
+        as it is; a second name of a tied tensor not at all."""
         if name not in self._planned and name not in self._params:
             return  # a second name of a tied tensor
         params = self._params.pop(name, None)
@@ -168,9 +173,11 @@ class _CompressedSink:
             self._model.write(_joined(module, part), value)
 
     def mask(self, name: str, mask: torch.Tensor) -> None:
+        """A mask, written to our own masks file."""
         self._masks.write(name, mask)
 
     def read_mask(self, name: str) -> torch.Tensor:
+        """A mask written earlier, read back (a plan that calibrates through its masks)."""
         return self._masks.read(name)
 
 

@@ -340,3 +340,19 @@ def test_a_sparsity_list_of_another_length_than_the_layers_is_refused_at_it(llam
 def test_each_config_group_is_placed_at_its_own_line():
     text = convert(OVERLAPPING_ROLES).rules_text()
     assert "# from recipe.yaml:6 (group_0)" in text and "# from recipe.yaml:8 (group_1)" in text
+
+
+def test_a_later_modifier_replaces_the_whole_scheme_an_earlier_set(llama):
+    """compressed-tensors replaces a module's scheme: down_proj ends W4A16, as every Linear."""
+    recipe = (
+        'first_stage: {first_modifiers: {QuantizationModifier: {targets: ["re:.*down_proj"], '
+        "scheme: W8A16}}}\n"
+        "second_stage: {second_modifiers: {QuantizationModifier: {targets: [Linear], "
+        "scheme: W4A16}}}\n"
+    )
+    for model in (None, llama):
+        conversion = convert(recipe, model)
+        assert "K158" not in codes(conversion) and "K159" not in codes(conversion)
+        found = plan_of(conversion, llama)
+        down = found[("model.layers.0.mlp.down_proj", "weight", Mode.QUANTIZE)]
+        assert down["quant_dtype"] == "int4"

@@ -54,7 +54,8 @@ def convert_quantization(modifier: Modifier, modules: tuple | None) -> Part:
                 hint="give the model to see which modules it concerns",
             )
         )
-    return Part(tuple(statements), tuple(notes), wanted)
+    replaces = tuple(_selector(target) for target in order)
+    return Part(tuple(statements), tuple(notes), wanted, replaces, bool(ignore))
 
 
 def _as_list(value: Any) -> list[str]:

@@ -4,6 +4,7 @@ by tensor, what llm-compressor and compressed-tensors select; what has no .rules
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from dsl_compress.tools.convert.conversion import Conversion
@@ -38,7 +39,9 @@ def convert_llmcompressor(text: str, path: str, mode: Mode | None, model: Any) -
     if not modifiers:
         notes += (note("K155", path, "the recipe has no modifiers llm-compressor would read"),)
     modules = modules_of(model) if model is not None else None
-    parts = [_convert_modifier(modifier, modules) for modifier in modifiers]
+    parts = _replaced(
+        [_convert_modifier(modifier, modules) for modifier in modifiers], modifiers, modules
+    )
     statements = tuple(s for part in parts for s in part.statements)
     notes += tuple(n for part in parts for n in part.notes)
     header = (
@@ -48,8 +51,45 @@ def convert_llmcompressor(text: str, path: str, mode: Mode | None, model: Any) -
     conversion = Conversion(statements, notes, source=path, header=header)
     if model is None:
         return conversion
-    wanted = {key: value for part in parts for key, value in part.wanted.items()}
+    wanted: dict = {}
+    for part in parts:  # a later modifier replaces a module's whole scheme, not role by role
+        replaced = {(m, mode) for m, _, mode in part.wanted if mode is Mode.QUANTIZE}
+        wanted = {k: v for k, v in wanted.items() if (k[0], k[2]) not in replaced}
+        wanted.update(part.wanted)
     return checked(conversion, wanted, model)
+
+
+def _replaced(parts: list[Part], modifiers, modules) -> list[Part]:
+    """Each quantization modifier's statements kept off the modules a later one sets the whole
+    scheme of (compressed-tensors replaces a module's scheme; .rules would merge the keys and
+    rank the statements by their selectors). A later modifier with an ignore list leaves some
+    of its targets alone, which an except cannot say: without the model, a note; with it,
+    the per-tensor check settles it."""
+    out = list(parts)
+    for j, later in enumerate(parts):
+        if not later.replaces:
+            continue
+        for i in range(j):
+            earlier = out[i]
+            quantizing = [s for s in earlier.statements if s.mode is Mode.QUANTIZE]
+            if not quantizing:
+                continue
+            if later.ignores:
+                if modules is None:
+                    message = (
+                        f"{modifiers[j].kind} replaces the schemes an earlier modifier set on "
+                        "its targets, but ignores some of them: give the model to settle which"
+                    )
+                    out[j] = replace(
+                        later, notes=later.notes + (note("K153", modifiers[j].origin, message),)
+                    )
+                continue
+            statements = tuple(
+                replace(s, excepts=s.excepts + later.replaces) if s.mode is Mode.QUANTIZE else s
+                for s in earlier.statements
+            )
+            out[i] = replace(earlier, statements=statements)
+    return out
 
 
 def _convert_modifier(modifier: Modifier, modules: tuple | None) -> Part:

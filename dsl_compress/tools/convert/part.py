@@ -17,6 +17,10 @@ class Part:
     statements: tuple[ConvertedStatement, ...] = ()
     notes: tuple[Diagnostic, ...] = ()
     wanted: dict[TensorKey, Wanted] = field(default_factory=dict)
+    # The modules whose whole quantization scheme a quantization modifier sets (selectors),
+    # and whether it leaves some of them alone (an ignore list).
+    replaces: tuple[str, ...] = ()
+    ignores: bool = False
 
 
 def note(code: str, origin: str, message: str, hint: str | None = None) -> Diagnostic:

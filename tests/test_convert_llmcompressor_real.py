@@ -17,6 +17,7 @@ import pytest
 from convert_models import codes, plan_of, quant, tiny_llama
 from dsl_compress.tools.convert import ct_schemes
 from dsl_compress.tools.convert.llmcompressor import convert_llmcompressor
+from dsl_compress.tools.convert.selection_check import normalised
 from dsl_compress.vocab import Mode
 
 PYTHON = os.environ.get("DSL_COMPRESS_LLMCOMPRESSOR_PYTHON")
@@ -38,6 +39,12 @@ RECIPES = {
     "asymmetric_and_ignored_mlp": "quant_stage:\n  quant_modifiers:\n    QuantizationModifier:\n"
     "      targets: [Linear]\n      ignore: [lm_head, 're:.*mlp.down_proj']\n"
     "      scheme: W4A16_ASYM\n",
+    "sparsegpt_2_4_and_the_lm_head_trap": "sparsity_stage:\n  sparsity_modifiers:\n"
+    "    SparseGPTModifier:\n      sparsity: 0.5\n      mask_structure: '2:4'\n"
+    "      targets: [Linear]\n      ignore: [lm_head]\n",
+    "wanda_in_containers": "sparsity_stage:\n  sparsity_modifiers:\n    WandaPruningModifier:\n"
+    "      sparsity: 0.3\n      targets: ['re:model.layers.\\d+$']\n"
+    "      ignore: ['re:.*down_proj']\n",
     "two_stages": "a_stage:\n  a_modifiers:\n    QuantizationModifier:\n"
     "      targets: ['re:.*down_proj']\n      scheme: W8A16\n"
     "b_stage:\n  b_modifiers:\n    QuantizationModifier:\n"
@@ -58,7 +65,12 @@ def _theirs(recipe: Path, folder: Path) -> dict:
     )
     assert done.returncode == 0, done.stderr[-2000:]
     found = {}
-    for module, roles in json.loads(done.stdout.strip().splitlines()[-1]).items():
+    theirs = json.loads(done.stdout.strip().splitlines()[-1])
+    for module, (sparsity, structure) in theirs.pop("pruned").items():
+        pattern = None if structure == "0:0" else structure
+        setting = {"sparse_ratio": None if pattern else sparsity, "mask_structure": pattern}
+        found[(module, "weight", Mode.PRUNE)] = normalised(Mode.PRUNE, setting)
+    for module, roles in theirs.items():
         for role, args in roles.items():
             settings = dict(ct_schemes.convert_args(args).settings)
             found[(module, ROLES[role], Mode.QUANTIZE)] = quant(

@@ -81,14 +81,21 @@ def test_every_edit_parses_as_the_whole_file_parses(edits):
         _assert_same(cache, text)
 
 
-def test_an_edit_parses_its_own_statement_again_only(monkeypatch):
-    cache = StatementCache()
-    cache.parse(TEXT, "a.rules")
-    parsed = []
+@pytest.fixture
+def parsed(monkeypatch):
+    """The statement chunks parsed (not re-used) after the fixture starts recording."""
+    found = []
     original = parsing._parse_chunk
     monkeypatch.setattr(
-        parsing, "_parse_chunk", lambda chunk, path: parsed.append(chunk) or original(chunk, path)
+        parsing, "_parse_chunk", lambda chunk, path: found.append(chunk) or original(chunk, path)
     )
+    return found
+
+
+def test_an_edit_parses_its_own_statement_again_only(parsed):
+    cache = StatementCache()
+    cache.parse(TEXT, "a.rules")
+    parsed.clear()
     edited = TEXT.replace("quant_dtype=int8", "quant_dtype=int4")
     cache.parse(edited, "a.rules")
     assert [chunk.text for chunk in parsed] == [
@@ -117,14 +124,10 @@ def test_an_escaped_line_break_does_not_carry_an_open_string_into_the_next_line(
     assert [(d.code, d.span.line) for d in caught.value.diagnostics] == [("E102", 1), ("E103", 3)]
 
 
-def test_statements_a_line_break_moved_are_moved_not_parsed(monkeypatch):
+def test_statements_a_line_break_moved_are_moved_not_parsed(parsed):
     cache = StatementCache()
     cache.parse(TEXT, "a.rules")
-    parsed = []
-    original = parsing._parse_chunk
-    monkeypatch.setattr(
-        parsing, "_parse_chunk", lambda chunk, path: parsed.append(chunk) or original(chunk, path)
-    )
+    parsed.clear()
     edited = "\n\n" + TEXT
     _assert_same(cache, edited)
     assert parsed == []

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import sys
 import weakref
+from pathlib import Path
 from typing import Iterator
 
 import pytest
@@ -17,20 +19,12 @@ from dsl_compress.engine.global_threshold import weighted_threshold
 from dsl_compress.engine.metrics import compute_metric
 from dsl_compress.schema.granularity import parse_granularity
 
+# The baseline the selection replaced is the benchmark's: one copy, measured and tested.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+from bench_global_threshold import sorted_threshold  # noqa: E402
+
 PROPERTY = settings(max_examples=400, deadline=None, derandomize=True)
 Member = tuple[torch.Tensor, int]
-
-
-def sorted_threshold(metrics: list[torch.Tensor], grains: list[int], count: int) -> torch.Tensor:
-    """The code the selection replaced: concatenate, sort, weigh, cumsum, search."""
-    device = metrics[0].device
-    values = torch.cat([m.reshape(-1).to(device) for m in metrics])
-    counts = torch.tensor([m.numel() for m in metrics], device=device)
-    weights = torch.tensor(grains, device=device).repeat_interleave(counts)
-    ordered, order = values.sort()
-    reached = weights[order].cumsum(0)
-    first = torch.searchsorted(reached, torch.tensor([count], device=device), right=True)
-    return ordered[first.clamp(max=ordered.numel() - 1)].reshape(())
 
 
 def bits(value: torch.Tensor) -> int:

@@ -17,11 +17,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import dsl_compress as dc
+from dsl_compress.cli.gc_pause import gc_paused
 from dsl_compress.tools.lint import lint
 from measure import median_time, print_table, write_results
 from workloads import rules_text
 
-TARGET_S = 1.0  # in-process lint of the large file
+# In-process lint of the large file with the collector paused, as the command runs it (the
+# target of issue #5, measured that way; a library call leaves the collector alone since #8).
+TARGET_S = 1.0
 PROCESS_TARGET_S = 1.2  # the whole `dsl-compress lint` process on the large file, cache warm
 WARM_LARGE = "large, cache warm"
 SMALL_STATEMENTS = 50
@@ -65,7 +68,8 @@ def _report(args, text: str, times: dict, processes: dict, findings: int) -> Non
         [
             ["parse", times["parse"], None],
             ["compile (no model)", times["compile"], None],
-            ["lint: read + parse + compile + checks", times["lint"], TARGET_S],
+            ["lint: read + parse + compile + checks", times["lint"], None],
+            ["the same, collector paused (as the command)", times["lint_paused"], TARGET_S],
             ["`import dsl_compress.cli`, a fresh process", times["import"], None],
         ],
     )
@@ -83,7 +87,7 @@ def _report(args, text: str, times: dict, processes: dict, findings: int) -> Non
     print(
         f"{args.statements} statements, {len(text.splitlines())} lines, {len(text) // 1024} KiB; "
         f"{findings} findings; {per_statement_us:.0f} us per statement; "
-        f"in-process target met: {times['lint'] < TARGET_S}; "
+        f"in-process target met: {times['lint_paused'] < TARGET_S}; "
         f"process target met: {warm < PROCESS_TARGET_S}"
     )
     args_record = {**vars(args), "baseline_tree": args.baseline_tree and str(args.baseline_tree)}
@@ -98,7 +102,7 @@ def _report(args, text: str, times: dict, processes: dict, findings: int) -> Non
             },
             "findings": findings,
             "target_s": TARGET_S,
-            "target_met": times["lint"] < TARGET_S,
+            "target_met": times["lint_paused"] < TARGET_S,
             "process_target_s": PROCESS_TARGET_S,
             "process_target_met": warm < PROCESS_TARGET_S,
         },
@@ -182,7 +186,7 @@ def _measure(text: str, path: str, repeats: int) -> dict[str, float]:
     """Median seconds of parse, compile and the whole lint, after one warm-up run (which also
     builds the parser once per process, as any long-lived process would)."""
     lint([path])
-    times: dict[str, list[float]] = {"parse": [], "compile": [], "lint": []}
+    times: dict[str, list[float]] = {"parse": [], "compile": [], "lint": [], "lint_paused": []}
     for _ in range(repeats):
         start = time.perf_counter()
         rules = dc.parse(text, path)
@@ -194,6 +198,10 @@ def _measure(text: str, path: str, repeats: int) -> dict[str, float]:
         times["parse"].append(parsed - start)
         times["compile"].append(compiled - parsed)
         times["lint"].append(linted - compiled)
+        with gc_paused():
+            start = time.perf_counter()
+            lint([path])
+            times["lint_paused"].append(time.perf_counter() - start)
     return {k: statistics.median(v) for k, v in times.items()}
 
 

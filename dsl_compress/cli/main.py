@@ -28,11 +28,9 @@ from dsl_compress.diagnostics import (
     raise_errors,
     render_all,
 )
-from dsl_compress.io.atomic import write_text_atomically
 from dsl_compress.io.json_text import json_text
 from dsl_compress.language.format import format_rules
 from dsl_compress.tools.lint import LintResult, is_config_list, lint
-from dsl_compress.tools.lint_fix import FixOutcome, fix_findings
 from dsl_compress.vocab import Mode
 from dsl_compress.plan import Plan
 from dsl_compress.cli.formats import render
@@ -43,6 +41,8 @@ from dsl_compress.resolve.ruleset import load, read_rules_file
 
 if TYPE_CHECKING:
     import torch
+
+    from dsl_compress.tools.lint_fix import FixOutcome
 
     from dsl_compress.stand_in import StandInModule
 
@@ -196,7 +196,7 @@ def _fmt(args) -> ExitStatus:
         if args.diff:
             sys.stdout.write(text_diff(before, after, name, "formatted"))
         elif not args.check:
-            write_text_atomically(Path(name), after)
+            _write_file(name, after)
         verb = "would reformat" if (args.check or args.diff) else "reformatted"
         print(f"{verb} {name}", file=sys.stderr)
     if broken:
@@ -253,9 +253,17 @@ def _config_input(args) -> ConfigInput:
     )
 
 
+def _write_file(path: str, text: str) -> None:
+    """The file replaced whole or not at all. io.atomic is imported here, not at the top:
+    `lint` writes nothing, and the writer's imports (ctypes, socket) add 8 ms to its start."""
+    from dsl_compress.io.atomic import write_text_atomically
+
+    write_text_atomically(Path(path), text)
+
+
 def _emit(text: str, output: str | None) -> None:
     if output:
-        write_text_atomically(Path(output), text)
+        _write_file(output, text)
     else:
         sys.stdout.write(text)
 
@@ -334,6 +342,8 @@ def _lint(args) -> ExitStatus:
         )
 
     if args.fix or args.diff:
+        from dsl_compress.tools.lint_fix import fix_findings  # only for --fix/--diff
+
         return _lint_fixing(args, fix_findings(relint))
     return _lint_report(args, relint({}))
 
@@ -392,7 +402,7 @@ def _convert(args) -> ExitStatus:
     severities = {note.severity for note in conversion.notes}
     if Severity.ERROR in severities:
         return ExitStatus.ERROR
-    write_text_atomically(Path(args.output), conversion.rules_text())
+    _write_file(args.output, conversion.rules_text())
     return ExitStatus.FINDINGS if Severity.WARNING in severities else ExitStatus.OK
 
 

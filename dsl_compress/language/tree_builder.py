@@ -111,11 +111,8 @@ class SyntaxBuilder(Transformer):
         last = settings[-1].span if settings else name
         return RegisterTarget(name.value, settings, self.span(name, last))
 
-    # The kind keywords stay tokens, so that the statement knows where it starts.
-    def compress_kind(self, kids: list) -> Token:
+    def target_word(self, kids: list) -> Token:
         return kids[0]
-
-    register_kind = from_kind = target_word = compress_kind
 
     def from_clause(self, kids: list) -> Token:
         return kids[1]

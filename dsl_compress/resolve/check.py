@@ -23,7 +23,7 @@ from dsl_compress.vocab import Mode
 from dsl_compress.resolve.registration import build_template
 from dsl_compress.resolve.selectors import (
     CompiledSelector,
-    compile_selector,
+    SelectorCache,
     is_type_word,
     split_target,
 )
@@ -170,12 +170,13 @@ def check_rules(
     types = KnownTypes(registries, model_types)
     rules, excludes = [], []
     words = {mode: target_words(registries, mode) for mode in Mode}
+    selectors = SelectorCache()
     for i, stmt in enumerate(statements):
         before = len(diags)
         if isinstance(stmt, (Compress, Align)):
-            rules.append(compile_rule(i, stmt, lets, types, words, diags))
+            rules.append(compile_rule(i, stmt, lets, types, words, selectors, diags))
         elif isinstance(stmt, Exclude):
-            excludes.append(compile_exclude(stmt, types, diags))
+            excludes.append(compile_exclude(stmt, types, selectors, diags))
         cap_statement(diags, before, stmt.span)
     raise_errors(sorted(diags, key=source_order))
     return CheckedRules(
@@ -257,30 +258,33 @@ def compile_rule(
     lets: Mapping,
     types: KnownTypes,
     words: Mapping[Mode, frozenset[str]],
+    selectors: SelectorCache,
     diags: list,
 ) -> Rule | None:
     """A checked rule; ``words`` are the target names per kind (see target_words)."""
     mode = stmt.mode if isinstance(stmt, Compress) else Mode.PRUNE
     words = words[mode]
-    selector = _selector(stmt.selector, words, True, stmt.span, diags)
-    excepts = [_module_selector(s, "except", types, mode, diags) for s in stmt.excepts]
+    selector = _selector(stmt.selector, words, True, stmt.span, selectors, diags)
+    excepts = [_module_selector(s, "except", types, mode, selectors, diags) for s in stmt.excepts]
     allowed = ALIGN_STATEMENT_KEYS if isinstance(stmt, Align) else statement_keys(mode)
     values = _values(mode, stmt.settings, lets, allowed, diags)
     _check_types(selector, types, mode, stmt.selector, diags)
     if selector is None or any(e is None for e in excepts):
         return None
-    fallback = _parameter_fallback(stmt.selector, selector)
-    partner = _align_partner(stmt, selector, values, words, diags)
+    fallback = _parameter_fallback(stmt.selector, selector, selectors)
+    partner = _align_partner(stmt, selector, values, words, selectors, diags)
     return Rule(index, mode, selector, values, excepts, stmt.span, partner, fallback)
 
 
-def compile_exclude(stmt: Exclude, types: KnownTypes, diags: list) -> ExcludeRule | None:
-    selector = _module_selector(stmt.selector, "exclude", types, stmt.mode, diags)
+def compile_exclude(
+    stmt: Exclude, types: KnownTypes, selectors: SelectorCache, diags: list
+) -> ExcludeRule | None:
+    selector = _module_selector(stmt.selector, "exclude", types, stmt.mode, selectors, diags)
     return None if selector is None else ExcludeRule(selector, stmt.mode, stmt.span)
 
 
 def _module_selector(
-    selector: Selector, what: str, types: KnownTypes, mode, diags
+    selector: Selector, what: str, types: KnownTypes, mode, selectors: SelectorCache, diags
 ) -> CompiledSelector | None:
     """exclude/except selectors name modules: a trailing target is an error, types are checked
     (removing the modules of a type of the model needs no template)."""
@@ -291,7 +295,7 @@ def _module_selector(
         message = f"{what} removes modules, not targets: '{segments[-1].text}' is a target"
         diags.append(located("E210", message, selector.span, f"write {what} {module}"))
         return None
-    compiled = _selector(selector, frozenset(), False, selector.span, diags)
+    compiled = _selector(selector, frozenset(), False, selector.span, selectors, diags)
     if compiled is None or compiled.type_name in (types.model_types or ()):
         return compiled
     for kind in [mode] if mode is not None else [Mode.PRUNE, Mode.QUANTIZE]:
@@ -301,7 +305,9 @@ def _module_selector(
     return compiled
 
 
-def _parameter_fallback(selector: Selector, compiled: CompiledSelector | None):
+def _parameter_fallback(
+    selector: Selector, compiled: CompiledSelector | None, selectors: SelectorCache
+):
     """The selector read with its last plain segment as a parameter target, if that can be."""
     path = selector.path
     if compiled is None or compiled.targets is not None or path.regex is not None:
@@ -309,12 +315,14 @@ def _parameter_fallback(selector: Selector, compiled: CompiledSelector | None):
     last = path.segments[-1] if len(path.segments) > 1 else None
     if last is None or last.braced or set("*{") & set(last.text):
         return None
-    fallback, _ = compile_selector(selector, frozenset({last.text}), True)
+    fallback, _ = selectors.compile(selector, frozenset({last.text}), True)
     return fallback
 
 
-def _selector(selector: Selector, words, takes_target, span, diags) -> CompiledSelector | None:
-    compiled, found = compile_selector(selector, words, takes_target)
+def _selector(
+    selector: Selector, words, takes_target, span, selectors: SelectorCache, diags
+) -> CompiledSelector | None:
+    compiled, found = selectors.compile(selector, words, takes_target)
     diags.extend(relocated(d, selector.span or span) for d in found)
     return compiled
 
@@ -365,14 +373,16 @@ def _check_types(compiled, types: KnownTypes, mode: Mode, selector: Selector, di
         diags.append(found)
 
 
-def _align_partner(stmt, selector: CompiledSelector, values, words, diags) -> AlignPartner | None:
+def _align_partner(
+    stmt, selector: CompiledSelector, values, words, selectors: SelectorCache, diags
+) -> AlignPartner | None:
     """An align statement's partner (None for other statements, or when it is not one)."""
     if not isinstance(stmt, Align):
         return None
     if "dims" not in values:
         diags.append(located("E203", "align needs dims=[...]", stmt.span, "e.g. dims=[0]"))
     partner = stmt.partner
-    compiled, found = compile_selector(partner, words, True)
+    compiled, found = selectors.compile(partner, words, True)
     diags.extend(relocated(d, partner.span) for d in found)
     if selector.targets is None or compiled is None or compiled.targets is None:
         diags.append(

@@ -58,6 +58,8 @@ class Compiled:
         first use: a large model's list is large); without one, the model-free translation.
         Raises CompressionError (E223) naming each statement NNI cannot express (N:M)."""
         if self.plan is None:
+            if self.model_free_config_list is None:
+                raise ValueError("compiled with export=False: no config_list was made")
             raise_errors(self.model_free_export_errors)
             return self.model_free_config_list
         raise_errors(inexpressible_entries(self.plan))
@@ -82,11 +84,14 @@ class RuleSet:
         registry: Registry | None = None,
         *,
         trace: bool = False,
+        export: bool = True,
     ) -> Compiled:
         """Check everything, then resolve against ``model`` (a torch module, or a manifest's
         stand-in, which loads no torch); raises CompressionError carrying every error.
 
         ``trace`` keeps, with a model, which statements reached each tensor (what explain reads).
+        ``export=False`` skips, without a model, the model-free config_list and its W304 notes
+        (lint shows neither); its ``config_list`` is then an error.
         """
         index = None if model is None else ModelIndex.of(model)  # one walk of the model
         model_types = None if index is None else frozenset(index.type_names.values())
@@ -101,7 +106,7 @@ class RuleSet:
             contributions = resolution.contributions() if trace else None
             diags.extend(plan.diagnostics)
             diags.extend(mixed_metrics(plan))
-        else:
+        elif export:
             model_free = static_config_list(checked.rules, checked.excludes, diags)
             export_errors = tuple(inexpressible_rules(checked.rules))
         diags.sort(key=source_order)

@@ -57,6 +57,13 @@ class CompiledSelector:
         """Whether it selects every module of one type: no name pattern, no scope."""
         return self.type_name is not None and self.scope_pattern is None
 
+    def with_source(self, source: Selector) -> CompiledSelector:
+        """This matcher for ``source``, a selector equal to its own but for spans (a plain
+        copy: the dataclass's ``replace`` costs more than the compile it saves)."""
+        twin = object.__new__(CompiledSelector)
+        twin.__dict__.update(self.__dict__, source=source)
+        return twin
+
     def names(self, index: ModelIndex) -> list[str]:
         """The matched modules' names (see matches), without what the wildcards captured."""
         if self.exact_name is not None:
@@ -170,6 +177,26 @@ def compile_selector(
     pattern = glob_pattern(segments)
     selected = CompiledSelector(None, pattern, scope, targets, (PATTERN, 0), selector)
     return replace(selected, prefix=glob_prefix(segments), **scoped), []
+
+
+class SelectorCache:
+    """compile_selector once per distinct selector in one check: selectors equal but for their
+    spans (``Conv2d.weight`` on many lines) share the work, each result keeping its own source."""
+
+    def __init__(self) -> None:
+        self._done: dict[tuple, tuple[CompiledSelector | None, list[Diagnostic]]] = {}
+
+    def compile(
+        self, selector: Selector, target_words: frozenset[str], takes_target: bool = True
+    ) -> tuple[CompiledSelector | None, list[Diagnostic]]:
+        key = (selector, target_words, takes_target)
+        done = self._done.get(key)
+        if done is None:
+            done = self._done[key] = compile_selector(selector, target_words, takes_target)
+        compiled, found = done
+        if compiled is not None and compiled.source is not selector:
+            compiled = compiled.with_source(selector)
+        return compiled, list(found)
 
 
 @functools.lru_cache(maxsize=65536)

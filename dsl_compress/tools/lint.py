@@ -156,11 +156,12 @@ def lint_text(
     failed: list[Diagnostic] = []  # includes that cannot be read: reported with the rest
     try:
         rules = parse(text, path, include_root, reader, cache, failed)
-        compiled = rules.compile(model)
+        # Without a model, W304 only says what an NNI export would lack: not a finding of the
+        # rules, so the export it comes from is not made.
+        compiled = rules.compile(model, export=False)
     except CompressionError as exc:
         return failed + list(exc.diagnostics)
-    # Without a model, W304 only says what an NNI export would lack: not a finding of the rules.
-    found = failed + [d for d in compiled.diagnostics if model is not None or d.code != "W304"]
+    found = failed + list(compiled.diagnostics)
     if model is not None and compiled.plan is not None:
         spans = statement_spans(rules)
         found.extend(check_plan(compiled.plan, model, spans))
@@ -333,23 +334,32 @@ def _position(diag: Diagnostic) -> tuple[Any, ...]:
     return (file_of(diag) or "", *where, diag.code, diag.message)
 
 
-def _identity(diag: Diagnostic) -> tuple[Any, ...]:
+class _SameFile:
+    """A file by its resolved path where it names one (``a.rules`` and ``./a.rules`` alike);
+    each name is resolved once per lint, not once per diagnostic (a system call per link)."""
+
+    def __init__(self) -> None:
+        self._resolved: dict[str, str] = {}
+
+    def __call__(self, name: str | None) -> str | None:
+        if not name or name.startswith("<"):
+            return name
+        resolved = self._resolved.get(name)
+        if resolved is None:
+            resolved = self._resolved[name] = str(Path(name).resolve())
+        return resolved
+
+
+def _identity(diag: Diagnostic, same_file: _SameFile) -> tuple[Any, ...]:
     span = diag.span
     where = (span.line, span.column, span.end_line, span.end_column) if span else ()
-    return (diag.code, diag.severity, diag.message, _same_file(file_of(diag)), where)
+    return (diag.code, diag.severity, diag.message, same_file(file_of(diag)), where)
 
 
-def _same_file(name: str | None) -> str | None:
-    """A file by its resolved path where it names one (``a.rules`` and ``./a.rules`` alike)."""
-    if not name or name.startswith("<"):
-        return name
-    return str(Path(name).resolve())
-
-
-def _fix_keys(diag: Diagnostic) -> set[tuple[Any, ...]]:
+def _fix_keys(diag: Diagnostic, same_file: _SameFile) -> set[tuple[Any, ...]]:
     """A diagnostic's fixes, their files by resolved path."""
     return {
-        (_same_file(f.span.file), f.span.line, f.span.column, f.span.end_line, f.span.end_column)
+        (same_file(f.span.file), f.span.line, f.span.column, f.span.end_line, f.span.end_column)
         + (f.replacement,)
         for f in diag.fixes
     }
@@ -360,8 +370,10 @@ def _unique(found: Iterable[Diagnostic]) -> list[Diagnostic]:
     two readings offer different fixes (each includer's lets), the fix is not certain: the
     finding keeps none."""
     seen: dict[tuple[Any, ...], Diagnostic] = {}
+    same_file = _SameFile()
     for diag in found:
-        first = seen.setdefault(_identity(diag), diag)
-        if first is not diag and _fix_keys(first) != _fix_keys(diag):
-            seen[_identity(diag)] = dataclasses.replace(first, fixes=())
+        identity = _identity(diag, same_file)
+        first = seen.setdefault(identity, diag)
+        if first is not diag and _fix_keys(first, same_file) != _fix_keys(diag, same_file):
+            seen[identity] = dataclasses.replace(first, fixes=())
     return list(seen.values())

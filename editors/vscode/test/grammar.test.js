@@ -110,8 +110,10 @@ function larkKeywords() {
   const starters = new Set();
   for (const [name, body] of rules) {
     if (!name.endsWith('_stmt')) continue;
-    const first = body.trim().split(/\s+/)[0];
-    const symbols = terminals.has(first) ? [first] : (rules.get(first) || '').split(/[\s|]+/);
+    // The first symbol: a terminal, a group of terminals written inline (PRUNE | QUANTIZE), or a rule.
+    const group = /^\(([^)]*)\)/.exec(body.trim());
+    const first = group ? group[1] : body.trim().split(/\s+/)[0];
+    const symbols = group ? first.split(/[\s|]+/) : terminals.has(first) ? [first] : (rules.get(first) || '').split(/[\s|]+/);
     for (const symbol of symbols) if (terminals.has(symbol)) starters.add(terminals.get(symbol));
   }
   return { keywords: new Set(terminals.values()), starters };

@@ -8,7 +8,7 @@ from typing import Callable, Mapping, Sequence
 
 import torch
 
-from dsl_compress.diagnostics import Diagnostic, error, fail, raise_errors
+from dsl_compress.diagnostics import Diagnostic, fail, raise_errors
 from dsl_compress.engine.mask_checks import diagnostics, mask_problems
 from dsl_compress.engine.mask_request import MaskRequest
 from dsl_compress.engine.masks import MaskPipeline
@@ -17,6 +17,8 @@ from dsl_compress.engine.prune import request_of
 from dsl_compress.engine.quant_math import quant_range
 from dsl_compress.engine.calibration import first_shapes
 from dsl_compress.engine.onload import onloaded
+from dsl_compress.engine.options import LossFn
+from dsl_compress.engine.stream_taylor import streamed_taylor_scores
 from dsl_compress.engine.taps import install_tap
 from dsl_compress.engine.quantize import (
     SCALE_DTYPE,
@@ -40,7 +42,7 @@ from dsl_compress.engine.transforms import (
     masked_codes,
 )
 from dsl_compress.plan import Key, Plan, PlanEntry, tensor_name
-from dsl_compress.vocab import DEFAULT_METRIC, Mode, TargetKind
+from dsl_compress.vocab import Mode, TargetKind
 
 Read = Callable[[str], torch.Tensor]
 
@@ -68,7 +70,7 @@ class StreamRun:
     ):
         """``scales_like_weights``: each scale rounded to its weight's dtype (an input's to its
         module's weight's) before use, as a format storing them in that dtype needs."""
-        raise_errors([*not_streamable(plan), *plan_errors(skeleton, plan)])
+        raise_errors(plan_errors(skeleton, plan))
         self._scales_like_weights = scales_like_weights
         self._plan = plan
         self._read = _LastRead(read)
@@ -79,6 +81,7 @@ class StreamRun:
         self._pruning, self._seed = pruning, seed
         self._masked_io = {e.key: e for e in pruning if e.kind is not TargetKind.PARAMETER}
         self._io_masks: dict[Key, torch.Tensor] = {}
+        self._scores: dict[Key, torch.Tensor] = {}
         requests = [self._request(entry, None) for entry in pruning]
         raise_errors(diagnostics(mask_problems(requests, shapes_observed=False)))
         self._masks = MaskPipeline(requests)
@@ -94,11 +97,24 @@ class StreamRun:
         self._skeleton, self._raw_read = skeleton, read
         self._methods = {e.key: e.get("apply_method", "mul") for e in pruning}
 
-    def calibrate(self, calib, progress: Callable[[int, int, str], None] | None = None) -> None:
+    def calibrate(
+        self,
+        calib,
+        progress: Callable[[int, int, str], None] | None = None,
+        loss_fn: LossFn | None = None,
+    ) -> None:
         """Observe the input/output targets over the calibration batches (Q602 without any):
         the skeleton runs with each module's tensors read just before its forward and dropped
         after it (:func:`onloaded`), as the in-memory apply observes them on the loaded model.
-        Nothing to do for a plan of weights alone."""
+        The taylor metric's scores come first, from forward and backward passes of
+        ``loss_fn(model, batch)`` (:func:`streamed_taylor_scores`); in a distributed run every
+        process runs the whole pass (each needs every gradient of the loss) and keeps every
+        score, as they are small beside the weights. Nothing to do for a plan of weights alone."""
+        self._scores = streamed_taylor_scores(
+            self._skeleton, self._pruning, calib, loss_fn, self._raw_read
+        )
+        if self._scores and not self._masked_io:
+            self._masks = MaskPipeline([self._request(e, None) for e in self._pruning])
         if self._masked_io:
             self._mask_inputs_outputs(calib)
         if not self._observed:
@@ -147,8 +163,9 @@ class StreamRun:
         shape its first calibration batch showed (None before calibration)."""
         name = tensor_name(*entry.key)
         if entry.kind is not TargetKind.PARAMETER:
-            return request_of(entry, shape, None, {}, self._seed)
-        return request_of(entry, self._state[name][0], lambda: self._read(name), {}, self._seed)
+            return request_of(entry, shape, None, self._scores, self._seed)
+        read = functools.partial(self._read, name)
+        return request_of(entry, self._state[name][0], read, self._scores, self._seed)
 
     def _mask_inputs_outputs(self, calib) -> None:
         """Input/output masks: shaped by the first calibration batch, as in memory, then
@@ -406,30 +423,6 @@ def _ties(state: Mapping[str, torch.Tensor]) -> dict[str, tuple[str, ...]]:
 
 def _megabytes(count: int) -> str:
     return f"{count / 1e6:,.0f}"
-
-
-def not_streamable(plan: Plan) -> list[Diagnostic]:
-    """X805 for what a streamed run does not compute: distillation (the student and the
-    teacher run together) and taylor (gradients). Input/output targets are calibrated by
-    sequential onloading (:meth:`StreamRun.calibrate`): their masks shaped by the first batch,
-    their scales observed through every mask when the plan prunes."""
-    found = []
-    for entry in plan.entries:
-        reason = None
-        if entry.mode is Mode.DISTILL:
-            reason = "distillation needs forward passes of the student and the teacher"
-        elif entry.mode is Mode.PRUNE and (entry.metric or DEFAULT_METRIC) == "taylor":
-            reason = "the taylor metric needs gradients from forward and backward passes"
-        if reason is not None:
-            found.append(
-                error(
-                    "X805",
-                    f"{tensor_name(*entry.key)} cannot be streamed: {reason}",
-                    subject=entry.subject,
-                    hint="run apply without --stream for this plan, or leave this target out",
-                )
-            )
-    return found
 
 
 def _scale_shape(entry: PlanEntry, shape: tuple[int, ...]) -> tuple[int, ...]:

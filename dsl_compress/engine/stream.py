@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
@@ -19,6 +19,8 @@ from dsl_compress.engine.calibration import first_shapes
 from dsl_compress.engine.onload import onloaded
 from dsl_compress.engine.options import LossFn
 from dsl_compress.engine.stream_taylor import streamed_taylor_scores
+from dsl_compress.engine.stream_distill import StreamTeacher, streamed_distill_report
+from dsl_compress.engine.distill_report import DistillReport
 from dsl_compress.engine.taps import install_tap
 from dsl_compress.engine.quantize import (
     SCALE_DTYPE,
@@ -96,6 +98,14 @@ class StreamRun:
         self._mask_written: set[str] = set()
         self._skeleton, self._raw_read = skeleton, read
         self._methods = {e.key: e.get("apply_method", "mul") for e in pruning}
+        self._distill: tuple[StreamTeacher, Any] | None = None
+        self.distill_report: DistillReport | None = None
+
+    def report_distillation(self, teacher: StreamTeacher, calib) -> None:
+        """Have :meth:`run` end with the distillation loss of the plan's distill targets over
+        ``calib``: the compressed student (its weights as handed on) against ``teacher``, in
+        :attr:`distill_report`. One process only: every mask must be readable back."""
+        self._distill = (teacher, calib)
 
     def calibrate(
         self,
@@ -243,7 +253,7 @@ class StreamRun:
     def reads_masks_back(self) -> bool:
         """Whether :meth:`run` asks its sink for masks it handed on (the plan observes
         activations through the weights' masks: they are all made before calibration)."""
-        return self._masks_first
+        return self._masks_first or self._distill is not None
 
     @property
     def sizes(self) -> dict[str, int]:
@@ -295,7 +305,45 @@ class StreamRun:
             read += sizes[name]
             if progress is not None:
                 progress(done, len(names), f"{_megabytes(read)} of {_megabytes(total)} MB {name}")
+        if self._distill is not None:
+            self.distill_report = self._report_distillation(sink)
         return StreamResult(counts, dtypes, tuple(findings))
+
+    def _report_distillation(self, sink: StreamSink) -> DistillReport:
+        teacher, calib = self._distill
+        module = teacher.module if teacher.module is not None else self._skeleton
+        read = teacher.read if teacher.module is not None else self._raw_read
+        student = (functools.partial(self._compressed_value, sink), self._io_transforms())
+        entries = self._plan.of_mode(Mode.DISTILL)
+        return streamed_distill_report(self._skeleton, entries, calib, student, module, read)
+
+    def _compressed_value(self, sink: StreamSink, name: str) -> torch.Tensor:
+        """A tensor as :meth:`run` handed it on (its mask read back, its scales observed
+        again from the same read), as the in-memory student computes it in its forward."""
+        names = self._tied.get(name, (name,))
+        name = next((n for n in names if self._compressed(self._key_of(n))), name)
+        key = self._key_of(name)
+        raw = self._raw_read(name)
+        mask = _mask_back(sink, name) if key in self._masks else None
+        quant = None
+        if key in self._quantized:
+            rounding = raw.dtype if self._scales_like_weights else None
+            quant = weight_quant_params(self._quantized[key], raw, rounding)[0]
+        if mask is None and quant is None:
+            return raw
+        with torch.no_grad():
+            return TargetTransform(mask, self._methods.get(key, "mul"), quant)(raw)
+
+    def _io_transforms(self) -> dict[Key, TargetTransform]:
+        """The input/output targets' run-time transforms (mask, then fake quantization)."""
+        params = self._calibrated()
+        keys = _by_module([*self._io_masks, *[k for k in params if k not in self._io_masks]])
+        return {
+            key: TargetTransform(
+                self._io_masks.get(key), self._methods.get(key, "mul"), params.get(key)
+            )
+            for key in keys
+        }
 
     def _mask_then_observe(self, sink: StreamSink, counts: dict, share: Share | None) -> None:
         """Every mask first (handed to the sink, which keeps it readable), then calibration

@@ -501,6 +501,16 @@ CODES: dict[str, CodeInfo] = _table(
         "Student and teacher outputs have different shapes.",
         "Link modules with matching outputs.",
     ),
+    (
+        "D704",
+        "distill-loss-needs-calib",
+        "apply records a plan's distill entries (plan.json, config_list.json) but cannot train; "
+        "with calibration batches it reports the distillation loss of the compressed model "
+        "against the teacher (the uncompressed model, or --teacher) in its summary and "
+        "distill.json. Without --calib there is no loss to report.",
+        "Give --calib FILE|SPEC to see the loss; train with dsl_compress.distill and "
+        "compression.loss() in Python.",
+    ),
     # loading models, weights, calibration data and manifests (the command line)
     (
         "L101",
@@ -549,6 +559,12 @@ CODES: dict[str, CodeInfo] = _table(
         "Nothing when it says it removed them; otherwise remove the folder it names once no "
         "run writes there.",
     ),
+    (
+        "L108",
+        "bad-loss-spec",
+        "--loss must name a callable loss_fn(model, batch) returning a scalar tensor.",
+        "Write package.module:callable or path/to/file.py:callable.",
+    ),
     # engine lifecycle
     (
         "X801",
@@ -579,9 +595,11 @@ CODES: dict[str, CodeInfo] = _table(
         "X805",
         "not-streamable",
         "A streamed run (apply --stream) reads each weight from the checkpoint once it is "
-        "needed and runs the model only to calibrate: distillation (a student and a teacher "
-        "together) and the taylor metric (gradients) need more than that.",
-        "Run apply without --stream for such a plan, or leave those targets out of it.",
+        "needed: its forward (and the taylor metric's backward) passes read each module's "
+        "tensors as it runs. What it cannot do: run a module whose buffer the checkpoint lacks "
+        "(a meta skeleton has no values for it), or report the distillation loss under "
+        "torchrun (one process runs the whole compressed model).",
+        "Use --model hf:DIR, or run that apply as one process or without --stream.",
     ),
     (
         "X806",

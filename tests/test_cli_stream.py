@@ -176,13 +176,58 @@ def _state_dtype(project) -> torch.dtype:
     return read_tensors(project, "weights")["0.weight"].dtype
 
 
-def test_a_target_needing_forward_passes_is_x805_at_its_rule(project, capsys):
+@pytest.mark.parametrize("stream", [(), ("--stream",)], ids=["in memory", "streamed"])
+@pytest.mark.parametrize("given", [(), ("--calib", "calib.pt"), ("--loss", "loss.py:loss")])
+def test_taylor_without_calib_and_loss_is_p507_at_its_rule(project, capsys, stream, given):
     (project / "b.rules").write_text("prune 0.weight sparse_ratio=0.5 metric=taylor\n")
-    args = ("--weights", "sharded", "--out", "o", "--stream")
+    args = ("--weights", "sharded", "--out", "o", *stream, *given)
     result = run(capsys, "apply", "b.rules", "--model", "model.py:build", *args)
     assert result.code == 2
-    assert "b.rules:1:1: error[X805]" in result.err
+    assert "b.rules:1:1: error[P507]" in result.err
+    missing = [o for o in ("--calib", "--loss") if o not in given]
+    assert f"{' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} missing" in result.err
+    assert "--calib FILE|SPEC" in result.err and "--loss SPEC" in result.err
     assert not (project / "o").exists()
+
+
+LOSS_PY = """
+def loss(model, batch):
+    return model(batch).float().pow(2).mean()
+"""
+
+TAYLOR = """
+prune 0.weight sparse_ratio=0.5 granularity=out_channel metric=taylor
+align 1.weight with 0.weight dims=[0]
+prune 2.weight sparse_ratio=0.4 metric=taylor group=downs
+prune 5.weight sparse_ratio=0.4 metric=taylor group=downs
+prune 6.weight sparse_ratio=0.3 metric=l1
+quantize Linear.weight quant_dtype=int8 granularity=out_channel
+quantize 3._input_0 quant_dtype=int8
+"""
+
+
+def test_taylor_from_the_command_line_streamed_is_in_memory(project, capsys):
+    torch.save(torch.randn(3, 4, 16).to(_state_dtype(project)), project / "calib.pt")
+    (project / "loss.py").write_text(LOSS_PY)
+    (project / "t.rules").write_text(TAYLOR)
+    common = ("apply", "t.rules", "--model", "model.py:build", "--calib", "calib.pt")
+    common += ("--loss", "loss.py:loss")
+    memory = run(capsys, *common, "--weights", "weights.safetensors", "--out", "memory")
+    assert memory.code == 0, memory.err
+    streamed = run(capsys, *common, "--weights", "sharded", "--out", "streamed", "--stream")
+    assert streamed.code == 0, streamed.err
+    assert streamed.out == memory.out
+    _same_outputs(project / "memory", project / "streamed")
+    masks = read_tensors(project / "streamed", "masks")
+    assert not masks["0.weight"].all() and not masks["2.weight"].all()
+
+
+def test_a_loss_spec_naming_nothing_is_l108(project, capsys):
+    torch.save(torch.randn(3, 4, 16), project / "calib.pt")
+    (project / "b.rules").write_text("prune 0.weight sparse_ratio=0.5 metric=taylor\n")
+    args = ("--weights", "sharded", "--out", "o", "--calib", "calib.pt", "--loss", "nope.py:f")
+    result = run(capsys, "apply", "b.rules", "--model", "model.py:build", *args)
+    assert result.code == 2 and "error[L108]" in result.err and "nope.py" in result.err
 
 
 def test_a_full_disk_midway_publishes_nothing(project, capsys, monkeypatch):
@@ -290,3 +335,69 @@ def test_stream_refuses_a_torch_save_file_which_is_read_whole(project, capsys):
     result = run(capsys, "apply", "a.rules", "--model", "model.py:build", *args)
     assert result.code == 2 and "error[L102]" in result.err and "save_file" in result.err
     assert not (project / "o").exists()
+
+
+DISTILL = """
+prune 0.weight sparse_ratio=0.5 granularity=out_channel metric=l1
+align 1.weight with 0.weight dims=[0]
+quantize Linear.weight quant_dtype=int8 granularity=out_channel
+quantize 3._input_0 quant_dtype=int8
+distill 8._output_0 lambda=0.5
+distill 2._output_0 link="5" apply_method=kl
+"""
+
+
+@pytest.mark.parametrize("teacher", [(), ("--teacher", "model.py:build", "--teacher-weights")])
+def test_the_distillation_loss_streamed_is_in_memory(project, capsys, teacher):
+    torch.save(torch.randn(3, 4, 16).to(_state_dtype(project)), project / "calib.pt")
+    (project / "d.rules").write_text(DISTILL)
+    common = ("apply", "d.rules", "--model", "model.py:build", "--calib", "calib.pt")
+    if teacher:
+        state = _state(str(_state_dtype(project))[6:])
+        other = {k: v * 1.25 if v.is_floating_point() else v for k, v in state.items()}
+        save_file(other, str(project / "teacher.safetensors"))
+        common += (*teacher, "teacher.safetensors")
+    memory = run(capsys, *common, "--weights", "weights.safetensors", "--out", "memory")
+    assert memory.code == 0, memory.err
+    streamed = run(capsys, *common, "--weights", "sharded", "--out", "streamed", "--stream")
+    assert streamed.code == 0, streamed.err
+    assert streamed.out == memory.out
+    assert "distillation loss over 3 calibration batch(es)" in memory.out
+    _same_outputs(project / "memory", project / "streamed")
+    report = json.loads((project / "memory" / "distill.json").read_text())
+    assert (project / "streamed" / "distill.json").read_bytes() == (
+        project / "memory" / "distill.json"
+    ).read_bytes()
+    assert report["batches"] == 3 and [t["name"] for t in report["targets"]] == [
+        "8._output_0",
+        "2._output_0",
+    ]
+    assert report["targets"][1]["links"] == ["5"] and report["targets"][1]["method"] == "kl"
+    assert all(t["loss"] > 0 for t in report["targets"])  # the student is compressed
+    weighted = sum(t["lambda"] * t["loss"] for t in report["targets"])
+    assert report["total"] == pytest.approx(weighted, rel=1e-2)
+    dry = run(capsys, *common, "--weights", "sharded", "--dry-run", "--stream")
+    assert dry.code == 0 and dry.out == memory.out
+
+
+def test_an_uncompressed_student_has_no_distillation_loss(project, capsys):
+    torch.save(torch.randn(2, 4, 16).to(_state_dtype(project)), project / "calib.pt")
+    (project / "d.rules").write_text("distill 8._output_0\n")
+    common = ("apply", "d.rules", "--model", "model.py:build", "--calib", "calib.pt")
+    for extra in ((), ("--stream",)):
+        result = run(capsys, *common, "--weights", "sharded", "--out", f"o{len(extra)}", *extra)
+        assert result.code == 0, result.err
+        assert json.loads((project / f"o{len(extra)}" / "distill.json").read_text())["total"] == 0
+
+
+def test_distill_entries_without_calib_are_recorded_with_a_note(project, capsys):
+    (project / "d.rules").write_text("distill 8._output_0 lambda=0.5\n")
+    for extra in ((), ("--stream",)):
+        out = f"o{len(extra)}"
+        args = ("--weights", "sharded", "--out", out, *extra)
+        result = run(capsys, "apply", "d.rules", "--model", "model.py:build", *args)
+        assert result.code == 0, result.err
+        assert "D704" in result.err and "--calib" in result.err
+        plan = json.loads((project / out / "plan.json").read_text())
+        assert any(entry.get("mode") == "distill" for entry in plan), plan
+        assert not (project / out / "distill.json").exists()

@@ -219,21 +219,6 @@ def test_each_tensor_outside_a_group_is_read_once():
     assert set(reads) == set(sink.tensors)
 
 
-@pytest.mark.parametrize(
-    "text, reason",
-    [
-        ("prune up1.weight sparse_ratio=0.5 metric=taylor;", "needs gradients"),
-    ],
-)
-def test_what_needs_forward_passes_is_x805_before_any_read(text, reason):
-    reads: Counter = Counter()
-    with pytest.raises(CompressionError) as caught:
-        _streamed(dc.parse(text), _state(), torch.float32, reads)
-    found = [d for d in caught.value.diagnostics if d.code == "X805"]
-    assert len(found) == 1 and reason in found[0].message
-    assert not reads
-
-
 def test_settings_errors_are_raised_before_any_read():
     reads: Counter = Counter()
     text = "prune up1.weight sparse_ratio=0.5 granularity=[5, 5];"

@@ -156,6 +156,35 @@ def test_two_ranks_dry_run_through_masks_reports_as_one_process(project):
     assert ranked.stdout == alone.stdout
 
 
+def test_two_ranks_score_taylor_as_one_process(project):
+    # Every rank runs the whole forward and backward pass: each needs every gradient.
+    (project / "loss.py").write_text(
+        "def loss(model, batch):\n    return model(batch).float().pow(2).mean()\n"
+    )
+    common = _calibrated(
+        project,
+        "prune 0.weight sparse_ratio=0.5 granularity=out_channel metric=taylor\n"
+        "prune 2.weight sparse_ratio=0.4 group=downs metric=taylor\n"
+        "prune 5.weight sparse_ratio=0.4 group=downs metric=taylor\n"
+        "quantize Linear.weight quant_dtype=int8\n",
+    )
+    common += ("--loss", "loss.py:loss")
+    alone = _command(project, *common, "--out", "alone", ranks=None)
+    assert alone.returncode == 0, alone.stderr
+    ranked = _command(project, *common, "--out", "ranked")
+    assert ranked.returncode == 0, ranked.stderr
+    for name in sorted(p.name for p in (project / "alone").iterdir()):
+        assert (project / "ranked" / name).read_bytes() == (project / "alone" / name).read_bytes()
+
+
+def test_the_distillation_loss_under_torchrun_is_x805_and_publishes_nothing(project):
+    common = _calibrated(project, "prune 0.weight sparse_ratio=0.5\ndistill 8._output_0\n")
+    ranked = _command(project, *common, "--out", "ranked")
+    assert ranked.returncode != 0
+    assert "error[X805]" in ranked.stderr and "one process" in ranked.stderr
+    assert not (project / "ranked").exists()
+
+
 def test_a_rank_variable_alone_does_not_silence_a_single_process(project, capsys, monkeypatch):
     from cli_runner import run
 

@@ -107,6 +107,23 @@ def _apply(commands) -> argparse.ArgumentParser:
     cmd.add_argument("rules", metavar="RULES", help=RULES_HELP)
     _model_options(cmd, required=True)
     cmd.add_argument("--calib", metavar="FILE|SPEC", help="calibration batches")
+    cmd.add_argument(
+        "--loss",
+        metavar="SPEC",
+        help="the taylor metric's loss: package.module:callable or path/file.py:callable, "
+        "called as loss_fn(model, batch) and returning a scalar tensor (needs --calib)",
+    )
+    cmd.add_argument(
+        "--teacher",
+        metavar="SPEC",
+        help="the model distill statements compare against (as --model; default: the model "
+        "itself, uncompressed); with --calib apply reports the distillation loss",
+    )
+    cmd.add_argument(
+        "--teacher-weights",
+        metavar="PATH",
+        help="the teacher's weights (as --weights; an hf: teacher has its own)",
+    )
     destination = cmd.add_mutually_exclusive_group(required=True)
     destination.add_argument("--out", metavar="DIR", help="output folder (written atomically)")
     destination.add_argument(

@@ -440,9 +440,11 @@ def _apply(args) -> ExitStatus:
     from dsl_compress.io.outputs import check_destination, refuse_inputs_inside
     from dsl_compress.io.outputs import runtime_only_warning
     from dsl_compress.tools.apply_job import apply_plan_job, spec_files, write_outputs
-    from dsl_compress.io.loading import load_calib
+    from dsl_compress.tools.apply_job import taylor_input_errors
+    from dsl_compress.io.loading import load_calib, load_loss
     from dsl_compress.io.shard_writer import parse_shard_size
-    from dsl_compress.tools.summary import summary_table
+    from dsl_compress.plan import locate_in_rules
+    from dsl_compress.tools.summary import distill_text, summary_table
 
     shard_size = parse_shard_size(args.max_shard_size) if args.max_shard_size else None
     # Every file the run reads: an --out that holds one would delete it (includes come later).
@@ -477,14 +479,31 @@ def _apply(args) -> ExitStatus:
             compiled = rules.compile(model)
         _refuse_unmatched(compiled.diagnostics, args.allow_unmatched)
         plan = compiled.plan
+    raise_errors(
+        locate(locate_in_rules(taylor_input_errors(plan, bool(args.calib), bool(args.loss)), plan))
+    )
+    _report_warnings(_distill_note(args, plan))
+    loss_fn = load_loss(args.loss) if args.loss else None
+    inputs += [*_model_files(args.teacher or ""), *spec_files(args.teacher_weights)]
     if stream:
         out_format = _compressed_tensors(args, model, plan, locate) if deploying else None
-        return _apply_streamed(args, model, plan, inputs, shard_size, out_format)
+        return _apply_streamed(args, model, plan, inputs, shard_size, out_format, loss_fn)
     calib = load_calib(args.calib) if args.calib else None
+    teacher = _teacher(args, plan, model, calib is not None)
     with progress_bars() as progress:
-        result = apply_plan_job(model, plan, calib=calib, dry_run=args.dry_run, progress=progress)
+        result = apply_plan_job(
+            model,
+            plan,
+            calib=calib,
+            teacher=teacher,
+            dry_run=args.dry_run,
+            progress=progress,
+            loss_fn=loss_fn,
+        )
     _report_warnings(result.compression.findings)
     print(summary_table(result))
+    if result.distill is not None:
+        print(distill_text(result.distill))
     if not args.dry_run:
         with progress_bars() as progress:
             written = write_outputs(
@@ -498,6 +517,55 @@ def _apply(args) -> ExitStatus:
         _report_warnings(runtime_only_warning(plan, Path(args.out)))
         print(f"wrote {len(written)} files to {args.out}", file=sys.stderr)
     return ExitStatus.OK
+
+
+def _distill_note(args, plan) -> list:
+    """D704 (a note) for a plan that distills without --calib: its entries are recorded, and
+    no loss can be reported."""
+    from dsl_compress.diagnostics import Diagnostic, Severity
+    from dsl_compress.vocab import Mode
+
+    entries = plan.of_mode(Mode.DISTILL)
+    if not entries or args.calib:
+        return []
+    message = (
+        f"{len(entries)} distill target(s) recorded in plan.json and config_list.json; apply "
+        "reports their distillation loss only with calibration batches"
+    )
+    hint = "give --calib FILE|SPEC to see the loss of the compressed model against the teacher"
+    return [Diagnostic("D704", Severity.INFO, message, subject="distill", hint=hint)]
+
+
+def _teacher(args, plan, model, calibrated: bool) -> torch.nn.Module | None:
+    """The teacher of an in-memory apply that distills: --teacher (with --teacher-weights),
+    else the model itself as loaded, uncompressed (a copy, with --calib; a meta skeleton
+    otherwise, which only checks the links)."""
+    import copy
+
+    from dsl_compress.io.hf import is_hf_spec
+    from dsl_compress.io.loading import load_model, load_weights, spec_weights
+    from dsl_compress.vocab import Mode
+
+    if not plan.of_mode(Mode.DISTILL):
+        return None
+    if args.teacher:
+        teacher = load_model(args.teacher)
+        weights = spec_weights(args.teacher, args.teacher_weights)
+        if weights and not (is_hf_spec(args.teacher) and not args.teacher_weights):
+            _report_warnings(load_weights(teacher, weights))
+        return teacher
+    return copy.deepcopy(model) if calibrated else load_model(args.model, meta=True)
+
+
+def _stream_teacher(args) -> tuple[torch.nn.Module | None, object]:
+    """--teacher for a streamed apply: a meta skeleton with its checkpoint, or a model in
+    memory when it has none."""
+    from dsl_compress.io.loading import load_model, spec_weights
+
+    if not args.teacher:
+        return None, None
+    weights = spec_weights(args.teacher, args.teacher_weights)
+    return load_model(args.teacher, meta=weights is not None), weights
 
 
 def _deploying(args) -> bool:
@@ -563,13 +631,15 @@ def _check_streamable(args) -> None:
         )
 
 
-def _apply_streamed(args, skeleton, plan, inputs, shard_size, out_format=None) -> ExitStatus:
+def _apply_streamed(
+    args, skeleton, plan, inputs, shard_size, out_format=None, loss_fn=None
+) -> ExitStatus:
     from dsl_compress.io.loading import load_calib, spec_weights
     from dsl_compress.io.outputs import runtime_only_warning
     from dsl_compress.io.stream_outputs import StreamedOutput
     from dsl_compress.tools.stream_job import StreamJob, stream_apply_job
     from dsl_compress.tools.team import join_team, leave_team
-    from dsl_compress.tools.summary import summary_table
+    from dsl_compress.tools.summary import distill_text, summary_table
 
     output = None
     if not args.dry_run:
@@ -578,7 +648,16 @@ def _apply_streamed(args, skeleton, plan, inputs, shard_size, out_format=None) -
             output = dataclasses.replace(output, format=out_format)
     weights = spec_weights(args.model, args.weights)
     calib = load_calib(args.calib) if args.calib else None
-    job = StreamJob(weights, output, calib=calib, scales_like_weights=out_format is not None)
+    teacher, teacher_weights = _stream_teacher(args)
+    job = StreamJob(
+        weights,
+        output,
+        calib=calib,
+        scales_like_weights=out_format is not None,
+        loss_fn=loss_fn,
+        teacher=teacher,
+        teacher_weights=teacher_weights,
+    )
     team = join_team() if _torchrun_job() else None
     try:
         with progress_bars() as progress:
@@ -589,6 +668,8 @@ def _apply_streamed(args, skeleton, plan, inputs, shard_size, out_format=None) -
         return ExitStatus.OK  # rank 0 reports the whole run
     _report_warnings(result.findings)
     print(summary_table(result))
+    if result.distill is not None:
+        print(distill_text(result.distill))
     if output is not None and out_format is None:  # compressed-tensors holds input scales
         _report_warnings(runtime_only_warning(plan, Path(args.out)))
         print(f"wrote {len(result.written)} files to {args.out}", file=sys.stderr)

@@ -131,6 +131,11 @@ class Compression:
         self.model.__dict__[_ATTACHED] = _Attached(self)
 
     @property
+    def distill_targets(self) -> tuple[torch.nn.Module, list[DistillTarget]] | None:
+        """The teacher and the distillation targets whose outputs the capture taps keep."""
+        return self._distill
+
+    @property
     def mask_table(self) -> Mapping[Key, torch.Tensor]:
         """{(module, target): bool mask} of every tensor this compression masks (not copies)."""
         return dict(self._masks)

@@ -70,16 +70,23 @@ def build_targets(entries: Sequence[PlanEntry], teacher: torch.nn.Module) -> lis
 
 def install_capture(student: torch.nn.Module, teacher: torch.nn.Module, targets) -> list:
     """Hooks keeping the latest student output (with grad) and teacher output (detached)."""
-    student_modules = dict(student.named_modules())
-    teacher_modules = dict(teacher.named_modules())
-    handles = []
-    for target in targets:
-        module = student_modules[target.entry.module]
-        handles.append(install_tap(module, target.entry.target, _keep_student(target)))
-        for link in target.links:
-            tap = _keep_teacher(target, link)
-            handles.append(install_tap(teacher_modules[link], target.entry.target, tap))
-    return handles
+    return [*install_student_capture(student, targets), *install_teacher_capture(teacher, targets)]
+
+
+def install_student_capture(student: torch.nn.Module, targets) -> list:
+    """Hooks keeping each target's latest student output."""
+    modules = dict(student.named_modules())
+    return [install_tap(modules[t.entry.module], t.entry.target, _keep_student(t)) for t in targets]
+
+
+def install_teacher_capture(teacher: torch.nn.Module, targets) -> list:
+    """Hooks keeping each target's latest teacher output at each of its links (detached)."""
+    modules = dict(teacher.named_modules())
+    return [
+        install_tap(modules[link], t.entry.target, _keep_teacher(t, link))
+        for t in targets
+        for link in t.links
+    ]
 
 
 def _keep_student(target: DistillTarget):
@@ -98,7 +105,16 @@ def _keep_teacher(target: DistillTarget, link: str):
 
 def distill_loss(targets: Sequence[DistillTarget]) -> torch.Tensor:
     """Sum over targets of lambda * (the smallest loss over its links); clears captured tensors."""
-    total = None
+    losses = target_losses(targets)
+    clear_captured(targets)
+    if not losses:
+        fail("D702", "the compression has no distillation targets", subject="loss()")
+    return weighted_total(targets, losses)
+
+
+def target_losses(targets: Sequence[DistillTarget]) -> list[torch.Tensor]:
+    """Each target's loss: the smallest over its links of the loss between the captured
+    student and teacher outputs (D702 where one was not captured)."""
     for target in targets:
         missing = [link for link in target.links if link not in target.teacher]
         if target.student is None or missing:
@@ -109,15 +125,22 @@ def distill_loss(targets: Sequence[DistillTarget]) -> torch.Tensor:
                 subject=target.name,
                 hint="run teacher(batch) and student(batch) before compression.loss()",
             )
-        losses = [_pair_loss(target, link) for link in target.links]
-        term = target.weight * torch.stack(losses).min()
+    return [torch.stack([_pair_loss(t, link) for link in t.links]).min() for t in targets]
+
+
+def weighted_total(targets: Sequence[DistillTarget], losses: Sequence[torch.Tensor]):
+    """Sum over targets of lambda * loss, in target order."""
+    total = None
+    for target, loss in zip(targets, losses):
+        term = target.weight * loss
         total = term if total is None else total + term
+    return total
+
+
+def clear_captured(targets: Sequence[DistillTarget]) -> None:
     for target in targets:
         target.student = None
         target.teacher.clear()
-    if total is None:
-        fail("D702", "the compression has no distillation targets", subject="loss()")
-    return total
 
 
 def _pair_loss(target: DistillTarget, link: str) -> torch.Tensor:

@@ -12,19 +12,26 @@ from dsl_compress.diagnostics import fail
 from dsl_compress.plan import tensor_name
 
 Read = Callable[[str], torch.Tensor]
+# What a module's parameter becomes while it runs, by its state-dict name and meta original.
+LoadParameter = Callable[[str, torch.Tensor], torch.Tensor]
 
 
 @contextlib.contextmanager
-def onloaded(model: torch.nn.Module, read: Read) -> Iterator[None]:
+def onloaded(
+    model: torch.nn.Module, read: Read, load_parameter: LoadParameter | None = None
+) -> Iterator[None]:
     """Within this block, a forward of ``model`` reads each module's own meta parameters and
     buffers (by state-dict name, through ``read``) as the module starts and drops them as it
-    ends; the skeleton is as it was afterwards, whatever happens."""
+    ends; the skeleton is as it was afterwards, whatever happens. ``load_parameter`` gives
+    each parameter's value instead of a frozen Parameter of what ``read`` returns (a gradient
+    pass loads them through an autograd function)."""
     handles = []
+    load = load_parameter or _frozen(read)
     try:
         for name, module in model.named_modules():
             metas = _meta_tensors(module)
             if metas:
-                handles.append(module.register_forward_pre_hook(_loader(name, metas, read)))
+                handles.append(module.register_forward_pre_hook(_loader(name, metas, read, load)))
                 handles.append(module.register_forward_hook(_unloader(metas)))
         yield
     finally:
@@ -43,15 +50,22 @@ def _meta_tensors(module: torch.nn.Module, loaded: bool = False) -> dict[str, to
     return {k: t for table in tables for k, t in table.items() if t is not None and t.is_meta}
 
 
-def _loader(module_name: str, metas: dict[str, torch.Tensor], read: Read):
+def _frozen(read: Read) -> LoadParameter:
+    def load(name: str, meta: torch.Tensor) -> torch.Tensor:
+        return torch.nn.Parameter(_read(read, name), requires_grad=False)
+
+    return load
+
+
+def _loader(module_name: str, metas: dict[str, torch.Tensor], read: Read, load_parameter):
     def load(module: torch.nn.Module, args) -> None:
         module.__dict__["_dsl_compress_meta"] = metas
         for key, meta in metas.items():
-            value = _read(read, tensor_name(module_name, key))
+            name = tensor_name(module_name, key)
             if key in module._parameters:
-                module._parameters[key] = torch.nn.Parameter(value, requires_grad=False)
+                module._parameters[key] = load_parameter(name, meta)
             else:
-                module._buffers[key] = value
+                module._buffers[key] = _read(read, name)
 
     return load
 

@@ -139,9 +139,14 @@ def _activation_shapes(model, modules, entries, calib) -> dict[Key, tuple[int, .
     return first_shapes(model, targets, [] if first is None else [first])
 
 
+def taylor_entries(entries: Sequence[PlanEntry]) -> list[PlanEntry]:
+    """The entries whose masks the taylor metric ranks."""
+    return [e for e in entries if e.metric == "taylor" and is_active(e)]
+
+
 def _taylor_scores(model, modules, entries, calib, loss_fn) -> dict[Key, torch.Tensor]:
     """Mean of (w * dL/dw)^2 over the calibration batches, without touching any .grad."""
-    taylor = [e for e in entries if e.metric == "taylor" and is_active(e)]
+    taylor = taylor_entries(entries)
     if not taylor:
         return {}
     if calib is None or loss_fn is None:
@@ -153,6 +158,22 @@ def _taylor_scores(model, modules, entries, calib, loss_fn) -> dict[Key, torch.T
             "loss_fn=lambda model, batch: loss)",
         )
     params = [getattr(modules[e.module], e.target) for e in taylor]
+    check_trainable(taylor, params)
+    totals = [torch.zeros_like(p, dtype=torch.float32) for p in params]
+
+    def step(batch: Any) -> None:
+        loss = checked_loss(loss_fn(model, batch))
+        grads = torch.autograd.grad(loss, params, allow_unused=True)
+        for total, param, grad in zip(totals, params, grads):
+            if grad is not None:
+                add_taylor_term(total, param.detach(), grad)
+
+    steps = run_batches(model, calib, step)
+    return taylor_means(taylor, totals, steps)
+
+
+def check_trainable(taylor: Sequence[PlanEntry], params: Sequence[torch.Tensor]) -> None:
+    """P507 for a taylor target whose parameter takes no gradient."""
     for entry, param in zip(taylor, params):
         if not param.requires_grad:
             fail(
@@ -162,23 +183,27 @@ def _taylor_scores(model, modules, entries, calib, loss_fn) -> dict[Key, torch.T
                 subject=entry.subject,
                 hint="use another metric for frozen parameters, or unfreeze them",
             )
-    totals = [torch.zeros_like(p, dtype=torch.float32) for p in params]
 
-    def step(batch: Any) -> None:
-        loss = loss_fn(model, batch)
-        if not isinstance(loss, torch.Tensor) or loss.dim() != 0 or not loss.requires_grad:
-            fail(
-                "P507",
-                "loss_fn(model, batch) must return a scalar tensor computed from the model",
-                subject="loss_fn",
-                hint="reduce the loss, e.g. loss.mean(), and do not detach it",
-            )
-        grads = torch.autograd.grad(loss, params, allow_unused=True)
-        for total, param, grad in zip(totals, params, grads):
-            if grad is not None:
-                total.add_((param.detach().float() * grad.float()) ** 2)
 
-    steps = run_batches(model, calib, step)
+def checked_loss(loss: Any) -> torch.Tensor:
+    """``loss``, if it is a scalar tensor computed from the model; P507 otherwise."""
+    if not isinstance(loss, torch.Tensor) or loss.dim() != 0 or not loss.requires_grad:
+        fail(
+            "P507",
+            "loss_fn(model, batch) must return a scalar tensor computed from the model",
+            subject="loss_fn",
+            hint="reduce the loss, e.g. loss.mean(), and do not detach it",
+        )
+    return loss
+
+
+def add_taylor_term(total: torch.Tensor, weight: torch.Tensor, grad: torch.Tensor) -> None:
+    """One batch's (w * dL/dw)^2, in fp32, added to ``total``."""
+    total.add_((weight.float() * grad.float()) ** 2)
+
+
+def taylor_means(taylor: Sequence[PlanEntry], totals, steps: int) -> dict[Key, torch.Tensor]:
+    """Each target's score: its total over ``steps`` batches (P507 for none)."""
     if steps == 0:
         fail("P507", "the taylor metric got no calibration batches", subject=taylor[0].subject)
     return {e.key: total / steps for e, total in zip(taylor, totals)}

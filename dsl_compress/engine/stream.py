@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
-from dsl_compress.diagnostics import Diagnostic, error, fail, raise_errors
+from dsl_compress.diagnostics import Diagnostic, fail, raise_errors
 from dsl_compress.engine.mask_checks import diagnostics, mask_problems
 from dsl_compress.engine.mask_request import MaskRequest
 from dsl_compress.engine.masks import MaskPipeline
@@ -17,6 +17,10 @@ from dsl_compress.engine.prune import request_of
 from dsl_compress.engine.quant_math import quant_range
 from dsl_compress.engine.calibration import first_shapes
 from dsl_compress.engine.onload import onloaded
+from dsl_compress.engine.options import LossFn
+from dsl_compress.engine.stream_taylor import streamed_taylor_scores
+from dsl_compress.engine.stream_distill import StreamTeacher, streamed_distill_report
+from dsl_compress.engine.distill_report import DistillReport
 from dsl_compress.engine.taps import install_tap
 from dsl_compress.engine.quantize import (
     SCALE_DTYPE,
@@ -40,7 +44,7 @@ from dsl_compress.engine.transforms import (
     masked_codes,
 )
 from dsl_compress.plan import Key, Plan, PlanEntry, tensor_name
-from dsl_compress.vocab import DEFAULT_METRIC, Mode, TargetKind
+from dsl_compress.vocab import Mode, TargetKind
 
 Read = Callable[[str], torch.Tensor]
 
@@ -68,7 +72,7 @@ class StreamRun:
     ):
         """``scales_like_weights``: each scale rounded to its weight's dtype (an input's to its
         module's weight's) before use, as a format storing them in that dtype needs."""
-        raise_errors([*not_streamable(plan), *plan_errors(skeleton, plan)])
+        raise_errors(plan_errors(skeleton, plan))
         self._scales_like_weights = scales_like_weights
         self._plan = plan
         self._read = _LastRead(read)
@@ -79,6 +83,7 @@ class StreamRun:
         self._pruning, self._seed = pruning, seed
         self._masked_io = {e.key: e for e in pruning if e.kind is not TargetKind.PARAMETER}
         self._io_masks: dict[Key, torch.Tensor] = {}
+        self._scores: dict[Key, torch.Tensor] = {}
         requests = [self._request(entry, None) for entry in pruning]
         raise_errors(diagnostics(mask_problems(requests, shapes_observed=False)))
         self._masks = MaskPipeline(requests)
@@ -93,12 +98,33 @@ class StreamRun:
         self._mask_written: set[str] = set()
         self._skeleton, self._raw_read = skeleton, read
         self._methods = {e.key: e.get("apply_method", "mul") for e in pruning}
+        self._distill: tuple[StreamTeacher, Any] | None = None
+        self.distill_report: DistillReport | None = None
 
-    def calibrate(self, calib, progress: Callable[[int, int, str], None] | None = None) -> None:
+    def report_distillation(self, teacher: StreamTeacher, calib) -> None:
+        """Have :meth:`run` end with the distillation loss of the plan's distill targets over
+        ``calib``: the compressed student (its weights as handed on) against ``teacher``, in
+        :attr:`distill_report`. One process only: every mask must be readable back."""
+        self._distill = (teacher, calib)
+
+    def calibrate(
+        self,
+        calib,
+        progress: Callable[[int, int, str], None] | None = None,
+        loss_fn: LossFn | None = None,
+    ) -> None:
         """Observe the input/output targets over the calibration batches (Q602 without any):
         the skeleton runs with each module's tensors read just before its forward and dropped
         after it (:func:`onloaded`), as the in-memory apply observes them on the loaded model.
-        Nothing to do for a plan of weights alone."""
+        The taylor metric's scores come first, from forward and backward passes of
+        ``loss_fn(model, batch)`` (:func:`streamed_taylor_scores`); in a distributed run every
+        process runs the whole pass (each needs every gradient of the loss) and keeps every
+        score, as they are small beside the weights. Nothing to do for a plan of weights alone."""
+        self._scores = streamed_taylor_scores(
+            self._skeleton, self._pruning, calib, loss_fn, self._raw_read
+        )
+        if self._scores and not self._masked_io:
+            self._masks = MaskPipeline([self._request(e, None) for e in self._pruning])
         if self._masked_io:
             self._mask_inputs_outputs(calib)
         if not self._observed:
@@ -147,8 +173,9 @@ class StreamRun:
         shape its first calibration batch showed (None before calibration)."""
         name = tensor_name(*entry.key)
         if entry.kind is not TargetKind.PARAMETER:
-            return request_of(entry, shape, None, {}, self._seed)
-        return request_of(entry, self._state[name][0], lambda: self._read(name), {}, self._seed)
+            return request_of(entry, shape, None, self._scores, self._seed)
+        read = functools.partial(self._read, name)
+        return request_of(entry, self._state[name][0], read, self._scores, self._seed)
 
     def _mask_inputs_outputs(self, calib) -> None:
         """Input/output masks: shaped by the first calibration batch, as in memory, then
@@ -226,7 +253,7 @@ class StreamRun:
     def reads_masks_back(self) -> bool:
         """Whether :meth:`run` asks its sink for masks it handed on (the plan observes
         activations through the weights' masks: they are all made before calibration)."""
-        return self._masks_first
+        return self._masks_first or self._distill is not None
 
     @property
     def sizes(self) -> dict[str, int]:
@@ -278,7 +305,45 @@ class StreamRun:
             read += sizes[name]
             if progress is not None:
                 progress(done, len(names), f"{_megabytes(read)} of {_megabytes(total)} MB {name}")
+        if self._distill is not None:
+            self.distill_report = self._report_distillation(sink)
         return StreamResult(counts, dtypes, tuple(findings))
+
+    def _report_distillation(self, sink: StreamSink) -> DistillReport:
+        teacher, calib = self._distill
+        module = teacher.module if teacher.module is not None else self._skeleton
+        read = teacher.read if teacher.module is not None else self._raw_read
+        student = (functools.partial(self._compressed_value, sink), self._io_transforms())
+        entries = self._plan.of_mode(Mode.DISTILL)
+        return streamed_distill_report(self._skeleton, entries, calib, student, module, read)
+
+    def _compressed_value(self, sink: StreamSink, name: str) -> torch.Tensor:
+        """A tensor as :meth:`run` handed it on (its mask read back, its scales observed
+        again from the same read), as the in-memory student computes it in its forward."""
+        names = self._tied.get(name, (name,))
+        name = next((n for n in names if self._compressed(self._key_of(n))), name)
+        key = self._key_of(name)
+        raw = self._raw_read(name)
+        mask = _mask_back(sink, name) if key in self._masks else None
+        quant = None
+        if key in self._quantized:
+            rounding = raw.dtype if self._scales_like_weights else None
+            quant = weight_quant_params(self._quantized[key], raw, rounding)[0]
+        if mask is None and quant is None:
+            return raw
+        with torch.no_grad():
+            return TargetTransform(mask, self._methods.get(key, "mul"), quant)(raw)
+
+    def _io_transforms(self) -> dict[Key, TargetTransform]:
+        """The input/output targets' run-time transforms (mask, then fake quantization)."""
+        params = self._calibrated()
+        keys = _by_module([*self._io_masks, *[k for k in params if k not in self._io_masks]])
+        return {
+            key: TargetTransform(
+                self._io_masks.get(key), self._methods.get(key, "mul"), params.get(key)
+            )
+            for key in keys
+        }
 
     def _mask_then_observe(self, sink: StreamSink, counts: dict, share: Share | None) -> None:
         """Every mask first (handed to the sink, which keeps it readable), then calibration
@@ -406,30 +471,6 @@ def _ties(state: Mapping[str, torch.Tensor]) -> dict[str, tuple[str, ...]]:
 
 def _megabytes(count: int) -> str:
     return f"{count / 1e6:,.0f}"
-
-
-def not_streamable(plan: Plan) -> list[Diagnostic]:
-    """X805 for what a streamed run does not compute: distillation (the student and the
-    teacher run together) and taylor (gradients). Input/output targets are calibrated by
-    sequential onloading (:meth:`StreamRun.calibrate`): their masks shaped by the first batch,
-    their scales observed through every mask when the plan prunes."""
-    found = []
-    for entry in plan.entries:
-        reason = None
-        if entry.mode is Mode.DISTILL:
-            reason = "distillation needs forward passes of the student and the teacher"
-        elif entry.mode is Mode.PRUNE and (entry.metric or DEFAULT_METRIC) == "taylor":
-            reason = "the taylor metric needs gradients from forward and backward passes"
-        if reason is not None:
-            found.append(
-                error(
-                    "X805",
-                    f"{tensor_name(*entry.key)} cannot be streamed: {reason}",
-                    subject=entry.subject,
-                    hint="run apply without --stream for this plan, or leave this target out",
-                )
-            )
-    return found
 
 
 def _scale_shape(entry: PlanEntry, shape: tuple[int, ...]) -> tuple[int, ...]:

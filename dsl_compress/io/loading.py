@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import torch
 
@@ -24,7 +24,14 @@ from dsl_compress.io.weights import (
     read_tensor_file,
 )
 
-__all__ = ["check_weights", "load_calib", "load_model", "load_weights", "spec_weights"]
+__all__ = [
+    "check_weights",
+    "load_calib",
+    "load_loss",
+    "load_model",
+    "load_weights",
+    "spec_weights",
+]
 
 
 def load_model(spec: str, meta: bool = False) -> torch.nn.Module:
@@ -59,6 +66,13 @@ def spec_weights(spec: str, weights: str | Path | None) -> str | Path | None:
     if weights:
         return weights
     return hf_folder(spec) if is_hf_spec(spec) else None
+
+
+def load_loss(spec: str) -> Callable[[torch.nn.Module, Any], torch.Tensor]:
+    """The loss function --loss names (``loss_fn(model, batch)``, called per batch later);
+    L108 for a spec that names no callable."""
+    fn, _ = resolve_callable(spec, "L108", "--loss")
+    return fn
 
 
 def load_calib(spec: str) -> list:

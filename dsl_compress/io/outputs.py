@@ -30,6 +30,8 @@ from dsl_compress.vocab import Mode, TargetKind
 
 # Where the run-time parts that model.safetensors cannot hold are written.
 RUNTIME_FILES = {"quantization": "quant.safetensors", "masks": "masks.safetensors"}
+# The distillation loss apply reports (with --calib, for a plan that distills).
+DISTILL_FILE = "distill.json"
 OUTPUT_FILES = (
     "model.safetensors",
     "masks.safetensors",
@@ -48,8 +50,10 @@ def write_outputs(
     progress: Progress | None = None,
     inputs: Iterable[str | Path] = (),
     max_shard_size: int | None = None,
+    extra_json: Mapping[str, Any] | None = None,
 ) -> list[Path]:
-    """Finalize the compression and write OUTPUT_FILES into ``out_dir``, all or nothing.
+    """Finalize the compression and write OUTPUT_FILES into ``out_dir``, all or nothing; with
+    ``extra_json`` each {file name: data} too (``distill.json``).
 
     With ``max_shard_size`` (bytes of tensor data) a safetensors file that would hold more is
     written as Hugging Face shards instead: ``model-00001-of-0000N.safetensors``... and
@@ -71,7 +75,8 @@ def write_outputs(
     emit_warnings(check_destination(out, overwrite, inputs))
     written = publish_folder(
         out,
-        lambda staging: _write_files(compression, plan, staging, progress, max_shard_size),
+        lambda staging: _write_files(compression, plan, staging, progress, max_shard_size)
+        + write_extra_json(extra_json or {}, staging),
         overwrite=overwrite,
     )
     return [out / path.name for path in written]
@@ -210,6 +215,11 @@ def write_plan_files(plan: Plan, folder: Path) -> list[Path]:
     return _write_json(plan.to_dicts(), folder / "plan.json") + _write_json(
         config_lists(plan), folder / "config_list.json"
     )
+
+
+def write_extra_json(files: Mapping[str, Any], folder: Path) -> list[Path]:
+    """Each {file name: data} as a strict JSON file in ``folder``."""
+    return [path for name, data in files.items() for path in _write_json(data, folder / name)]
 
 
 def config_lists(plan: Plan) -> dict[str, list[dict]]:

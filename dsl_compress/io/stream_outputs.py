@@ -18,7 +18,12 @@ from dsl_compress.engine.quantize import SCALE_DTYPE, QuantParams
 from dsl_compress.engine.stream import StreamRun
 from dsl_compress.engine.stream_data import PlannedTensor, StreamResult, StreamSink
 from dsl_compress.io.atomic import named_for_user, publish_folder, write_error
-from dsl_compress.io.outputs import check_destination, write_plan_files
+from dsl_compress.io.outputs import (
+    DISTILL_FILE,
+    check_destination,
+    write_extra_json,
+    write_plan_files,
+)
 from dsl_compress.io.shard_writer import ShardedWriter
 from dsl_compress.plan import Plan
 
@@ -162,6 +167,8 @@ def write_streamed(
         with _team_writers(files, staging, output.max_shard_size, share) as (_, writers):
             results.append(run.run(out_format.sink(writers), progress, share))
             written = [path for writer in writers.values() for path in writer.close()]
+        if run.distill_report is not None:
+            written += write_extra_json({DISTILL_FILE: run.distill_report.as_json()}, staging)
         if share is not None:
             results[:] = share.team.gather(results[0])
         return written + out_format.finish(plan, staging)

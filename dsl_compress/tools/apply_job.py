@@ -12,12 +12,16 @@ from typing import Any, Iterable
 import torch
 
 from dsl_compress.api import execute_plan
-from dsl_compress.diagnostics import fail
+from dsl_compress.diagnostics import Diagnostic, error, fail
+from dsl_compress.engine.calibration import call_model
+from dsl_compress.engine.distill_report import DistillReport, distill_report
+from dsl_compress.engine.prune import taylor_entries
 from dsl_compress.engine.compression import Compression
 from dsl_compress.io import outputs
-from dsl_compress.engine.options import EngineOptions, Progress
-from dsl_compress.io.outputs import OUTPUT_FILES
+from dsl_compress.engine.options import EngineOptions, LossFn, Progress
+from dsl_compress.io.outputs import DISTILL_FILE, OUTPUT_FILES
 from dsl_compress.plan import Plan
+from dsl_compress.vocab import Mode
 from dsl_compress.tools.summary import SummaryRow, SummaryTotal, summarize
 
 __all__ = ["OUTPUT_FILES", "ApplyResult", "apply_plan_job", "write_outputs"]
@@ -33,6 +37,7 @@ class ApplyResult:
     rows: tuple[SummaryRow, ...]
     total: SummaryTotal
     dry_run: bool = False
+    distill: DistillReport | None = None
 
 
 def apply_plan_job(
@@ -43,21 +48,60 @@ def apply_plan_job(
     teacher: torch.nn.Module | None = None,
     dry_run: bool = False,
     progress: Progress | None = None,
+    loss_fn: LossFn | None = None,
 ) -> ApplyResult:
     """Run ``plan`` on ``model``; with ``dry_run`` report what it would reach and restore the model.
 
     ``progress(done, total, label)`` counts the pruning metrics as they are computed and the
-    calibration batches as they run.
+    calibration batches as they run. A plan that distills, given ``calib``, reports the
+    distillation loss of the compressed model against ``teacher`` over those batches.
     """
-    options = EngineOptions(calib=calib, teacher=teacher, progress=progress)
+    options = EngineOptions(calib=calib, loss_fn=loss_fn, teacher=teacher, progress=progress)
     compression = execute_plan(model, plan, options)
     try:
         rows, total = summarize(compression)
         rows = tuple(rows)
+        report = None
+        if compression.distill_targets is not None and calib is not None:
+            report = _distill_report(compression, calib)
     finally:
         if dry_run:
             compression.restore()
-    return ApplyResult(compression, plan, rows, total, dry_run)
+    return ApplyResult(compression, plan, rows, total, dry_run, report)
+
+
+def _distill_report(compression: Compression, calib: Iterable[Any]) -> DistillReport:
+    """The distillation loss of the compressed model (its masks and scales in place, as the
+    compression's forward computes them) against the teacher, batch by batch."""
+    teacher, targets = compression.distill_targets
+    student = compression.model
+    return distill_report(
+        student,
+        teacher,
+        targets,
+        calib,
+        lambda batch: call_model(teacher, batch),
+        lambda batch: call_model(student, batch),
+    )
+
+
+def taylor_input_errors(plan: Plan, calib_given: bool, loss_given: bool) -> list[Diagnostic]:
+    """P507 for a plan that ranks by the taylor metric without --calib and --loss."""
+    taylor = taylor_entries(plan.of_mode(Mode.PRUNE))
+    if not taylor or (calib_given and loss_given):
+        return []
+    given = {"--calib": calib_given, "--loss": loss_given}
+    missing = [option for option, present in given.items() if not present]
+    return [
+        error(
+            "P507",
+            "the taylor metric needs calibration batches and a loss function, and "
+            f"{' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} missing",
+            subject=taylor[0].subject,
+            hint="give --calib FILE|SPEC (the batches) and --loss SPEC (loss_fn(model, batch) "
+            "returning a scalar tensor, as package.module:callable or path/file.py:callable)",
+        )
+    ]
 
 
 def write_outputs(
@@ -71,7 +115,8 @@ def write_outputs(
 ) -> list[Path]:
     """Finalize the job's compression and write its output folder, all or nothing; ``inputs``
     are the files it read, which the folder must not hold; past ``max_shard_size`` bytes a
-    safetensors file is sharded (see :func:`dsl_compress.io.outputs.write_outputs`)."""
+    safetensors file is sharded (see :func:`dsl_compress.io.outputs.write_outputs`); the
+    distillation loss the job reported goes to distill.json."""
     if result.dry_run:
         fail("X803", "a dry run has no weights to write", subject=str(out_dir))
     return outputs.write_outputs(
@@ -82,6 +127,7 @@ def write_outputs(
         progress=progress,
         inputs=inputs,
         max_shard_size=max_shard_size,
+        extra_json=None if result.distill is None else {DISTILL_FILE: result.distill.as_json()},
     )
 
 

@@ -3,6 +3,7 @@ summarised per rule and written to its output folder, never holding the model.""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,8 +11,10 @@ from typing import Any, Sequence
 
 import torch
 
-from dsl_compress.diagnostics import CompressionError, Diagnostic, raise_errors
-from dsl_compress.engine.options import Progress
+from dsl_compress.diagnostics import CompressionError, Diagnostic, fail, raise_errors
+from dsl_compress.engine.distill_report import DistillReport
+from dsl_compress.engine.options import LossFn, Progress
+from dsl_compress.engine.stream_distill import StreamTeacher
 from dsl_compress.engine.ranks import assign_ranks
 from dsl_compress.engine.stream import StreamRun
 from dsl_compress.engine.stream_data import StreamResult
@@ -27,7 +30,7 @@ from dsl_compress.plan import Plan, locate_in_rules
 from dsl_compress.resolve.targets import shared_tensor_errors
 from dsl_compress.tools.summary import SummaryRow, SummaryTotal, summarize_counts
 from dsl_compress.tools.team import Team
-from dsl_compress.vocab import TargetKind
+from dsl_compress.vocab import Mode, TargetKind
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,7 @@ class StreamJobResult:
     total: SummaryTotal
     written: tuple[Path, ...]
     findings: tuple[Diagnostic, ...]
+    distill: DistillReport | None = None
 
 
 @dataclass(frozen=True)
@@ -52,6 +56,11 @@ class StreamJob:
     calib: Sequence[Any] | None = None
     # Scales rounded to their weight's dtype (a dry run of a format that stores them so).
     scales_like_weights: bool = False
+    loss_fn: LossFn | None = None
+    # The distill targets' teacher: None for the model itself, uncompressed; a meta skeleton
+    # with its checkpoint, or a module in memory (teacher_weights None).
+    teacher: torch.nn.Module | None = None
+    teacher_weights: str | Path | None = None
 
 
 def stream_apply_job(
@@ -75,12 +84,16 @@ def stream_apply_job(
     """
     keys = [e.key for e in plan.entries if e.kind is TargetKind.PARAMETER]
     _located(plan, lambda: raise_errors(shared_tensor_errors(skeleton, keys)))
-    with weight_reader(skeleton, job.weights) as (read, cast_warnings):
+    with contextlib.ExitStack() as stack:
+        read, cast_warnings = stack.enter_context(weight_reader(skeleton, job.weights))
         rounded = job.scales_like_weights or (
             job.output is not None and job.output.format.scales_like_weights
         )
         run = _located(plan, lambda: StreamRun(skeleton, plan, read, job.seed, rounded))
-        _located(plan, lambda: run.calibrate(job.calib, progress))
+        _located(plan, lambda: run.calibrate(job.calib, progress, job.loss_fn))
+        if plan.of_mode(Mode.DISTILL) and job.calib is not None:
+            _refuse_team_distillation(plan, team)
+            run.report_distillation(_teacher(job, stack), job.calib)
         share = None
         if team is not None:
             share = TeamShare(assign_ranks(run.sizes, run.linked, team.world), team)
@@ -91,7 +104,33 @@ def stream_apply_job(
             written, result = _located(plan, write)
     rows, total = summarize_counts(plan, result.mask_counts, result.quant_dtypes)
     findings = (*cast_warnings, *result.findings)
-    return StreamJobResult(plan, tuple(rows), total, tuple(written), findings)
+    report = run.distill_report
+    return StreamJobResult(plan, tuple(rows), total, tuple(written), findings, report)
+
+
+def _teacher(job: StreamJob, stack: contextlib.ExitStack) -> StreamTeacher:
+    """The teacher as the run reads it: its checkpoint opened for the rest of the job."""
+    if job.teacher is None:
+        return StreamTeacher()
+    if job.teacher_weights is None:
+        return StreamTeacher(job.teacher)
+    read, _ = stack.enter_context(weight_reader(job.teacher, job.teacher_weights))
+    return StreamTeacher(job.teacher, read)
+
+
+def _refuse_team_distillation(plan: Plan, team: Team | None) -> None:
+    """The streamed distillation loss runs the whole compressed model in one process."""
+    if team is None:
+        return
+    entry = plan.of_mode(Mode.DISTILL)[0]
+    fail(
+        "X805",
+        "the distillation loss with --calib is computed by one process (it runs the whole "
+        "compressed model), not under torchrun",
+        subject=entry.subject,
+        hint="run apply --stream --calib as one process, or leave --calib out under torchrun "
+        "(the distill entries are still recorded)",
+    )
 
 
 def _dry(run: StreamRun, progress, share: TeamShare | None) -> StreamResult:

@@ -210,3 +210,19 @@ def _format(cells: tuple[str, ...], widths: list[int]) -> str:
         for i, (cell, width) in enumerate(zip(cells, widths))
     ]
     return "  ".join(out).rstrip()
+
+
+def distill_text(report) -> str:
+    """The distillation loss of an apply (a ``DistillReport``), one line per target and the
+    lambda-weighted total."""
+    lines = [
+        f"distillation loss over {report.batches} calibration batch(es), compressed vs teacher:"
+    ]
+    for figure in report.targets:
+        links = ", ".join(figure.links)
+        lines.append(
+            f"  {figure.name} <- {links} ({figure.method}, lambda {figure.weight:g}): "
+            f"{figure.loss:.6g}"
+        )
+    lines.append(f"  total (sum of lambda * loss): {report.total:.6g}")
+    return "\n".join(lines)

@@ -144,19 +144,31 @@ def taylor_entries(entries: Sequence[PlanEntry]) -> list[PlanEntry]:
     return [e for e in entries if e.metric == "taylor" and is_active(e)]
 
 
-def _taylor_scores(model, modules, entries, calib, loss_fn) -> dict[Key, torch.Tensor]:
-    """Mean of (w * dL/dw)^2 over the calibration batches, without touching any .grad."""
-    taylor = taylor_entries(entries)
-    if not taylor:
-        return {}
+def require_taylor_inputs(
+    taylor: Sequence[PlanEntry], calib: Any, loss_fn: Any, hint: str | None = None
+) -> None:
+    """P507 at the first taylor entry unless there are calibration batches and a loss."""
     if calib is None or loss_fn is None:
         fail(
             "P507",
             "the taylor metric needs calibration batches and a loss function",
             subject=taylor[0].subject,
-            hint="call prune(model, config_list, metric='taylor', calib=batches, "
-            "loss_fn=lambda model, batch: loss)",
+            hint=hint,
         )
+
+
+def _taylor_scores(model, modules, entries, calib, loss_fn) -> dict[Key, torch.Tensor]:
+    """Mean of (w * dL/dw)^2 over the calibration batches, without touching any .grad."""
+    taylor = taylor_entries(entries)
+    if not taylor:
+        return {}
+    require_taylor_inputs(
+        taylor,
+        calib,
+        loss_fn,
+        hint="call prune(model, config_list, metric='taylor', calib=batches, "
+        "loss_fn=lambda model, batch: loss)",
+    )
     params = [getattr(modules[e.module], e.target) for e in taylor]
     check_trainable(taylor, params)
     totals = [torch.zeros_like(p, dtype=torch.float32) for p in params]

@@ -8,7 +8,6 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from dsl_compress.diagnostics import fail
 from dsl_compress.engine.calibration import run_batches
 from dsl_compress.engine.onload import onloaded
 from dsl_compress.engine.options import LossFn
@@ -16,6 +15,7 @@ from dsl_compress.engine.prune import (
     add_taylor_term,
     check_trainable,
     checked_loss,
+    require_taylor_inputs,
     taylor_entries,
     taylor_means,
 )
@@ -44,12 +44,7 @@ def streamed_taylor_scores(
     taylor = taylor_entries(entries)
     if not taylor:
         return {}
-    if calib is None or loss_fn is None:
-        fail(
-            "P507",
-            "the taylor metric needs calibration batches and a loss function",
-            subject=taylor[0].subject,
-        )
+    require_taylor_inputs(taylor, calib, loss_fn)
     state = skeleton.state_dict(keep_vars=True)
     check_trainable(taylor, [state[tensor_name(*e.key)] for e in taylor])
     pass_ = _GradientPass(state, [tensor_name(*e.key) for e in taylor], read)

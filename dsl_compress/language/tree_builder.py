@@ -9,6 +9,7 @@ set it; Token and Span spell those positions alike (line, column, end_line, end_
 from __future__ import annotations
 
 import re
+from sys import intern
 from typing import Callable, Union
 
 from lark import Token, Transformer
@@ -144,7 +145,7 @@ class SyntaxBuilder(Transformer):
 
     def pattern_segment(self, kids: list) -> Segment:
         token = kids[0]
-        return Segment((token.value,), False, self.span(token, token))
+        return Segment((intern(token.value),), False, self.span(token, token))
 
     def set_segment(self, kids: list) -> Segment:
         options = tuple(dict.fromkeys(token.value for token in kids[1:-1:2]))
@@ -152,7 +153,7 @@ class SyntaxBuilder(Transformer):
 
     def setting(self, kids: list) -> Setting:
         key, _, value = kids
-        return Setting(key.value, value, self.span(key, value.span))
+        return Setting(intern(key.value), value, self.span(key, value.span))
 
     def number(self, kids: list) -> Literal:
         token = kids[0]
@@ -166,7 +167,7 @@ class SyntaxBuilder(Transformer):
 
     def name(self, kids: list) -> Literal:
         token = kids[0]
-        return Literal(token.value, True, self.span(token, token))
+        return Literal(intern(token.value), True, self.span(token, token))
 
     def list(self, kids: list) -> ListValue:
         return ListValue(tuple(kids[1:-1:2]), self.span(kids[0], kids[-1]))

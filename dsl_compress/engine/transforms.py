@@ -7,6 +7,7 @@ from typing import Any, Callable, Sequence
 import torch
 
 from dsl_compress.engine.quant_math import (
+    broadcast_blocks,
     fake_quantize,
     fused_fake_quantize,
     fused_kernels_pay_off,
@@ -14,6 +15,7 @@ from dsl_compress.engine.quant_math import (
     quant_codes,
 )
 from dsl_compress.diagnostics import fail
+from dsl_compress.engine.quant_steps import PreparedSteps, prepare_steps
 from dsl_compress.engine.quantize import QuantParams
 
 # NNI's 'add' apply method pushes pruned positions to a large negative value (before a softmax).
@@ -75,6 +77,7 @@ class TargetTransform(torch.nn.Module):
         self.cache = cache
         self._results = ResultCache()
         self._int_zero_point = _IntZeroPoint()
+        self._steps = _StepsFor()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.cache:
@@ -98,10 +101,14 @@ class TargetTransform(torch.nn.Module):
         qrange, kernel = self.quant.qrange, self.quant.kernel
         fused = self.fused and fused_kernels_pay_off(x.device)
         int_zero_point = self._int_zero_point.of(self.zero_point) if fused else None
-        if int_zero_point is None:
-            return fake_quantize(x, self.scale, self.zero_point, qrange, kernel)
-        args = (x, self.scale, self.zero_point, qrange, kernel)
-        return fused_fake_quantize(*args, int_zero_point=int_zero_point)
+        if int_zero_point is not None:
+            args = (x, self.scale, self.zero_point, qrange, kernel)
+            return fused_fake_quantize(*args, int_zero_point=int_zero_point)
+        if eager_without_graph(x):
+            steps = self._steps.of(x, self.scale, self.zero_point, self.quant)
+            if steps is not None:
+                return steps.apply(x)
+        return fake_quantize(x, self.scale, self.zero_point, qrange, kernel)
 
 
 class _IntZeroPoint:
@@ -117,6 +124,44 @@ class _IntZeroPoint:
         if stamp != self._stamp:
             self._value, self._stamp = integer_zero_point(zero_point), stamp
         return self._value
+
+
+class _StepsFor:
+    """The fake-quant constants (:class:`PreparedSteps`) for the latest tensor's shape, dtype
+    and device, worked out again only when those, or the scale and zero point, change: an
+    activation tap otherwise broadcasts the scale and checks its kind on every forward."""
+
+    def __init__(self) -> None:
+        self._key: tuple | None = None
+        self._quant: QuantParams | None = None
+        self._value: PreparedSteps | None = None
+
+    def of(
+        self, x: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor, quant: QuantParams
+    ) -> PreparedSteps | None:
+        key = (x.shape, x.dtype, x.device, _stamp(scale), _stamp(zero_point))
+        if key != self._key or quant is not self._quant:
+            scale = broadcast_blocks(scale, x, quant.kernel, "tensor")
+            zero_point = broadcast_blocks(zero_point, x, quant.kernel, "tensor")
+            qmin, qmax = quant.qrange.qmin, quant.qrange.qmax
+            self._value = prepare_steps(x, scale, zero_point, qmin, qmax)
+            self._key, self._quant = key, quant
+        return self._value
+
+    def __getstate__(self) -> dict:
+        return vars(_StepsFor())
+
+
+def eager_without_graph(tensor: Any) -> bool:
+    """A plain strided tensor with data that needs no graph, outside tracing and compiling:
+    the prepared steps may run on it (anything else takes :func:`fake_quantize`'s checks)."""
+    if type(tensor) not in _PLAIN or tensor.layout is not torch.strided:
+        return False
+    if tensor.device.type == "meta":
+        return False
+    if torch.is_grad_enabled() and tensor.requires_grad:
+        return False
+    return not (torch.jit.is_tracing() or _compiling())
 
 
 # ----- the result cache -----
@@ -140,13 +185,7 @@ def _stamp(tensor: torch.Tensor | None) -> tuple | None:
 
 def cacheable(tensor: Any) -> bool:
     """Whether a result computed from ``tensor`` may be kept: no graph needed, no tracing."""
-    if type(tensor) not in _PLAIN or tensor.layout is not torch.strided:
-        return False
-    if tensor.device.type == "meta" or tensor.is_inference():
-        return False
-    if torch.is_grad_enabled() and tensor.requires_grad:
-        return False
-    return not (torch.jit.is_tracing() or _compiling())
+    return eager_without_graph(tensor) and not tensor.is_inference()
 
 
 def _compiling() -> bool:

@@ -1,8 +1,8 @@
-"""The per-tensor transform the engine installs (quantize, then mask) and the cache of its result."""
+"""The per-tensor transform the engine installs: quantize, then mask."""
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 import torch
 
@@ -17,6 +17,15 @@ from dsl_compress.engine.quant_math import (
 from dsl_compress.diagnostics import fail
 from dsl_compress.engine.quant_steps import PreparedSteps, prepare_steps
 from dsl_compress.engine.quantize import QuantParams
+from dsl_compress.engine.result_cache import (
+    ResultCache,
+    SharedResult,
+    cacheable,
+    eager_without_graph,
+    quantizer_token,
+    shareable,
+    stamp,
+)
 
 # NNI's 'add' apply method pushes pruned positions to a large negative value (before a softmax).
 ADD_PENALTY = -1000.0
@@ -66,6 +75,7 @@ class TargetTransform(torch.nn.Module):
         quant: QuantParams | None = None,
         fused: bool = False,
         cache: bool = False,
+        shared: SharedResult | None = None,
     ):
         super().__init__()
         self.register_buffer("mask", mask)
@@ -78,10 +88,16 @@ class TargetTransform(torch.nn.Module):
         self._results = ResultCache()
         self._int_zero_point = _IntZeroPoint()
         self._steps = _StepsFor()
+        # Taps without a mask share their latest result with taps of the same quantizer.
+        self.shared = shared if quant is not None and mask is None else None
+        self._token = _PerStamp(self._quantizer_token)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.cache:
-            return self._compute(x)
+            if self.shared is None or not shareable(x):
+                return self._compute(x)
+            token = self._token.of(self.scale, self.zero_point)
+            return self.shared.get(x, token, lambda: self._compute(x))
         if not cacheable(x):
             # Training (a graph through x) or tracing: compute, and drop what training will change.
             self._results.clear()
@@ -89,6 +105,10 @@ class TargetTransform(torch.nn.Module):
         settings = (self.quant, self.fused, self.apply_method)
         tensors = (x, self.scale, self.zero_point, self.mask)
         return self._results.get(settings, tensors, lambda: self._compute(x))
+
+    def _quantizer_token(self, scale: torch.Tensor, zero_point: torch.Tensor) -> tuple:
+        settings = (self.quant.qrange, self.quant.kernel, self.fused)
+        return quantizer_token(settings, scale, zero_point)
 
     def _compute(self, x: torch.Tensor) -> torch.Tensor:
         if self.quant is not None:
@@ -111,19 +131,35 @@ class TargetTransform(torch.nn.Module):
         return fake_quantize(x, self.scale, self.zero_point, qrange, kernel)
 
 
-class _IntZeroPoint:
-    """The zero point as int32 for the fused kernels, read once per change of the zero point
-    rather than on every forward (a read of a GPU tensor waits for the device)."""
+class _PerStamp:
+    """A value worked out from some tensors (the zero point as int32 for the fused kernels, a
+    quantizer's token) once per change of them rather than on every forward: reading a GPU
+    tensor waits for the device."""
+
+    def __init__(self, work_out: Callable[..., Any]) -> None:
+        self._work_out = work_out
+        self._stamps: tuple | None = None
+        self._value: Any = None
+
+    def of(self, *tensors: torch.Tensor) -> Any:
+        stamps = tuple(stamp(t) for t in tensors)
+        if stamps != self._stamps:
+            self._value, self._stamps = self._work_out(*tensors), stamps
+        return self._value
+
+    def __getstate__(self) -> dict:
+        return vars(_PerStamp(self._work_out))
+
+
+class _IntZeroPoint(_PerStamp):
+    """The zero point as int32 for the fused kernels, read once per change of the zero point."""
 
     def __init__(self) -> None:
-        self._stamp: tuple | None = None
-        self._value: torch.Tensor | None = None
+        super().__init__(_integer_zero_point)
 
-    def of(self, zero_point: torch.Tensor) -> torch.Tensor | None:
-        stamp = _stamp(zero_point)
-        if stamp != self._stamp:
-            self._value, self._stamp = integer_zero_point(zero_point), stamp
-        return self._value
+
+def _integer_zero_point(zero_point: torch.Tensor) -> torch.Tensor | None:
+    return integer_zero_point(zero_point)
 
 
 class _StepsFor:
@@ -139,7 +175,7 @@ class _StepsFor:
     def of(
         self, x: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor, quant: QuantParams
     ) -> PreparedSteps | None:
-        key = (x.shape, x.dtype, x.device, _stamp(scale), _stamp(zero_point))
+        key = (x.shape, x.dtype, x.device, stamp(scale), stamp(zero_point))
         if key != self._key or quant is not self._quant:
             scale = broadcast_blocks(scale, x, quant.kernel, "tensor")
             zero_point = broadcast_blocks(zero_point, x, quant.kernel, "tensor")
@@ -150,99 +186,3 @@ class _StepsFor:
 
     def __getstate__(self) -> dict:
         return vars(_StepsFor())
-
-
-def eager_without_graph(tensor: Any) -> bool:
-    """A plain strided tensor with data that needs no graph, outside tracing and compiling:
-    the prepared steps may run on it (anything else takes :func:`fake_quantize`'s checks)."""
-    if type(tensor) not in _PLAIN or tensor.layout is not torch.strided:
-        return False
-    if tensor.device.type == "meta":
-        return False
-    if torch.is_grad_enabled() and tensor.requires_grad:
-        return False
-    return not (torch.jit.is_tracing() or _compiling())
-
-
-# ----- the result cache -----
-
-# Plain tensors only: subclasses (fake, functorch-wrapped, distributed) may not have a stable
-# data pointer or version counter, so their results are always computed.
-_PLAIN = (torch.Tensor, torch.nn.Parameter)
-
-
-def _stamp(tensor: torch.Tensor | None) -> tuple | None:
-    """What changes when a tensor's contents may have changed, short of reading them.
-
-    ``_version`` counts in-place writes through the tensor and its views (optimizer
-    steps, ``copy_`` under no_grad, ``load_state_dict``); the data pointer, dtype, device
-    and shape change when ``.data`` is reassigned or the module is moved or cast.
-    """
-    if tensor is None:
-        return None
-    return (tensor._version, tensor.data_ptr(), tensor.dtype, tensor.device, tensor.shape)
-
-
-def cacheable(tensor: Any) -> bool:
-    """Whether a result computed from ``tensor`` may be kept: no graph needed, no tracing."""
-    return eager_without_graph(tensor) and not tensor.is_inference()
-
-
-def _compiling() -> bool:
-    """torch.compile is tracing (torch.compiler.is_compiling exists from torch 2.3 on)."""
-    check = getattr(torch.compiler, "is_compiling", None)
-    return bool(check is not None and check())
-
-
-class ResultCache:
-    """One result and the tensors it came from; stale as soon as any of them is written.
-
-    The inputs are held (so their ids stay theirs) and compared by identity and
-    :func:`_stamp`. The result's own stamp is checked too, so a caller that writes into
-    the served tensor does not poison later reads. Results are computed without a graph
-    and outside inference mode: an inference tensor has no version counter and cannot be
-    saved for backward or set into a parameter, and a normal one serves in every mode.
-    Writes through ``tensor.data`` bypass the version counter, as they bypass autograd's
-    checks: such a write into an unchanged storage is not seen. Pickling or deep-copying
-    drops the entry.
-    """
-
-    def __init__(self) -> None:
-        self._inputs: tuple = ()
-        self._stamps: tuple = ()
-        self._result: torch.Tensor | None = None
-        self._result_stamp: tuple | None = None
-
-    def get(
-        self,
-        settings: Sequence[object],
-        inputs: Sequence[torch.Tensor | None],
-        compute: Callable[[], torch.Tensor],
-    ) -> torch.Tensor:
-        """The kept result if ``settings`` (by identity) and ``inputs`` are unchanged, else a new one."""
-        current = (*settings, *inputs)
-        stamps = tuple(_stamp(t) for t in inputs)
-        if self._fresh(current, stamps):
-            return self._result  # type: ignore[return-value]
-        self.clear()
-        with torch.inference_mode(False), torch.no_grad():
-            result = compute()
-        self._inputs, self._stamps = current, stamps
-        self._result, self._result_stamp = result, _stamp(result)
-        return result
-
-    def clear(self) -> None:
-        """Forget the kept result (and the references to its inputs)."""
-        self._inputs, self._stamps = (), ()
-        self._result = self._result_stamp = None
-
-    def _fresh(self, current: tuple, stamps: tuple) -> bool:
-        result = self._result
-        if result is None or len(current) != len(self._inputs):
-            return False
-        if any(a is not b for a, b in zip(current, self._inputs)) or stamps != self._stamps:
-            return False
-        return _stamp(result) == self._result_stamp
-
-    def __getstate__(self) -> dict:
-        return vars(ResultCache())

@@ -148,6 +148,6 @@ def test_copied_taps_drop_the_shared_result_and_still_share(clone):
         originals[0](x)
         first, second = clone(originals)
         assert first.shared is second.shared is not originals[0].shared
-        assert first.shared._result is None and first._steps._value is None
+        assert first.shared._result is None and first._prepared.steps is None
         served = first(x)
         assert second(x) is served and torch.equal(served, originals[1](x))

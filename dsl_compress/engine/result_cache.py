@@ -46,16 +46,13 @@ def cacheable(tensor: Any) -> bool:
     return eager_without_graph(tensor) and not tensor.is_inference()
 
 
-def shareable(tensor: Any) -> bool:
-    """Whether a tap's result on ``tensor`` may be served to another tap (:class:`SharedResult`):
-    cacheable, and outside inference mode, whose results have no version counter."""
-    return cacheable(tensor) and not torch.is_inference_mode_enabled()
+# torch.compiler.is_compiling exists from torch 2.3 on.
+_IS_COMPILING = getattr(torch.compiler, "is_compiling", None)
 
 
 def _compiling() -> bool:
-    """torch.compile is tracing (torch.compiler.is_compiling exists from torch 2.3 on)."""
-    check = getattr(torch.compiler, "is_compiling", None)
-    return bool(check is not None and check())
+    """torch.compile is tracing."""
+    return bool(_IS_COMPILING is not None and _IS_COMPILING())
 
 
 class ResultCache:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
-
 import torch
 
 from dsl_compress.engine.quant_math import (
@@ -23,7 +21,6 @@ from dsl_compress.engine.result_cache import (
     cacheable,
     eager_without_graph,
     quantizer_token,
-    shareable,
     stamp,
 )
 
@@ -87,17 +84,13 @@ class TargetTransform(torch.nn.Module):
         self.cache = cache
         self._results = ResultCache()
         self._int_zero_point = _IntZeroPoint()
-        self._steps = _StepsFor()
+        self._prepared = _Prepared()
         # Taps without a mask share their latest result with taps of the same quantizer.
         self.shared = shared if quant is not None and mask is None else None
-        self._token = _PerStamp(self._quantizer_token)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.cache:
-            if self.shared is None or not shareable(x):
-                return self._compute(x)
-            token = self._token.of(self.scale, self.zero_point)
-            return self.shared.get(x, token, lambda: self._compute(x))
+            return self._tapped(x)
         if not cacheable(x):
             # Training (a graph through x) or tracing: compute, and drop what training will change.
             self._results.clear()
@@ -106,83 +99,81 @@ class TargetTransform(torch.nn.Module):
         tensors = (x, self.scale, self.zero_point, self.mask)
         return self._results.get(settings, tensors, lambda: self._compute(x))
 
-    def _quantizer_token(self, scale: torch.Tensor, zero_point: torch.Tensor) -> tuple:
-        settings = (self.quant.qrange, self.quant.kernel, self.fused)
-        return quantizer_token(settings, scale, zero_point)
+    def _tapped(self, x: torch.Tensor) -> torch.Tensor:
+        """An activation: the prepared steps where they apply, the shared result where it may
+        be served (the checks run once per forward, on the path every tap takes)."""
+        if self.quant is None or not eager_without_graph(x):
+            return self._compute(x)
+        prepared = self._prepared.of(x, self.scale, self.zero_point, self.quant, self.fused)
+        if self.shared is None or x.is_inference() or torch.is_inference_mode_enabled():
+            return self._compute(x, prepared)
+        return self.shared.get(x, prepared.token, lambda: self._compute(x, prepared))
 
-    def _compute(self, x: torch.Tensor) -> torch.Tensor:
+    def _compute(self, x: torch.Tensor, prepared: _Prepared | None = None) -> torch.Tensor:
         if self.quant is not None:
-            x = self._quantize(x)
+            x = self._quantize(x, prepared)
         if self.mask is not None:
             x = apply_mask(x, self.mask, self.apply_method)
         return x
 
-    def _quantize(self, x: torch.Tensor) -> torch.Tensor:
+    def _quantize(self, x: torch.Tensor, prepared: _Prepared | None) -> torch.Tensor:
         qrange, kernel = self.quant.qrange, self.quant.kernel
         fused = self.fused and fused_kernels_pay_off(x.device)
         int_zero_point = self._int_zero_point.of(self.zero_point) if fused else None
         if int_zero_point is not None:
             args = (x, self.scale, self.zero_point, qrange, kernel)
             return fused_fake_quantize(*args, int_zero_point=int_zero_point)
-        if eager_without_graph(x):
-            steps = self._steps.of(x, self.scale, self.zero_point, self.quant)
-            if steps is not None:
-                return steps.apply(x)
+        if prepared is None and eager_without_graph(x):
+            prepared = self._prepared.of(x, self.scale, self.zero_point, self.quant, self.fused)
+        if prepared is not None and prepared.steps is not None:
+            return prepared.steps.apply(x)
         return fake_quantize(x, self.scale, self.zero_point, qrange, kernel)
 
 
-class _PerStamp:
-    """A value worked out from some tensors (the zero point as int32 for the fused kernels, a
-    quantizer's token) once per change of them rather than on every forward: reading a GPU
-    tensor waits for the device."""
-
-    def __init__(self, work_out: Callable[..., Any]) -> None:
-        self._work_out = work_out
-        self._stamps: tuple | None = None
-        self._value: Any = None
-
-    def of(self, *tensors: torch.Tensor) -> Any:
-        stamps = tuple(stamp(t) for t in tensors)
-        if stamps != self._stamps:
-            self._value, self._stamps = self._work_out(*tensors), stamps
-        return self._value
-
-    def __getstate__(self) -> dict:
-        return vars(_PerStamp(self._work_out))
-
-
-class _IntZeroPoint(_PerStamp):
-    """The zero point as int32 for the fused kernels, read once per change of the zero point."""
+class _IntZeroPoint:
+    """The zero point as int32 for the fused kernels, read once per change of the zero point
+    rather than on every forward (a read of a GPU tensor waits for the device)."""
 
     def __init__(self) -> None:
-        super().__init__(_integer_zero_point)
+        self._stamp: tuple | None = None
+        self._value: torch.Tensor | None = None
+
+    def of(self, zero_point: torch.Tensor) -> torch.Tensor | None:
+        current = stamp(zero_point)
+        if current != self._stamp:
+            self._value, self._stamp = integer_zero_point(zero_point), current
+        return self._value
 
 
-def _integer_zero_point(zero_point: torch.Tensor) -> torch.Tensor | None:
-    return integer_zero_point(zero_point)
-
-
-class _StepsFor:
-    """The fake-quant constants (:class:`PreparedSteps`) for the latest tensor's shape, dtype
-    and device, worked out again only when those, or the scale and zero point, change: an
-    activation tap otherwise broadcasts the scale and checks its kind on every forward."""
+class _Prepared:
+    """For the latest tensor's shape, dtype and device: the fake-quant constants
+    (:class:`PreparedSteps`) and the quantizer's token (:func:`quantizer_token`), worked out
+    again only when those, or the scale and zero point, change: a tap otherwise broadcasts
+    the scale, checks its kind and reads it on every forward."""
 
     def __init__(self) -> None:
         self._key: tuple | None = None
         self._quant: QuantParams | None = None
-        self._value: PreparedSteps | None = None
+        self.steps: PreparedSteps | None = None
+        self.token: tuple = ()
 
     def of(
-        self, x: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor, quant: QuantParams
-    ) -> PreparedSteps | None:
-        key = (x.shape, x.dtype, x.device, stamp(scale), stamp(zero_point))
+        self,
+        x: torch.Tensor,
+        scale: torch.Tensor,
+        zero_point: torch.Tensor,
+        quant: QuantParams,
+        fused: bool,
+    ) -> _Prepared:
+        key = (x.shape, x.dtype, x.device, fused, stamp(scale), stamp(zero_point))
         if key != self._key or quant is not self._quant:
+            self.token = quantizer_token((quant.qrange, quant.kernel, fused), scale, zero_point)
             scale = broadcast_blocks(scale, x, quant.kernel, "tensor")
             zero_point = broadcast_blocks(zero_point, x, quant.kernel, "tensor")
             qmin, qmax = quant.qrange.qmin, quant.qrange.qmax
-            self._value = prepare_steps(x, scale, zero_point, qmin, qmax)
+            self.steps = prepare_steps(x, scale, zero_point, qmin, qmax)
             self._key, self._quant = key, quant
-        return self._value
+        return self
 
     def __getstate__(self) -> dict:
-        return vars(_StepsFor())
+        return vars(_Prepared())

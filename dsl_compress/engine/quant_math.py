@@ -8,12 +8,16 @@ import torch
 
 from dsl_compress.diagnostics import did_you_mean, fail
 from dsl_compress.engine.quant_dtypes import QuantRange, quant_range
+from dsl_compress.engine.quant_steps import _CHUNK, clamp_round, compute_dtype
 from dsl_compress.schema.granularity import BlockKernel
 from dsl_compress.vocab import QUANT_DTYPES, QUANT_SCHEMES
 
-# The quant_dtype ranges live torch-free in quant_dtypes (lint checks them without torch);
-# they are named here too, with the numerics that use them.
+# The quant_dtype ranges live torch-free in quant_dtypes (lint checks them without torch),
+# and the formula's steps in quant_steps; they are named here too, with the numerics that
+# use them (the chunk size included, which tests size their tensors by).
 __all__ = [
+    "_CHUNK",
+    "compute_dtype",
     "QUANT_DTYPES",
     "QUANT_SCHEMES",
     "QuantRange",
@@ -78,83 +82,6 @@ def _as_stats(value: torch.Tensor | float) -> torch.Tensor:
     return tensor if tensor.is_floating_point() else tensor.to(torch.float32)
 
 
-# Elements per pass of the six-step formula on CPU: 512 KiB of float32 stays in cache
-# between the steps, where a whole large activation would be fetched from memory six times.
-_CHUNK = 1 << 17
-
-
-def compute_dtype(dtype: torch.dtype) -> torch.dtype:
-    """The dtype the fake-quant formula runs in for a tensor of ``dtype``: float32 for fp16
-    and bf16 (whose 8- and 11-bit mantissas cannot hold ``x / scale`` to the nearest
-    integer step of int8), the tensor's own dtype from float32 up."""
-    return torch.promote_types(dtype, torch.float32)
-
-
-def _clamp_round(x, scale, zero_point, qmin: int, qmax: int) -> torch.Tensor:
-    """``(round(clamp(x / scale + zp, qmin, qmax)) - zp) * scale`` on ``x`` raised to
-    :func:`compute_dtype`, step by step as written; the result has ``x``'s dtype.
-
-    Each step runs in place on one buffer, which gives the same bits as the out-of-place
-    expression when the buffer already has the expression's dtype and shape (zero point
-    shaped and typed like the scale, float32 or the compute dtype); a per-tensor scale on a
-    contiguous CPU tensor goes through in cache-sized chunks. Anything else, and tracing,
-    is the expression.
-    """
-    work = compute_dtype(x.dtype)
-    if torch.jit.is_tracing() or not _same_kind(zero_point, scale, work):
-        # A traced graph records the expression itself, with no shape-dependent branches.
-        y = x.to(work)
-        return (
-            (torch.round(torch.clamp(y / scale + zero_point, qmin, qmax)) - zero_point) * scale
-        ).to(x.dtype)
-    if x.numel() <= _CHUNK or not _chunkable(x, scale):
-        y = torch.div(x, scale) if x.dtype == work else x.to(work).div_(scale)
-        return _steps(y, scale, zero_point, qmin, qmax).to(x.dtype)
-    return _chunked(x, scale, zero_point, qmin, qmax, work)
-
-
-def _chunked(x, scale, zero_point, qmin: int, qmax: int, work: torch.dtype) -> torch.Tensor:
-    """The formula over flat cache-sized slices of a contiguous tensor, into one output of
-    ``x``'s dtype; a narrower ``x`` is raised to ``work`` one slice at a time."""
-    out = torch.empty(x.shape, dtype=x.dtype, device=x.device)
-    flat_x, flat_out = x.reshape(-1), out.view(-1)
-    # One-element, one-dimensional: a kept-dims scale such as (1, 1) would broadcast each flat
-    # chunk to (1, n). The scale's dtype is the work dtype, so the division runs in it.
-    scale, zero_point = scale.reshape(1), zero_point.reshape(1)
-    scratch = None if x.dtype == work else torch.empty(_CHUNK, dtype=work, device=x.device)
-    for start in range(0, flat_x.numel(), _CHUNK):
-        target = flat_out[start : start + _CHUNK]
-        chunk = target if scratch is None else scratch[: target.numel()]
-        torch.div(flat_x[start : start + _CHUNK], scale, out=chunk)
-        _steps(chunk, scale, zero_point, qmin, qmax)
-        if scratch is not None:
-            target.copy_(chunk)
-    return out
-
-
-def _same_kind(zero_point: torch.Tensor, scale: torch.Tensor, work: torch.dtype) -> bool:
-    return (
-        zero_point.shape == scale.shape
-        and zero_point.dtype == scale.dtype
-        and torch.promote_types(work, scale.dtype) == work
-    )
-
-
-def _chunkable(x: torch.Tensor, scale: torch.Tensor) -> bool:
-    """A per-tensor scale on a contiguous CPU tensor: the formula may run over flat slices."""
-    return (
-        scale.numel() == 1
-        and scale.dim() <= x.dim()
-        and x.is_contiguous()
-        and x.device.type == "cpu"
-    )
-
-
-def _steps(y: torch.Tensor, scale, zero_point, qmin: int, qmax: int) -> torch.Tensor:
-    """The five steps after the division, in place on ``y`` (which holds ``x / scale``)."""
-    return y.add_(zero_point).clamp_(qmin, qmax).round_().sub_(zero_point).mul_(scale)
-
-
 def quant_codes(
     x: torch.Tensor,
     scale: torch.Tensor,
@@ -168,8 +95,8 @@ def quant_codes(
     qmin, qmax))`` as int16 in ``[qmin, qmax]``: the same steps in the same dtype, so
     ``((codes - zp) * scale).to(x.dtype)`` is ``fake_quantize(x, ...)`` bit for bit. Where
     the bool ``keep`` is False the code is the zero point, which dequantizes to 0."""
-    scale = _over(scale, x, kernel, subject)
-    zero_point = _over(zero_point, x, kernel, subject)
+    scale = broadcast_blocks(scale, x, kernel, subject)
+    zero_point = broadcast_blocks(zero_point, x, kernel, subject)
     work = compute_dtype(x.dtype)
     y = torch.div(x, scale) if x.dtype == work else x.to(work).div_(scale)
     y = y.add_(zero_point).clamp_(qrange.qmin, qrange.qmax).round_()
@@ -183,7 +110,7 @@ class _ClampRound(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, scale, zero_point, qmin, qmax):  # type: ignore[override]
-        return _clamp_round(x, scale, zero_point, qmin, qmax)
+        return clamp_round(x, scale, zero_point, qmin, qmax)
 
     @staticmethod
     def backward(ctx, grad):  # type: ignore[override]
@@ -206,14 +133,14 @@ def fake_quantize(
     gradient reaches ``x`` unchanged, clamped elements included, so a quantized model
     can be fine-tuned. ``scale`` and ``zero_point`` get no gradient.
     """
-    scale = _over(scale, x, kernel, subject)
-    zero_point = _over(zero_point, x, kernel, subject)
+    scale = broadcast_blocks(scale, x, kernel, subject)
+    zero_point = broadcast_blocks(zero_point, x, kernel, subject)
     if torch.is_grad_enabled() and x.requires_grad:
         return _ClampRound.apply(x, scale, zero_point, qrange.qmin, qrange.qmax)
-    return _clamp_round(x, scale, zero_point, qrange.qmin, qrange.qmax)
+    return clamp_round(x, scale, zero_point, qrange.qmin, qrange.qmax)
 
 
-def _over(
+def broadcast_blocks(
     blocks: torch.Tensor, x: torch.Tensor, kernel: BlockKernel | None, subject: str
 ) -> torch.Tensor:
     """Per-block values in a shape that broadcasts against ``x``."""

@@ -1,12 +1,11 @@
-"""The per-tensor transform the engine installs (quantize, then mask) and the cache of its result."""
+"""The per-tensor transform the engine installs: quantize, then mask."""
 
 from __future__ import annotations
-
-from typing import Any, Callable, Sequence
 
 import torch
 
 from dsl_compress.engine.quant_math import (
+    broadcast_blocks,
     fake_quantize,
     fused_fake_quantize,
     fused_kernels_pay_off,
@@ -14,7 +13,16 @@ from dsl_compress.engine.quant_math import (
     quant_codes,
 )
 from dsl_compress.diagnostics import fail
+from dsl_compress.engine.quant_steps import PreparedSteps, prepare_steps
 from dsl_compress.engine.quantize import QuantParams
+from dsl_compress.engine.result_cache import (
+    ResultCache,
+    SharedResult,
+    cacheable,
+    eager_without_graph,
+    quantizer_token,
+    stamp,
+)
 
 # NNI's 'add' apply method pushes pruned positions to a large negative value (before a softmax).
 ADD_PENALTY = -1000.0
@@ -64,6 +72,7 @@ class TargetTransform(torch.nn.Module):
         quant: QuantParams | None = None,
         fused: bool = False,
         cache: bool = False,
+        shared: SharedResult | None = None,
     ):
         super().__init__()
         self.register_buffer("mask", mask)
@@ -75,10 +84,13 @@ class TargetTransform(torch.nn.Module):
         self.cache = cache
         self._results = ResultCache()
         self._int_zero_point = _IntZeroPoint()
+        self._prepared = _Prepared()
+        # Taps without a mask share their latest result with taps of the same quantizer.
+        self.shared = shared if quant is not None and mask is None else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.cache:
-            return self._compute(x)
+            return self._tapped(x)
         if not cacheable(x):
             # Training (a graph through x) or tracing: compute, and drop what training will change.
             self._results.clear()
@@ -87,21 +99,35 @@ class TargetTransform(torch.nn.Module):
         tensors = (x, self.scale, self.zero_point, self.mask)
         return self._results.get(settings, tensors, lambda: self._compute(x))
 
-    def _compute(self, x: torch.Tensor) -> torch.Tensor:
+    def _tapped(self, x: torch.Tensor) -> torch.Tensor:
+        """An activation: the prepared steps where they apply, the shared result where it may
+        be served (the checks run once per forward, on the path every tap takes)."""
+        if self.quant is None or not eager_without_graph(x):
+            return self._compute(x)
+        prepared = self._prepared.of(x, self.scale, self.zero_point, self.quant, self.fused)
+        if self.shared is None or x.is_inference() or torch.is_inference_mode_enabled():
+            return self._compute(x, prepared)
+        return self.shared.get(x, prepared.token, lambda: self._compute(x, prepared))
+
+    def _compute(self, x: torch.Tensor, prepared: _Prepared | None = None) -> torch.Tensor:
         if self.quant is not None:
-            x = self._quantize(x)
+            x = self._quantize(x, prepared)
         if self.mask is not None:
             x = apply_mask(x, self.mask, self.apply_method)
         return x
 
-    def _quantize(self, x: torch.Tensor) -> torch.Tensor:
+    def _quantize(self, x: torch.Tensor, prepared: _Prepared | None) -> torch.Tensor:
         qrange, kernel = self.quant.qrange, self.quant.kernel
         fused = self.fused and fused_kernels_pay_off(x.device)
         int_zero_point = self._int_zero_point.of(self.zero_point) if fused else None
-        if int_zero_point is None:
-            return fake_quantize(x, self.scale, self.zero_point, qrange, kernel)
-        args = (x, self.scale, self.zero_point, qrange, kernel)
-        return fused_fake_quantize(*args, int_zero_point=int_zero_point)
+        if int_zero_point is not None:
+            args = (x, self.scale, self.zero_point, qrange, kernel)
+            return fused_fake_quantize(*args, int_zero_point=int_zero_point)
+        if prepared is None and eager_without_graph(x):
+            prepared = self._prepared.of(x, self.scale, self.zero_point, self.quant, self.fused)
+        if prepared is not None and prepared.steps is not None:
+            return prepared.steps.apply(x)
+        return fake_quantize(x, self.scale, self.zero_point, qrange, kernel)
 
 
 class _IntZeroPoint:
@@ -113,97 +139,41 @@ class _IntZeroPoint:
         self._value: torch.Tensor | None = None
 
     def of(self, zero_point: torch.Tensor) -> torch.Tensor | None:
-        stamp = _stamp(zero_point)
-        if stamp != self._stamp:
-            self._value, self._stamp = integer_zero_point(zero_point), stamp
+        current = stamp(zero_point)
+        if current != self._stamp:
+            self._value, self._stamp = integer_zero_point(zero_point), current
         return self._value
 
 
-# ----- the result cache -----
-
-# Plain tensors only: subclasses (fake, functorch-wrapped, distributed) may not have a stable
-# data pointer or version counter, so their results are always computed.
-_PLAIN = (torch.Tensor, torch.nn.Parameter)
-
-
-def _stamp(tensor: torch.Tensor | None) -> tuple | None:
-    """What changes when a tensor's contents may have changed, short of reading them.
-
-    ``_version`` counts in-place writes through the tensor and its views (optimizer
-    steps, ``copy_`` under no_grad, ``load_state_dict``); the data pointer, dtype, device
-    and shape change when ``.data`` is reassigned or the module is moved or cast.
-    """
-    if tensor is None:
-        return None
-    return (tensor._version, tensor.data_ptr(), tensor.dtype, tensor.device, tensor.shape)
-
-
-def cacheable(tensor: Any) -> bool:
-    """Whether a result computed from ``tensor`` may be kept: no graph needed, no tracing."""
-    if type(tensor) not in _PLAIN or tensor.layout is not torch.strided:
-        return False
-    if tensor.device.type == "meta" or tensor.is_inference():
-        return False
-    if torch.is_grad_enabled() and tensor.requires_grad:
-        return False
-    return not (torch.jit.is_tracing() or _compiling())
-
-
-def _compiling() -> bool:
-    """torch.compile is tracing (torch.compiler.is_compiling exists from torch 2.3 on)."""
-    check = getattr(torch.compiler, "is_compiling", None)
-    return bool(check is not None and check())
-
-
-class ResultCache:
-    """One result and the tensors it came from; stale as soon as any of them is written.
-
-    The inputs are held (so their ids stay theirs) and compared by identity and
-    :func:`_stamp`. The result's own stamp is checked too, so a caller that writes into
-    the served tensor does not poison later reads. Results are computed without a graph
-    and outside inference mode: an inference tensor has no version counter and cannot be
-    saved for backward or set into a parameter, and a normal one serves in every mode.
-    Writes through ``tensor.data`` bypass the version counter, as they bypass autograd's
-    checks: such a write into an unchanged storage is not seen. Pickling or deep-copying
-    drops the entry.
-    """
+class _Prepared:
+    """For the latest tensor's shape, dtype and device: the fake-quant constants
+    (:class:`PreparedSteps`) and the quantizer's token (:func:`quantizer_token`), worked out
+    again only when those, or the scale and zero point, change: a tap otherwise broadcasts
+    the scale, checks its kind and reads it on every forward."""
 
     def __init__(self) -> None:
-        self._inputs: tuple = ()
-        self._stamps: tuple = ()
-        self._result: torch.Tensor | None = None
-        self._result_stamp: tuple | None = None
+        self._key: tuple | None = None
+        self._quant: QuantParams | None = None
+        self.steps: PreparedSteps | None = None
+        self.token: tuple = ()
 
-    def get(
+    def of(
         self,
-        settings: Sequence[object],
-        inputs: Sequence[torch.Tensor | None],
-        compute: Callable[[], torch.Tensor],
-    ) -> torch.Tensor:
-        """The kept result if ``settings`` (by identity) and ``inputs`` are unchanged, else a new one."""
-        current = (*settings, *inputs)
-        stamps = tuple(_stamp(t) for t in inputs)
-        if self._fresh(current, stamps):
-            return self._result  # type: ignore[return-value]
-        self.clear()
-        with torch.inference_mode(False), torch.no_grad():
-            result = compute()
-        self._inputs, self._stamps = current, stamps
-        self._result, self._result_stamp = result, _stamp(result)
-        return result
-
-    def clear(self) -> None:
-        """Forget the kept result (and the references to its inputs)."""
-        self._inputs, self._stamps = (), ()
-        self._result = self._result_stamp = None
-
-    def _fresh(self, current: tuple, stamps: tuple) -> bool:
-        result = self._result
-        if result is None or len(current) != len(self._inputs):
-            return False
-        if any(a is not b for a, b in zip(current, self._inputs)) or stamps != self._stamps:
-            return False
-        return _stamp(result) == self._result_stamp
+        x: torch.Tensor,
+        scale: torch.Tensor,
+        zero_point: torch.Tensor,
+        quant: QuantParams,
+        fused: bool,
+    ) -> _Prepared:
+        key = (x.shape, x.dtype, x.device, fused, stamp(scale), stamp(zero_point))
+        if key != self._key or quant is not self._quant:
+            self.token = quantizer_token((quant.qrange, quant.kernel, fused), scale, zero_point)
+            scale = broadcast_blocks(scale, x, quant.kernel, "tensor")
+            zero_point = broadcast_blocks(zero_point, x, quant.kernel, "tensor")
+            qmin, qmax = quant.qrange.qmin, quant.qrange.qmax
+            self.steps = prepare_steps(x, scale, zero_point, qmin, qmax)
+            self._key, self._quant = key, quant
+        return self
 
     def __getstate__(self) -> dict:
-        return vars(ResultCache())
+        return vars(_Prepared())

@@ -14,6 +14,7 @@ from dsl_compress.language.statement_split import Chunk
 TERMINAL_WORDS = {
     "NAME": "a name",
     "PATTERN": "a module name, type or pattern",
+    "WORD": "a module name, type or pattern",
     "NUMBER": "a number",
     "STRING": 'a string ("...")',
     "REGEX": 'a regex (re"...")',
@@ -99,7 +100,7 @@ def _keyword_fix(token: Token, expected: set[str]) -> str | None:
 
 
 def _statement_starts(token: Token, expected: set[str]) -> list[str]:
-    if token.type not in ("NAME", "PATTERN"):
+    if token.type not in ("NAME", "PATTERN", "WORD"):
         return []
     return sorted({name.lower() for name in expected} & set(STATEMENT_KEYWORDS))
 
@@ -127,7 +128,7 @@ def _position(exc: UnexpectedInput, text: str) -> tuple[int, int]:
 def _describe(token: Token) -> str:
     if token.type == "_NEWLINE":
         return "end of line"
-    if token.type in ("NAME", "PATTERN") and str(token) not in KEYWORDS:
+    if token.type in ("NAME", "PATTERN", "WORD") and str(token) not in KEYWORDS:
         return f"'{token}'"
     return f"'{token}'" if token.type != "$END" else "end of file"
 

@@ -140,8 +140,24 @@ class SyntaxBuilder(Transformer):
         return Path((segment,), pattern, self.span(regex, segment.span))
 
     def glob_path(self, kids: list) -> Path:
-        segments = tuple(kids[::2])
-        return Path(segments, None, self.span(segments[0].span, segments[-1].span))
+        segments: list[Segment] = []
+        for part in kids[::2]:  # PATTERN runs and set segments, between the DOTs
+            if isinstance(part, Token):
+                segments.extend(self._run_segments(part))
+            else:
+                segments.append(part)
+        return Path(tuple(segments), None, self.span(segments[0].span, segments[-1].span))
+
+    def _run_segments(self, run: Token) -> list[Segment]:
+        """The segments of one PATTERN token (``layer1.*.conv1``), each with its own span:
+        a run never spans lines, so a segment's columns are the run's, offset."""
+        whole = self.span(run, run)
+        column, found = whole.column, []
+        for word in run.value.split("."):
+            span = Span(whole.file, whole.line, column, whole.line, column + len(word))
+            found.append(Segment((intern(word),), False, span))
+            column += len(word) + 1
+        return found
 
     def pattern_segment(self, kids: list) -> Segment:
         token = kids[0]

@@ -18,7 +18,7 @@ from dsl_compress.diagnostics import CompressionError, Span
 from dsl_compress.language.format import format_file
 from dsl_compress.language.lark_parser import MAX_LIST_DEPTH
 from dsl_compress.language.parse import parse_by_statement, parse_rule_file
-from dsl_compress.language.syntax import ListValue, Literal
+from dsl_compress.language.syntax import ListValue, Literal, Segment
 from test_formatter import PLAIN_CHARS, messy_spelling, rule_files
 
 ROOT = FilePath(__file__).resolve().parent.parent
@@ -66,6 +66,22 @@ def check_parser(text: str, path: str | None = "x.rules") -> None:
     for statement in rule_file.statements:
         assert statement.span.file == path
         assert parse_rule_file(span_text(text, statement.span)).statements == (statement,)
+    for segment in segments_in(rule_file.statements):
+        written = span_text(text, segment.span)  # a set may be spelt with spaces: { a , b }
+        assert "".join(written.split()) == segment.text, (written, segment)
+
+
+def segments_in(node) -> list[Segment]:
+    """Every path segment of a tree: those of a dotted run (one token) each have their own span."""
+    if isinstance(node, Segment):
+        return [node]
+    if isinstance(node, tuple):
+        return [found for item in node for found in segments_in(item)]
+    if dataclasses.is_dataclass(node):
+        return [
+            found for f in dataclasses.fields(node) for found in segments_in(getattr(node, f.name))
+        ]
+    return []
 
 
 def check_diagnostics(exc: CompressionError, text: str) -> None:

@@ -17,7 +17,7 @@ from lsprotocol import types
 from pygls.lsp.client import LanguageClient
 
 from measure import print_table, write_results
-from workloads import rules_text
+from rules_workloads import rules_text
 
 TARGET_S = 0.100  # a keystroke's diagnostics on the 1,000-statement file
 REPO = Path(__file__).resolve().parent.parent

@@ -20,7 +20,7 @@ import dsl_compress as dc
 from dsl_compress.cli.gc_pause import gc_paused
 from dsl_compress.tools.lint import lint
 from measure import median_time, print_table, write_results
-from workloads import rules_text
+from rules_workloads import rules_text
 
 # In-process lint of the large file with the collector paused, as the command runs it (the
 # target of issue #5, measured that way; a library call leaves the collector alone since #8).

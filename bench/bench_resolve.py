@@ -12,7 +12,8 @@ from pathlib import Path
 import dsl_compress as dc
 from measure import print_table, write_results
 from nni_venv import NniUnavailable, run_nni_job
-from workloads import rules_text, wide_model
+from rules_workloads import rules_text
+from workloads import wide_model
 
 TARGET_S = 2.0
 

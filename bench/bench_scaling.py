@@ -22,7 +22,7 @@ from typing import Callable
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from workloads import rules_text  # noqa: E402
+from rules_workloads import rules_text  # noqa: E402
 
 
 def bad_lines(n: int) -> str:

@@ -23,7 +23,7 @@ from test_formatter import PLAIN_CHARS, messy_spelling, rule_files
 
 ROOT = FilePath(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
-from workloads import rules_text  # noqa: E402
+from rules_workloads import rules_text  # noqa: E402
 
 SOURCES = sorted((ROOT / "tests" / "data").rglob("*.rules")) + sorted(
     (ROOT / "rules").rglob("*.rules")

@@ -19,7 +19,8 @@ from dsl_compress.resolve.selectors import glob_pattern, glob_prefix, regex_pref
 from dsl_compress.language.syntax import Segment
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
-from workloads import rules_text, wide_model  # noqa: E402
+from rules_workloads import rules_text  # noqa: E402
+from workloads import wide_model  # noqa: E402
 
 EXTRA = """\
 prune Linear.bias sparse_ratio=0.5

@@ -187,3 +187,32 @@ class _Recorder:
 
     def quant(self, name, params):
         self.scales[name] = params
+
+
+class _Decaying(nn.Module):
+    """A buffer the forward changes in place before the product that saves it for backward."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(8, 8)
+        self.register_buffer("scale", torch.full((8,), 2.0))
+
+    def forward(self, x):
+        self.scale.mul_(0.5)
+        return self.fc(x) * self.scale
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+def test_a_buffer_changed_in_place_is_saved_as_changed_not_read_again(dtype):
+    torch.manual_seed(0)
+    state = {k: v.to(dtype) for k, v in _Decaying().state_dict().items()}
+    model = _Decaying().to(dtype)
+    model.load_state_dict(state)
+    with torch.device("meta"):
+        skeleton = _Decaying().to(dtype)
+    entries = dc.parse("prune fc.weight sparse_ratio=0.5 metric=taylor;").compile(model)
+    entries = entries.plan.of_mode(Mode.PRUNE)
+    batches = [torch.randn(4, 8).to(dtype)]
+    expected = _taylor_scores(model, dict(model.named_modules()), entries, batches, loss_fn)
+    found = streamed_taylor_scores(skeleton, entries, batches, loss_fn, lambda n: state[n].clone())
+    assert torch.equal(found[("fc", "weight")], expected[("fc", "weight")])

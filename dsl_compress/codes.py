@@ -565,6 +565,13 @@ CODES: dict[str, CodeInfo] = _table(
         "--loss must name a callable loss_fn(model, batch) returning a scalar tensor.",
         "Write package.module:callable or path/to/file.py:callable.",
     ),
+    (
+        "L109",
+        "unused-input",
+        "An apply option that no rule uses: --loss without a taylor metric, --teacher without "
+        "a distill statement. The run goes on without it.",
+        "Leave the option out, or add the rule that uses it.",
+    ),
     # engine lifecycle
     (
         "X801",

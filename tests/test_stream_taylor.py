@@ -216,3 +216,30 @@ def test_a_buffer_changed_in_place_is_saved_as_changed_not_read_again(dtype):
     expected = _taylor_scores(model, dict(model.named_modules()), entries, batches, loss_fn)
     found = streamed_taylor_scores(skeleton, entries, batches, loss_fn, lambda n: state[n].clone())
     assert torch.equal(found[("fc", "weight")], expected[("fc", "weight")])
+
+
+class _HalfShare:
+    """A distributed run's share owning every tensor but the mid and down ones."""
+
+    def owns(self, name):
+        return not name.startswith(("mid.", "down."))
+
+    def reduce(self, tensor):
+        return None
+
+
+def test_scores_are_dropped_when_not_owned_and_once_their_mask_is_made():
+    state, batches, model, skeleton = _case(torch.float32)
+    plan = dc.parse(TAYLOR.replace("group=g", "")).compile(skeleton).plan
+    run = StreamRun(skeleton, plan, lambda n: state[n].clone())
+    run.calibrate(batches, None, loss_fn)
+    assert len(run._scores) == 4
+    held: list[set] = []
+    sink = _Recorder()
+    handed = sink.model
+    sink.model = lambda name, tensor, codes=None: held.append(set(run._scores)) or handed(
+        name, tensor, codes
+    )
+    run.run(sink, share=_HalfShare())
+    assert held[0] <= {("up", "weight"), ("conv", "weight")}  # others' dropped before the loop
+    assert run._scores == {}

@@ -603,8 +603,10 @@ CODES: dict[str, CodeInfo] = _table(
         "not-streamable",
         "A streamed run (apply --stream) reads each weight from the checkpoint once it is "
         "needed: its forward (and the taylor metric's backward) passes read each module's "
-        "tensors as it runs. What it cannot do: run a module whose buffer the checkpoint lacks "
-        "(a meta skeleton has no values for it), or report the distillation loss under "
+        "tensors as it runs (a tensor used outside its module's forward is read for that op). "
+        "What it cannot do: run a module whose buffer the checkpoint lacks, or that uses a "
+        "tensor made in __init__ without registering it (a meta skeleton has no values for "
+        "them), or report the distillation loss under "
         "torchrun (one process runs the whole compressed model).",
         "Use --model hf:DIR, or run that apply as one process or without --stream.",
     ),

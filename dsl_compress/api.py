@@ -198,6 +198,11 @@ def _computed(
     before = [] if earlier is None else [e.key for e in earlier.plan.entries]
     raise_errors(shared_tensor_errors(model, [*before, *keys]))
     raise_errors(plan_errors(model, plan))  # every stage's errors at once, as lint reports them
+    distill_entries = plan.of_mode(Mode.DISTILL)
+    distill = None
+    if distill_entries:  # the teacher's links checked before any calibration runs
+        _check_module(options.teacher, "teacher")
+        distill = (options.teacher, build_targets(distill_entries, options.teacher))
     masks = compute_masks(
         model,
         plan.of_mode(Mode.PRUNE),
@@ -214,11 +219,6 @@ def _computed(
     quant = _quant_params(
         model, plan.of_mode(Mode.QUANTIZE), mask_plan, masks_seen, calib, options.progress, findings
     )
-    distill_entries = plan.of_mode(Mode.DISTILL)
-    distill = None
-    if distill_entries:
-        _check_module(options.teacher, "teacher")
-        distill = (options.teacher, build_targets(distill_entries, options.teacher))
     return masks, quant, distill
 
 

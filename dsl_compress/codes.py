@@ -565,6 +565,13 @@ CODES: dict[str, CodeInfo] = _table(
         "--loss must name a callable loss_fn(model, batch) returning a scalar tensor.",
         "Write package.module:callable or path/to/file.py:callable.",
     ),
+    (
+        "L109",
+        "unused-input",
+        "An apply option that no rule uses: --loss without a taylor metric, --teacher without "
+        "a distill statement. The run goes on without it.",
+        "Leave the option out, or add the rule that uses it.",
+    ),
     # engine lifecycle
     (
         "X801",
@@ -596,8 +603,10 @@ CODES: dict[str, CodeInfo] = _table(
         "not-streamable",
         "A streamed run (apply --stream) reads each weight from the checkpoint once it is "
         "needed: its forward (and the taylor metric's backward) passes read each module's "
-        "tensors as it runs. What it cannot do: run a module whose buffer the checkpoint lacks "
-        "(a meta skeleton has no values for it), or report the distillation loss under "
+        "tensors as it runs (a tensor used outside its module's forward is read for that op). "
+        "What it cannot do: run a module whose buffer the checkpoint lacks, or that uses a "
+        "tensor made in __init__ without registering it (a meta skeleton has no values for "
+        "them), or report the distillation loss under "
         "torchrun (one process runs the whole compressed model).",
         "Use --model hf:DIR, or run that apply as one process or without --stream.",
     ),

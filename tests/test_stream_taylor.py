@@ -187,3 +187,59 @@ class _Recorder:
 
     def quant(self, name, params):
         self.scales[name] = params
+
+
+class _Decaying(nn.Module):
+    """A buffer the forward changes in place before the product that saves it for backward."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(8, 8)
+        self.register_buffer("scale", torch.full((8,), 2.0))
+
+    def forward(self, x):
+        self.scale.mul_(0.5)
+        return self.fc(x) * self.scale
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+def test_a_buffer_changed_in_place_is_saved_as_changed_not_read_again(dtype):
+    torch.manual_seed(0)
+    state = {k: v.to(dtype) for k, v in _Decaying().state_dict().items()}
+    model = _Decaying().to(dtype)
+    model.load_state_dict(state)
+    with torch.device("meta"):
+        skeleton = _Decaying().to(dtype)
+    entries = dc.parse("prune fc.weight sparse_ratio=0.5 metric=taylor;").compile(model)
+    entries = entries.plan.of_mode(Mode.PRUNE)
+    batches = [torch.randn(4, 8).to(dtype)]
+    expected = _taylor_scores(model, dict(model.named_modules()), entries, batches, loss_fn)
+    found = streamed_taylor_scores(skeleton, entries, batches, loss_fn, lambda n: state[n].clone())
+    assert torch.equal(found[("fc", "weight")], expected[("fc", "weight")])
+
+
+class _HalfShare:
+    """A distributed run's share owning every tensor but the mid and down ones."""
+
+    def owns(self, name):
+        return not name.startswith(("mid.", "down."))
+
+    def reduce(self, tensor):
+        return None
+
+
+def test_scores_are_dropped_when_not_owned_and_once_their_mask_is_made():
+    state, batches, model, skeleton = _case(torch.float32)
+    plan = dc.parse(TAYLOR.replace("group=g", "")).compile(skeleton).plan
+    run = StreamRun(skeleton, plan, lambda n: state[n].clone())
+    run.calibrate(batches, None, loss_fn)
+    assert len(run._scores) == 4
+    held: list[set] = []
+    sink = _Recorder()
+    handed = sink.model
+    sink.model = lambda name, tensor, codes=None: held.append(set(run._scores)) or handed(
+        name, tensor, codes
+    )
+    run.run(sink, share=_HalfShare())
+    assert held[0] <= {("up", "weight"), ("conv", "weight")}  # others' dropped before the loop
+    assert run._scores == {}

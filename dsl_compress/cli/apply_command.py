@@ -35,7 +35,9 @@ def apply_command(args) -> ExitStatus:
     shard_size = parse_shard_size(args.max_shard_size) if args.max_shard_size else None
     # Every file the run reads: an --out that holds one would delete it (includes come later).
     inputs = [args.rules, *model_files(args.model), *spec_files(args.weights)]
-    inputs += spec_files(args.calib)
+    inputs += [*spec_files(args.calib), *spec_files(args.loss)]
+    inputs += [*model_files(args.teacher or ""), *spec_files(args.teacher_weights)]
+    _check_teacher_options(args)
     deploying = _deploying(args)
     stream = args.stream or deploying
     if stream:
@@ -68,9 +70,8 @@ def apply_command(args) -> ExitStatus:
     raise_errors(
         locate(locate_in_rules(taylor_input_errors(plan, bool(args.calib), bool(args.loss)), plan))
     )
-    report_warnings(_distill_note(args, plan))
+    report_warnings([*_distill_note(args, plan), *_unused_input_notes(args, plan)])
     loss_fn = load_loss(args.loss) if args.loss else None
-    inputs += [*model_files(args.teacher or ""), *spec_files(args.teacher_weights)]
     if stream:
         out_format = _compressed_tensors(args, model, plan, locate) if deploying else None
         return _apply_streamed(args, model, plan, inputs, shard_size, out_format, loss_fn)
@@ -122,6 +123,41 @@ def _distill_note(args, plan) -> list:
     return [Diagnostic("D704", Severity.INFO, message, subject="distill", hint=hint)]
 
 
+def _check_teacher_options(args) -> None:
+    """--teacher-weights are the weights of --teacher: alone they would be ignored."""
+    if args.teacher_weights and not args.teacher:
+        fail(
+            "X803",
+            "--teacher-weights are the weights of a --teacher, and no --teacher was given",
+            subject="--teacher-weights",
+            hint="add --teacher SPEC (the teacher's model), or leave --teacher-weights out "
+            "(the teacher is then the model itself, uncompressed)",
+        )
+
+
+def _unused_input_notes(args, plan) -> list:
+    """L109 (a note) for --loss without a taylor entry and --teacher without a distill one."""
+    from dsl_compress.diagnostics import Diagnostic, Severity
+    from dsl_compress.engine.prune import taylor_entries
+    from dsl_compress.vocab import Mode
+
+    unused = []
+    if args.loss and not taylor_entries(plan.of_mode(Mode.PRUNE)):
+        unused.append(("--loss", "the taylor metric", "metric=taylor"))
+    if args.teacher and not plan.of_mode(Mode.DISTILL):
+        unused.append(("--teacher", "distillation", "a distill statement"))
+    return [
+        Diagnostic(
+            "L109",
+            Severity.INFO,
+            f"{option} is used only by {what}, and no rule plans it: it is ignored",
+            subject=option,
+            hint=f"leave {option} out, or add {rule} to the rules",
+        )
+        for option, what, rule in unused
+    ]
+
+
 def _teacher(args, plan, model, calibrated: bool) -> torch.nn.Module | None:
     """The teacher of an in-memory apply that distills: --teacher (with --teacher-weights),
     else the model itself as loaded, uncompressed (a copy, with --calib; a meta skeleton
@@ -138,7 +174,7 @@ def _teacher(args, plan, model, calibrated: bool) -> torch.nn.Module | None:
         teacher = load_model(args.teacher)
         weights = spec_weights(args.teacher, args.teacher_weights)
         if weights and not (is_hf_spec(args.teacher) and not args.teacher_weights):
-            report_warnings(load_weights(teacher, weights))
+            report_warnings(load_weights(teacher, weights, "teacher"))
         return teacher
     return copy.deepcopy(model) if calibrated else load_model(args.model, meta=True)
 

@@ -1,12 +1,14 @@
 """Sequential onloading: each module of a meta skeleton given its tensors just before its forward
-and set back to meta after it, so a calibration run holds one module's weights at a time."""
+and set back to meta after it, so a calibration run holds one module's weights at a time; a
+tensor used outside its own module's forward is read for the one op that uses it."""
 
 from __future__ import annotations
 
 import contextlib
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 import torch
+from torch.overrides import TorchFunctionMode
 
 from dsl_compress.diagnostics import fail
 from dsl_compress.plan import tensor_name
@@ -14,6 +16,30 @@ from dsl_compress.plan import tensor_name
 Read = Callable[[str], torch.Tensor]
 # What a module's parameter becomes while it runs, by its state-dict name and meta original.
 LoadParameter = Callable[[str, torch.Tensor], torch.Tensor]
+
+# Ops that read only a tensor's geometry, which its meta original has: nothing is read for them.
+_GEOMETRY = frozenset(
+    {
+        torch.Tensor.shape.__get__,
+        torch.Tensor.dtype.__get__,
+        torch.Tensor.ndim.__get__,
+        torch.Tensor.is_meta.__get__,
+        torch.Tensor.requires_grad.__get__,
+        torch.Tensor.layout.__get__,
+        torch.Tensor.size,
+        torch.Tensor.dim,
+        torch.Tensor.numel,
+        torch.Tensor.element_size,
+        torch.Tensor.is_floating_point,
+        torch.Tensor.is_complex,
+    }
+)
+
+
+# torch.nn modules whose fused fast path reads their submodules' weights directly, and is
+# taken only where no torch function mode is active: each runs as one, its submodules' tensors
+# loaded with its own and the on-demand mode off inside, so it takes the path it takes in memory.
+_FUSED = (torch.nn.MultiheadAttention, torch.nn.TransformerEncoderLayer)
 
 
 @contextlib.contextmanager
@@ -24,21 +50,103 @@ def onloaded(
     buffers (by state-dict name, through ``read``) as the module starts and drops them as it
     ends; the skeleton is as it was afterwards, whatever happens. ``load_parameter`` gives
     each parameter's value instead of a frozen Parameter of what ``read`` returns (a gradient
-    pass loads them through an autograd function)."""
-    handles = []
+    pass loads them through an autograd function).
+
+    A skeleton tensor an op gets while its module is not running (a parent using a child's
+    weight, a tied head, a loss reading a parameter) is loaded the same way for that op and
+    dropped after it; any other meta tensor reaching an op is an error (X805), never the
+    uninitialised memory an op mixing devices may return."""
     load = load_parameter or _frozen(read)
+    owned = [(name, module, _meta_tensors(module)) for name, module in model.named_modules()]
+    skeleton = {
+        id(meta): (tensor_name(name, key), key in module._parameters)
+        for name, module, metas in reversed(owned)
+        for key, meta in metas.items()
+    }
+    handles, fused = [], []
     try:
-        for name, module in model.named_modules():
-            metas = _meta_tensors(module)
-            if metas:
-                handles.append(module.register_forward_pre_hook(_loader(name, metas, read, load)))
-                handles.append(module.register_forward_hook(_unloader(metas)))
-        yield
+        for name, module, metas in owned:
+            group = _group(module, owned) if isinstance(module, _FUSED) else [(name, module, metas)]
+            if any(metas for _, _, metas in group):
+                handles.append(module.register_forward_pre_hook(_loader(group, read, load)))
+                handles.append(module.register_forward_hook(_unload))
+            if isinstance(module, _FUSED):
+                fused.append((module, module.__dict__.get("forward")))
+                module.forward = _without_modes(module.forward)
+        with _OnDemand(model, skeleton, read, load):
+            yield
     finally:
         for handle in handles:
             handle.remove()
+        for module, forward in fused:
+            module.__dict__.pop("forward")
+            if forward is not None:
+                module.forward = forward
         for module in model.modules():
             _restore(module, _meta_tensors(module, loaded=True))
+            module.__dict__.pop("_dsl_compress_loads", None)
+
+
+def _group(module: torch.nn.Module, owned: list) -> list:
+    """A fused module's own tensors and its submodules'."""
+    inside = {id(m) for m in module.modules()}
+    return [(name, m, metas) for name, m, metas in owned if id(m) in inside and metas]
+
+
+def _without_modes(forward: Callable) -> Callable:
+    def run(*args, **kwargs):
+        with torch._C.DisableTorchFunction():
+            return forward(*args, **kwargs)
+
+    return run
+
+
+class _OnDemand(TorchFunctionMode):
+    """Each skeleton tensor an op receives (by identity) loaded for that op alone."""
+
+    def __init__(self, model, skeleton: dict[int, tuple[str, bool]], read: Read, load):
+        super().__init__()
+        self._model, self._skeleton, self._read, self._load = model, skeleton, read, load
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func not in _GEOMETRY:
+            args = tuple(self._loaded(value) for value in args)
+            kwargs = {key: self._loaded(value) for key, value in kwargs.items()}
+        return func(*args, **kwargs)
+
+    def _loaded(self, value: Any) -> Any:
+        if type(value) in (list, tuple):
+            return type(value)(self._loaded(item) for item in value)
+        if not isinstance(value, torch.Tensor) or not value.is_meta:
+            return value
+        found = self._skeleton.get(id(value))
+        if found is None:
+            _stray_meta(self._model, value)
+        name, parameter = found
+        return self._load(name, value) if parameter else _read(self._read, name)
+
+
+def _stray_meta(model: torch.nn.Module, tensor: torch.Tensor) -> None:
+    """X805 for a meta tensor that is none of the skeleton's parameters and buffers."""
+    where = next(
+        (
+            tensor_name(module_name, attribute)
+            for module_name, module in model.named_modules()
+            for attribute, value in vars(module).items()
+            if value is tensor
+        ),
+        None,
+    )
+    what = f"'{where}'" if where else f"a meta tensor of shape {list(tensor.shape)}"
+    fail(
+        "X805",
+        f"{what} is on the meta device and is not a parameter or buffer of the model, "
+        "so a streamed run cannot read it",
+        subject=where or "stream",
+        hint="a tensor the model makes in __init__ must be a registered buffer to be streamed "
+        "(it is then read from the checkpoint); or run apply without --stream",
+    )
 
 
 def _meta_tensors(module: torch.nn.Module, loaded: bool = False) -> dict[str, torch.Tensor]:
@@ -57,24 +165,28 @@ def _frozen(read: Read) -> LoadParameter:
     return load
 
 
-def _loader(module_name: str, metas: dict[str, torch.Tensor], read: Read, load_parameter):
+def _loader(group: list, read: Read, load_parameter: LoadParameter):
+    """Load the group's tensors not loaded already (a fused ancestor loads its submodules')."""
+
     def load(module: torch.nn.Module, args) -> None:
-        module.__dict__["_dsl_compress_meta"] = metas
-        for key, meta in metas.items():
-            name = tensor_name(module_name, key)
-            if key in module._parameters:
-                module._parameters[key] = load_parameter(name, meta)
-            else:
-                module._buffers[key] = _read(read, name)
+        fresh = [each for each in group if "_dsl_compress_meta" not in each[1].__dict__]
+        module.__dict__.setdefault("_dsl_compress_loads", []).append(fresh)
+        for module_name, each, metas in fresh:
+            each.__dict__["_dsl_compress_meta"] = metas
+            for key, meta in metas.items():
+                name = tensor_name(module_name, key)
+                if key in each._parameters:
+                    each._parameters[key] = load_parameter(name, meta)
+                else:
+                    each._buffers[key] = _read(read, name)
 
     return load
 
 
-def _unloader(metas: dict[str, torch.Tensor]):
-    def unload(module: torch.nn.Module, args, output) -> None:
-        _restore(module, metas)
-
-    return unload
+def _unload(module: torch.nn.Module, args, output) -> None:
+    loads = module.__dict__.get("_dsl_compress_loads")
+    for _, each, metas in loads.pop() if loads else ():
+        _restore(each, metas)
 
 
 def _restore(module: torch.nn.Module, metas: dict[str, torch.Tensor]) -> None:

@@ -9,7 +9,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import torch
 
-from dsl_compress.diagnostics import CompressionError, Diagnostic, fail, raise_errors
+from dsl_compress.diagnostics import CompressionError, Diagnostic, error, fail, raise_errors
 from dsl_compress.engine.calibration import first_shapes, run_batches
 from dsl_compress.engine.mask_checks import diagnostics, mask_problems
 from dsl_compress.engine.mask_request import MaskRequest, is_active, ranked
@@ -101,7 +101,9 @@ def request_of(
     metric is computed on each use, from the tensor as it is then."""
     metric = None
     if ranked(entry):
-        metric = functools.partial(_metric_of, entry, tensor, scores.get(entry.key), seed)
+        # The score is looked up when the metric is computed: a streamed run drops each
+        # score from ``scores`` once its mask is made.
+        metric = functools.partial(_metric_of, entry, tensor, scores, seed)
     return MaskRequest(
         module=entry.module,
         target=entry.target,
@@ -112,7 +114,7 @@ def request_of(
     )
 
 
-def _metric_of(entry: PlanEntry, tensor, score, seed: int) -> torch.Tensor:
+def _metric_of(entry: PlanEntry, tensor, scores: Mapping[Key, torch.Tensor], seed: int):
     """The entry's metric; ``random`` draws from a generator of its own, seeded by ``seed``
     and the tensor's name, so a target's values do not depend on which others are masked,
     in which order, or in which process."""
@@ -124,7 +126,7 @@ def _metric_of(entry: PlanEntry, tensor, score, seed: int) -> torch.Tensor:
         data,
         entry.kernel,
         subject=entry.subject,
-        score=score,
+        score=scores.get(entry.key),
         generator=generator,
     )
 
@@ -149,12 +151,22 @@ def require_taylor_inputs(
 ) -> None:
     """P507 at the first taylor entry unless there are calibration batches and a loss."""
     if calib is None or loss_fn is None:
-        fail(
-            "P507",
-            "the taylor metric needs calibration batches and a loss function",
-            subject=taylor[0].subject,
-            hint=hint,
-        )
+        raise CompressionError([missing_taylor_inputs(taylor, (), hint)])
+
+
+def missing_taylor_inputs(
+    taylor: Sequence[PlanEntry], missing: Sequence[str], hint: str | None = None
+) -> Diagnostic:
+    """P507 at the first taylor entry for its missing calibration batches or loss (``missing``
+    names them as the caller takes them, e.g. command-line options)."""
+    verb = "is" if len(missing) == 1 else "are"
+    absent = f", and {' and '.join(missing)} {verb} missing" if missing else ""
+    return error(
+        "P507",
+        f"the taylor metric needs calibration batches and a loss function{absent}",
+        subject=taylor[0].subject,
+        hint=hint,
+    )
 
 
 def _taylor_scores(model, modules, entries, calib, loss_fn) -> dict[Key, torch.Tensor]:
@@ -197,13 +209,13 @@ def check_trainable(taylor: Sequence[PlanEntry], params: Sequence[torch.Tensor])
             )
 
 
-def checked_loss(loss: Any) -> torch.Tensor:
-    """``loss``, if it is a scalar tensor computed from the model; P507 otherwise."""
+def checked_loss(loss: Any, subject: str = "loss_fn") -> torch.Tensor:
+    """``loss``, if it is a scalar tensor computed from the model; P507 at ``subject`` otherwise."""
     if not isinstance(loss, torch.Tensor) or loss.dim() != 0 or not loss.requires_grad:
         fail(
             "P507",
             "loss_fn(model, batch) must return a scalar tensor computed from the model",
-            subject="loss_fn",
+            subject=subject,
             hint="reduce the loss, e.g. loss.mean(), and do not detach it",
         )
     return loss

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable
 
 import torch
 
@@ -14,20 +14,22 @@ from dsl_compress.engine.mask_request import MaskRequest
 from dsl_compress.engine.masks import MaskPipeline
 from dsl_compress.engine.plan_checks import plan_errors
 from dsl_compress.engine.prune import request_of
-from dsl_compress.engine.quant_math import quant_range
 from dsl_compress.engine.calibration import first_shapes
 from dsl_compress.engine.onload import onloaded
 from dsl_compress.engine.options import LossFn
 from dsl_compress.engine.stream_taylor import streamed_taylor_scores
-from dsl_compress.engine.stream_distill import StreamTeacher, streamed_distill_report
+from dsl_compress.engine.stream_distill import (
+    StreamStudent,
+    StreamTeacher,
+    io_transforms,
+    streamed_distill_report,
+)
 from dsl_compress.engine.distill_report import DistillReport
 from dsl_compress.engine.taps import install_tap
 from dsl_compress.engine.quantize import (
-    SCALE_DTYPE,
     QuantParams,
     activation_quant_params,
     observed_shapes,
-    quant_metadata,
     weight_quant_params,
 )
 from dsl_compress.engine.stream_data import (
@@ -36,6 +38,13 @@ from dsl_compress.engine.stream_data import (
     StreamLayout,
     StreamResult,
     StreamSink,
+    by_module,
+    hand_mask,
+    mask_back,
+    planned_quant_metadata,
+    planned_scales,
+    scale_shape,
+    tied_names,
 )
 from dsl_compress.engine.transforms import (
     CODED_METHODS,
@@ -78,7 +87,7 @@ class StreamRun:
         self._read = _LastRead(read)
         state = skeleton.state_dict(keep_vars=True)
         self._state = {k: (tuple(v.shape), v.dtype) for k, v in state.items()}
-        self._tied = _ties(state)
+        self._tied = tied_names(state)
         pruning = plan.of_mode(Mode.PRUNE)
         self._pruning, self._seed = pruning, seed
         self._masked_io = {e.key: e for e in pruning if e.kind is not TargetKind.PARAMETER}
@@ -118,8 +127,10 @@ class StreamRun:
         after it (:func:`onloaded`), as the in-memory apply observes them on the loaded model.
         The taylor metric's scores come first, from forward and backward passes of
         ``loss_fn(model, batch)`` (:func:`streamed_taylor_scores`); in a distributed run every
-        process runs the whole pass (each needs every gradient of the loss) and keeps every
-        score, as they are small beside the weights. Nothing to do for a plan of weights alone."""
+        process runs the whole pass (each needs every gradient of the loss). What remains of
+        it is one fp32 score per taylor target, until :meth:`run` makes the target's mask (a
+        process drops those of targets it does not own as :meth:`run` starts). Nothing to do
+        for a plan of weights alone."""
         self._scores = streamed_taylor_scores(
             self._skeleton, self._pruning, calib, loss_fn, self._raw_read
         )
@@ -206,19 +217,19 @@ class StreamRun:
         model = [PlannedTensor(k, shape, dtype) for k, (shape, dtype) in self._state.items()]
         masks = [
             PlannedTensor(tensor_name(*key), self._mask_shape(key), torch.bool)
-            for key in _by_module(self._masks.stage_order())
+            for key in by_module(self._masks.stage_order())
         ]
         quant, metadata = [], {}
         observed = self._observed_layout()
         keys = [e.key for e in self._plan.of_mode(Mode.QUANTIZE)]
-        for key in _by_module(keys):
+        for key in by_module(keys):
             name = tensor_name(*key)
             if key in observed:
                 shape, metadata[name] = observed[key]
             else:
-                shape = _scale_shape(self._quantized[key], self._state[name][0])
-                metadata[name] = _quant_metadata(self._quantized[key])
-            quant += [PlannedTensor(f"{name}.{part}", shape, SCALE_DTYPE) for part in _SCALE_PARTS]
+                shape = scale_shape(self._quantized[key], self._state[name][0])
+                metadata[name] = planned_quant_metadata(self._quantized[key])
+            quant += planned_scales(name, shape)
         return StreamLayout(tuple(model), tuple(masks), tuple(quant), metadata)
 
     def _mask_shape(self, key: Key) -> tuple[int, ...]:
@@ -234,7 +245,7 @@ class StreamRun:
         if self._observed_shapes is not None and self._observed_params is None:
             entries = {e.key: e for e in self._observed}
             return {
-                key: (_scale_shape(entries[key], shape), _quant_metadata(entries[key]))
+                key: (scale_shape(entries[key], shape), planned_quant_metadata(entries[key]))
                 for key, shape in self._observed_shapes.items()
             }
         return {
@@ -287,6 +298,8 @@ class StreamRun:
         """
         owns = None if share is None else (lambda key: share.owns(tensor_name(*key)))
         self._masks.prepare(owns, None if share is None else share.reduce)
+        for key in [k for k in self._scores if owns is not None and not owns(k)]:
+            del self._scores[key]  # another process masks it
         counts: dict[Key, tuple[int, int]] = {}
         dtypes: dict[Key, str] = {}
         findings: list[Diagnostic] = []
@@ -311,39 +324,39 @@ class StreamRun:
 
     def _report_distillation(self, sink: StreamSink) -> DistillReport:
         teacher, calib = self._distill
-        module = teacher.module if teacher.module is not None else self._skeleton
-        read = teacher.read if teacher.module is not None else self._raw_read
-        student = (functools.partial(self._compressed_value, sink), self._io_transforms())
+        if teacher.module is None:  # the model itself, uncompressed
+            teacher = StreamTeacher(self._skeleton, self._raw_read)
+        student = StreamStudent(
+            functools.partial(self._compressed_value, sink),
+            io_transforms(self._io_masks, self._calibrated(), self._methods),
+        )
         entries = self._plan.of_mode(Mode.DISTILL)
-        return streamed_distill_report(self._skeleton, entries, calib, student, module, read)
+        return streamed_distill_report(self._skeleton, entries, calib, student, teacher)
 
     def _compressed_value(self, sink: StreamSink, name: str) -> torch.Tensor:
         """A tensor as :meth:`run` handed it on (its mask read back, its scales observed
         again from the same read), as the in-memory student computes it in its forward."""
-        names = self._tied.get(name, (name,))
-        name = next((n for n in names if self._compressed(self._key_of(n))), name)
+        name = self._compressed_name(name)
+        mask = mask_back(sink, name) if self._key_of(name) in self._masks else None
+        return self._final(name, self._raw_read(name), mask)[2]
+
+    def _final(self, name: str, raw: torch.Tensor, mask: torch.Tensor | None) -> tuple:
+        """A tensor's scales (None unquantized), their findings and its final value: what
+        finalize() bakes from ``raw`` through ``mask`` and fake quantization."""
         key = self._key_of(name)
-        raw = self._raw_read(name)
-        mask = _mask_back(sink, name) if key in self._masks else None
-        quant = None
+        quant, found = None, []
         if key in self._quantized:
             rounding = raw.dtype if self._scales_like_weights else None
-            quant = weight_quant_params(self._quantized[key], raw, rounding)[0]
+            quant, found = weight_quant_params(self._quantized[key], raw, rounding)
         if mask is None and quant is None:
-            return raw
+            return quant, found, raw
         with torch.no_grad():
-            return TargetTransform(mask, self._methods.get(key, "mul"), quant)(raw)
+            return quant, found, TargetTransform(mask, self._methods.get(key, "mul"), quant)(raw)
 
-    def _io_transforms(self) -> dict[Key, TargetTransform]:
-        """The input/output targets' run-time transforms (mask, then fake quantization)."""
-        params = self._calibrated()
-        keys = _by_module([*self._io_masks, *[k for k in params if k not in self._io_masks]])
-        return {
-            key: TargetTransform(
-                self._io_masks.get(key), self._methods.get(key, "mul"), params.get(key)
-            )
-            for key in keys
-        }
+    def _compressed_name(self, name: str) -> str:
+        """The name a tensor is compressed under: of a tied tensor, its one compressed name."""
+        names = self._tied.get(name, (name,))
+        return next((n for n in names if self._compressed(self._key_of(n))), name)
 
     def _mask_then_observe(self, sink: StreamSink, counts: dict, share: Share | None) -> None:
         """Every mask first (handed to the sink, which keeps it readable), then calibration
@@ -352,7 +365,7 @@ class StreamRun:
         for key in self._masks.order():
             name = tensor_name(*key)
             if share is None or share.owns(name):
-                _hand_mask(sink, counts, key, self._masks.mask(key))
+                hand_mask(sink, counts, key, self._made_mask(key))
                 self._read.forget()
         if share is not None:
             share.reduce(torch.zeros(1))  # every rank's masks are written: a barrier
@@ -363,7 +376,7 @@ class StreamRun:
             if name not in masked:
                 return tensor
             method = self._methods.get(self._key_of(name), "mul")
-            return apply_mask(tensor, _mask_back(sink, name), method)
+            return apply_mask(tensor, mask_back(sink, name), method)
 
         self._observe(self._calib, self._calib_progress, read_masked)
         self._mask_written = masked
@@ -385,27 +398,21 @@ class StreamRun:
         if self._key_of(name) in self._masked_io:
             self._io_mask(name, sink, counts)
             return
-        names = self._tied.get(name, (name,))
-        name = next((n for n in names if self._compressed(self._key_of(n))), name)
+        name = self._compressed_name(name)
         key = self._key_of(name)
         mask = self._mask_of(key, name, sink)
         raw = self._read(name)
-        quant = None
-        if key in self._quantized:
-            rounding = raw.dtype if self._scales_like_weights else None
-            quant, found = weight_quant_params(self._quantized[key], raw, rounding)
-            findings.extend(found)
+        quant, found, tensor = self._final(name, raw, mask)
+        findings.extend(found)
+        if quant is not None:
             dtypes[key] = quant.qrange.quant_dtype
             sink.quant(name, quant)
         if mask is not None and name not in self._mask_written:
-            _hand_mask(sink, counts, key, mask)
-        tensor, codes, method = raw, None, self._methods.get(key, "mul")
-        if mask is not None or quant is not None:
-            with torch.no_grad():
-                tensor = TargetTransform(mask, method, quant)(raw)
+            hand_mask(sink, counts, key, mask)
+        codes, method = None, self._methods.get(key, "mul")
         if quant is not None and (mask is None or method in CODED_METHODS):
             codes = functools.partial(masked_codes, raw, quant, mask, method)
-        for each in names:
+        for each in self._tied.get(name, (name,)):
             sink.model(each, tensor, codes)
         self._read.forget()
 
@@ -415,12 +422,18 @@ class StreamRun:
         if name in self._mask_written:
             return
         key = self._key_of(name)
-        _hand_mask(sink, counts, key, self._masks.mask(key))
+        hand_mask(sink, counts, key, self._masks.mask(key))
 
     def _mask_of(self, key: Key, name: str, sink: StreamSink) -> torch.Tensor | None:
         if name in self._mask_written:
-            return _mask_back(sink, name)
-        return self._masks.mask(key) if key in self._masks else None
+            return mask_back(sink, name)
+        return self._made_mask(key) if key in self._masks else None
+
+    def _made_mask(self, key: Key) -> torch.Tensor:
+        """A target's final mask; its taylor score (if any) is needed no more, so dropped."""
+        mask = self._masks.mask(key)
+        self._scores.pop(key, None)
+        return mask
 
     def _compressed(self, key: Key) -> bool:
         return key in self._masks or key in self._quantized
@@ -430,59 +443,8 @@ class StreamRun:
         return (module, target)
 
 
-_SCALE_PARTS = ("scale", "zero_point")
-
-
-def _hand_mask(sink: StreamSink, counts: dict, key: Key, mask: torch.Tensor) -> None:
-    """Hand a final mask on, counting its zeros for the summary."""
-    counts[key] = (int(mask.numel() - mask.count_nonzero()), mask.numel())
-    sink.mask(tensor_name(*key), mask)
-
-
-def _mask_back(sink: StreamSink, name: str) -> torch.Tensor:
-    """A mask the sink was handed, read back; a failed read is the output's error (L105), not
-    the calibration batch's that was running."""
-    try:
-        return sink.read_mask(name)
-    except OSError as exc:
-        fail(
-            "L105",
-            f"cannot read back the mask of {name}: {exc.strerror or exc}",
-            subject=str(exc.filename or name),
-        )
-        raise AssertionError("unreachable")
-
-
-def _by_module(keys: Sequence[Key]) -> list[Key]:
-    """``keys`` grouped by module, modules in order of first appearance (a nested dict's order)."""
-    modules: dict[str, list[Key]] = {}
-    for key in keys:
-        modules.setdefault(key[0], []).append(key)
-    return [key for group in modules.values() for key in group]
-
-
-def _ties(state: Mapping[str, torch.Tensor]) -> dict[str, tuple[str, ...]]:
-    """Each name of a tensor held under several names (tied weights), with all its names."""
-    names: dict[int, list[str]] = {}
-    for name, tensor in state.items():
-        names.setdefault(id(tensor), []).append(name)
-    return {n: tuple(group) for group in names.values() if len(group) > 1 for n in group}
-
-
 def _megabytes(count: int) -> str:
     return f"{count / 1e6:,.0f}"
-
-
-def _scale_shape(entry: PlanEntry, shape: tuple[int, ...]) -> tuple[int, ...]:
-    """The shape of a weight's scale: the granularity's block shape, () per tensor."""
-    kernel = entry.kernel
-    return () if kernel is None else tuple(kernel.block_shape(shape, entry.subject))
-
-
-def _quant_metadata(entry: PlanEntry) -> dict[str, object]:
-    """What quant.safetensors records of a quantized tensor beside its scale, from the plan."""
-    qrange = quant_range(entry.setting.get("quant_dtype"), entry.subject)
-    return quant_metadata(qrange, entry.setting.get("quant_scheme"))
 
 
 class _LastRead:

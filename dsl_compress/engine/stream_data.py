@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Callable, Mapping, Protocol
+from typing import Callable, Mapping, Protocol, Sequence
 
 import torch
 
-from dsl_compress.diagnostics import Diagnostic
-from dsl_compress.engine.quantize import QuantParams
-from dsl_compress.plan import Key
+from dsl_compress.diagnostics import Diagnostic, fail
+from dsl_compress.engine.quant_math import quant_range
+from dsl_compress.engine.quantize import SCALE_DTYPE, QuantParams, quant_metadata
+from dsl_compress.plan import Key, PlanEntry, tensor_name
 
 
 @dataclass(frozen=True)
@@ -95,3 +96,57 @@ class StreamResult:
     mask_counts: Mapping[Key, tuple[int, int]]
     quant_dtypes: Mapping[Key, str]
     findings: tuple[Diagnostic, ...]
+
+
+def by_module(keys: Sequence[Key]) -> list[Key]:
+    """``keys`` grouped by module, modules in order of first appearance (a nested dict's order,
+    as the in-memory outputs and transforms hold them)."""
+    modules: dict[str, list[Key]] = {}
+    for key in keys:
+        modules.setdefault(key[0], []).append(key)
+    return [key for group in modules.values() for key in group]
+
+
+def planned_scales(name: str, shape: tuple[int, ...]) -> list[PlannedTensor]:
+    """A quantized target's scale and zero point, as quant.safetensors holds them."""
+    return [PlannedTensor(f"{name}.{part}", shape, SCALE_DTYPE) for part in ("scale", "zero_point")]
+
+
+def scale_shape(entry: PlanEntry, shape: tuple[int, ...]) -> tuple[int, ...]:
+    """The shape of a weight's scale: the granularity's block shape, () per tensor."""
+    kernel = entry.kernel
+    return () if kernel is None else tuple(kernel.block_shape(shape, entry.subject))
+
+
+def planned_quant_metadata(entry: PlanEntry) -> dict[str, object]:
+    """What quant.safetensors records of a quantized tensor beside its scale, from the plan."""
+    qrange = quant_range(entry.setting.get("quant_dtype"), entry.subject)
+    return quant_metadata(qrange, entry.setting.get("quant_scheme"))
+
+
+def mask_back(sink: StreamSink, name: str) -> torch.Tensor:
+    """A mask the sink was handed, read back; a failed read is the output's error (L105), not
+    the calibration batch's that was running."""
+    try:
+        return sink.read_mask(name)
+    except OSError as exc:
+        fail(
+            "L105",
+            f"cannot read back the mask of {name}: {exc.strerror or exc}",
+            subject=str(exc.filename or name),
+        )
+        raise AssertionError("unreachable")
+
+
+def hand_mask(sink: StreamSink, counts: dict, key: Key, mask: torch.Tensor) -> None:
+    """Hand a final mask on, counting its zeros for the summary."""
+    counts[key] = (int(mask.numel() - mask.count_nonzero()), mask.numel())
+    sink.mask(tensor_name(*key), mask)
+
+
+def tied_names(state: Mapping[str, torch.Tensor]) -> dict[str, tuple[str, ...]]:
+    """Each name of a tensor held under several names (tied weights), with all its names."""
+    names: dict[int, list[str]] = {}
+    for name, tensor in state.items():
+        names.setdefault(id(tensor), []).append(name)
+    return {n: tuple(group) for group in names.values() if len(group) > 1 for n in group}

@@ -17,6 +17,8 @@ from dsl_compress.engine.distill import (
 )
 from dsl_compress.engine.distill_report import DistillReport, distill_report
 from dsl_compress.engine.onload import onloaded
+from dsl_compress.engine.quantize import QuantParams
+from dsl_compress.engine.stream_data import by_module
 from dsl_compress.engine.taps import install_tap
 from dsl_compress.engine.transforms import TargetTransform
 from dsl_compress.plan import Key, PlanEntry
@@ -34,22 +36,44 @@ class StreamTeacher:
     read: Read | None = None
 
 
+@dataclass(frozen=True)
+class StreamStudent:
+    """The compressed student as a streamed run gives it: a reader of each tensor's final value
+    (the value finalize() bakes, which the in-memory student computes in its forward) and the
+    input/output targets' run-time transforms, by target."""
+
+    read: Read
+    transforms: Mapping[Key, TargetTransform]
+
+
+def io_transforms(
+    masks: Mapping[Key, torch.Tensor],
+    params: Mapping[Key, QuantParams],
+    methods: Mapping[Key, str],
+) -> dict[Key, TargetTransform]:
+    """The input/output targets' run-time transforms (mask, then fake quantization), in the
+    order a ``Compression`` installs them."""
+    keys = by_module([*masks, *[k for k in params if k not in masks]])
+    return {
+        key: TargetTransform(masks.get(key), methods.get(key, "mul"), params.get(key))
+        for key in keys
+    }
+
+
 def streamed_distill_report(
     skeleton: torch.nn.Module,
     entries: Sequence[PlanEntry],
     calib: Any,
-    student: tuple[Read, Mapping[Key, TargetTransform]],
-    teacher: torch.nn.Module,
-    teacher_read: Read | None,
+    student: StreamStudent,
+    stream_teacher: StreamTeacher,
 ) -> DistillReport:
     """The report the in-memory apply gives (:func:`distill_report` over the compressed model),
-    bit for bit: ``student`` is a reader of the compressed weights (the values finalize()
-    bakes, which the in-memory student computes in its forward) and the input/output
-    transforms (masks and fake quantization, installed before the capture taps, as a
-    ``Compression`` installs them). Only the targets' captured outputs outlive a pass.
+    bit for bit: the student's input/output transforms are installed before the capture taps,
+    as a ``Compression`` installs them. Only the targets' captured outputs outlive a pass.
     """
+    teacher, teacher_read = stream_teacher.module, stream_teacher.read
     targets = build_targets(entries, teacher)
-    student_read, transforms = student
+    student_read, transforms = student.read, student.transforms
 
     def run_teacher(batch: Any) -> None:
         # A teacher in memory (no reader) runs as it is.

@@ -70,7 +70,8 @@ class _GradientPass:
         }
         targets = [self._canonical[n] for n in targets]
         self.totals = {n: torch.zeros(state[n].shape, dtype=torch.float32) for n in targets}
-        self._loaded: list[tuple[weakref.ref, str, int, int]] = []
+        # Each loaded tensor: (weakly) itself, its name, its memory and its version when read.
+        self._loaded: list[tuple[weakref.ref, str, int, int, int]] = []
         self._uses: dict[str, int] = {}
         self._pending: dict[str, torch.Tensor] = {}
         # Every trainable weight takes a gradient, as the in-memory model's do (so the loss
@@ -108,17 +109,21 @@ class _GradientPass:
         if tensor.numel():
             start = tensor.data_ptr()
             end = start + tensor.numel() * tensor.element_size()
-            self._loaded.append((weakref.ref(tensor), name, start, end))
+            self._loaded.append((weakref.ref(tensor), name, start, end, tensor._version))
         return tensor
 
     def _pack(self, tensor: torch.Tensor) -> Any:
-        """A saved tensor inside a loaded tensor's memory (it, or a view of it) by reference."""
+        """A saved tensor inside a loaded tensor's memory (it, or a view of it) by reference,
+        while that tensor is as read (one changed in place, a buffer the forward updates, is
+        kept as it is: the checkpoint no longer holds its value)."""
         if tensor.numel() == 0 or tensor.device.type != "cpu":
             return tensor
         ptr = tensor.data_ptr()
-        for ref, name, start, end in self._loaded:
+        for ref, name, start, end, version in self._loaded:
             loaded = ref()
             if loaded is not None and start <= ptr < end and loaded.dtype == tensor.dtype:
+                if loaded._version != version:
+                    return tensor
                 offset = (ptr - start) // tensor.element_size()
                 return _Saved(name, tuple(tensor.shape), tensor.stride(), offset)
         return tensor

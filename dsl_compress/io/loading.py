@@ -70,9 +70,19 @@ def spec_weights(spec: str, weights: str | Path | None) -> str | Path | None:
 
 def load_loss(spec: str) -> Callable[[torch.nn.Module, Any], torch.Tensor]:
     """The loss function --loss names (``loss_fn(model, batch)``, called per batch later);
-    L108 for a spec that names no callable."""
+    L108 for a spec that names no callable, and for what it raises when called; P507 at
+    ``--loss`` for a value that is not a scalar loss."""
+    from dsl_compress.engine.prune import checked_loss
+
     fn, _ = resolve_callable(spec, "L108", "--loss")
-    return fn
+    subject = f"--loss {spec}"
+
+    def loss(model: torch.nn.Module, batch: Any) -> torch.Tensor:
+        with user_code("L108", subject, "the loss function"):
+            value = fn(model, batch)
+        return checked_loss(value, subject)
+
+    return loss
 
 
 def load_calib(spec: str) -> list:

@@ -19,7 +19,7 @@ TENSOR_SUFFIXES = (".pt", ".pth", ".safetensors")
 TORCH_SUFFIXES = (".pt", ".pth")
 
 
-def load_weights(model: torch.nn.Module, path: str | Path) -> list[Diagnostic]:
+def load_weights(model: torch.nn.Module, path: str | Path, role: str = "model") -> list[Diagnostic]:
     """Load a checkpoint strictly; the model is untouched if anything is off.
 
     ``path`` is a .safetensors file, a sharded index (``*.safetensors.index.json``), a folder
@@ -31,33 +31,36 @@ def load_weights(model: torch.nn.Module, path: str | Path) -> list[Diagnostic]:
     complex for a floating one, or the reverse) is error L102. A tensor on the meta device is
     replaced by the file's (cast to its dtype). A key the file lacks whose tensor is tied to a
     key it has (``lm_head.weight is embed.weight``) is not missing: the tie is loaded once, from
-    the first of its names the file holds, and still holds afterwards.
+    the first of its names the file holds, and still holds afterwards. ``role`` is what the
+    messages call the model (the teacher's checkpoint says "teacher").
     """
     with _open_source(path) as source:
-        groups, found = _checked(model, source, str(path))
+        groups, found = _checked(model, source, str(path), role)
         for names, present in groups:
             _load_group(model, names, source.read(present))
     emit_warnings(found)
     return found
 
 
-def check_weights(model: torch.nn.Module, path: str | Path) -> list[Diagnostic]:
+def check_weights(
+    model: torch.nn.Module, path: str | Path, role: str = "model"
+) -> list[Diagnostic]:
     """The checks of ``load_weights`` alone: every error raised, the dtype warnings returned (not
     emitted: nothing is cast); a safetensors checkpoint's tensor data is never read."""
     with _open_source(path) as source:
-        return _checked(model, source, str(path))[1]
+        return _checked(model, source, str(path), role)[1]
 
 
 @contextlib.contextmanager
 def weight_reader(
-    model: torch.nn.Module, path: str | Path
+    model: torch.nn.Module, path: str | Path, role: str = "model"
 ) -> Iterator[tuple[Callable[[str], torch.Tensor], list[Diagnostic]]]:
     """A reader of the checkpoint's tensors by the model's state-dict names, each as
     :func:`load_weights` would load it (a tied name read through the name the file holds it
     by, cast to the model's dtype), and the cast warnings. Checked first, from the headers; a
     streamed run then reads one tensor at a time and never loads the model."""
     with _open_source(path) as source:
-        groups, found = _checked(model, source, str(path))
+        groups, found = _checked(model, source, str(path), role)
         dtypes = {k: v.dtype for k, v in model.state_dict(keep_vars=True).items()}
         stored_as = {name: present for names, present in groups for name in names}
 
@@ -162,7 +165,9 @@ def _state_source(text: str) -> _StateSource:
 Group = tuple[list[str], str]  # every name of one model tensor, and the one the file gives it by
 
 
-def _checked(model: torch.nn.Module, source, path: str) -> tuple[list[Group], list[Diagnostic]]:
+def _checked(
+    model: torch.nn.Module, source, path: str, role: str
+) -> tuple[list[Group], list[Diagnostic]]:
     """What to load (one entry per distinct model tensor) and the cast warnings; every mismatch
     is raised first, all of them in one error."""
     state = model.state_dict(keep_vars=True)
@@ -173,12 +178,12 @@ def _checked(model: torch.nn.Module, source, path: str) -> tuple[list[Group], li
     unexpected = [k for k in source if k not in expected]
     infos = {k: source.info(k) for k in expected if k in source}
     mismatched = [
-        f"{k} (file {list(info.shape)}, model {list(expected[k].shape)})"
+        f"{k} (file {list(info.shape)}, {role} {list(expected[k].shape)})"
         for k, info in infos.items()
         if info.shape != tuple(expected[k].shape)
     ]
-    _raise_mismatches(path, missing, unexpected, mismatched)
-    found = _dtype_changes(expected, infos, path)
+    _raise_mismatches(path, missing, unexpected, mismatched, role)
+    found = _dtype_changes(expected, infos, path, role)
     present = {}
     for key in infos:
         present.setdefault(id(expected[key]), key)
@@ -207,7 +212,9 @@ def _tie_groups(expected: Mapping[str, torch.Tensor]) -> dict[int, list[str]]:
     return groups
 
 
-def _raise_mismatches(path: str, missing: list, unexpected: list, mismatched: list) -> None:
+def _raise_mismatches(
+    path: str, missing: list, unexpected: list, mismatched: list, role: str
+) -> None:
     """Every problem strict loading would meet, found before anything is copied."""
     parts = [
         _counted(missing, "missing key", "missing keys"),
@@ -218,9 +225,9 @@ def _raise_mismatches(path: str, missing: list, unexpected: list, mismatched: li
     if problems:
         fail(
             "L102",
-            f"'{path}' does not match the model: {'; '.join(problems)}",
+            f"'{path}' does not match the {role}: {'; '.join(problems)}",
             subject=path,
-            hint=_prefix_hint(missing, unexpected) or "save the weights from this model's class",
+            hint=_prefix_hint(missing, unexpected) or f"save the weights from this {role}'s class",
         )
 
 
@@ -243,17 +250,17 @@ def _kind(dtype: torch.dtype) -> str:
     return "bool" if dtype == torch.bool else "integer"
 
 
-def _dtype_changes(expected: Mapping, infos: Mapping, path: str) -> list[Diagnostic]:
+def _dtype_changes(expected: Mapping, infos: Mapping, path: str, role: str) -> list[Diagnostic]:
     """L102 for tensors of another kind than the model's; a warning for floating dtype changes."""
     changed = [k for k, info in infos.items() if info.dtype != expected[k].dtype]
     wrong = [k for k in changed if _kind(infos[k].dtype) != _kind(expected[k].dtype)]
     if wrong:
-        shown = [f"{k} (file {infos[k].dtype}, model {expected[k].dtype})" for k in wrong]
+        shown = [f"{k} (file {infos[k].dtype}, {role} {expected[k].dtype})" for k in wrong]
         fail(
             "L102",
-            f"'{path}' holds tensors of another kind than the model's: {listing(shown)}",
+            f"'{path}' holds tensors of another kind than the {role}'s: {listing(shown)}",
             subject=path,
-            hint="a floating model takes floating weights; save the weights from this model "
+            hint=f"a floating {role} takes floating weights; save the weights from this {role} "
             "(quantized integer or complex tensors are not weights it can load)",
         )
     if not changed:
@@ -262,10 +269,10 @@ def _dtype_changes(expected: Mapping, infos: Mapping, path: str) -> list[Diagnos
     return [
         warning(
             "L102",
-            f"'{path}': {len(changed)} tensor(s) are cast to the model's dtype "
+            f"'{path}': {len(changed)} tensor(s) are cast to the {role}'s dtype "
             f"({', '.join(pairs)}), e.g. '{changed[0]}'",
             subject=path,
-            hint="cast the model first (model.to(dtype)) to keep the file's precision",
+            hint=f"cast the {role} first ({role}.to(dtype)) to keep the file's precision",
         )
     ]
 

@@ -12,15 +12,15 @@ from typing import Any, Iterable
 import torch
 
 from dsl_compress.api import execute_plan
-from dsl_compress.diagnostics import Diagnostic, error, fail
+from dsl_compress.diagnostics import CompressionError, Diagnostic, fail
 from dsl_compress.engine.calibration import call_model
 from dsl_compress.engine.distill_report import DistillReport, distill_report
-from dsl_compress.engine.prune import taylor_entries
+from dsl_compress.engine.prune import missing_taylor_inputs, taylor_entries
 from dsl_compress.engine.compression import Compression
 from dsl_compress.io import outputs
 from dsl_compress.engine.options import EngineOptions, LossFn, Progress
 from dsl_compress.io.outputs import DISTILL_FILE, OUTPUT_FILES
-from dsl_compress.plan import Plan
+from dsl_compress.plan import Plan, locate_in_rules
 from dsl_compress.vocab import Mode
 from dsl_compress.tools.summary import SummaryRow, SummaryTotal, summarize
 
@@ -63,26 +63,30 @@ def apply_plan_job(
         rows = tuple(rows)
         report = None
         if compression.distill_targets is not None and calib is not None:
-            report = _distill_report(compression, calib)
+            report = _distill_report(compression, calib, plan)
     finally:
         if dry_run:
             compression.restore()
     return ApplyResult(compression, plan, rows, total, dry_run, report)
 
 
-def _distill_report(compression: Compression, calib: Iterable[Any]) -> DistillReport:
+def _distill_report(compression: Compression, calib: Iterable[Any], plan: Plan) -> DistillReport:
     """The distillation loss of the compressed model (its masks and scales in place, as the
-    compression's forward computes them) against the teacher, batch by batch."""
+    compression's forward computes them) against the teacher, batch by batch; an error about
+    a target (D703) located at its rule."""
     teacher, targets = compression.distill_targets
     student = compression.model
-    return distill_report(
-        student,
-        teacher,
-        targets,
-        calib,
-        lambda batch: call_model(teacher, batch),
-        lambda batch: call_model(student, batch),
-    )
+    try:
+        return distill_report(
+            student,
+            teacher,
+            targets,
+            calib,
+            lambda batch: call_model(teacher, batch),
+            lambda batch: call_model(student, batch),
+        )
+    except CompressionError as exc:
+        raise CompressionError(locate_in_rules(exc.diagnostics, plan)) from None
 
 
 def taylor_input_errors(plan: Plan, calib_given: bool, loss_given: bool) -> list[Diagnostic]:
@@ -92,16 +96,11 @@ def taylor_input_errors(plan: Plan, calib_given: bool, loss_given: bool) -> list
         return []
     given = {"--calib": calib_given, "--loss": loss_given}
     missing = [option for option, present in given.items() if not present]
-    return [
-        error(
-            "P507",
-            "the taylor metric needs calibration batches and a loss function, and "
-            f"{' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} missing",
-            subject=taylor[0].subject,
-            hint="give --calib FILE|SPEC (the batches) and --loss SPEC (loss_fn(model, batch) "
-            "returning a scalar tensor, as package.module:callable or path/file.py:callable)",
-        )
-    ]
+    hint = (
+        "give --calib FILE|SPEC (the batches) and --loss SPEC (loss_fn(model, batch) "
+        "returning a scalar tensor, as package.module:callable or path/file.py:callable)"
+    )
+    return [missing_taylor_inputs(taylor, missing, hint)]
 
 
 def write_outputs(

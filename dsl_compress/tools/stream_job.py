@@ -12,6 +12,7 @@ from typing import Any, Sequence
 import torch
 
 from dsl_compress.diagnostics import CompressionError, Diagnostic, fail, raise_errors
+from dsl_compress.engine.distill import build_targets
 from dsl_compress.engine.distill_report import DistillReport
 from dsl_compress.engine.options import LossFn, Progress
 from dsl_compress.engine.stream_distill import StreamTeacher
@@ -90,10 +91,11 @@ def stream_apply_job(
             job.output is not None and job.output.format.scales_like_weights
         )
         run = _located(plan, lambda: StreamRun(skeleton, plan, read, job.seed, rounded))
+        reports = _check_distillation(skeleton, plan, job, team)
+        teacher = _teacher(job, stack) if reports else None
         _located(plan, lambda: run.calibrate(job.calib, progress, job.loss_fn))
-        if plan.of_mode(Mode.DISTILL) and job.calib is not None:
-            _refuse_team_distillation(plan, team)
-            run.report_distillation(_teacher(job, stack), job.calib)
+        if teacher is not None:
+            run.report_distillation(teacher, job.calib)
         share = None
         if team is not None:
             share = TeamShare(assign_ranks(run.sizes, run.linked, team.world), team)
@@ -108,13 +110,27 @@ def stream_apply_job(
     return StreamJobResult(plan, tuple(rows), total, tuple(written), findings, report)
 
 
+def _check_distillation(skeleton, plan: Plan, job: StreamJob, team: Team | None) -> bool:
+    """Whether the run reports the distillation loss: the teacher's links are checked (D701)
+    and, under torchrun, the report refused (X805) before any tensor is read."""
+    entries = plan.of_mode(Mode.DISTILL)
+    if not entries:
+        return False
+    teacher = skeleton if job.teacher is None else job.teacher
+    _located(plan, lambda: build_targets(entries, teacher))
+    if job.calib is None:
+        return False
+    _refuse_team_distillation(plan, team)
+    return True
+
+
 def _teacher(job: StreamJob, stack: contextlib.ExitStack) -> StreamTeacher:
     """The teacher as the run reads it: its checkpoint opened for the rest of the job."""
     if job.teacher is None:
         return StreamTeacher()
     if job.teacher_weights is None:
         return StreamTeacher(job.teacher)
-    read, _ = stack.enter_context(weight_reader(job.teacher, job.teacher_weights))
+    read, _ = stack.enter_context(weight_reader(job.teacher, job.teacher_weights, "teacher"))
     return StreamTeacher(job.teacher, read)
 
 

@@ -115,7 +115,12 @@ class TargetTransform(torch.nn.Module):
 
 class _IntZeroPoint:
     """The zero point as int32 for the fused kernels, read once per change of the zero point
-    rather than on every forward (a read of a GPU tensor waits for the device)."""
+    rather than on every forward (a read of a GPU tensor waits for the device).
+
+    A change is told by :func:`stamp`, so a write through ``zero_point.data`` into the same
+    memory (which bypasses the version counter) is not seen here: assign or write the
+    buffer itself. The exact path (:class:`_Prepared`) sees such writes.
+    """
 
     def __init__(self) -> None:
         self._stamp: tuple | None = None

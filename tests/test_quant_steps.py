@@ -1,6 +1,6 @@
-"""The per-forward fake-quant paths (prepared steps, slices of a large tensor, no subtraction of
-a +0.0 zero point) give NNI's formula bit for bit: compared as bit patterns, so +0.0 and
--0.0 (which ``torch.equal`` calls equal) and NaN payloads count."""
+"""The per-forward fake-quant paths (prepared steps, slices of a large tensor) give NNI's
+formula bit for bit: compared as bit patterns, so +0.0 and -0.0 (which ``torch.equal``
+calls equal) and NaN payloads count."""
 
 from __future__ import annotations
 
@@ -101,18 +101,14 @@ def test_rounding_ties_land_where_the_formula_puts_them(dtype):
     assert_bits(steps.apply(-x), reference(-x, scale, zp, qrange, None))
 
 
-def test_only_a_positive_zero_point_leaves_out_the_subtraction():
-    """r - (+0.0) is r for every float; r - (-0.0) turns -0.0 into +0.0, so it stays."""
+def test_signed_zero_points_give_the_signed_zeros_of_the_formula():
+    """r - (-0.0) turns -0.0 into +0.0; r + (+0.0) turns -0.0 into +0.0 too."""
     x = torch.tensor([-0.0, 0.0, -0.1, 0.1, -3.0])
     scale, qrange = torch.tensor(0.5), quant_range("int8")
-    for zp, subtract in [(0.0, False), (-0.0, True), (2.0, True)]:
+    for zp in (0.0, -0.0, 2.0):
         zero_point = torch.tensor(zp)
         steps = prepare_steps(x, scale, zero_point, qrange.qmin, qrange.qmax)
-        assert steps.subtract is subtract
         assert_bits(steps.apply(x), reference(x, scale, zero_point, qrange, None))
-    # The +0.0 from the zero point's addition survives the left-out subtraction.
-    plus = prepare_steps(x, scale, torch.tensor(0.0), qrange.qmin, qrange.qmax).apply(x)
-    assert not torch.signbit(plus[0]) and torch.signbit(plus[2])
 
 
 def test_a_zero_point_of_another_kind_is_not_prepared():
@@ -135,8 +131,8 @@ def test_large_tensors_in_slices_are_the_formula_bit_for_bit(dtype, numel, quant
     assert_bits(prepared(x, quant).apply(x), expected)
 
 
-def tap(quant, fused=False, shared=None):
-    return TargetTransform(quant=quant, fused=fused, shared=shared)
+def tap(quant, fused=False):
+    return TargetTransform(quant=quant, fused=fused)
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)

@@ -13,7 +13,6 @@ from dsl_compress.diagnostics import Diagnostic, emit_warnings, error, fail, rai
 from dsl_compress.engine.distill import DistillTarget, distill_loss, install_capture
 from dsl_compress.engine.options import EngineOptions
 from dsl_compress.engine.quantize import QuantParams
-from dsl_compress.engine.result_cache import SharedResult
 from dsl_compress.engine.taps import install_tap
 from dsl_compress.engine.transforms import TargetTransform
 from dsl_compress.plan import Plan, Key
@@ -222,8 +221,6 @@ class Compression:
 
     def _install_transforms(self) -> None:
         modules = dict(self.model.named_modules())
-        # One for all taps: those that read one tensor with equal quantizers quantize it once.
-        shared = SharedResult()
         for key in self._keys():
             module = modules[key[0]]
             self._orders.setdefault(key[0], (list(module._parameters), list(module._buffers)))
@@ -232,9 +229,9 @@ class Compression:
                 parametrize.register_parametrization(module, key[1], transform, unsafe=True)
                 self._parametrized.append(key)
             else:
-                self._handles.append(install_tap(module, key[1], self._transform(key, shared)))
+                self._handles.append(install_tap(module, key[1], self._transform(key)))
 
-    def _transform(self, key: Key, shared: SharedResult | None = None) -> TargetTransform:
+    def _transform(self, key: Key) -> TargetTransform:
         entry = self.plan.find(*key, Mode.PRUNE)
         method = entry.get("apply_method", "mul") if entry is not None else "mul"
         options = self._quant_options.get(key, self._options)
@@ -247,7 +244,7 @@ class Compression:
         )
         quant = self._quant.get(key)
         args = (self._masks.get(key), method, quant, options.fused, cache)
-        return TargetTransform(*args, shared=shared)
+        return TargetTransform(*args)
 
     def masks(self) -> dict[str, dict[str, torch.Tensor]]:
         """{module: {target: bool mask}} (copies); parameter masks have the full tensor shape."""

@@ -31,17 +31,28 @@ def clamp_round(x, scale, zero_point, qmin: int, qmax: int) -> torch.Tensor:
     Each step runs in place on one buffer, which gives the same bits as the out-of-place
     expression when the buffer already has the expression's dtype and shape (zero point
     shaped and typed like the scale, float32 or the compute dtype); a per-tensor scale on a
-    large contiguous CPU tensor goes through in cache-sized chunks. Anything else, and
-    tracing, is the expression.
+    large contiguous CPU tensor goes through in cache-sized chunks. Anything else, tracing
+    and ``torch.func`` transforms are the expression.
     """
     work = compute_dtype(x.dtype)
-    if torch.jit.is_tracing() or not same_kind(zero_point, scale, work):
-        # A traced graph records the expression itself, with no shape-dependent branches.
+    if torch.jit.is_tracing() or functorch_wrapped(x) or not same_kind(zero_point, scale, work):
+        # A traced graph records the expression itself, with no shape-dependent branches;
+        # vmap has batching rules for the out-of-place ops, not for in-place clamp.
         y = x.to(work)
         return (
             (torch.round(torch.clamp(y / scale + zero_point, qmin, qmax)) - zero_point) * scale
         ).to(x.dtype)
-    return run_steps(x, scale, zero_point, qmin, qmax, work, subtract=True)
+    return run_steps(x, scale, zero_point, qmin, qmax, work)
+
+
+def functorch_wrapped(tensor: torch.Tensor) -> bool:
+    """A tensor inside a ``torch.func`` transform (vmap's batched, grad's tracking tensors):
+    its type is plain, but it has no storage of its own (no data pointer to read)."""
+    return _IS_WRAPPED is not None and bool(_IS_WRAPPED(tensor))
+
+
+# torch._C._functorch is private; without it no wrapped tensor can be told apart.
+_IS_WRAPPED = getattr(getattr(torch._C, "_functorch", None), "is_functorch_wrapped_tensor", None)
 
 
 def same_kind(zero_point: torch.Tensor, scale: torch.Tensor, work: torch.dtype) -> bool:
@@ -54,20 +65,16 @@ def same_kind(zero_point: torch.Tensor, scale: torch.Tensor, work: torch.dtype) 
     )
 
 
-def run_steps(
-    x, scale, zero_point, qmin: int, qmax: int, work: torch.dtype, subtract: bool
-) -> torch.Tensor:
+def run_steps(x, scale, zero_point, qmin: int, qmax: int, work: torch.dtype) -> torch.Tensor:
     """The formula's steps in place on one buffer of ``work`` dtype (in slices for a large
-    tensor); with ``subtract`` False the zero point is not subtracted back, which callers
-    may ask for only where every zero point is +0.0 (``r - (+0.0)`` is ``r`` for every
-    float, -0.0 and NaN included)."""
+    tensor)."""
     if x.numel() <= _CHUNK_FROM or not _chunkable(x, scale):
         y = torch.div(x, scale) if x.dtype == work else x.to(work).div_(scale)
-        return _steps(y, scale, zero_point, qmin, qmax, subtract).to(x.dtype)
-    return _chunked(x, scale, zero_point, qmin, qmax, work, subtract)
+        return _steps(y, scale, zero_point, qmin, qmax).to(x.dtype)
+    return _chunked(x, scale, zero_point, qmin, qmax, work)
 
 
-def _chunked(x, scale, zero_point, qmin, qmax, work, subtract) -> torch.Tensor:
+def _chunked(x, scale, zero_point, qmin, qmax, work) -> torch.Tensor:
     """The formula over flat cache-sized slices of a contiguous tensor, into one output of
     ``x``'s dtype; a narrower ``x`` is raised to ``work`` one slice at a time."""
     out = torch.empty(x.shape, dtype=x.dtype, device=x.device)
@@ -80,12 +87,12 @@ def _chunked(x, scale, zero_point, qmin, qmax, work, subtract) -> torch.Tensor:
         source, target = flat_x[start : start + _CHUNK], flat_out[start : start + _CHUNK]
         if scratch is None:
             torch.div(source, scale, out=target)
-            _steps(target, scale, zero_point, qmin, qmax, subtract)
+            _steps(target, scale, zero_point, qmin, qmax)
         else:
             # Raising to work is exact, so copying first divides the same values; a
             # same-dtype division is faster than one that converts as it reads.
             chunk = scratch[: target.numel()].copy_(source).div_(scale)
-            target.copy_(_steps(chunk, scale, zero_point, qmin, qmax, subtract))
+            target.copy_(_steps(chunk, scale, zero_point, qmin, qmax))
     return out
 
 
@@ -99,39 +106,41 @@ def _chunkable(x: torch.Tensor, scale: torch.Tensor) -> bool:
     )
 
 
-def _steps(y: torch.Tensor, scale, zero_point, qmin: int, qmax: int, subtract: bool):
+def _steps(y: torch.Tensor, scale, zero_point, qmin: int, qmax: int) -> torch.Tensor:
     """The steps after the division, in place on ``y`` (which holds ``x / scale``)."""
-    y.add_(zero_point).clamp_(qmin, qmax).round_()
-    return (y.sub_(zero_point) if subtract else y).mul_(scale)
+    return y.add_(zero_point).clamp_(qmin, qmax).round_().sub_(zero_point).mul_(scale)
 
 
 @dataclass(frozen=True)
 class PreparedSteps:
     """The formula's constants for tensors of one shape, dtype and device, worked out once:
-    the scale and zero point broadcast over the tensor, the dtype the steps run in, and
-    whether the zero point is +0.0 everywhere (its subtraction is then left out)."""
+    the scale and zero point broadcast over the tensor and the dtype the steps run in.
+
+    Nothing is read from the scale or zero point here, so a write into them (in place,
+    through ``.data`` too) reaches the steps as long as the broadcast tensors are views of
+    them; :class:`~dsl_compress.engine.transforms.TargetTransform` keeps prepared steps only
+    then. The zero point is always subtracted back: leaving out ``- (+0.0)`` would need a
+    read of the zero point that a ``.data`` write could make stale.
+    """
 
     scale: torch.Tensor
     zero_point: torch.Tensor
     qmin: int
     qmax: int
     work: torch.dtype
-    subtract: bool
 
     def apply(self, x: torch.Tensor) -> torch.Tensor:
         """``clamp_round(x, ...)`` bit for bit, without its per-call checks."""
-        args = (self.scale, self.zero_point, self.qmin, self.qmax, self.work, self.subtract)
-        return run_steps(x, *args)
+        return run_steps(x, self.scale, self.zero_point, self.qmin, self.qmax, self.work)
 
 
 def prepare_steps(
     x: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor, qmin: int, qmax: int
 ) -> PreparedSteps | None:
     """The constants for tensors like ``x`` (scale and zero point already broadcastable
-    over it), or None where :func:`clamp_round` would run the expression instead. Reads the
-    zero point once (a device sync on a GPU)."""
+    over it), or None where :func:`clamp_round` would run the expression instead. Reads
+    no tensor values (no device sync)."""
     work = compute_dtype(x.dtype)
     if not same_kind(zero_point, scale, work):
         return None
-    zero = bool(torch.all(zero_point == 0)) and not bool(torch.any(torch.signbit(zero_point)))
-    return PreparedSteps(scale, zero_point, qmin, qmax, work, subtract=not zero)
+    return PreparedSteps(scale, zero_point, qmin, qmax, work)

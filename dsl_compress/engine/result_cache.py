@@ -1,12 +1,13 @@
-"""What a transform may keep between forwards: the stamp that tells a tensor changed, the
-cache of a weight's transformed value, and the result shared by taps on one input."""
+"""What a transform may keep between forwards: the stamp that tells a tensor changed and the
+cache of a weight's transformed value."""
 
 from __future__ import annotations
 
-import weakref
 from typing import Any, Callable, Sequence
 
 import torch
+
+from dsl_compress.engine.quant_steps import functorch_wrapped
 
 
 def eager_without_graph(tensor: Any) -> bool:
@@ -14,15 +15,15 @@ def eager_without_graph(tensor: Any) -> bool:
     the prepared steps may run on it (anything else takes :func:`fake_quantize`'s checks)."""
     if type(tensor) not in _PLAIN or tensor.layout is not torch.strided:
         return False
-    if tensor.device.type == "meta":
+    if tensor.device.type == "meta" or functorch_wrapped(tensor):
         return False
     if torch.is_grad_enabled() and tensor.requires_grad:
         return False
     return not (torch.jit.is_tracing() or _compiling())
 
 
-# Plain tensors only: subclasses (fake, functorch-wrapped, distributed) may not have a stable
-# data pointer or version counter, so their results are always computed.
+# Plain tensors only: subclasses (fake, distributed) may not have a stable data pointer or
+# version counter, so their results are always computed.
 _PLAIN = (torch.Tensor, torch.nn.Parameter)
 
 
@@ -107,54 +108,3 @@ class ResultCache:
 
     def __getstate__(self) -> dict:
         return vars(ResultCache())
-
-
-class SharedResult:
-    """The latest activation tap result, served again to a tap that gets the same input
-    tensor, unchanged, with the same quantizer (:func:`quantizer_token`): projections that
-    read one input (attention's q, k and v; an MLP's gate and up) then quantize it once.
-
-    The input is held weakly and by its stamp, the result strongly and by its stamp, so a
-    module that writes into either makes the next tap compute again. The result (one
-    activation) stays alive until a tap computes another; pickling or deep-copying drops it.
-    """
-
-    def __init__(self) -> None:
-        self.clear()
-
-    def get(
-        self, x: torch.Tensor, token: tuple, compute: Callable[[], torch.Tensor]
-    ) -> torch.Tensor:
-        """The kept result if ``x`` is the kept input, unchanged, and ``token`` is equal;
-        else the result of ``compute()``, kept."""
-        current = stamp(x)
-        kept = self._input() if self._input is not None else None
-        if kept is x and current == self._input_stamp and token == self._token:
-            if stamp(self._result) == self._result_stamp:
-                return self._result  # type: ignore[return-value]
-        result = compute()
-        self._input, self._input_stamp, self._token = weakref.ref(x), current, token
-        self._result, self._result_stamp = result, stamp(result)
-        return result
-
-    def clear(self) -> None:
-        """Forget the kept result."""
-        self._input: weakref.ref | None = None
-        self._input_stamp: tuple | None = None
-        self._token: tuple | None = None
-        self._result: torch.Tensor | None = None
-        self._result_stamp: tuple | None = None
-
-    def __getstate__(self) -> dict:
-        return vars(SharedResult())
-
-
-def quantizer_token(settings: tuple, *tensors: torch.Tensor) -> tuple:
-    """``settings`` with the dtype, shape and bits of each tensor: equal tokens give equal
-    fake quantization (bits, not values: +0.0 and -0.0 differ, a NaN equals itself). Reads
-    the tensors (a device sync on a GPU), so callers keep it per stamp."""
-    described = [
-        (t.dtype, tuple(t.shape), bytes(t.detach().reshape(-1).cpu().view(torch.uint8).tolist()))
-        for t in tensors
-    ]
-    return (*settings, *described)

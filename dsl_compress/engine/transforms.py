@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from dsl_compress.engine.quant_math import (
@@ -15,14 +17,7 @@ from dsl_compress.engine.quant_math import (
 from dsl_compress.diagnostics import fail
 from dsl_compress.engine.quant_steps import PreparedSteps, prepare_steps
 from dsl_compress.engine.quantize import QuantParams
-from dsl_compress.engine.result_cache import (
-    ResultCache,
-    SharedResult,
-    cacheable,
-    eager_without_graph,
-    quantizer_token,
-    stamp,
-)
+from dsl_compress.engine.result_cache import ResultCache, cacheable, eager_without_graph, stamp
 
 # NNI's 'add' apply method pushes pruned positions to a large negative value (before a softmax).
 ADD_PENALTY = -1000.0
@@ -72,7 +67,6 @@ class TargetTransform(torch.nn.Module):
         quant: QuantParams | None = None,
         fused: bool = False,
         cache: bool = False,
-        shared: SharedResult | None = None,
     ):
         super().__init__()
         self.register_buffer("mask", mask)
@@ -85,12 +79,10 @@ class TargetTransform(torch.nn.Module):
         self._results = ResultCache()
         self._int_zero_point = _IntZeroPoint()
         self._prepared = _Prepared()
-        # Taps without a mask share their latest result with taps of the same quantizer.
-        self.shared = shared if quant is not None and mask is None else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.cache:
-            return self._tapped(x)
+            return self._compute(x)
         if not cacheable(x):
             # Training (a graph through x) or tracing: compute, and drop what training will change.
             self._results.clear()
@@ -99,40 +91,36 @@ class TargetTransform(torch.nn.Module):
         tensors = (x, self.scale, self.zero_point, self.mask)
         return self._results.get(settings, tensors, lambda: self._compute(x))
 
-    def _tapped(self, x: torch.Tensor) -> torch.Tensor:
-        """An activation: the prepared steps where they apply, the shared result where it may
-        be served (the checks run once per forward, on the path every tap takes)."""
-        if self.quant is None or not eager_without_graph(x):
-            return self._compute(x)
-        prepared = self._prepared.of(x, self.scale, self.zero_point, self.quant, self.fused)
-        if self.shared is None or x.is_inference() or torch.is_inference_mode_enabled():
-            return self._compute(x, prepared)
-        return self.shared.get(x, prepared.token, lambda: self._compute(x, prepared))
-
-    def _compute(self, x: torch.Tensor, prepared: _Prepared | None = None) -> torch.Tensor:
+    def _compute(self, x: torch.Tensor) -> torch.Tensor:
         if self.quant is not None:
-            x = self._quantize(x, prepared)
+            x = self._quantize(x)
         if self.mask is not None:
             x = apply_mask(x, self.mask, self.apply_method)
         return x
 
-    def _quantize(self, x: torch.Tensor, prepared: _Prepared | None) -> torch.Tensor:
+    def _quantize(self, x: torch.Tensor) -> torch.Tensor:
         qrange, kernel = self.quant.qrange, self.quant.kernel
         fused = self.fused and fused_kernels_pay_off(x.device)
         int_zero_point = self._int_zero_point.of(self.zero_point) if fused else None
         if int_zero_point is not None:
             args = (x, self.scale, self.zero_point, qrange, kernel)
             return fused_fake_quantize(*args, int_zero_point=int_zero_point)
-        if prepared is None and eager_without_graph(x):
-            prepared = self._prepared.of(x, self.scale, self.zero_point, self.quant, self.fused)
-        if prepared is not None and prepared.steps is not None:
-            return prepared.steps.apply(x)
+        steps = None
+        if eager_without_graph(x):
+            steps = self._prepared.of(x, self.scale, self.zero_point, self.quant)
+        if steps is not None:
+            return steps.apply(x)
         return fake_quantize(x, self.scale, self.zero_point, qrange, kernel)
 
 
 class _IntZeroPoint:
     """The zero point as int32 for the fused kernels, read once per change of the zero point
-    rather than on every forward (a read of a GPU tensor waits for the device)."""
+    rather than on every forward (a read of a GPU tensor waits for the device).
+
+    A change is told by :func:`stamp`, so a write through ``zero_point.data`` into the same
+    memory (which bypasses the version counter) is not seen here: assign or write the
+    buffer itself. The exact path (:class:`_Prepared`) sees such writes.
+    """
 
     def __init__(self) -> None:
         self._stamp: tuple | None = None
@@ -146,34 +134,64 @@ class _IntZeroPoint:
 
 
 class _Prepared:
-    """For the latest tensor's shape, dtype and device: the fake-quant constants
-    (:class:`PreparedSteps`) and the quantizer's token (:func:`quantizer_token`), worked out
-    again only when those, or the scale and zero point, change: a tap otherwise broadcasts
-    the scale, checks its kind and reads it on every forward."""
+    """The prepared steps (:class:`PreparedSteps`) for the latest input's shape, dtype and
+    device, made again when those change or the scale, zero point or quantizer is another
+    object or moved to other memory: a tap otherwise broadcasts the scale and checks its kind
+    on every forward.
+
+    Steps are kept only when their scale and zero point are views of the buffers, so every
+    write into the buffers' memory (in place or through ``.data``) reaches them, as it
+    reached the formula computed from the buffers on each forward; a broadcast that copies
+    (blocks of several elements) is made on each forward. The buffers are held, so their
+    ids and memory stay theirs. The latest steps and what they were made for are one
+    immutable snapshot, read and replaced in one step, so concurrent forwards with inputs
+    of other shapes or dtypes each get steps made for their own input.
+    """
 
     def __init__(self) -> None:
-        self._key: tuple | None = None
-        self._quant: QuantParams | None = None
-        self.steps: PreparedSteps | None = None
-        self.token: tuple = ()
+        self._snapshot: _Snapshot | None = None
 
     def of(
-        self,
-        x: torch.Tensor,
-        scale: torch.Tensor,
-        zero_point: torch.Tensor,
-        quant: QuantParams,
-        fused: bool,
-    ) -> _Prepared:
-        key = (x.shape, x.dtype, x.device, fused, stamp(scale), stamp(zero_point))
-        if key != self._key or quant is not self._quant:
-            self.token = quantizer_token((quant.qrange, quant.kernel, fused), scale, zero_point)
-            scale = broadcast_blocks(scale, x, quant.kernel, "tensor")
-            zero_point = broadcast_blocks(zero_point, x, quant.kernel, "tensor")
-            qmin, qmax = quant.qrange.qmin, quant.qrange.qmax
-            self.steps = prepare_steps(x, scale, zero_point, qmin, qmax)
-            self._key, self._quant = key, quant
-        return self
+        self, x: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor, quant: QuantParams
+    ) -> PreparedSteps | None:
+        """Steps for ``x``, or None where :func:`fake_quantize` runs the expression."""
+        layout = (x.shape, x.dtype, x.device, _memory(scale), _memory(zero_point))
+        kept = self._snapshot
+        if kept is not None and kept.made_for(scale, zero_point, quant, layout):
+            return kept.steps
+        broadcast = [broadcast_blocks(t, x, quant.kernel, "tensor") for t in (scale, zero_point)]
+        steps = prepare_steps(x, *broadcast, quant.qrange.qmin, quant.qrange.qmax)
+        if all(_same_memory(b, t) for b, t in zip(broadcast, (scale, zero_point))):
+            self._snapshot = _Snapshot(scale, zero_point, quant, layout, steps)
+        return steps
 
     def __getstate__(self) -> dict:
         return vars(_Prepared())
+
+
+@dataclass(frozen=True, eq=False)
+class _Snapshot:
+    """Prepared steps and the objects and layout they were made for."""
+
+    scale: torch.Tensor
+    zero_point: torch.Tensor
+    quant: QuantParams
+    layout: tuple
+    steps: PreparedSteps | None
+
+    def made_for(self, scale, zero_point, quant, layout: tuple) -> bool:
+        # Identity, not ==: tensors compare elementwise.
+        same = self.scale is scale and self.zero_point is zero_point and self.quant is quant
+        return same and self.layout == layout
+
+
+def _memory(tensor: torch.Tensor) -> tuple:
+    """Where a tensor's values lie and how they are laid out (not what they are)."""
+    return (tensor.data_ptr(), tensor.shape, tensor.stride(), tensor.dtype, tensor.device)
+
+
+def _same_memory(view: torch.Tensor, tensor: torch.Tensor) -> bool:
+    """Whether ``view`` reads ``tensor``'s memory (so a write into it shows)."""
+    if view is tensor:
+        return True
+    return view.untyped_storage().data_ptr() == tensor.untyped_storage().data_ptr()

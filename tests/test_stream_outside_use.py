@@ -18,6 +18,7 @@ from dsl_compress.engine.stream import StreamRun
 from dsl_compress.engine.stream_distill import StreamTeacher
 from dsl_compress.tools.apply_job import apply_plan_job
 from dsl_compress.vocab import Mode
+from test_stream import Recorder
 
 DTYPES = [torch.float32, torch.bfloat16]
 
@@ -116,7 +117,7 @@ def _streamed(build, rules, state, teacher_state, batches, loss, dtype):
     if plan.of_mode(Mode.DISTILL):
         teacher_read = lambda n: teacher_state[n].clone()  # noqa: E731
         run.report_distillation(StreamTeacher(teacher, teacher_read), batches)
-    sink = _Recorder()
+    sink = Recorder()
     run.run(sink)
     assert all(t.is_meta for t in [*skeleton.state_dict().values(), *teacher.state_dict().values()])
     return sink, run.distill_report
@@ -206,20 +207,3 @@ def test_geometry_of_an_unloaded_tensor_reads_nothing():
         assert not reads
         assert torch.equal(weight.t() + 0, state["emb.weight"].t())
     assert reads == ["emb.weight"] and skeleton.emb.weight.is_meta
-
-
-class _Recorder:
-    def __init__(self):
-        self.tensors, self.masks, self.scales = {}, {}, {}
-
-    def model(self, name, tensor, codes=None):
-        self.tensors[name] = tensor.clone()
-
-    def mask(self, name, mask):
-        self.masks[name] = mask.clone()
-
-    def read_mask(self, name):
-        return self.masks[name].clone()
-
-    def quant(self, name, params):
-        self.scales[name] = params

@@ -18,6 +18,7 @@ from dsl_compress.engine.prune import _taylor_scores
 from dsl_compress.engine.stream import StreamRun
 from dsl_compress.engine.stream_taylor import streamed_taylor_scores
 from dsl_compress.vocab import Mode
+from test_stream import Recorder
 
 DTYPES = [torch.float32, torch.float16, torch.bfloat16]
 
@@ -94,7 +95,7 @@ def test_taylor_composed_with_quantization_and_other_metrics_streams_as_in_memor
         final = {k: v.detach().clone() for k, v in compression.finalize().state_dict().items()}
     run = StreamRun(skeleton, rules.compile(skeleton).plan, lambda n: state[n].clone())
     run.calibrate(batches, None, loss_fn)
-    sink = _Recorder()
+    sink = Recorder()
     run.run(sink)
     assert sink.masks.keys() == masks.keys()
     assert all(torch.equal(sink.masks[k], v) for k, v in masks.items())
@@ -172,23 +173,6 @@ def test_a_frozen_taylor_target_is_p507_as_in_memory():
     assert "requires_grad=False" in caught.value.diagnostics[0].message
 
 
-class _Recorder:
-    def __init__(self):
-        self.tensors, self.masks, self.scales = {}, {}, {}
-
-    def model(self, name, tensor, codes=None):
-        self.tensors[name] = tensor.clone()
-
-    def mask(self, name, mask):
-        self.masks[name] = mask.clone()
-
-    def read_mask(self, name):
-        return self.masks[name].clone()
-
-    def quant(self, name, params):
-        self.scales[name] = params
-
-
 class _Decaying(nn.Module):
     """A buffer the forward changes in place before the product that saves it for backward."""
 
@@ -235,7 +219,7 @@ def test_scores_are_dropped_when_not_owned_and_once_their_mask_is_made():
     run.calibrate(batches, None, loss_fn)
     assert len(run._scores) == 4
     held: list[set] = []
-    sink = _Recorder()
+    sink = Recorder()
     handed = sink.model
     sink.model = lambda name, tensor, codes=None: held.append(set(run._scores)) or handed(
         name, tensor, codes

@@ -29,7 +29,7 @@ def run_batches(
     count = 0
     try:
         for batch in batches:
-            _guarded(step or (lambda b: call_model(model, b)), batch, count)
+            guarded_batch(step or (lambda b: call_model(model, b)), batch, count)
             count += 1
             if progress is not None:
                 progress(count, total, label)
@@ -39,8 +39,17 @@ def run_batches(
     return count
 
 
-def _guarded(step: Callable[[Any], Any], batch: Any, index: int) -> None:
-    """A model that rejects a batch is a clear error, not a traceback from inside the model."""
+BATCH_HINT = "a batch is a tensor, a tuple of positional inputs or a dict of keyword inputs"
+
+
+def guarded_batch(
+    step: Callable[[Any], Any],
+    batch: Any,
+    index: int,
+    who: str = "the model",
+    hint: str = BATCH_HINT,
+) -> None:
+    """A model (``who``) that rejects a batch is a clear error, not a traceback from inside it."""
     try:
         step(batch)
     except CompressionError:
@@ -49,9 +58,9 @@ def _guarded(step: Callable[[Any], Any], batch: Any, index: int) -> None:
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         fail(
             "L103",
-            f"running the model on calibration batch {index} raised {type(exc).__name__}: {message}",
+            f"running {who} on calibration batch {index} raised {type(exc).__name__}: {message}",
             subject=f"calibration batch {index}",
-            hint="a batch is a tensor, a tuple of positional inputs or a dict of keyword inputs",
+            hint=hint,
         )
 
 

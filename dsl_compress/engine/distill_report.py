@@ -8,8 +8,8 @@ from typing import Any, Callable, Iterable, Sequence
 
 import torch
 
-from dsl_compress.diagnostics import CompressionError, fail
-from dsl_compress.engine.calibration import run_batches
+from dsl_compress.diagnostics import fail
+from dsl_compress.engine.calibration import guarded_batch, run_batches
 from dsl_compress.engine.distill import (
     DistillTarget,
     clear_captured,
@@ -19,6 +19,10 @@ from dsl_compress.engine.distill import (
 
 # One batch through a model whose capture taps are installed.
 RunBatch = Callable[[Any], None]
+
+_TEACHER_HINT = (
+    "the teacher runs on the student's calibration batches: its forward must accept them"
+)
 
 
 @dataclass(frozen=True)
@@ -74,7 +78,7 @@ def distill_report(
 
     def step(batch: Any) -> None:
         try:
-            _teacher_ran(run_teacher, batch, len(totals))
+            guarded_batch(run_teacher, batch, len(totals), "the teacher", _TEACHER_HINT)
             run_student(batch)
             found = target_losses(targets)
             totals.append(float(weighted_total(targets, found)))
@@ -98,24 +102,6 @@ def distill_report(
         for t, kept in zip(targets, losses)
     )
     return DistillReport(count, figures, _mean(totals))
-
-
-def _teacher_ran(run_teacher: RunBatch, batch: Any, index: int) -> None:
-    """The teacher's forward; what it raises is the teacher's error, not the model's."""
-    try:
-        run_teacher(batch)
-    except CompressionError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - the user's teacher raised
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        fail(
-            "L103",
-            f"running the teacher on calibration batch {index} raised "
-            f"{type(exc).__name__}: {message}",
-            subject=f"calibration batch {index}",
-            hint="the teacher runs on the student's calibration batches: its forward must "
-            "accept them",
-        )
 
 
 def _mean(values: list[float]) -> float:

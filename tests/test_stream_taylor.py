@@ -104,16 +104,23 @@ def test_taylor_composed_with_quantization_and_other_metrics_streams_as_in_memor
     assert all(torch.equal(sink.tensors[k], v) for k, v in final.items())
 
 
-def test_no_loaded_weight_is_alive_when_backward_starts():
-    state, batches, model, skeleton = _case(torch.float32)
-    entries = dc.parse(TAYLOR).compile(model).plan.of_mode(Mode.PRUNE)
+def _watched_reader(state):
+    """A checkpoint reader handing out copies, and weak references to every copy it made."""
     loaded: list[weakref.ref] = []
-    alive_at_backward: list[int] = []
 
     def read(name):
         tensor = state[name].clone()
         loaded.append(weakref.ref(tensor))
         return tensor
+
+    return read, loaded
+
+
+def test_no_loaded_weight_is_alive_when_backward_starts():
+    state, batches, model, skeleton = _case(torch.float32)
+    entries = dc.parse(TAYLOR).compile(model).plan.of_mode(Mode.PRUNE)
+    read, loaded = _watched_reader(state)
+    alive_at_backward: list[int] = []
 
     def watched_loss(model, batch):
         loss = loss_fn(model, batch)
@@ -136,12 +143,7 @@ def test_the_same_pass_holding_weights_is_caught_by_that_count(monkeypatch):
     monkeypatch.setattr(stream_taylor._GradientPass, "_pack", lambda self, tensor: tensor)
     state, batches, model, skeleton = _case(torch.float32)
     entries = dc.parse(TAYLOR).compile(model).plan.of_mode(Mode.PRUNE)
-    loaded: list[weakref.ref] = []
-
-    def read(name):
-        tensor = state[name].clone()
-        loaded.append(weakref.ref(tensor))
-        return tensor
+    read, loaded = _watched_reader(state)
 
     def watched_loss(model, batch):
         loss = loss_fn(model, batch)

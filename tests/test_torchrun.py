@@ -122,6 +122,17 @@ def _calibrated(project: Path, rules: str) -> tuple[str, ...]:
     return ("apply", "c.rules", *model, "--calib", "calib.pt", "--stream")
 
 
+def _ranked_equals_alone(project, common):
+    """Run apply as one process and on 2 ranks; every output file is the same, byte for byte."""
+    alone = _command(project, *common, "--out", "alone", ranks=None)
+    assert alone.returncode == 0, alone.stderr
+    ranked = _command(project, *common, "--out", "ranked")
+    assert ranked.returncode == 0, ranked.stderr
+    for name in sorted(p.name for p in (project / "alone").iterdir()):
+        assert (project / "ranked" / name).read_bytes() == (project / "alone" / name).read_bytes()
+    return ranked
+
+
 def test_two_ranks_calibrate_input_quantization_through_masks_as_one_process(project):
     common = _calibrated(
         project,
@@ -133,12 +144,7 @@ def test_two_ranks_calibrate_input_quantization_through_masks_as_one_process(pro
         "quantize Linear.weight quant_dtype=int8 granularity=out_channel\n"
         "quantize Linear._input_0 quant_dtype=int8\n",
     )
-    alone = _command(project, *common, "--out", "alone", ranks=None)
-    assert alone.returncode == 0, alone.stderr
-    ranked = _command(project, *common, "--out", "ranked")
-    assert ranked.returncode == 0, ranked.stderr
-    for name in sorted(p.name for p in (project / "alone").iterdir()):
-        assert (project / "ranked" / name).read_bytes() == (project / "alone" / name).read_bytes()
+    ranked = _ranked_equals_alone(project, common)
     assert ranked.stderr.count("warning[X804]") == 1  # rank 0 alone reports
 
 
@@ -169,12 +175,7 @@ def test_two_ranks_score_taylor_as_one_process(project):
         "quantize Linear.weight quant_dtype=int8\n",
     )
     common += ("--loss", "loss.py:loss")
-    alone = _command(project, *common, "--out", "alone", ranks=None)
-    assert alone.returncode == 0, alone.stderr
-    ranked = _command(project, *common, "--out", "ranked")
-    assert ranked.returncode == 0, ranked.stderr
-    for name in sorted(p.name for p in (project / "alone").iterdir()):
-        assert (project / "ranked" / name).read_bytes() == (project / "alone" / name).read_bytes()
+    _ranked_equals_alone(project, common)
 
 
 def test_the_distillation_loss_under_torchrun_is_x805_and_publishes_nothing(project):

@@ -83,6 +83,26 @@ def test_streamed_scores_are_the_in_memory_scores_bit_for_bit(dtype):
     assert all(t.is_meta for t in skeleton.state_dict().values())
 
 
+def test_streamed_scores_are_on_disk_and_read_one_at_a_time():
+    # An fp32 score per target in memory would be twice a bf16 model: each is a file until
+    # its mask is made, read (and divided) on each lookup, and its file goes with its key.
+    state, batches, model, skeleton = _case(torch.float32)
+    entries = dc.parse(TAYLOR).compile(model).plan.of_mode(Mode.PRUNE)
+    expected = _taylor_scores(model, dict(model.named_modules()), entries, batches, loss_fn)
+    found = streamed_taylor_scores(skeleton, entries, batches, loss_fn, lambda n: state[n].clone())
+    folder = found._totals._folder
+    assert len(list(folder.iterdir())) == len(expected) == 4
+    key = next(iter(expected))
+    first, again = found[key], found[key]
+    assert first is not again and torch.equal(first, again) and torch.equal(first, expected[key])
+    for key in list(found):
+        del found[key]
+    assert list(folder.iterdir()) == []
+    del found, first, again
+    gc.collect()
+    assert not folder.exists()
+
+
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 def test_taylor_composed_with_quantization_and_other_metrics_streams_as_in_memory(dtype):
     state, batches, model, skeleton = _case(dtype, seed=1)

@@ -226,8 +226,13 @@ def add_taylor_term(total: torch.Tensor, weight: torch.Tensor, grad: torch.Tenso
     total.add_((weight.float() * grad.float()) ** 2)
 
 
-def taylor_means(taylor: Sequence[PlanEntry], totals, steps: int) -> dict[Key, torch.Tensor]:
-    """Each target's score: its total over ``steps`` batches (P507 for none)."""
+def require_batches(taylor: Sequence[PlanEntry], steps: int) -> None:
+    """P507 when the taylor pass ran over no calibration batch."""
     if steps == 0:
         fail("P507", "the taylor metric got no calibration batches", subject=taylor[0].subject)
+
+
+def taylor_means(taylor: Sequence[PlanEntry], totals, steps: int) -> dict[Key, torch.Tensor]:
+    """Each target's score: its total over ``steps`` batches (P507 for none)."""
+    require_batches(taylor, steps)
     return {e.key: total / steps for e, total in zip(taylor, totals)}

@@ -432,7 +432,8 @@ class StreamRun:
     def _made_mask(self, key: Key) -> torch.Tensor:
         """A target's final mask; its taylor score (if any) is needed no more, so dropped."""
         mask = self._masks.mask(key)
-        self._scores.pop(key, None)
+        if key in self._scores:  # del, not pop: pop would read a spilled score to return it
+            del self._scores[key]
         return mask
 
     def _compressed(self, key: Key) -> bool:

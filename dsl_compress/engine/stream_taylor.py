@@ -12,13 +12,13 @@ from dsl_compress.engine.calibration import run_batches
 from dsl_compress.engine.onload import onloaded
 from dsl_compress.engine.options import LossFn
 from dsl_compress.engine.prune import (
-    add_taylor_term,
     check_trainable,
     checked_loss,
     require_taylor_inputs,
+    require_batches,
     taylor_entries,
-    taylor_means,
 )
+from dsl_compress.engine.spilled_scores import SpilledMeans, SpilledTotals
 from dsl_compress.plan import Key, PlanEntry, tensor_name
 
 Read = Callable[[str], torch.Tensor]
@@ -49,15 +49,16 @@ def streamed_taylor_scores(
     check_trainable(taylor, [state[tensor_name(*e.key)] for e in taylor])
     pass_ = _GradientPass(state, [tensor_name(*e.key) for e in taylor], read)
     steps = run_batches(skeleton, calib, lambda batch: pass_.batch(skeleton, batch, loss_fn))
-    return taylor_means(taylor, [pass_.totals[tensor_name(*e.key)] for e in taylor], steps)
+    require_batches(taylor, steps)
+    return SpilledMeans(pass_.totals, {e.key: pass_.canonical(e) for e in taylor}, steps)
 
 
 class _GradientPass:
     """The loaded tensors of one pass, the gradients of one batch and the scores' totals.
 
-    Only the scores' fp32 totals stay in memory through the pass (as the in-memory engine
-    keeps them); a weight lives from its module's forward to its end, and again briefly
-    where backward reads it.
+    The scores' fp32 totals are on disk (``SpilledTotals``), each read, added to and written
+    back as its weight's gradient arrives; a weight lives from its module's forward to its
+    end, and again briefly where backward reads it.
     """
 
     def __init__(self, state: dict[str, torch.Tensor], targets: list[str], read: Read):
@@ -69,7 +70,7 @@ class _GradientPass:
             n for n, t in state.items() if isinstance(t, torch.nn.Parameter) and t.requires_grad
         }
         targets = [self._canonical[n] for n in targets]
-        self.totals = {n: torch.zeros(state[n].shape, dtype=torch.float32) for n in targets}
+        self.totals = SpilledTotals({n: tuple(state[n].shape) for n in targets})
         # Each loaded tensor: (weakly) itself, its name, its memory and its version when read.
         self._loaded: list[tuple[weakref.ref, str, int, int, int]] = []
         self._uses: dict[str, int] = {}
@@ -145,7 +146,11 @@ class _GradientPass:
             self._pending[name] = grad
 
     def _add(self, name: str, grad: torch.Tensor) -> None:
-        add_taylor_term(self.totals[name], self._read(name), grad)
+        self.totals.add(name, self._read(name), grad)
+
+    def canonical(self, entry: PlanEntry) -> str:
+        """The name an entry's weight is scored under (the first of its tied names)."""
+        return self._canonical[tensor_name(*entry.key)]
 
 
 class _Saved:

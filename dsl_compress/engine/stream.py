@@ -128,8 +128,8 @@ class StreamRun:
         The taylor metric's scores come first, from forward and backward passes of
         ``loss_fn(model, batch)`` (:func:`streamed_taylor_scores`); in a distributed run every
         process runs the whole pass (each needs every gradient of the loss). What remains of
-        it is one fp32 score per taylor target, until :meth:`run` makes the target's mask (a
-        process drops those of targets it does not own as :meth:`run` starts). Nothing to do
+        it is one fp32 score file per taylor target, until :meth:`run` makes the target's mask
+        (a process drops those of targets it does not own as :meth:`run` starts). Nothing to do
         for a plan of weights alone."""
         self._scores = streamed_taylor_scores(
             self._skeleton, self._pruning, calib, loss_fn, self._raw_read

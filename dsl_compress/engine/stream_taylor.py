@@ -104,8 +104,10 @@ class _GradientPass:
         return _Loaded.apply(anchor, name, self)
 
     def read_loaded(self, name: str) -> torch.Tensor:
-        """``name`` read and remembered (weakly) as loaded, so backward saves it by name."""
-        tensor = self._read(name)
+        """``name`` read and remembered (weakly) as loaded, so backward saves it by name; read
+        as a normal tensor also inside inference_mode (an inference tensor has no version)."""
+        with torch.inference_mode(False):
+            tensor = self._read(name)
         if tensor.numel():
             start = tensor.data_ptr()
             end = start + tensor.numel() * tensor.element_size()

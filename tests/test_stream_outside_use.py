@@ -405,3 +405,15 @@ def test_a_stray_meta_tensor_given_to_a_fused_module_is_x805():
         skeleton(torch.ones(2, 5, 8), src_mask=stray)
     assert caught.value.diagnostics[0].code == "X805"
     assert all(t.is_meta for t in skeleton.state_dict().values())
+
+
+def test_the_device_of_an_unloaded_tensor_is_read_once_per_block():
+    reads = []
+    state = TiedByHand().state_dict()
+    with torch.device("meta"):
+        skeleton = TiedByHand()
+    with onloaded(skeleton, lambda name: reads.append(name) or state[name]):
+        devices = [next(skeleton.parameters()).device for _ in range(3)]
+        stray = torch.empty(2, device="meta").device
+    assert devices == [torch.device("cpu")] * 3 and stray == torch.device("meta")
+    assert reads == ["emb.weight"] and skeleton.emb.weight.is_meta

@@ -35,6 +35,7 @@ _GEOMETRY = frozenset(
     }
 )
 
+_DEVICE = torch.Tensor.device.__get__
 
 # torch.nn modules whose fused fast path reads their submodules' weights directly, and is
 # taken only where no torch function mode is active: each runs as one, its submodules' tensors
@@ -144,11 +145,24 @@ class _OnDemand(TorchFunctionMode):
     def __init__(self, model, skeleton: dict[int, tuple[str, bool]], read: Read, load):
         super().__init__()
         self._model, self._skeleton, self._read, self._load = model, skeleton, read, load
+        self._devices: dict[str, torch.device] = {}
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         if func in _GEOMETRY:
             return func(*args, **(kwargs or {}))
+        if func == _DEVICE:
+            return self._device(args[0])
         return self.call(func, args, kwargs or {})
+
+    def _device(self, tensor: torch.Tensor) -> torch.device:
+        """Where a skeleton tensor is read to (``model.device``), read once in this block:
+        the device of its first reading (another tensor's device reads nothing)."""
+        found = self._skeleton.get(id(tensor)) if tensor.is_meta else None
+        if found is None:
+            return tensor.device
+        if found[0] not in self._devices:
+            self.call(_DEVICE, (tensor,), {})
+        return self._devices[found[0]]
 
     def loader(self, group: list) -> Callable:
         """A forward pre-hook loading the group's tensors (:func:`_loader`)."""
@@ -177,6 +191,7 @@ class _OnDemand(TorchFunctionMode):
         name, parameter = found
         tensor = self._load(name, value) if parameter else _read(self._read, name)
         loads.append((name, tensor, _version(tensor)))
+        self._devices[name] = tensor.device
         return tensor
 
 

@@ -417,3 +417,18 @@ def test_the_device_of_an_unloaded_tensor_is_read_once_per_block():
         stray = torch.empty(2, device="meta").device
     assert devices == [torch.device("cpu")] * 3 and stray == torch.device("meta")
     assert reads == ["emb.weight"] and skeleton.emb.weight.is_meta
+
+
+def test_a_tensor_read_inside_inference_mode_is_normal_and_takes_no_gradient():
+    made = []
+    state = Penalised().state_dict()
+    with torch.device("meta"):
+        skeleton = Penalised()
+
+    def read(name):
+        made.append((torch.is_grad_enabled(), torch.is_inference_mode_enabled()))
+        return state[name].clone()
+
+    with torch.inference_mode(), onloaded(skeleton, read):
+        out = skeleton(torch.ones(2, 8))
+    assert out.is_inference() and made and set(made) == {(False, False)}

@@ -132,8 +132,7 @@ def _as_one_unit(module: torch.nn.Module, group: list, on_demand: _OnDemand) -> 
 
 
 def _restore_skeleton(owned: list) -> None:
-    """Every module's meta originals put back, whatever the run left in their place (a loaded
-    tensor, or one the model assigned)."""
+    """Every module's meta originals put back, whatever the run left (loaded or assigned)."""
     for _, module, metas in owned:
         _restore(module, metas)
         module.__dict__.pop("_dsl_compress_loads", None)
@@ -278,11 +277,18 @@ def _restore(module: torch.nn.Module, metas: dict[str, torch.Tensor]) -> None:
     module.__dict__.pop("_dsl_compress_meta", None)
 
 
+def read_normal(read: Read, name: str) -> torch.Tensor:
+    """``read(name)`` as a normal tensor (with a version counter, as the in-memory model's) also
+    inside inference_mode, left for the read with gradients kept off (leaving turns them on)."""
+    if not torch.is_inference_mode_enabled():
+        return read(name)
+    with torch.inference_mode(False), torch.no_grad():
+        return read(name)
+
+
 def _read(read: Read, name: str) -> torch.Tensor:
-    """``name`` read as a normal tensor, also inside inference_mode (as the in-memory model's)."""
     try:
-        with torch.inference_mode(False):
-            return read(name)
+        return read_normal(read, name)
     except KeyError:
         fail(
             "X805",

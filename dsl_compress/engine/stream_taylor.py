@@ -9,7 +9,7 @@ from typing import Any, Callable, Sequence
 import torch
 
 from dsl_compress.engine.calibration import run_batches
-from dsl_compress.engine.onload import onloaded
+from dsl_compress.engine.onload import onloaded, read_normal
 from dsl_compress.engine.options import LossFn
 from dsl_compress.engine.prune import (
     check_trainable,
@@ -105,8 +105,9 @@ class _GradientPass:
         return _Loaded.apply(anchor, name, self)
 
     def read_loaded(self, name: str) -> torch.Tensor:
-        """``name`` read and remembered (weakly) as loaded, so backward saves it by name."""
-        tensor = self._read(name)
+        """``name`` read (a normal tensor also inside inference_mode, :func:`read_normal`) and
+        remembered (weakly) as loaded, so backward saves it by name."""
+        tensor = read_normal(self._read, name)
         if tensor.numel():
             start = tensor.data_ptr()
             end = start + tensor.numel() * tensor.element_size()

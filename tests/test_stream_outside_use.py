@@ -239,19 +239,24 @@ def penalised_loss(model, batch):
     return model(batch).float().pow(2).mean() + 0.1 * model.up.weight.float().pow(2).sum()
 
 
-@pytest.mark.parametrize("dtype", DTYPES, ids=str)
-def test_a_loss_reading_a_parameter_scores_as_in_memory(dtype):
+def _taylor_of_penalised_equals_in_memory(loss, dtype):
+    """Taylor masks and final tensors of ``Penalised`` under ``loss``: streamed as in memory."""
     state, teacher_state, batches = _case(Penalised, lambda d: [torch.randn(4, 8).to(d)] * 2, dtype)
     rules = dc.parse(
         "prune up.weight sparse_ratio=0.5 metric=taylor;\n"
         "prune down.weight sparse_ratio=0.5 metric=taylor;\n"
     )
-    given = (rules, state, teacher_state, batches, penalised_loss, dtype)
+    given = (rules, state, teacher_state, batches, loss, dtype)
     masks, _, final, _ = _in_memory(Penalised, *given)
     sink, _ = _streamed(Penalised, *given)
     assert sink.masks.keys() == masks.keys() and len(masks) == 2
     assert all(torch.equal(sink.masks[k], v) for k, v in masks.items())
     assert all(torch.equal(sink.tensors[k], v) for k, v in final.items())
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_a_loss_reading_a_parameter_scores_as_in_memory(dtype):
+    _taylor_of_penalised_equals_in_memory(penalised_loss, dtype)
 
 
 class Stray(nn.Module):
@@ -302,17 +307,7 @@ def inference_target_loss(model, batch):
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 def test_a_loss_running_the_model_in_inference_mode_scores_as_in_memory(dtype):
-    state, teacher_state, batches = _case(Penalised, lambda d: [torch.randn(4, 8).to(d)] * 2, dtype)
-    rules = dc.parse(
-        "prune up.weight sparse_ratio=0.5 metric=taylor;\n"
-        "prune down.weight sparse_ratio=0.5 metric=taylor;\n"
-    )
-    given = (rules, state, teacher_state, batches, inference_target_loss, dtype)
-    masks, _, final, _ = _in_memory(Penalised, *given)
-    sink, _ = _streamed(Penalised, *given)
-    assert sink.masks.keys() == masks.keys() and len(masks) == 2
-    assert all(torch.equal(sink.masks[k], v) for k, v in masks.items())
-    assert all(torch.equal(sink.tensors[k], v) for k, v in final.items())
+    _taylor_of_penalised_equals_in_memory(inference_target_loss, dtype)
 
 
 class Holder(nn.Module):

@@ -8,13 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dsl_compress.schema.granularity import parse_granularity
-from dsl_compress.engine.quant_math import (
-    _CHUNK,
-    compute_dtype,
-    fake_quantize,
-    quant_range,
-    scale_zero_point,
-)
+from dsl_compress.engine.quant_math import fake_quantize, quant_range, scale_zero_point
+from dsl_compress.engine.quant_steps import _CHUNK, compute_dtype
 
 
 def nni_fake_quant(x, scale, zp, qmin, qmax):

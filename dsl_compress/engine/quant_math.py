@@ -8,16 +8,14 @@ import torch
 
 from dsl_compress.diagnostics import did_you_mean, fail
 from dsl_compress.engine.quant_dtypes import QuantRange, quant_range
-from dsl_compress.engine.quant_steps import _CHUNK, clamp_round, compute_dtype
+from dsl_compress.engine.quant_steps import clamp_round, compute_dtype
 from dsl_compress.schema.granularity import BlockKernel
 from dsl_compress.vocab import QUANT_DTYPES, QUANT_SCHEMES
 
-# The quant_dtype ranges live torch-free in quant_dtypes (lint checks them without torch),
-# and the formula's steps in quant_steps; they are named here too, with the numerics that
-# use them (the chunk size included, which tests size their tensors by).
+# The quant_dtype ranges live torch-free in quant_dtypes (lint checks them without torch);
+# they are named here too, with the numerics that use them. The formula's steps are
+# quant_steps'.
 __all__ = [
-    "_CHUNK",
-    "compute_dtype",
     "QUANT_DTYPES",
     "QUANT_SCHEMES",
     "QuantRange",

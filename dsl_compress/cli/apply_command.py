@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from dsl_compress.cli.gc_pause import gc_paused
 from dsl_compress.cli.messages import ExitStatus, follower, report_warnings, torchrun_job
-from dsl_compress.cli.inputs import config_input, model_files, model_from_args
+from dsl_compress.cli.inputs import config_input, model_files, model_from_args, model_of
 from dsl_compress.cli.progress import progress_bars
 from dsl_compress.diagnostics import fail, raise_errors
 from dsl_compress.resolve.ruleset import load
@@ -160,22 +160,17 @@ def _unused_input_notes(args, plan) -> list:
 
 def _teacher(args, plan, model, calibrated: bool) -> torch.nn.Module | None:
     """The teacher of an in-memory apply that distills: --teacher (with --teacher-weights),
-    else the model itself as loaded, uncompressed (a copy, with --calib; a meta skeleton
-    otherwise, which only checks the links)."""
+    else the model itself as loaded, uncompressed (a copy). Without --calib only the links are
+    checked, so a meta skeleton serves (its checkpoint's headers checked, no tensor read)."""
     import copy
 
-    from dsl_compress.io.hf import is_hf_spec
-    from dsl_compress.io.loading import load_model, load_weights, spec_weights
+    from dsl_compress.io.loading import load_model
     from dsl_compress.vocab import Mode
 
     if not plan.of_mode(Mode.DISTILL):
         return None
     if args.teacher:
-        teacher = load_model(args.teacher)
-        weights = spec_weights(args.teacher, args.teacher_weights)
-        if weights and not (is_hf_spec(args.teacher) and not args.teacher_weights):
-            report_warnings(load_weights(teacher, weights, "teacher"))
-        return teacher
+        return model_of(args.teacher, args.teacher_weights, not calibrated, "teacher")
     return copy.deepcopy(model) if calibrated else load_model(args.model, meta=True)
 
 

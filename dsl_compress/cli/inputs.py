@@ -21,15 +21,23 @@ MODE_OPTION_HINT = "give --mode prune|quantize|distill"
 def model_from_args(args, skeleton: bool = False) -> torch.nn.Module:
     """The model --model names with its weights (--weights, or an hf: folder's own) loaded; as a
     ``skeleton``, on the meta device with the checkpoint's headers checked and no tensor read."""
+    return model_of(args.model, getattr(args, "weights", None), skeleton)
+
+
+def model_of(
+    spec: str, weights: str | None, skeleton: bool = False, role: str = "model"
+) -> torch.nn.Module:
+    """The model ``spec`` names (--model, --teacher) with ``weights`` (or an hf: folder's own)
+    loaded once; as a ``skeleton``, on the meta device with the checkpoint's headers checked."""
     from dsl_compress.io.hf import is_hf_spec
     from dsl_compress.io.loading import check_weights, load_model, load_weights, spec_weights
 
-    weights = spec_weights(args.model, getattr(args, "weights", None))
-    model = load_model(args.model, meta=skeleton or is_hf_spec(args.model))
+    weights = spec_weights(spec, weights)
+    model = load_model(spec, meta=skeleton or is_hf_spec(spec))
     if weights and skeleton:
-        check_weights(model, weights)  # its dtype warnings tell of casts a skeleton never makes
+        check_weights(model, weights, role)  # its dtype warnings tell of casts never made
     elif weights:
-        report_warnings(load_weights(model, weights))
+        report_warnings(load_weights(model, weights, role))
     return model
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from typing import Sequence
 
 from dsl_compress import __version__
@@ -249,7 +250,32 @@ def _fmt(commands) -> argparse.ArgumentParser:
     cmd.add_argument("rules", nargs="+", metavar="RULES")
     cmd.add_argument("--check", action="store_true", help="exit 1 if a file would change")
     cmd.add_argument("--diff", action="store_true", help="print the changes, write nothing")
+    cmd.add_argument(
+        "--jobs",
+        type=_positive_count,
+        default=_usable_cpus(),
+        metavar="N",
+        help="processes that format a file of a megabyte or more, a piece each "
+        "(default: the CPUs this process may use)",
+    )
     return cmd
+
+
+def _positive_count(text: str) -> int:
+    try:
+        count = int(text)
+    except ValueError:
+        count = 0
+    if count < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, not {text!r}")
+    return count
+
+
+def _usable_cpus() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # no affinity on this platform
+        return max(1, os.cpu_count() or 1)
 
 
 def _lsp(commands) -> argparse.ArgumentParser:

@@ -144,7 +144,7 @@ def _fmt(args) -> ExitStatus:
             )
             continue
         try:
-            before, after = _formatted(name)
+            before, after = _formatted(name, args.jobs)
         except CompressionError as exc:
             broken = True
             print_diagnostics(exc.diagnostics)
@@ -163,9 +163,9 @@ def _fmt(args) -> ExitStatus:
     return ExitStatus.FINDINGS if (args.check or args.diff) and changed else ExitStatus.OK
 
 
-def _formatted(name: str) -> tuple[str, str]:
+def _formatted(name: str, jobs: int = 1) -> tuple[str, str]:
     before = read_rules_file(name)
-    return before, format_rules(before, name)
+    return before, format_rules(before, name, jobs)
 
 
 def _compile(args) -> ExitStatus:

@@ -32,10 +32,12 @@ from __future__ import annotations
 import math
 from bisect import bisect_right
 from dataclasses import dataclass, field
-from itertools import accumulate
-from typing import Iterator
+from itertools import accumulate, repeat
+from typing import Iterable, Iterator
 
+from dsl_compress.diagnostics import CompressionError, Diagnostic
 from dsl_compress.language.parse import parse_rule_file
+from dsl_compress.language.statement_split import Chunk, split_pieces
 from dsl_compress.language.syntax import (
     Align,
     Comment,
@@ -58,9 +60,76 @@ INDENT = "  "
 COMMENT_GAP = "  "
 
 
-def format_rules(text: str, path: str | None = None) -> str:
-    """The canonical text of ``text``; a syntax error raises the parser's CompressionError."""
-    return format_file(parse_rule_file(text, path))
+# Statements per piece: a file is parsed and laid out a piece at a time, so its syntax
+# tree is never alive whole (200,000 statements held 650 MB); a piece costs a few MB.
+PIECE_STATEMENTS = 4096
+# Below this many characters, more processes cost more to start than they save.
+PARALLEL_CHARACTERS = 1 << 20
+
+
+def format_rules(text: str, path: str | None = None, jobs: int = 1) -> str:
+    """The canonical text of ``text``; a syntax error raises the parser's CompressionError
+    (with the syntax errors of every piece). With ``jobs`` > 1, a text of a megabyte or more
+    is formatted by that many processes, a piece each at a time."""
+    pieces = split_pieces(text, PIECE_STATEMENTS)
+    if jobs > 1 and len(text) >= PARALLEL_CHARACTERS:
+        return joined_pieces(_formatted_in_processes(pieces, path, jobs))
+    return joined_pieces(format_piece(piece, path) for piece in pieces)
+
+
+def _formatted_in_processes(
+    pieces: Iterable[Chunk], path: str | None, jobs: int
+) -> Iterator[FormattedPiece]:
+    """Each piece formatted in one of ``jobs`` worker processes, in the pieces' order."""
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_all_start_methods, get_context
+
+    # fork: a worker starts with this process's imports; elsewhere each imports anew.
+    method = "fork" if "fork" in get_all_start_methods() else "spawn"
+    with ProcessPoolExecutor(jobs, mp_context=get_context(method)) as pool:
+        yield from pool.map(format_piece, pieces, repeat(path))
+
+
+@dataclass(frozen=True)
+class FormattedPiece:
+    """A piece of a file formatted on its own: its output lines, the source lines its first
+    and last output line came from, or the syntax errors that stopped it."""
+
+    lines: tuple[str, ...] = ()
+    first: int = 0
+    last: int = 0
+    errors: tuple[Diagnostic, ...] = ()
+
+
+def format_piece(piece: Chunk, path: str | None = None) -> FormattedPiece:
+    """One piece of :func:`split_pieces`, formatted (comments and blank lines as in a whole
+    file: pieces start at a statement's line, so nothing a layout looks at crosses them)."""
+    try:
+        rule_file = parse_rule_file(piece.text, path, piece.line)
+    except CompressionError as exc:
+        return FormattedPiece(errors=tuple(exc.diagnostics))
+    lines, first, last = _Layout(rule_file).placed_lines()
+    return FormattedPiece(tuple(lines), first, last)
+
+
+def joined_pieces(pieces: Iterable[FormattedPiece]) -> str:
+    """The file's canonical text from its pieces in order: one blank line between two where
+    the source had a gap, as between two lines of one piece; raises CompressionError with
+    every piece's syntax errors."""
+    out: list[str] = []
+    errors: list[Diagnostic] = []
+    last = 0
+    for piece in pieces:
+        errors.extend(piece.errors)
+        if not piece.lines:
+            continue
+        if out and piece.first - last > 1:
+            out.append("")
+        out.extend(piece.lines)
+        last = max(last, piece.last)
+    if errors:
+        raise CompressionError(errors)
+    return "\n".join(out) + "\n" if out else ""
 
 
 def format_file(rule_file: RuleFile) -> str:
@@ -229,15 +298,20 @@ class _Layout:
 
     def lines(self) -> list[str]:
         """The output lines, blank lines included, with no blank line at either end."""
+        return self.placed_lines()[0]
+
+    def placed_lines(self) -> tuple[list[str], int, int]:
+        """The output lines, and the source lines the first came from and the last reaches."""
         self._collapse_empty_blocks()
         out: list[str] = []
-        last = 0
+        first = last = 0
         for text, start, end, blank_ok in self._entries():
             if out and blank_ok and last > 0 and start - last > 1:
                 out.append("")
+            first = first or start
             out.append(text)
             last = max(last, end)
-        return out
+        return out, first, last
 
     def _collapse_empty_blocks(self) -> None:
         """``register KIND T {}`` on one line when nothing stands between its braces."""

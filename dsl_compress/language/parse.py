@@ -5,7 +5,6 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, replace
 from pathlib import Path as FilePath
-from typing import Sequence
 
 from lark import Lark, Token
 from lark.exceptions import UnexpectedInput
@@ -65,13 +64,20 @@ def _parser() -> _Parser:
     return parser
 
 
-def parse_rule_file(text: str, path: str | None = None) -> RuleFile:
-    """Parse a whole file; raise one CompressionError with every syntax error found."""
+def parse_rule_file(text: str, path: str | None = None, first_line: int = 1) -> RuleFile:
+    """Parse a whole file (or a piece of one starting at line ``first_line``: every span and
+    comment then has the file's line); raise one CompressionError with every syntax error."""
+    at = Chunk(text, first_line, 1)
+    spans = spans_in(path) if first_line == 1 else spans_in_chunk(path, at)
     try:
-        statements, comments = _parser().parse(text, spans_in(path))
+        statements, comments = _parser().parse(text, spans)
     except (UnexpectedInput, InputLimit):
-        return parse_by_statement(text, path)
-    return RuleFile(statements, path, _comments(_positions(comments), text))
+        return parse_by_statement(text, path, first_line)
+    if first_line == 1:
+        found = [(token.value, token.line, token.column) for token in comments]
+    else:
+        found = [_shifted(token, at) for token in comments]
+    return RuleFile(statements, path, _comments(found, text, at))
 
 
 def parse_selector(text: str, origin: str) -> Selector:
@@ -86,28 +92,33 @@ def parse_selector(text: str, origin: str) -> Selector:
     return selector
 
 
-def parse_by_statement(text: str, path: str | None = None) -> RuleFile:
+def parse_by_statement(text: str, path: str | None = None, first_line: int = 1) -> RuleFile:
     """The file parsed one statement at a time, so that one syntax error does not hide the next.
 
     What ``parse`` falls back to on a syntax error; on text without one it gives what
     ``parse`` gives.
     """
-    rule_file, errors = parse_partially(text, path)
+    rule_file, errors = parse_partially(text, path, first_line=first_line)
     if errors:
         raise CompressionError(errors)
     return rule_file
 
 
 def parse_partially(
-    text: str, path: str | None = None, cache: StatementCache | None = None
+    text: str,
+    path: str | None = None,
+    cache: StatementCache | None = None,
+    first_line: int = 1,
 ) -> tuple[RuleFile, list[Diagnostic]]:
     """The statements that parse, and the syntax errors of the rest: a half-typed file in an
     editor still has its other statements to outline, hover and complete. With ``cache``,
     each statement whose text and place are unchanged since the cache's last parse is not
-    parsed again."""
+    parsed again. ``first_line`` as for :func:`parse_rule_file`."""
     statements, comments, errors = [], [], []
     parsed: dict[tuple, dict[int, _ChunkParse]] = {}
     for chunk in split_statements(text):
+        if first_line != 1:
+            chunk = Chunk(chunk.text, chunk.line + first_line - 1, chunk.column)
         key = (path, chunk.text, chunk.column)  # not its line: a statement moved is re-used
         found = _known(chunk, key, parsed, cache) or _parse_chunk(chunk, path)
         parsed.setdefault(key, {})[chunk.line] = found
@@ -116,7 +127,8 @@ def parse_partially(
         errors.extend(found.errors)
     if cache is not None:
         cache.keep(parsed)
-    return RuleFile(tuple(statements), path, _comments(comments, text)), errors
+    at = Chunk(text, first_line, 1)
+    return RuleFile(tuple(statements), path, _comments(comments, text, at)), errors
 
 
 def _known(
@@ -201,16 +213,14 @@ def _shifted(token: Token, chunk: Chunk) -> tuple[str, int, int]:
     return (token.value, *chunk.absolute(token.line, token.column))
 
 
-def _positions(tokens: Sequence[Token]) -> list[tuple[str, int, int]]:
-    return [(token.value, token.line, token.column) for token in tokens]
-
-
-def _comments(found: list[tuple[str, int, int]], text: str) -> tuple[Comment, ...]:
-    """Comments from (text, line, column) triples."""
+def _comments(found: list[tuple[str, int, int]], text: str, at: Chunk) -> tuple[Comment, ...]:
+    """Comments from (text, line, column) triples in the file, of which ``text`` is the piece
+    starting at ``at``."""
     lines = text.split("\n")  # as the lexer counts lines; splitlines() also splits at \f etc.
     out = []
     for comment, line, column in found:
-        before = lines[line - 1][: column - 1] if line <= len(lines) else ""
+        row = line - at.line
+        before = lines[row][: column - 1] if row < len(lines) else ""
         out.append(Comment(comment.rstrip(), line, bool(before.strip())))
     return tuple(out)
 

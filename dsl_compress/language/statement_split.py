@@ -11,11 +11,13 @@ _DEPTH = {"[": 1, "{": 1, "]": -1, "}": -1}
 
 @dataclass(frozen=True)
 class Chunk:
-    """A statement's text and where it starts in the file (1-based line and column)."""
+    """A statement's text and where it starts in the file (1-based line and column; ``offset``,
+    its first character's index, where the splitter made it)."""
 
     text: str
     line: int
     column: int
+    offset: int = 0
 
     def absolute(self, line: int, column: int) -> tuple[int, int]:
         """A position inside the chunk as a position in the file."""
@@ -51,12 +53,12 @@ def split_statements(text: str) -> Iterator[Chunk]:
             line, line_start = line + 1, i + 1
         if char in ";\n" and depth == 0:
             if text[start:i].strip():
-                yield Chunk(text[start:i].removesuffix("\r"), start_line, start_column)
+                yield Chunk(text[start:i].removesuffix("\r"), start_line, start_column, start)
             start = i + 1
             start_line, start_column = line, start - line_start + 1
         found = _SPECIAL.search(text, i + 1)
     if text[start:].strip():
-        yield Chunk(text[start:], start_line, start_column)
+        yield Chunk(text[start:], start_line, start_column, start)
 
 
 def _line_break_length(text: str, i: int) -> int:
@@ -80,3 +82,17 @@ def string_end(text: str, i: int) -> int:
 def _line_end(text: str, i: int) -> int:
     end = text.find("\n", i)
     return len(text) if end < 0 else end
+
+
+def split_pieces(text: str, statements: int) -> Iterator[Chunk]:
+    """The text in pieces of about ``statements`` statement chunks each, every piece starting
+    at the start of a line that starts a statement (or a comment) outside any statement, so
+    that each piece parses and formats on its own."""
+    start, line, count = 0, 1, 0
+    for chunk in split_statements(text):
+        if count >= statements and chunk.column == 1:
+            yield Chunk(text[start : chunk.offset], line, 1, start)
+            start, line, count = chunk.offset, chunk.line, 0
+        count += 1
+    if start < len(text) or start == 0:
+        yield Chunk(text[start:], line, 1, start)

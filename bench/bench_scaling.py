@@ -2,7 +2,8 @@
 lint of one statement with thousands of unknown keys, and the peak memory of lint of a large
 file. Each workload runs at sizes growing 4x; the time ratio between neighbours should be ~4x
 (a quadratic cost shows ~16x). Each size runs `dsl-compress` as a fresh process, so the peak
-memory (ru_maxrss of the child) is that run's alone.
+memory (ru_maxrss of the child) is that run's alone; `fmt` of a large file formats in worker
+processes (--jobs, one per CPU), and the largest worker's peak is its own column.
 
     python bench/bench_scaling.py            # sizes up to 100,000 bad lines, 200,000 statements
     python bench/bench_scaling.py --quick    # a quarter of that
@@ -11,6 +12,7 @@ memory (ru_maxrss of the child) is that run's alone.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -23,6 +25,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from rules_workloads import rules_text  # noqa: E402
+
+PEAKS = Path(__file__).resolve().parent / "cli_peaks.py"
 
 
 def bad_lines(n: int) -> str:
@@ -62,24 +66,26 @@ WORKLOADS: list[tuple[str, Callable[[int], str], list[str], list[int]]] = [
 ]
 
 
-def measure(command: list[str], path: Path, folder: Path) -> tuple[float, float, int]:
-    """Seconds, peak resident MB of the child process, bytes printed."""
+def measure(command: list[str], path: Path, folder: Path) -> tuple[float, float, float, int]:
+    """Seconds, peak resident MB of the command's process and of its largest worker process
+    (0 without workers), bytes printed."""
     env = {**os.environ, "PYTHONPATH": str(REPO), "NO_COLOR": "1"}
-    out, err = folder / "stdout", folder / "stderr"
+    out, err, report = folder / "stdout", folder / "stderr", folder / "peaks.json"
     start = time.perf_counter()
     with open(out, "wb") as stdout, open(err, "wb") as stderr:
         child = subprocess.Popen(
-            [sys.executable, "-m", "dsl_compress", *command, str(path)],
+            [sys.executable, str(PEAKS), str(report), *command, str(path)],
             env=env,
             stdout=stdout,
             stderr=stderr,
         )
-        _, status, usage = os.wait4(child.pid, 0)  # this child's own peak, not all children's
+        status = child.wait()
     seconds = time.perf_counter() - start
-    code = os.waitstatus_to_exitcode(status)
-    if code not in (0, 1) or b"Traceback" in err.read_bytes():
+    if status not in (0, 1) or b"Traceback" in err.read_bytes():
         raise SystemExit(f"{command} failed:\n{err.read_bytes().decode()[-2000:]}")
-    return seconds, usage.ru_maxrss / 1024, out.stat().st_size + err.stat().st_size
+    peaks = json.loads(report.read_text())
+    printed = out.stat().st_size + err.stat().st_size
+    return seconds, peaks["own_kb"] / 1024, peaks["largest_worker_kb"] / 1024, printed
 
 
 def main() -> None:
@@ -87,7 +93,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="a quarter of each size")
     args = parser.parse_args()
     print(
-        f"{'workload':<30} {'size':>8} {'file MB':>8} {'s':>7} {'ratio':>6} {'peak MB':>8} {'out KB':>8}"
+        f"{'workload':<30} {'size':>8} {'file MB':>8} {'s':>7} {'ratio':>6} {'peak MB':>8} "
+        f"{'worker MB':>9} {'out KB':>8}"
     )
     with tempfile.TemporaryDirectory() as folder:
         for name, make, command, sizes in WORKLOADS:
@@ -96,12 +103,12 @@ def main() -> None:
                 size = size // 4 if args.quick else size
                 path = Path(folder) / "input.rules"
                 path.write_text(make(size), encoding="utf-8")
-                seconds, peak, printed = measure(command, path, Path(folder))
+                seconds, peak, worker, printed = measure(command, path, Path(folder))
                 ratio = f"{seconds / previous:.1f}x" if previous else "-"
                 megabytes = path.stat().st_size / 1e6
                 print(
                     f"{name:<30} {size:>8} {megabytes:>8.2f} {seconds:>7.2f} {ratio:>6} "
-                    f"{peak:>8.0f} {printed / 1024:>8.0f}"
+                    f"{peak:>8.0f} {worker:>9.0f} {printed / 1024:>8.0f}"
                 )
                 previous = seconds
 

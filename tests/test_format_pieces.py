@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from dsl_compress.diagnostics import CompressionError
 from dsl_compress.language import format as formatter
+from dsl_compress.language import worker_pool
 from dsl_compress.language.parse import parse_rule_file
 from dsl_compress.language.statement_split import split_pieces, split_statements
 from test_formatter import PLAIN_CHARS, messy_spelling, rule_files
@@ -105,7 +106,7 @@ def test_fmt_jobs_formats_in_processes_as_in_one(capsys, tmp_path, monkeypatch):
     from cli_runner import run
 
     monkeypatch.setattr(formatter, "PIECE_STATEMENTS", 7)
-    monkeypatch.setattr(formatter, "PARALLEL_CHARACTERS", 1)
+    monkeypatch.setattr(worker_pool, "PARALLEL_CHARACTERS", 1)
     messy = "".join(
         f"# about {i}\nprune  conv{i}.weight   sparse_ratio=0.{i % 9 + 1}  # why {i}\n\n\n"
         for i in range(60)
@@ -124,7 +125,7 @@ def test_fmt_jobs_reports_the_syntax_errors_of_every_piece(capsys, tmp_path, mon
     from cli_runner import run
 
     monkeypatch.setattr(formatter, "PIECE_STATEMENTS", 2)
-    monkeypatch.setattr(formatter, "PARALLEL_CHARACTERS", 1)
+    monkeypatch.setattr(worker_pool, "PARALLEL_CHARACTERS", 1)
     lines = [f"prune conv{i}.weight sparse_ratio=0.5" for i in range(12)]
     lines[3], lines[10] = "prune conv3.weight sparse_ratio=", "prune [oops"
     path = tmp_path / "broken.rules"

@@ -85,9 +85,9 @@ def test_every_edit_parses_as_the_whole_file_parses(edits):
 def parsed(monkeypatch):
     """The statement chunks parsed (not re-used) after the fixture starts recording."""
     found = []
-    original = parsing._parse_chunk
+    original = parsing.parse_chunk
     monkeypatch.setattr(
-        parsing, "_parse_chunk", lambda chunk, path: found.append(chunk) or original(chunk, path)
+        parsing, "parse_chunk", lambda chunk, path: found.append(chunk) or original(chunk, path)
     )
     return found
 

@@ -206,6 +206,7 @@ def _lint(commands) -> argparse.ArgumentParser:
         help="print the changes --fix would make as unified diffs and write nothing; exit 1 "
         "if there is anything to fix or any finding would be left",
     )
+    _jobs_option(cmd, "lint (without a model)")
     return cmd
 
 
@@ -250,15 +251,19 @@ def _fmt(commands) -> argparse.ArgumentParser:
     cmd.add_argument("rules", nargs="+", metavar="RULES")
     cmd.add_argument("--check", action="store_true", help="exit 1 if a file would change")
     cmd.add_argument("--diff", action="store_true", help="print the changes, write nothing")
+    _jobs_option(cmd, "format")
+    return cmd
+
+
+def _jobs_option(cmd: argparse.ArgumentParser, verb: str) -> None:
     cmd.add_argument(
         "--jobs",
         type=_positive_count,
         default=_usable_cpus(),
         metavar="N",
-        help="processes that format a file of a megabyte or more, a piece each "
+        help=f"processes that {verb} a file of a megabyte or more, a piece each "
         "(default: the CPUs this process may use)",
     )
-    return cmd
 
 
 def _positive_count(text: str) -> int:

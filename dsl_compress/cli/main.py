@@ -263,6 +263,7 @@ def _lint(args) -> ExitStatus:
             include_root=args.include_root,
             target=args.target,
             texts=texts,
+            jobs=args.jobs,
         )
 
     if args.fix or args.diff:

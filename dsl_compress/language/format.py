@@ -32,10 +32,11 @@ from __future__ import annotations
 import math
 from bisect import bisect_right
 from dataclasses import dataclass, field
-from itertools import accumulate, repeat
+from itertools import accumulate
 from typing import Iterable, Iterator
 
 from dsl_compress.diagnostics import CompressionError, Diagnostic
+from dsl_compress.language import worker_pool
 from dsl_compress.language.parse import parse_rule_file
 from dsl_compress.language.statement_split import Chunk, split_pieces
 from dsl_compress.language.syntax import (
@@ -63,8 +64,6 @@ COMMENT_GAP = "  "
 # Statements per piece: a file is parsed and laid out a piece at a time, so its syntax
 # tree is never alive whole (200,000 statements held 650 MB); a piece costs a few MB.
 PIECE_STATEMENTS = 4096
-# Below this many characters, more processes cost more to start than they save.
-PARALLEL_CHARACTERS = 1 << 20
 
 
 def format_rules(text: str, path: str | None = None, jobs: int = 1) -> str:
@@ -72,22 +71,8 @@ def format_rules(text: str, path: str | None = None, jobs: int = 1) -> str:
     (with the syntax errors of every piece). With ``jobs`` > 1, a text of a megabyte or more
     is formatted by that many processes, a piece each at a time."""
     pieces = split_pieces(text, PIECE_STATEMENTS)
-    if jobs > 1 and len(text) >= PARALLEL_CHARACTERS:
-        return joined_pieces(_formatted_in_processes(pieces, path, jobs))
-    return joined_pieces(format_piece(piece, path) for piece in pieces)
-
-
-def _formatted_in_processes(
-    pieces: Iterable[Chunk], path: str | None, jobs: int
-) -> Iterator[FormattedPiece]:
-    """Each piece formatted in one of ``jobs`` worker processes, in the pieces' order."""
-    from concurrent.futures import ProcessPoolExecutor
-    from multiprocessing import get_all_start_methods, get_context
-
-    # fork: a worker starts with this process's imports; elsewhere each imports anew.
-    method = "fork" if "fork" in get_all_start_methods() else "spawn"
-    with ProcessPoolExecutor(jobs, mp_context=get_context(method)) as pool:
-        yield from pool.map(format_piece, pieces, repeat(path))
+    jobs = jobs if len(text) >= worker_pool.PARALLEL_CHARACTERS else 1
+    return joined_pieces(worker_pool.mapped(format_piece, pieces, jobs, path))
 
 
 @dataclass(frozen=True)

@@ -27,11 +27,15 @@ def moved(node: Any, lines: int) -> Any:
         return node
     # A frozen dataclass copied field by field (copy.copy's reduce protocol was most of the
     # cost of moving a thousand statements); it is ours until returned.
-    values = dict(vars(node))
-    for name in names:
-        values[name] = moved(values[name], lines)
     new = object.__new__(kind)
-    vars(new).update(values)
+    if hasattr(node, "__dict__"):
+        values = dict(vars(node))
+        for name in names:
+            values[name] = moved(values[name], lines)
+        vars(new).update(values)
+        return new
+    for name in names:  # slots (the syntax nodes): every attribute is a field
+        object.__setattr__(new, name, moved(getattr(node, name), lines))
     return new
 
 

@@ -115,12 +115,12 @@ def parse_partially(
     each statement whose text and place are unchanged since the cache's last parse is not
     parsed again. ``first_line`` as for :func:`parse_rule_file`."""
     statements, comments, errors = [], [], []
-    parsed: dict[tuple, dict[int, _ChunkParse]] = {}
+    parsed: dict[tuple, dict[int, ChunkParse]] = {}
     for chunk in split_statements(text):
         if first_line != 1:
             chunk = Chunk(chunk.text, chunk.line + first_line - 1, chunk.column)
         key = (path, chunk.text, chunk.column)  # not its line: a statement moved is re-used
-        found = _known(chunk, key, parsed, cache) or _parse_chunk(chunk, path)
+        found = _known(chunk, key, parsed, cache) or parse_chunk(chunk, path)
         parsed.setdefault(key, {})[chunk.line] = found
         statements.extend(found.statements)
         comments.extend(found.comments)
@@ -133,7 +133,7 @@ def parse_partially(
 
 def _known(
     chunk: Chunk, key: tuple, parsed: dict, cache: StatementCache | None
-) -> _ChunkParse | None:
+) -> ChunkParse | None:
     """A parse of the same text at this line (the file's last parse), else at another line
     (this parse's or the last, moved here), else None."""
     earlier = cache.get(key) if cache is not None else None
@@ -146,7 +146,7 @@ def _known(
 
 
 @dataclass(frozen=True)
-class _ChunkParse:
+class ChunkParse:
     """One statement chunk parsed: its statements, its comments placed in the file, and its
     syntax error if it has one."""
 
@@ -155,25 +155,26 @@ class _ChunkParse:
     comments: tuple[tuple[str, int, int], ...] = ()
     errors: tuple[Diagnostic, ...] = ()
 
-    def at_line(self, line: int) -> _ChunkParse:
+    def at_line(self, line: int) -> ChunkParse:
         """The same parse for the chunk starting at ``line`` (moved there by an edit above)."""
         lines = line - self.line
         if lines == 0:
             return self
         comments = tuple((text, at + lines, column) for text, at, column in self.comments)
         moved_ = moved((self.statements, self.errors), lines)
-        return _ChunkParse(line, moved_[0], comments, moved_[1])
+        return ChunkParse(line, moved_[0], comments, moved_[1])
 
 
-def _parse_chunk(chunk: Chunk, path: str | None) -> _ChunkParse:
+def parse_chunk(chunk: Chunk, path: str | None) -> ChunkParse:
+    """One statement chunk parsed where it stands in the file."""
     try:
         found, chunk_comments = _parser().parse(chunk.text, spans_in_chunk(path, chunk))
     except UnexpectedInput as exc:
-        return _ChunkParse(chunk.line, (), (), (syntax_diagnostic(exc, chunk, path),))
+        return ChunkParse(chunk.line, (), (), (syntax_diagnostic(exc, chunk, path),))
     except InputLimit as exc:
-        return _ChunkParse(chunk.line, (), (), (_limit_diagnostic(exc, chunk, path),))
+        return ChunkParse(chunk.line, (), (), (_limit_diagnostic(exc, chunk, path),))
     comments = tuple(_shifted(c, chunk) for c in chunk_comments)
-    return _ChunkParse(chunk.line, tuple(found), comments)
+    return ChunkParse(chunk.line, tuple(found), comments)
 
 
 class StatementCache:
@@ -182,13 +183,13 @@ class StatementCache:
     are moved, not parsed (:func:`parse_partially`)."""
 
     def __init__(self) -> None:
-        self._parsed: dict[tuple, dict[int, _ChunkParse]] = {}
+        self._parsed: dict[tuple, dict[int, ChunkParse]] = {}
 
-    def get(self, key: tuple) -> dict[int, _ChunkParse] | None:
+    def get(self, key: tuple) -> dict[int, ChunkParse] | None:
         """The last parse of a statement text, by the line it stood at (a text may repeat)."""
         return self._parsed.get(key)
 
-    def keep(self, parsed: dict[tuple, dict[int, _ChunkParse]]) -> None:
+    def keep(self, parsed: dict[tuple, dict[int, ChunkParse]]) -> None:
         """The last parse's statements replace the ones kept before (no unbounded growth)."""
         self._parsed = parsed
 

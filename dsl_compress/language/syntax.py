@@ -15,7 +15,7 @@ def _span() -> Span:
     return field(default=NO_SPAN, compare=False, repr=False)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Literal:
     """A number, a string, or a bare word (out_channel, int8, true, none, or a let name)."""
 
@@ -24,7 +24,7 @@ class Literal:
     span: Span = _span()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ListValue:
     items: tuple["Value", ...]
     span: Span = _span()
@@ -33,7 +33,7 @@ class ListValue:
 Value = Union[Literal, ListValue]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Setting:
     """``key=value`` on a statement or a registered target."""
 
@@ -48,7 +48,7 @@ class Setting:
         return Span(span.file, span.line, span.column, span.line, span.column + len(self.key))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Segment:
     """One dotted segment of a name pattern: a glob word, or a {a,b} set of alternatives."""
 
@@ -61,7 +61,7 @@ class Segment:
         return "{" + ",".join(self.options) + "}" if self.braced else self.options[0]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Path:
     """A dotted glob pattern, or a whole-name regex with an optional trailing segment."""
 
@@ -70,7 +70,7 @@ class Path:
     span: Span = _span()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Selector:
     """What a statement applies to; ``scope`` is the ``in PATTERN`` narrowing, if any."""
 
@@ -79,20 +79,20 @@ class Selector:
     span: Span = _span()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Let:
     name: str
     value: Value
     span: Span = _span()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Include:
     path: str
     span: Span = _span()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Compress:
     """``prune|quantize|distill SELECTOR key=value... [except SELECTOR, ...]``."""
 
@@ -103,7 +103,7 @@ class Compress:
     span: Span = _span()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Align:
     """``align A.t with B.u dims=[...]``: A's mask follows B's, wildcards of A substituted into B."""
 
@@ -114,21 +114,21 @@ class Align:
     span: Span = _span()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Exclude:
     selector: Selector
     mode: Mode | None = None
     span: Span = _span()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RegisterTarget:
     name: str
     settings: tuple[Setting, ...]
     span: Span = _span()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Register:
     """``register prune|quantize|distill TypeName { target key=value...; ... }``."""
 
@@ -141,7 +141,7 @@ class Register:
 Statement = Union[Let, Include, Compress, Align, Exclude, Register]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Comment:
     """A ``#`` comment, kept for the formatter; ``trailing`` when code precedes it on its line."""
 
@@ -150,7 +150,7 @@ class Comment:
     trailing: bool
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RuleFile:
     """One parsed .rules file: its statements in order, and its comments."""
 

@@ -164,28 +164,63 @@ def check_rules(
     """Lets, registrations, selectors and values checked; raises CompressionError carrying
     every error. ``model_types``, the type names of the model when one is given, turn a type
     word of the model without a template from "unknown" (E201) into "unregistered" (R301)."""
+    context = rule_context(statements, registry, model_types)
+    rules, excludes, found = check_statements(statements, context)
+    diags = [*context.diagnostics, *found]
+    raise_errors(sorted(diags, key=source_order))
+    return CheckedRules(rules, excludes, context.registries, context.registered, tuple(diags))
+
+
+@dataclass(frozen=True)
+class RuleContext:
+    """What each statement is checked against: the file's lets and templates, the module
+    types known, the target words per kind; and what checking the lets and templates found."""
+
+    lets: dict[str, Any]
+    registries: Registry
+    registered: dict[str, dict[str, dict]]
+    types: KnownTypes
+    words: dict[Mode, frozenset[str]]
+    diagnostics: tuple[Diagnostic, ...]
+
+
+def rule_context(
+    statements: Sequence[Statement],
+    registry: Registry | None,
+    model_types: frozenset[str] | None = None,
+) -> RuleContext:
+    """The context of a file's statements, from its lets and register blocks (the others in
+    ``statements`` are passed over: a caller may give only those)."""
     diags: list[Diagnostic] = []
     lets = _lets(statements, diags)
     registries, registered = _registrations(statements, lets, registry, diags)
     types = KnownTypes(registries, model_types)
-    rules, excludes = [], []
     words = {mode: target_words(registries, mode) for mode in Mode}
+    return RuleContext(lets, registries, registered, types, words, tuple(diags))
+
+
+def check_statements(
+    statements: Sequence[Statement], context: RuleContext, first_index: int = 0
+) -> tuple[list[Rule], list[ExcludeRule], list[Diagnostic]]:
+    """Each prune/quantize/distill/align statement checked into a Rule and each exclude into
+    an ExcludeRule (those that check), with what the checks found; ``first_index`` is the
+    file index of the first statement (a rule's index orders equally specific rules)."""
+    diags: list[Diagnostic] = []
+    rules, excludes = [], []
+    lets, types, words = context.lets, context.types, context.words
     selectors = SelectorCache()
-    for i, stmt in enumerate(statements):
+    for i, stmt in enumerate(statements, first_index):
         before = len(diags)
         if isinstance(stmt, (Compress, Align)):
-            rules.append(compile_rule(i, stmt, lets, types, words, selectors, diags))
+            rule = compile_rule(i, stmt, lets, types, words, selectors, diags)
+            if rule is not None:
+                rules.append(rule)
         elif isinstance(stmt, Exclude):
-            excludes.append(compile_exclude(stmt, types, selectors, diags))
+            exclude = compile_exclude(stmt, types, selectors, diags)
+            if exclude is not None:
+                excludes.append(exclude)
         cap_statement(diags, before, stmt.span)
-    raise_errors(sorted(diags, key=source_order))
-    return CheckedRules(
-        [r for r in rules if r is not None],
-        [e for e in excludes if e is not None],
-        registries,
-        registered,
-        tuple(diags),
-    )
+    return rules, excludes, diags
 
 
 def cap_statement(diags: list[Diagnostic], before: int, span: Span) -> None:

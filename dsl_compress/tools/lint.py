@@ -21,6 +21,7 @@ from dsl_compress.diagnostics import (
 from dsl_compress.codes import LINT_CODE_OF
 from dsl_compress.language.includes import IncludeReader, TextsFirst
 from dsl_compress.language.parse import StatementCache
+from dsl_compress.tools.lint_pieces import lint_in_pieces
 from dsl_compress.vocab import Mode
 from dsl_compress.plan import Plan, PlanEntry, Key
 from dsl_compress.resolve.config_input import MODE_ARGUMENT_HINT, ConfigInput, read_config_input
@@ -80,6 +81,7 @@ def lint(
     include_root: str | Path | None = None,
     target: str | None = None,
     texts: Mapping[Path, str] | None = None,
+    jobs: int = 1,
 ) -> LintResult:
     """Lint each input: a .rules file, or an NNI config_list .json (with ``mode`` for a plain
     list, ``metric`` for pruning); syntax and meaning, and with ``model`` everything model-aware
@@ -88,7 +90,8 @@ def lint(
     included) whose resolved path is in ``texts`` is read from there, not from disk.
 
     With ``target`` ('vllm') and a model, what that server refuses in a compressed-tensors
-    export of each plan is reported too (F101, V101-V104).
+    export of each plan is reported too (F101, V101-V104). Without a model, ``jobs`` > 1 lints
+    a file of a megabyte or more in that many worker processes.
 
     Errors are collected, never raised: a file that does not parse or compile is reported
     with every error it has, and the other files are still checked.
@@ -106,6 +109,7 @@ def lint(
                 include_root=include_root,
                 target=target,
                 texts=texts,
+                jobs=jobs,
             )
         except CompressionError as exc:
             diagnostics = list(exc.diagnostics)
@@ -127,6 +131,7 @@ def lint_file(
     include_root: str | Path | None = None,
     target: str | None = None,
     texts: Mapping[Path, str] | None = None,
+    jobs: int = 1,
 ) -> list[Diagnostic]:
     """Every diagnostic of one input; raises CompressionError when it cannot be read or parsed
     as a whole (a missing file, JSON that does not parse, a config_list without its mode)."""
@@ -136,7 +141,7 @@ def lint_file(
     text = (texts or {}).get(Path(path).resolve())
     text = read_rules_file(path) if text is None else text
     reader = TextsFirst(texts) if texts else None
-    options = {"include_root": include_root, "reader": reader, "target": target}
+    options = {"include_root": include_root, "reader": reader, "target": target, "jobs": jobs}
     return lint_text(text, path, model, **options)
 
 
@@ -149,10 +154,36 @@ def lint_text(
     reader: IncludeReader | None = None,
     target: str | None = None,
     cache: StatementCache | None = None,
+    jobs: int = 1,
 ) -> list[Diagnostic]:
     """Every diagnostic of .rules text (what :func:`lint_file` reports for a file holding it);
     ``reader`` reads included files (the language server's unsaved buffers before disk);
-    ``target`` as for :func:`lint`; ``cache`` re-parses only the statements an edit changed."""
+    ``target`` and ``jobs`` as for :func:`lint`; ``cache`` re-parses only the statements an
+    edit changed.
+
+    Without a model (or a cache), a file is linted a piece at a time (tools/lint_pieces.py).
+    """
+    if model is None and cache is None:
+        found = lint_in_pieces(text, path, jobs)
+        if found is not None:
+            return found
+    return lint_whole(
+        text, path, model, include_root=include_root, reader=reader, target=target, cache=cache
+    )
+
+
+def lint_whole(
+    text: str,
+    path: str | None,
+    model: Model | None = None,
+    *,
+    include_root: str | Path | None = None,
+    reader: IncludeReader | None = None,
+    target: str | None = None,
+    cache: StatementCache | None = None,
+) -> list[Diagnostic]:
+    """:func:`lint_text` of the file parsed and checked whole (with a model, a cache or an
+    include; and what the piecewise lint is tested against)."""
     failed: list[Diagnostic] = []  # includes that cannot be read: reported with the rest
     try:
         rules = parse(text, path, include_root, reader, cache, failed)

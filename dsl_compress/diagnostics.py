@@ -44,7 +44,7 @@ def span_of_origin(origin: str) -> Span | None:
     return Span(file or None, int(line), int(column), int(line), int(column) + 1)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Fix:
     """One edit that resolves a diagnostic: replace the text of ``span`` with ``replacement``;
     ``title`` says it in words ("replace 'Conv2D' with 'Conv2d'"). Only fixes that cannot change
@@ -55,7 +55,7 @@ class Fix:
     title: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Diagnostic:
     """One problem found in a rule set, a config_list, a model or the engine.
 

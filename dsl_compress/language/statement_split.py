@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Iterable, Iterator
 
 _DEPTH = {"[": 1, "{": 1, "]": -1, "}": -1}
 
@@ -88,8 +88,13 @@ def split_pieces(text: str, statements: int) -> Iterator[Chunk]:
     """The text in pieces of about ``statements`` statement chunks each, every piece starting
     at the start of a line that starts a statement (or a comment) outside any statement, so
     that each piece parses and formats on its own."""
+    return pieces_of(text, split_statements(text), statements)
+
+
+def pieces_of(text: str, chunks: Iterable[Chunk], statements: int) -> Iterator[Chunk]:
+    """:func:`split_pieces` from the text's chunks (a caller may look at each on the way)."""
     start, line, count = 0, 1, 0
-    for chunk in split_statements(text):
+    for chunk in chunks:
         if count >= statements and chunk.column == 1:
             yield Chunk(text[start : chunk.offset], line, 1, start)
             start, line, count = chunk.offset, chunk.line, 0

@@ -10,13 +10,15 @@ checks if there is one, else every finding.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass
+from typing import Iterable, Iterator
 
 from dsl_compress.diagnostics import CompressionError, Diagnostic, Severity
 from dsl_compress.language import worker_pool
 from dsl_compress.language.parse import parse_chunk, parse_rule_file
-from dsl_compress.language.statement_split import Chunk, split_pieces, split_statements
+from dsl_compress.language.statement_split import Chunk, pieces_of, split_statements
 from dsl_compress.language.syntax import Include, Let, Register, Statement
 from dsl_compress.resolve.check import RuleContext, check_statements, rule_context
 
@@ -38,13 +40,15 @@ def lint_in_pieces(text: str, path: str | None, jobs: int = 1) -> list[Diagnosti
     """What the model-free lint of ``text`` reports, or None where the file must be linted
     whole (see the module); with ``jobs`` > 1, a megabyte or more is linted by that many
     worker processes."""
-    context_statements = _context_statements(text, path)
+    context_chunks: list[Chunk] = []
+    chunks = _noting_context(split_statements(text), context_chunks)
+    pieces = list(pieces_of(text, chunks, PIECE_STATEMENTS))  # one pass over the text
+    context_statements = _context_statements(context_chunks, path)
     if context_statements is None:
         return None
     context = rule_context(context_statements, None)
     seen = frozenset(_place(s) for s in context_statements)
     jobs = jobs if len(text) >= worker_pool.PARALLEL_CHARACTERS else 1
-    pieces = split_pieces(text, PIECE_STATEMENTS)
     syntax: list[Diagnostic] = []
     found: list[Diagnostic] = list(context.diagnostics)
     for piece in worker_pool.mapped(lint_piece, pieces, jobs, path, context, seen):
@@ -74,16 +78,36 @@ def lint_piece(
             return None
     # The statements' file indices only order rules for a model: 0 serves here.
     _, _, found = check_statements(statements, context)
-    return PieceFindings(found=tuple(found))
+    return PieceFindings(found=_sharing_texts(found))
 
 
-def _context_statements(text: str, path: str | None) -> list[Statement] | None:
-    """The let and register statements of the text, each parsed alone; None for an include.
+def _sharing_texts(found: list[Diagnostic]) -> tuple[Diagnostic, ...]:
+    """The diagnostics with equal messages and hints as one string each, so that a worker's
+    result pickles each once: 100,000 lines of one mistake held 100,000 copies of its hint."""
+    texts: dict[str, str] = {}
+    out = []
+    for diag in found:
+        message = texts.setdefault(diag.message, diag.message)
+        hint = texts.setdefault(diag.hint, diag.hint) if diag.hint else diag.hint
+        if message is not diag.message or hint is not diag.hint:
+            diag = dataclasses.replace(diag, message=message, hint=hint)
+        out.append(diag)
+    return tuple(out)
+
+
+def _noting_context(chunks: Iterable[Chunk], context: list[Chunk]) -> Iterator[Chunk]:
+    """The chunks, each that starts with let, register or include also noted in ``context``."""
+    for chunk in chunks:
+        if _CONTEXT_WORD.match(chunk.text):
+            context.append(chunk)
+        yield chunk
+
+
+def _context_statements(chunks: list[Chunk], path: str | None) -> list[Statement] | None:
+    """The let and register statements of the chunks, each parsed alone; None for an include.
     A chunk that does not parse is left to its piece, which reports it."""
     statements: list[Statement] = []
-    for chunk in split_statements(text):
-        if not _CONTEXT_WORD.match(chunk.text):
-            continue
+    for chunk in chunks:
         for statement in parse_chunk(chunk, path).statements:
             if isinstance(statement, Include):
                 return None

@@ -77,10 +77,11 @@ def format_rules(text: str, path: str | None = None, jobs: int = 1) -> str:
 
 @dataclass(frozen=True)
 class FormattedPiece:
-    """A piece of a file formatted on its own: its output lines, the source lines its first
-    and last output line came from, or the syntax errors that stopped it."""
+    """A piece of a file formatted on its own: its output lines joined (one string: a worker
+    sends it whole), the source lines its first and last output line came from, or the
+    syntax errors that stopped it."""
 
-    lines: tuple[str, ...] = ()
+    text: str = ""
     first: int = 0
     last: int = 0
     errors: tuple[Diagnostic, ...] = ()
@@ -94,7 +95,7 @@ def format_piece(piece: Chunk, path: str | None = None) -> FormattedPiece:
     except CompressionError as exc:
         return FormattedPiece(errors=tuple(exc.diagnostics))
     lines, first, last = _Layout(rule_file).placed_lines()
-    return FormattedPiece(tuple(lines), first, last)
+    return FormattedPiece("\n".join(lines), first, last)
 
 
 def joined_pieces(pieces: Iterable[FormattedPiece]) -> str:
@@ -106,15 +107,15 @@ def joined_pieces(pieces: Iterable[FormattedPiece]) -> str:
     last = 0
     for piece in pieces:
         errors.extend(piece.errors)
-        if not piece.lines:
+        if not piece.text:
             continue
-        if out and piece.first - last > 1:
-            out.append("")
-        out.extend(piece.lines)
+        if out:
+            out.append("\n\n" if piece.first - last > 1 else "\n")
+        out.append(piece.text)
         last = max(last, piece.last)
     if errors:
         raise CompressionError(errors)
-    return "\n".join(out) + "\n" if out else ""
+    return "".join(out) + "\n" if out else ""
 
 
 def format_file(rule_file: RuleFile) -> str:

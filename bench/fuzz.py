@@ -1,7 +1,9 @@
 """The fuzz suite's long profile: thousands of examples per property instead of CI's few.
 
-python bench/fuzz.py            # DSL_COMPRESS_FUZZ=long python -m pytest tests/test_fuzz.py
+python bench/fuzz.py            # DSL_COMPRESS_FUZZ=long python -m pytest tests/test_fuzz.py ...
 python bench/fuzz.py -k format  # any further pytest arguments pass through
+
+The fuzzed properties of fmt and lint a piece at a time (tests/test_*_pieces.py) run too.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ REPO = Path(__file__).resolve().parent.parent
 def main(argv: list[str]) -> int:
     env = {**os.environ, "DSL_COMPRESS_FUZZ": "long"}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
-    command = [sys.executable, "-m", "pytest", "tests/test_fuzz.py", "-p", "no:cacheprovider"]
+    files = ["tests/test_fuzz.py", "tests/test_format_pieces.py", "tests/test_lint_pieces.py"]
+    command = [sys.executable, "-m", "pytest", *files, "-p", "no:cacheprovider"]
     return subprocess.call([*command, *argv], cwd=REPO, env=env)
 
 

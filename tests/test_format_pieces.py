@@ -17,7 +17,7 @@ from dsl_compress.language import worker_pool
 from dsl_compress.language.parse import parse_rule_file
 from dsl_compress.language.statement_split import split_pieces, split_statements
 from test_formatter import PLAIN_CHARS, messy_spelling, rule_files
-from test_fuzz import TEXTS, example_texts
+from test_fuzz import FUZZ, TEXTS, example_texts
 
 ROOT = FilePath(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
@@ -75,7 +75,7 @@ def test_a_generated_large_file_formats_alike_in_pieces(monkeypatch):
     check_pieces_agree(rules_text(600), monkeypatch)
 
 
-@PROPERTY
+@FUZZ
 @given(TEXTS)
 def test_fuzzed_texts_format_alike_in_pieces(text: str):
     with pytest.MonkeyPatch.context() as monkeypatch:

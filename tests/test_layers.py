@@ -58,6 +58,7 @@ TORCH_FREE_MODULES |= {
     "engine/mask_request.py",
     "engine/quant_dtypes.py",
     "tools/lint.py",
+    "tools/lint_pieces.py",
     "tools/text_diff.py",
     "deploy/ct_args.py",
     "deploy/ct_config.py",

@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from dsl_compress.language import worker_pool
 from dsl_compress.tools import lint_pieces
 from dsl_compress.tools.lint import lint_text, lint_whole
-from test_fuzz import TEXTS, example_texts
+from test_fuzz import FUZZ, TEXTS, example_texts
 
 ROOT = FilePath(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
@@ -104,7 +104,7 @@ def test_a_generated_large_file_lints_alike_in_pieces(monkeypatch):
     check_agrees(text, monkeypatch)
 
 
-@PROPERTY
+@FUZZ
 @given(TEXTS)
 def test_fuzzed_texts_lint_alike_in_pieces(text: str):
     with pytest.MonkeyPatch.context() as monkeypatch:

@@ -130,3 +130,12 @@ def test_lint_jobs_lints_in_processes_as_in_one(capsys, tmp_path, monkeypatch):
     runs = [run(capsys, "lint", "--format", "json", "--jobs", jobs, path) for jobs in "123"]
     assert runs[0] == runs[1] == runs[2] and runs[0].code == 1
     assert runs[0].out.count('"code"') == len(lint_whole(text, str(path)))
+
+
+def test_an_include_root_that_is_no_folder_is_reported_as_whole_lint_does(tmp_path):
+    path = str(tmp_path / "a.rules")
+    text = "prune conv1.weight sparse_ratio=0.5\n"
+    missing = tmp_path / "nowhere"
+    found = lint_text(text, path, include_root=missing)
+    assert [d.code for d in found] == ["X803"] and "is not a folder" in found[0].message
+    assert report(found) == report(lint_whole(text, path, include_root=missing))

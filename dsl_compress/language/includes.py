@@ -51,7 +51,7 @@ def parse_with_includes(
     (lint); without, every such error is raised.
     """
     base = _resolved(Path(path)) if path else None
-    root = _include_root(include_root, base)
+    root = include_root_of(path, include_root)
     reading = _Reading(root, read=reader or _Reading(root).read, failed=failed)
     parsed = parse_rule_file(text, path) if cache is None else cache.parse(text, path)
     statements = _expand(parsed, base, [base] if base else [], reading)
@@ -78,6 +78,14 @@ def read_rules(path: Path, span: Span | None = None) -> str:
         diag = Diagnostic("E102", Severity.ERROR, message, span=span, subject=str(path))
         raise CompressionError([diag])
     return text
+
+
+def include_root_of(path: str | None, include_root: str | Path | None) -> Path:
+    """The folder the includes of the file at ``path`` may read under: ``include_root``, by
+    default the file's own folder (or the working folder); raises CompressionError for a
+    root that is not a folder (X803) or a path that does not resolve (E205)."""
+    base = _resolved(Path(path)) if path else None
+    return _include_root(include_root, base)
 
 
 def _include_root(include_root: str | Path | None, base: Path | None) -> Path:

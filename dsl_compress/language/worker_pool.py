@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from typing import Any, Callable, Iterable, Iterator, TypeVar
 
 Item = TypeVar("Item")
@@ -17,26 +18,47 @@ _WORK: dict[str, tuple[Callable, tuple]] = {}
 def mapped(
     function: Callable[..., Result], items: Iterable[Item], jobs: int, *shared: Any
 ) -> Iterator[Result]:
-    """``function(item, *shared)`` for each item, in order; with ``jobs`` > 1, in that many
-    worker processes (``function`` must be a module's own function; ``shared`` reaches each
-    worker once, not with every item)."""
-    if jobs <= 1:
+    """``function(item, *shared)`` for each item, in order; with ``jobs`` > 1, in up to that
+    many worker processes, never more than there are items (``function`` must be a module's
+    own function; ``shared`` reaches each worker once, not with every item). Where no worker
+    process can be made (no semaphores, no fork), in this process."""
+    items = list(items) if jobs > 1 else items
+    pool = _pool(min(jobs, len(items)), function, shared) if jobs > 1 else None
+    if pool is None:
         for item in items:
             yield function(item, *shared)
         return
+    try:
+        try:
+            results = pool.map(_call, items)  # each worker process starts here
+        except OSError:  # no process could be made (out of processes): work here instead
+            results = (function(item, *shared) for item in items)
+        yield from results
+    finally:  # also on an interrupt or an error: queued pieces are dropped, not worked
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _pool(jobs: int, function: Callable, shared: tuple) -> Any:
+    """A pool of ``jobs`` workers, each keeping ``function`` and ``shared``; None for fewer
+    than two, or where the platform cannot make one."""
+    if jobs < 2:
+        return None
     from concurrent.futures import ProcessPoolExecutor
     from multiprocessing import get_all_start_methods, get_context
 
     # fork: a worker starts with this process's imports; elsewhere each imports anew.
     method = "fork" if "fork" in get_all_start_methods() else "spawn"
-    context = get_context(method)
-    with ProcessPoolExecutor(
-        jobs, mp_context=context, initializer=_keep, initargs=(function, shared)
-    ) as pool:
-        yield from pool.map(_call, items)
+    try:
+        return ProcessPoolExecutor(
+            jobs, mp_context=get_context(method), initializer=_keep, initargs=(function, shared)
+        )
+    except (OSError, ImportError, NotImplementedError):  # no working semaphores here
+        return None
 
 
 def _keep(function: Callable, shared: tuple) -> None:
+    # Ctrl-C is the command's to handle: a worker waiting for work would print a traceback.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     _WORK["call"] = (function, shared)
 
 

@@ -19,7 +19,7 @@ from dsl_compress.diagnostics import (
     span_of_origin,
 )
 from dsl_compress.codes import LINT_CODE_OF
-from dsl_compress.language.includes import IncludeReader, TextsFirst
+from dsl_compress.language.includes import IncludeReader, TextsFirst, include_root_of
 from dsl_compress.language.parse import StatementCache
 from dsl_compress.tools.lint_pieces import lint_in_pieces
 from dsl_compress.vocab import Mode
@@ -164,6 +164,10 @@ def lint_text(
     Without a model (or a cache), a file is linted a piece at a time (tools/lint_pieces.py).
     """
     if model is None and cache is None:
+        try:
+            include_root_of(path, include_root)  # checked as the whole-file parse checks it
+        except CompressionError as exc:
+            return list(exc.diagnostics)
         found = lint_in_pieces(text, path, jobs)
         if found is not None:
             return found

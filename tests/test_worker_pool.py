@@ -1,0 +1,66 @@
+"""Worker processes for a file's pieces: results in order, Ctrl-C left to the command, never more
+workers than pieces, and the work done here where no worker process can be made."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import os
+import signal
+
+import pytest
+
+from dsl_compress.language import worker_pool
+
+
+def squared_with_pid(item: int, offset: int) -> tuple[int, int]:
+    return item * item + offset, os.getpid()
+
+
+def interrupt_handler(item: int) -> bool:
+    return signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+
+
+@pytest.mark.parametrize("jobs", [1, 2, 3])
+def test_results_come_in_order_with_the_shared_arguments(jobs: int):
+    found = list(worker_pool.mapped(squared_with_pid, range(20), jobs, 5))
+    assert [value for value, _ in found] == [i * i + 5 for i in range(20)]
+    in_workers = any(pid != os.getpid() for _, pid in found)
+    assert in_workers == (jobs > 1)
+
+
+def test_workers_leave_ctrl_c_to_the_command():
+    assert list(worker_pool.mapped(interrupt_handler, range(4), 2)) == [True] * 4
+    assert signal.getsignal(signal.SIGINT) != signal.SIG_IGN  # this process's is untouched
+
+
+def test_never_more_workers_than_items(monkeypatch):
+    sizes = []
+    real = concurrent.futures.ProcessPoolExecutor
+
+    def recording(max_workers, **options):
+        sizes.append(max_workers)
+        return real(max_workers, **options)
+
+    monkeypatch.setattr(concurrent.futures, "ProcessPoolExecutor", recording)
+    assert [v for v, _ in worker_pool.mapped(squared_with_pid, [3, 4], 16, 0)] == [9, 16]
+    assert sizes == [2]
+    assert [v for v, _ in worker_pool.mapped(squared_with_pid, [7], 16, 0)] == [49]
+    assert sizes == [2]  # one item: no pool at all
+
+
+@pytest.mark.parametrize("where", ["pool", "start"])
+def test_without_worker_processes_the_work_is_done_here(monkeypatch, where: str):
+    real = concurrent.futures.ProcessPoolExecutor
+
+    class NoProcesses(real):
+        def __init__(self, *args, **options):
+            if where == "pool":
+                raise OSError(38, "Function not implemented")  # no POSIX semaphores
+            super().__init__(*args, **options)
+
+        def map(self, *args, **options):
+            raise OSError(11, "Resource temporarily unavailable")  # fork failed
+
+    monkeypatch.setattr(concurrent.futures, "ProcessPoolExecutor", NoProcesses)
+    found = list(worker_pool.mapped(squared_with_pid, range(6), 4, 1))
+    assert found == [(i * i + 1, os.getpid()) for i in range(6)]

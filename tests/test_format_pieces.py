@@ -44,15 +44,28 @@ def check_pieces_agree(text: str, monkeypatch) -> None:
         assert formatted(text, size, monkeypatch) == whole, size
 
 
-def test_a_piece_starts_at_a_statement_line_and_the_pieces_cover_the_text():
+def test_a_piece_starts_where_a_statement_starts_and_the_pieces_cover_the_text():
     text = "prune a x=1\n# c\n\nprune b;prune c  # d\nlet x = [1,\n2]\nregister prune T {\n p\n}\n"
+    text += "prune e;  # after a semicolon\nprune f\n"
     pieces = list(split_pieces(text, 1))
     assert "".join(p.text for p in pieces) == text
-    assert [p.line for p in pieces] == [1, 2, 4, 5, 7]
-    starts = {c.line for c in split_statements(text) if c.column == 1}
-    assert all(p.line in starts for p in pieces)
+    assert [(p.line, p.column) for p in pieces] == [(1, 1), (2, 1), (4, 1), (4, 9), (5, 1)] + [
+        (7, 1),
+        (10, 1),
+        (11, 1),
+    ]
+    starts = {(c.line, c.column) for c in split_statements(text)}
+    assert all((p.line, p.column) in starts for p in pieces)
     assert [p.text for p in split_pieces(text, 10**9)] == [text]
     assert [p.text for p in split_pieces("", 1)] == [""]
+
+
+def test_a_file_of_one_line_is_cut_after_its_semicolons(monkeypatch):
+    statements = [line.split("  #")[0] for line in rules_text(300).splitlines()[1:]]
+    one_line = "; ".join(statements) + "  # the end\n"
+    assert len(list(split_pieces(one_line, 50))) > 4
+    check_pieces_agree(one_line, monkeypatch)
+    check_pieces_agree(one_line.replace("; ", ";  # gap\n", 7), monkeypatch)
 
 
 def test_each_piece_has_the_files_line_numbers(monkeypatch):

@@ -104,6 +104,16 @@ def test_a_generated_large_file_lints_alike_in_pieces(monkeypatch):
     check_agrees(text, monkeypatch)
 
 
+def test_a_file_of_one_line_lints_alike_in_pieces(monkeypatch):
+    statements = [line.split("  #")[0] for line in rules_text(200).splitlines()[1:]]
+    one_line = "; ".join(LATE_CONTEXT.splitlines() + statements)
+    monkeypatch.setattr(lint_pieces, "PIECE_STATEMENTS", 7)
+    assert report(lint_pieces.lint_in_pieces(one_line, "x.rules")) == report(
+        lint_whole(one_line, "x.rules")
+    )
+    check_agrees(one_line, monkeypatch)
+
+
 @FUZZ
 @given(TEXTS)
 def test_fuzzed_texts_lint_alike_in_pieces(text: str):

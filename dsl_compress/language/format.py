@@ -89,9 +89,9 @@ class FormattedPiece:
 
 def format_piece(piece: Chunk, path: str | None = None) -> FormattedPiece:
     """One piece of :func:`split_pieces`, formatted (comments and blank lines as in a whole
-    file: pieces start at a statement's line, so nothing a layout looks at crosses them)."""
+    file: pieces start where a statement starts, so nothing a layout looks at crosses them)."""
     try:
-        rule_file = parse_rule_file(piece.text, path, piece.line)
+        rule_file = parse_rule_file(piece.text, path, piece.line, piece.column)
     except CompressionError as exc:
         return FormattedPiece(errors=tuple(exc.diagnostics))
     lines, first, last = _Layout(rule_file).placed_lines()

@@ -64,16 +64,19 @@ def _parser() -> _Parser:
     return parser
 
 
-def parse_rule_file(text: str, path: str | None = None, first_line: int = 1) -> RuleFile:
-    """Parse a whole file (or a piece of one starting at line ``first_line``: every span and
-    comment then has the file's line); raise one CompressionError with every syntax error."""
-    at = Chunk(text, first_line, 1)
-    spans = spans_in(path) if first_line == 1 else spans_in_chunk(path, at)
+def parse_rule_file(
+    text: str, path: str | None = None, first_line: int = 1, first_column: int = 1
+) -> RuleFile:
+    """Parse a whole file, or a piece of one starting at ``first_line`` and ``first_column``
+    (every span and comment then has the file's line and column; a piece starting inside a
+    line starts after a ';'); raise one CompressionError with every syntax error."""
+    at = Chunk(text, first_line, first_column)
+    spans = spans_in(path) if (first_line, first_column) == (1, 1) else spans_in_chunk(path, at)
     try:
         statements, comments = _parser().parse(text, spans)
     except (UnexpectedInput, InputLimit):
-        return parse_by_statement(text, path, first_line)
-    if first_line == 1:
+        return parse_by_statement(text, path, first_line, first_column)
+    if (first_line, first_column) == (1, 1):
         found = [(token.value, token.line, token.column) for token in comments]
     else:
         found = [_shifted(token, at) for token in comments]
@@ -92,13 +95,17 @@ def parse_selector(text: str, origin: str) -> Selector:
     return selector
 
 
-def parse_by_statement(text: str, path: str | None = None, first_line: int = 1) -> RuleFile:
+def parse_by_statement(
+    text: str, path: str | None = None, first_line: int = 1, first_column: int = 1
+) -> RuleFile:
     """The file parsed one statement at a time, so that one syntax error does not hide the next.
 
     What ``parse`` falls back to on a syntax error; on text without one it gives what
     ``parse`` gives.
     """
-    rule_file, errors = parse_partially(text, path, first_line=first_line)
+    rule_file, errors = parse_partially(
+        text, path, first_line=first_line, first_column=first_column
+    )
     if errors:
         raise CompressionError(errors)
     return rule_file
@@ -109,16 +116,18 @@ def parse_partially(
     path: str | None = None,
     cache: StatementCache | None = None,
     first_line: int = 1,
+    first_column: int = 1,
 ) -> tuple[RuleFile, list[Diagnostic]]:
     """The statements that parse, and the syntax errors of the rest: a half-typed file in an
     editor still has its other statements to outline, hover and complete. With ``cache``,
     each statement whose text and place are unchanged since the cache's last parse is not
-    parsed again. ``first_line`` as for :func:`parse_rule_file`."""
+    parsed again. ``first_line`` and ``first_column`` as for :func:`parse_rule_file`."""
     statements, comments, errors = [], [], []
     parsed: dict[tuple, dict[int, ChunkParse]] = {}
+    at = Chunk(text, first_line, first_column)
     for chunk in split_statements(text):
-        if first_line != 1:
-            chunk = Chunk(chunk.text, chunk.line + first_line - 1, chunk.column)
+        if (first_line, first_column) != (1, 1):
+            chunk = Chunk(chunk.text, *at.absolute(chunk.line, chunk.column))
         key = (path, chunk.text, chunk.column)  # not its line: a statement moved is re-used
         found = _known(chunk, key, parsed, cache) or parse_chunk(chunk, path)
         parsed.setdefault(key, {})[chunk.line] = found
@@ -127,7 +136,6 @@ def parse_partially(
         errors.extend(found.errors)
     if cache is not None:
         cache.keep(parsed)
-    at = Chunk(text, first_line, 1)
     return RuleFile(tuple(statements), path, _comments(comments, text, at)), errors
 
 
@@ -221,6 +229,9 @@ def _comments(found: list[tuple[str, int, int]], text: str, at: Chunk) -> tuple[
     out = []
     for comment, line, column in found:
         row = line - at.line
+        if row == 0 and at.column > 1:  # the piece's first line: a ';' stands before it
+            out.append(Comment(comment.rstrip(), line, True))
+            continue
         before = lines[row][: column - 1] if row < len(lines) else ""
         out.append(Comment(comment.rstrip(), line, bool(before.strip())))
     return tuple(out)

@@ -85,19 +85,24 @@ def _line_end(text: str, i: int) -> int:
 
 
 def split_pieces(text: str, statements: int) -> Iterator[Chunk]:
-    """The text in pieces of about ``statements`` statement chunks each, every piece starting
-    at the start of a line that starts a statement (or a comment) outside any statement, so
-    that each piece parses and formats on its own."""
+    """The text in pieces of about ``statements`` statement chunks each, so that each piece
+    parses and formats on its own: a piece starts where a statement starts outside any
+    other, at the start of a line or after a ';' (a file of one long line is cut too), but
+    never at a comment after a ';' (it belongs to the code before it)."""
     return pieces_of(text, split_statements(text), statements)
 
 
 def pieces_of(text: str, chunks: Iterable[Chunk], statements: int) -> Iterator[Chunk]:
     """:func:`split_pieces` from the text's chunks (a caller may look at each on the way)."""
-    start, line, count = 0, 1, 0
+    start, line, column, count = 0, 1, 1, 0
     for chunk in chunks:
-        if count >= statements and chunk.column == 1:
-            yield Chunk(text[start : chunk.offset], line, 1, start)
-            start, line, count = chunk.offset, chunk.line, 0
+        if count >= statements and _starts_a_piece(chunk):
+            yield Chunk(text[start : chunk.offset], line, column, start)
+            start, line, column, count = chunk.offset, chunk.line, chunk.column, 0
         count += 1
     if start < len(text) or start == 0:
-        yield Chunk(text[start:], line, 1, start)
+        yield Chunk(text[start:], line, column, start)
+
+
+def _starts_a_piece(chunk: Chunk) -> bool:
+    return chunk.column == 1 or not chunk.text.lstrip(" \t\f").startswith("#")

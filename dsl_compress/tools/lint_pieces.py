@@ -68,7 +68,7 @@ def lint_piece(
     """A piece's syntax errors, or its statements' findings against ``context``; None when it
     holds an include, or a let or register block not in ``seen``."""
     try:
-        statements = parse_rule_file(piece.text, path, piece.line).statements
+        statements = parse_rule_file(piece.text, path, piece.line, piece.column).statements
     except CompressionError as exc:
         return PieceFindings(syntax=tuple(exc.diagnostics))
     for statement in statements:

@@ -1,9 +1,10 @@
 """Costs grow linearly with the input: lint of many bad lines, fmt of many commented statements,
 lint of one statement with thousands of unknown keys, and the peak memory of lint of a large
-file. Each workload runs at sizes growing 4x; the time ratio between neighbours should be ~4x
-(a quadratic cost shows ~16x). Each size runs `dsl-compress` as a fresh process, so the peak
-memory (ru_maxrss of the child) is that run's alone; `fmt` of a large file formats in worker
-processes (--jobs, one per CPU), and the largest worker's peak is its own column.
+file (also written on one line). Each workload runs at sizes growing 4x; the time ratio between
+neighbours should be ~4x (a quadratic cost shows ~16x). Each size runs `dsl-compress` as a fresh
+process, so the peak memory (ru_maxrss of the child) is that run's alone; `fmt` and `lint` of a
+file of a megabyte or more work in worker processes (--jobs, one per CPU), and the largest
+worker's peak is its own column.
 
     python bench/bench_scaling.py            # sizes up to 100,000 bad lines, 200,000 statements
     python bench/bench_scaling.py --quick    # a quarter of that
@@ -47,6 +48,11 @@ def mixed_file(n: int) -> str:
     return rules_text(n)
 
 
+def one_line(n: int) -> str:
+    """The mixed statements on one line, joined by ';' (their comments dropped)."""
+    return "; ".join(line.split("  #")[0] for line in rules_text(n).splitlines()[1:]) + "\n"
+
+
 # (name, text maker, command, sizes)
 WORKLOADS: list[tuple[str, Callable[[int], str], list[str], list[int]]] = [
     ("lint: bad lines", bad_lines, ["lint", "--format", "concise"], [6_250, 25_000, 100_000]),
@@ -63,6 +69,7 @@ WORKLOADS: list[tuple[str, Callable[[int], str], list[str], list[int]]] = [
         ["lint", "--format", "concise"],
         [12_500, 50_000, 200_000],
     ),
+    ("lint: one line, ';'-joined", one_line, ["lint", "--format", "concise"], [12_500, 50_000]),
 ]
 
 

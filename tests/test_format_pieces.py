@@ -17,7 +17,7 @@ from dsl_compress.language import worker_pool
 from dsl_compress.language.parse import parse_rule_file
 from dsl_compress.language.statement_split import split_pieces, split_statements
 from test_formatter import PLAIN_CHARS, messy_spelling, rule_files
-from test_fuzz import FUZZ, TEXTS, example_texts
+from test_fuzz import FUZZ, TEXTS, shuffled_examples
 
 ROOT = FilePath(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
@@ -103,13 +103,9 @@ def test_messy_files_format_alike_in_pieces(tree, rng: random.Random):
         check_pieces_agree(messy, monkeypatch)
 
 
-def test_the_examples_mutated_format_alike_in_pieces(monkeypatch):
-    rng = random.Random(7)
-    for text in example_texts():
-        lines = text.splitlines(keepends=True)
-        for _ in range(20):
-            shuffled = rng.sample(lines, len(lines))
-            check_pieces_agree("".join(shuffled), monkeypatch)
+def test_the_examples_shuffled_format_alike_in_pieces(monkeypatch):
+    for text in shuffled_examples(seed=7, rounds=20):
+        check_pieces_agree(text, monkeypatch)
 
 
 # ----- fmt --jobs: pieces formatted in worker processes ------------------------------------------

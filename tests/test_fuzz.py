@@ -61,6 +61,16 @@ def example_texts() -> tuple[str, ...]:
     return tuple(path.read_text(encoding="utf-8") for path in EXAMPLES)
 
 
+def shuffled_examples(seed: int, rounds: int) -> list[str]:
+    """Each bundled example with its lines shuffled, ``rounds`` times."""
+    rng = random.Random(seed)
+    found = []
+    for text in example_texts():
+        lines = text.splitlines(keepends=True)
+        found += ["".join(rng.sample(lines, len(lines))) for _ in range(rounds)]
+    return found
+
+
 @functools.lru_cache(maxsize=None)
 def model():
     from dsl_compress.models import cnn

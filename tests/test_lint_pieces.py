@@ -4,7 +4,6 @@ in the file; a file that includes another is linted whole."""
 
 from __future__ import annotations
 
-import random
 import sys
 from pathlib import Path as FilePath
 
@@ -14,7 +13,7 @@ from hypothesis import given, settings
 from dsl_compress.language import worker_pool
 from dsl_compress.tools import lint_pieces
 from dsl_compress.tools.lint import lint_text, lint_whole
-from test_fuzz import FUZZ, TEXTS, example_texts
+from test_fuzz import FUZZ, TEXTS, shuffled_examples
 
 ROOT = FilePath(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
@@ -122,11 +121,8 @@ def test_fuzzed_texts_lint_alike_in_pieces(text: str):
 
 
 def test_shuffled_examples_lint_alike_in_pieces(monkeypatch):
-    rng = random.Random(11)
-    for text in example_texts():
-        lines = text.splitlines(keepends=True)
-        for _ in range(15):
-            check_agrees("".join(rng.sample(lines, len(lines))), monkeypatch)
+    for text in shuffled_examples(seed=11, rounds=15):
+        check_agrees(text, monkeypatch)
 
 
 def test_lint_jobs_lints_in_processes_as_in_one(capsys, tmp_path, monkeypatch):

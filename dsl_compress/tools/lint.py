@@ -171,26 +171,21 @@ def lint_text(
         found = lint_in_pieces(text, path, jobs)
         if found is not None:
             return found
-    return lint_whole(
-        text, path, model, include_root=include_root, reader=reader, target=target, cache=cache
-    )
+    options = {"include_root": include_root, "reader": reader, "target": target, "cache": cache}
+    return lint_whole(text, path, model, **options)
 
 
 def lint_whole(
-    text: str,
-    path: str | None,
-    model: Model | None = None,
-    *,
-    include_root: str | Path | None = None,
-    reader: IncludeReader | None = None,
-    target: str | None = None,
-    cache: StatementCache | None = None,
+    text: str, path: str | None, model: Model | None = None, **options
 ) -> list[Diagnostic]:
-    """:func:`lint_text` of the file parsed and checked whole (with a model, a cache or an
-    include; and what the piecewise lint is tested against)."""
+    """:func:`lint_text` of the file parsed and checked whole, its options (all but ``jobs``)
+    as there: with a model, a cache or an include; and what the piecewise lint is tested
+    against."""
+    target = options.get("target")
     failed: list[Diagnostic] = []  # includes that cannot be read: reported with the rest
     try:
-        rules = parse(text, path, include_root, reader, cache, failed)
+        where = (options.get("include_root"), options.get("reader"), options.get("cache"))
+        rules = parse(text, path, *where, failed)
         # Without a model, W304 only says what an NNI export would lack: not a finding of the
         # rules, so the export it comes from is not made.
         compiled = rules.compile(model, export=False)

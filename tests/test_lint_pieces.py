@@ -145,3 +145,8 @@ def test_an_include_root_that_is_no_folder_is_reported_as_whole_lint_does(tmp_pa
     found = lint_text(text, path, include_root=missing)
     assert [d.code for d in found] == ["X803"] and "is not a folder" in found[0].message
     assert report(found) == report(lint_whole(text, path, include_root=missing))
+
+
+def test_lint_whole_refuses_an_option_it_does_not_know():
+    with pytest.raises(TypeError, match="include_roots"):
+        lint_whole("prune conv1.weight sparse_ratio=0.5\n", "x.rules", include_roots="/x")

@@ -64,3 +64,23 @@ def test_without_worker_processes_the_work_is_done_here(monkeypatch, where: str)
     monkeypatch.setattr(concurrent.futures, "ProcessPoolExecutor", NoProcesses)
     found = list(worker_pool.mapped(squared_with_pid, range(6), 4, 1))
     assert found == [(i * i + 1, os.getpid()) for i in range(6)]
+
+
+def test_workers_started_before_one_fails_to_start_are_stopped(monkeypatch):
+    import multiprocessing
+    import multiprocessing.context
+
+    if "fork" not in multiprocessing.get_all_start_methods():
+        pytest.skip("the pool starts its workers by fork only where fork is")
+    real, started = multiprocessing.context.ForkProcess.start, []
+
+    def second_fails(process):
+        if len(started) == 1:
+            raise OSError(11, "Resource temporarily unavailable")
+        started.append(process)
+        return real(process)
+
+    monkeypatch.setattr(multiprocessing.context.ForkProcess, "start", second_fails)
+    found = list(worker_pool.mapped(squared_with_pid, range(6), 3, 2))
+    assert found == [(i * i + 2, os.getpid()) for i in range(6)]
+    assert len(started) == 1 and not started[0].is_alive()  # the first worker was stopped

@@ -28,10 +28,14 @@ def mapped(
         for item in items:
             yield function(item, *shared)
         return
+    from multiprocessing import active_children
+
+    children_before = set(active_children())
     try:
         try:
             results = pool.map(_call, items)  # each worker process starts here
         except OSError:  # no process could be made (out of processes): work here instead
+            _stop_started(pool, children_before)
             results = (function(item, *shared) for item in items)
         yield from results
     finally:  # also on an interrupt or an error: queued pieces are dropped, not worked
@@ -54,6 +58,17 @@ def _pool(jobs: int, function: Callable, shared: tuple) -> Any:
         )
     except (OSError, ImportError, NotImplementedError):  # no working semaphores here
         return None
+
+
+def _stop_started(pool: Any, children_before: set) -> None:
+    """Stop the workers a pool started before one failed to start: nothing else would tell
+    them to (its manager thread never ran), and the command would wait for them at exit."""
+    from multiprocessing import active_children
+
+    pool.shutdown(wait=False, cancel_futures=True)
+    for child in set(active_children()) - children_before:
+        child.terminate()
+        child.join()
 
 
 def _keep(function: Callable, shared: tuple) -> None:

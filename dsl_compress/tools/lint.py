@@ -175,12 +175,18 @@ def lint_text(
     return lint_whole(text, path, model, **options)
 
 
+_WHOLE_OPTIONS = frozenset({"include_root", "reader", "target", "cache"})
+
+
 def lint_whole(
     text: str, path: str | None, model: Model | None = None, **options
 ) -> list[Diagnostic]:
     """:func:`lint_text` of the file parsed and checked whole, its options (all but ``jobs``)
     as there: with a model, a cache or an include; and what the piecewise lint is tested
     against."""
+    unknown = set(options) - _WHOLE_OPTIONS
+    if unknown:
+        raise TypeError(f"lint_whole() got unexpected options {sorted(unknown)}")
     target = options.get("target")
     failed: list[Diagnostic] = []  # includes that cannot be read: reported with the rest
     try:

@@ -84,3 +84,13 @@ def test_workers_started_before_one_fails_to_start_are_stopped(monkeypatch):
     found = list(worker_pool.mapped(squared_with_pid, range(6), 3, 2))
     assert found == [(i * i + 2, os.getpid()) for i in range(6)]
     assert len(started) == 1 and not started[0].is_alive()  # the first worker was stopped
+
+
+@pytest.mark.parametrize("cpus, expected", [(1, 1), (2, 2), (64, 8)])
+def test_the_commands_default_jobs_are_the_usable_cpus_at_most_eight(monkeypatch, cpus, expected):
+    from dsl_compress.cli.args import parse_arguments
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(cpus)), raising=False)
+    for command in (["fmt", "a.rules"], ["lint", "a.rules"]):
+        assert parse_arguments(command).jobs == expected
+    assert parse_arguments(["lint", "--jobs", "3", "a.rules"]).jobs == 3

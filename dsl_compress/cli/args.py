@@ -259,10 +259,10 @@ def _jobs_option(cmd: argparse.ArgumentParser, verb: str) -> None:
     cmd.add_argument(
         "--jobs",
         type=_positive_count,
-        default=_usable_cpus(),
+        default=_default_jobs(),
         metavar="N",
         help=f"processes that {verb} a file of a megabyte or more, a piece each "
-        "(default: the CPUs this process may use)",
+        f"(default: the CPUs this process may use, at most {MAX_DEFAULT_JOBS})",
     )
 
 
@@ -276,11 +276,17 @@ def _positive_count(text: str) -> int:
     return count
 
 
-def _usable_cpus() -> int:
+# Each worker holds its own interpreter and a piece's syntax (40-60 MB); past a few, the
+# command's own reading and splitting of the file bounds the gain, not the CPUs.
+MAX_DEFAULT_JOBS = 8
+
+
+def _default_jobs() -> int:
     try:
-        return max(1, len(os.sched_getaffinity(0)))
+        cpus = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):  # no affinity on this platform
-        return max(1, os.cpu_count() or 1)
+        cpus = os.cpu_count() or 1
+    return max(1, min(cpus, MAX_DEFAULT_JOBS))
 
 
 def _lsp(commands) -> argparse.ArgumentParser:

@@ -7,6 +7,8 @@ import re
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import dsl_compress
 from dsl_compress import CompressionError, Diagnostic, Severity
@@ -338,3 +340,57 @@ def test_every_example_produces_its_code(workdir, code):
     (workdir / "a.rules").write_text(text + "\n")
     result = lint(["a.rules"], MODELS[model]() if model else None)
     assert code in [d.code for d in result.diagnostics], render(result, "concise")
+
+
+# ----- large results: written a diagnostic at a time, as one document would be ------------------
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=4)
+    | st.dictionaries(st.text(max_size=5), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(JSON_VALUES)
+def test_values_are_written_as_json_dumps_indents_them(value):
+    from dsl_compress.cli.formats import _indented
+
+    assert _indented(value, "") == json.dumps(value, indent=2)
+
+
+def one_document(result: LintResult, fmt: str) -> str:
+    """What json and sarif were written as before: one json.dumps of the whole document."""
+    from dsl_compress.cli.formats import _json_object, _sarif_result, sarif_log
+
+    if fmt == "json":
+        return json.dumps([_json_object(d) for d in result.diagnostics], indent=2)
+    codes = sorted({d.code for d in result.diagnostics})
+    results = [_sarif_result(d, codes.index(d.code)) for d in result.diagnostics]
+    return json.dumps(sarif_log(codes, results), indent=2)
+
+
+@pytest.mark.parametrize("fmt", ["json", "sarif"])
+def test_many_findings_are_written_a_diagnostic_at_a_time(workdir, mixed, fmt):
+    from dsl_compress.cli.formats import rendered_parts
+
+    many = "".join(
+        f"prune conv{i}.weight sparse_ratio=2 badkey={i} metric=l{i % 3}\n" for i in range(40)
+    )
+    (workdir / "many.rules").write_text(many + "prune Conv2D.weight sparse_ratio=0.5\n")
+    key = '"code":' if fmt == "json" else '"ruleId":'
+    for result in (lint(["many.rules"]), mixed, LintResult(())):
+        parts = list(rendered_parts(result, fmt))
+        assert "".join(parts) == one_document(result, fmt)
+        per_part = [part.count(key) for part in parts]  # never more than one finding
+        assert max(per_part) <= 1 and sum(per_part) == len(result.diagnostics)
+    assert any(d.fixes for d in lint(["many.rules"]).diagnostics)
+
+
+def test_full_is_written_a_diagnostic_at_a_time(mixed):
+    from dsl_compress.cli.formats import rendered_parts
+
+    parts = list(rendered_parts(mixed, "full"))
+    assert len(parts) == len(mixed.diagnostics) + 1
+    assert "".join(parts) == render(mixed, "full") and parts[-1].startswith("\n\nFound ")

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable, Iterator
 from urllib.parse import quote
 
 import dsl_compress
@@ -22,17 +23,23 @@ NOUNS = {Severity.ERROR: "error", Severity.WARNING: "warning", Severity.INFO: "i
 
 def render(result: LintResult, fmt: str) -> str:
     """The lint result in ``fmt`` (one of FORMATS), without a trailing newline."""
-    renderers: dict[str, Callable[[LintResult], str]] = {
+    return "".join(rendered_parts(result, fmt))
+
+
+def rendered_parts(result: LintResult, fmt: str) -> Iterator[str]:
+    """:func:`render`'s text in parts, to be written one after another: full, json and sarif
+    give one part per diagnostic, so that 100,000 findings are never one document in memory."""
+    renderers: dict[str, Callable[[LintResult], Iterable[str]]] = {
         "full": _full,
-        "concise": _concise,
+        "concise": lambda result: [_concise(result)],
         "json": _json,
         "sarif": _sarif,
-        "github": _github,
+        "github": lambda result: [_github(result)],
     }
     if fmt not in renderers:
         hint = did_you_mean(str(fmt), FORMATS) or f"use one of {', '.join(FORMATS)}"
         fail("X803", f"unknown output format {fmt!r}", hint=hint)
-    return renderers[fmt](result)
+    return iter(renderers[fmt](result))
 
 
 def position(diag: Diagnostic) -> dict[str, Any]:
@@ -64,16 +71,15 @@ def summary(result: LintResult) -> str:
 FIXABLE_MARK = "[*]"
 
 
-def _full(result: LintResult) -> str:
+def _full(result: LintResult) -> Iterator[str]:
+    """Each diagnostic's block, a blank line between two, then the summary; a part each."""
     rendered = render_all(result.diagnostics, result.sources)  # each file read once
-    blocks = [_marked(d, block) for d, block in zip(result.diagnostics, rendered)]
-    fixable = sum(1 for d in result.diagnostics if d.fixes)
-    closing = f"{FIXABLE_MARK} {fixable} fixable with --fix." if fixable else ""
-    return (
-        "\n\n".join([*blocks, "\n".join(filter(None, [summary(result), closing]))])
-        if blocks
-        else ""
-    )
+    for i, (diag, block) in enumerate(zip(result.diagnostics, rendered)):
+        yield ("\n\n" if i else "") + _marked(diag, block)
+    if result.diagnostics:
+        fixable = sum(1 for d in result.diagnostics if d.fixes)
+        closing = f"{FIXABLE_MARK} {fixable} fixable with --fix." if fixable else ""
+        yield "\n\n" + "\n".join(filter(None, [summary(result), closing]))
 
 
 def _concise(result: LintResult) -> str:
@@ -95,8 +101,36 @@ def _marked(diag: Diagnostic, rendered: str) -> str:
 # ----- for machines -------------------------------------------------------------------------------
 
 
-def _json(result: LintResult) -> str:
-    return json.dumps([_json_object(d) for d in result.diagnostics], indent=2)
+def _json(result: LintResult) -> Iterator[str]:
+    """``json.dumps(objects, indent=2)`` of every diagnostic's object, one object at a time."""
+    return _listed((_json_object(d) for d in result.diagnostics), "")
+
+
+def _listed(items: Iterable[Any], indent: str) -> Iterator[str]:
+    """A JSON list as ``json.dumps(..., indent=2)`` writes it where its brackets stand at
+    ``indent`` (its items two spaces deeper), one item at a time."""
+    inner = indent + "  "
+    first = True
+    for item in items:
+        yield ("[\n" if first else ",\n") + inner + _indented(item, inner)
+        first = False
+    yield "[]" if first else "\n" + indent + "]"
+
+
+def _indented(value: Any, indent: str) -> str:
+    """``json.dumps(value, indent=2)`` at ``indent``. Written out here because json.dumps with
+    an indent makes closures in a cycle on every call, which only the collector frees: the
+    command pauses it, and 100,000 findings held 300 MB of them."""
+    inner = indent + "  "
+    if isinstance(value, dict) and value:
+        fields = (
+            f"{inner}{json.dumps(key)}: {_indented(item, inner)}" for key, item in value.items()
+        )
+        return "{\n" + ",\n".join(fields) + "\n" + indent + "}"
+    if isinstance(value, list) and value:
+        items = (inner + _indented(item, inner) for item in value)
+        return "[\n" + ",\n".join(items) + "\n" + indent + "]"
+    return json.dumps(value)  # a scalar, {} or []: no indent, so json's C encoder
 
 
 def _json_object(diag: Diagnostic) -> dict[str, Any]:
@@ -126,9 +160,27 @@ def _json_fix(fix: Fix) -> dict[str, Any]:
     }
 
 
-def _sarif(result: LintResult) -> str:
+def _sarif(result: LintResult) -> Iterator[str]:
+    """The SARIF log as ``json.dumps(sarif_log(codes, results), indent=2)`` writes it, its
+    results one at a time."""
     codes = sorted({d.code for d in result.diagnostics})
     index = {code: i for i, code in enumerate(codes)}
+    results = (_sarif_result(d, index[d.code]) for d in result.diagnostics)
+    whole = json.dumps(sarif_log(codes, [_RESULTS_HERE]), indent=2)
+    at = whole.index(f'"{_RESULTS_HERE}"')
+    line_start = whole.rindex("\n", 0, at) + 1
+    indent = whole[line_start:at][:-2]  # the list's own indent: its items stand 2 deeper
+    head = whole[: line_start - 1].removesuffix("[")
+    tail = whole[at + len(_RESULTS_HERE) + 2 :].removeprefix("\n" + indent + "]")
+    return itertools.chain([head], _listed(results, indent), [tail])
+
+
+# Stands for the results in the log's text while the rest is written (no rule text holds it).
+_RESULTS_HERE = "dsl-compress: the results go here"
+
+
+def sarif_log(codes: list[str], results: list[Any]) -> dict[str, Any]:
+    """The SARIF 2.1.0 log of one run: the rules of ``codes`` and ``results``."""
     driver = {
         "name": "dsl-compress",
         "version": dsl_compress.__version__,
@@ -139,9 +191,9 @@ def _sarif(result: LintResult) -> str:
         "tool": {"driver": driver},
         # Columns count characters of the decoded text, as Python indexes strings.
         "columnKind": "unicodeCodePoints",
-        "results": [_sarif_result(d, index[d.code]) for d in result.diagnostics],
+        "results": results,
     }
-    return json.dumps({"$schema": SARIF_SCHEMA, "version": "2.1.0", "runs": [run]}, indent=2)
+    return {"$schema": SARIF_SCHEMA, "version": "2.1.0", "runs": [run]}
 
 
 def _sarif_rule(code: str) -> dict[str, Any]:

@@ -29,7 +29,7 @@ from dsl_compress.language.format import format_rules
 from dsl_compress.tools.lint import LintResult, is_config_list, lint
 from dsl_compress.vocab import Mode
 from dsl_compress.plan import Plan
-from dsl_compress.cli.formats import render
+from dsl_compress.cli.formats import rendered_parts
 from dsl_compress.tools.code_docs import explain_code
 from dsl_compress.resolve.config_input import ConfigInput
 from dsl_compress.resolve.nni_export import inexpressible_configs
@@ -274,11 +274,13 @@ def _lint(args) -> ExitStatus:
 
 
 def _lint_report(args, result: LintResult) -> ExitStatus:
-    text = render(result, args.format)
-    if text:
-        sys.stdout.write(paint(text, sys.stdout) if args.format == "full" else text)
-        if not text.endswith("\n"):
-            sys.stdout.write("\n")
+    last = ""
+    for part in rendered_parts(result, args.format):  # json, sarif: a diagnostic at a time
+        if part:
+            sys.stdout.write(paint(part, sys.stdout) if args.format == "full" else part)
+            last = part
+    if last and not last.endswith("\n"):
+        sys.stdout.write("\n")
     return _lint_status(args, result)
 
 

@@ -56,6 +56,7 @@ def one_line(n: int) -> str:
 # (name, text maker, command, sizes)
 WORKLOADS: list[tuple[str, Callable[[int], str], list[str], list[int]]] = [
     ("lint: bad lines", bad_lines, ["lint", "--format", "concise"], [6_250, 25_000, 100_000]),
+    ("lint: bad lines, as SARIF", bad_lines, ["lint", "--format", "sarif"], [25_000, 100_000]),
     (
         "fmt: commented statements",
         commented_statements,

@@ -29,6 +29,12 @@ def rules_file(tmp_path, text):
     return path
 
 
+def lint_for_vllm(capsys, tmp_path, manifest, text: str):
+    """`dsl-compress lint RULES --manifest M --target vllm` on ``text``."""
+    rules = rules_file(tmp_path, text)
+    return run(capsys, "lint", rules, "--manifest", manifest, "--target", "vllm")
+
+
 def apply_ct(capsys, tmp_path, llama, text, *extra):
     out = tmp_path / "out"
     argv = ["apply", rules_file(tmp_path, text), "--model", f"hf:{llama}"]
@@ -219,9 +225,7 @@ def test_targets_generalise_layer_numbers_only_where_exact():
     ids=["lm_head", "embedding"],
 )
 def test_vllm_keeps_the_output_head_and_embeddings_float(capsys, tmp_path, manifest, text, line):
-    result = run(
-        capsys, "lint", rules_file(tmp_path, text), "--manifest", manifest, "--target", "vllm"
-    )
+    result = lint_for_vllm(capsys, tmp_path, manifest, text)
     assert result.code == 1 and f"deploy.rules:{line}:" in result.out
     assert "error[V104]" in result.out and "keeps float weights in vLLM" in result.out
 
@@ -231,9 +235,7 @@ def test_v101_points_at_the_rule_of_the_odd_member(capsys, tmp_path, manifest):
         "quantize **.self_attn.{k,v}_proj.weight quant_dtype=int4 granularity=[1, 32];\n"
         "quantize **.self_attn.q_proj.weight quant_dtype=int8 granularity=out_channel;"
     )
-    result = run(
-        capsys, "lint", rules_file(tmp_path, text), "--manifest", manifest, "--target", "vllm"
-    )
+    result = lint_for_vllm(capsys, tmp_path, manifest, text)
     assert "deploy.rules:2:1: error[V101]" in result.out
     assert "(and 1 more like it from this rule)" in result.out  # the other layer
 
@@ -273,9 +275,7 @@ def test_a_quantizers_apply_method_is_no_reason_to_refuse_the_export(capsys, tmp
         "quantize **.mlp.*_proj.weight quant_dtype=int8 granularity=out_channel "
         "apply_method=bypass;\nquantize **.mlp.*_proj._input_ quant_dtype=int8;"
     )
-    result = run(
-        capsys, "lint", rules_file(tmp_path, text), "--manifest", manifest, "--target", "vllm"
-    )
+    result = lint_for_vllm(capsys, tmp_path, manifest, text)
     assert "F101" not in result.out and "Q603" in result.out
     assert result.out.count("error[") == 0
 
@@ -285,7 +285,5 @@ def test_an_embeddings_v104_says_to_leave_the_embedding_out(capsys, tmp_path, ma
         "register quantize Embedding { weight };\n"
         "quantize Embedding.weight quant_dtype=int8 granularity=out_channel;"
     )
-    result = run(
-        capsys, "lint", rules_file(tmp_path, text), "--manifest", manifest, "--target", "vllm"
-    )
+    result = lint_for_vllm(capsys, tmp_path, manifest, text)
     assert "error[V104]" in result.out and "leave the embedding out" in result.out

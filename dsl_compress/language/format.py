@@ -71,7 +71,7 @@ def format_rules(text: str, path: str | None = None, jobs: int = 1) -> str:
     (with the syntax errors of every piece). With ``jobs`` > 1, a text of a megabyte or more
     is formatted by that many processes, a piece each at a time."""
     pieces = split_pieces(text, PIECE_STATEMENTS)
-    jobs = jobs if len(text) >= worker_pool.PARALLEL_CHARACTERS else 1
+    jobs = worker_pool.jobs_for(text, jobs)
     return joined_pieces(worker_pool.mapped(format_piece, pieces, jobs, path))
 
 

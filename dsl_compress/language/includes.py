@@ -51,7 +51,7 @@ def parse_with_includes(
     (lint); without, every such error is raised.
     """
     base = _resolved(Path(path)) if path else None
-    root = include_root_of(path, include_root)
+    root = _include_root(include_root, base)
     reading = _Reading(root, read=reader or _Reading(root).read, failed=failed)
     parsed = parse_rule_file(text, path) if cache is None else cache.parse(text, path)
     statements = _expand(parsed, base, [base] if base else [], reading)

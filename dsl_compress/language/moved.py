@@ -28,13 +28,7 @@ def moved(node: Any, lines: int) -> Any:
     # A frozen dataclass copied field by field (copy.copy's reduce protocol was most of the
     # cost of moving a thousand statements); it is ours until returned.
     new = object.__new__(kind)
-    if hasattr(node, "__dict__"):
-        values = dict(vars(node))
-        for name in names:
-            values[name] = moved(values[name], lines)
-        vars(new).update(values)
-        return new
-    for name in names:  # slots (the syntax nodes): every attribute is a field
+    for name in names:
         object.__setattr__(new, name, moved(getattr(node, name), lines))
     return new
 

@@ -71,12 +71,13 @@ def parse_rule_file(
     (every span and comment then has the file's line and column; a piece starting inside a
     line starts after a ';'); raise one CompressionError with every syntax error."""
     at = Chunk(text, first_line, first_column)
-    spans = spans_in(path) if (first_line, first_column) == (1, 1) else spans_in_chunk(path, at)
+    whole = (first_line, first_column) == (1, 1)  # a piece's tokens need moving; a file's not
+    spans = spans_in(path) if whole else spans_in_chunk(path, at)
     try:
         statements, comments = _parser().parse(text, spans)
     except (UnexpectedInput, InputLimit):
         return parse_by_statement(text, path, first_line, first_column)
-    if (first_line, first_column) == (1, 1):
+    if whole:
         found = [(token.value, token.line, token.column) for token in comments]
     else:
         found = [_shifted(token, at) for token in comments]

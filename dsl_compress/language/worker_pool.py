@@ -15,6 +15,11 @@ PARALLEL_CHARACTERS = 1 << 20
 _WORK: dict[str, tuple[Callable, tuple]] = {}
 
 
+def jobs_for(text: str, jobs: int) -> int:
+    """``jobs`` for a text of a megabyte or more; 1 (this process) for a shorter one."""
+    return jobs if len(text) >= PARALLEL_CHARACTERS else 1
+
+
 def mapped(
     function: Callable[..., Result], items: Iterable[Item], jobs: int, *shared: Any
 ) -> Iterator[Result]:

@@ -25,7 +25,7 @@ from dsl_compress.resolve.check import RuleContext, check_statements, rule_conte
 PIECE_STATEMENTS = 4096
 # A statement that may set the context, or include a file: its first word.
 _CONTEXT_WORD = re.compile(r"[ \t\f]*(?:let|register|include)(?![A-Za-z0-9_])")
-_CONTEXT_KINDS = (Let, Register, Include)
+_CONTEXT_KINDS = (Let, Register)
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,7 @@ def lint_in_pieces(text: str, path: str | None, jobs: int = 1) -> list[Diagnosti
         return None
     context = rule_context(context_statements, None)
     seen = frozenset(_place(s) for s in context_statements)
-    jobs = jobs if len(text) >= worker_pool.PARALLEL_CHARACTERS else 1
+    jobs = worker_pool.jobs_for(text, jobs)
     syntax: list[Diagnostic] = []
     found: list[Diagnostic] = list(context.diagnostics)
     for piece in worker_pool.mapped(lint_piece, pieces, jobs, path, context, seen):
@@ -74,7 +74,7 @@ def lint_piece(
     for statement in statements:
         if isinstance(statement, Include):
             return None
-        if isinstance(statement, (Let, Register)) and _place(statement) not in seen:
+        if isinstance(statement, _CONTEXT_KINDS) and _place(statement) not in seen:
             return None
     # The statements' file indices only order rules for a model: 0 serves here.
     _, _, found = check_statements(statements, context)

@@ -94,3 +94,34 @@ def test_the_commands_default_jobs_are_the_usable_cpus_at_most_eight(monkeypatch
     for command in (["fmt", "a.rules"], ["lint", "a.rules"]):
         assert parse_arguments(command).jobs == expected
     assert parse_arguments(["lint", "--jobs", "3", "a.rules"]).jobs == 3
+
+
+def test_workers_start_before_the_last_item_is_made():
+    import multiprocessing
+
+    workers_at_last_item = []
+
+    def items():
+        for i in range(6):
+            if i == 5:
+                workers_at_last_item.append(len(multiprocessing.active_children()))
+            yield i
+
+    found = list(worker_pool.mapped(squared_with_pid, items(), 2, 0))
+    assert [value for value, _ in found] == [i * i for i in range(6)]
+    assert workers_at_last_item[0] >= 1  # the pool was working while items were made
+
+
+def test_items_a_failed_pool_took_are_worked_here(monkeypatch):
+    real = concurrent.futures.ProcessPoolExecutor
+
+    class FailsAtThirdItem(real):
+        def map(self, function, items):
+            items = iter(items)
+            taken = [next(items) for _ in range(3)]
+            assert taken == [0, 1, 2]
+            raise OSError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(concurrent.futures, "ProcessPoolExecutor", FailsAtThirdItem)
+    found = list(worker_pool.mapped(squared_with_pid, iter(range(7)), 2, 3))
+    assert found == [(i * i + 3, os.getpid()) for i in range(7)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+from itertools import chain, islice
 from typing import Any, Callable, Iterable, Iterator, TypeVar
 
 Item = TypeVar("Item")
@@ -25,10 +26,13 @@ def mapped(
 ) -> Iterator[Result]:
     """``function(item, *shared)`` for each item, in order; with ``jobs`` > 1, in up to that
     many worker processes, never more than there are items (``function`` must be a module's
-    own function; ``shared`` reaches each worker once, not with every item). Where no worker
+    own function; ``shared`` reaches each worker once, not with every item). The workers start
+    as the first items are made, so that they work while the rest are. Where no worker
     process can be made (no semaphores, no fork), in this process."""
-    items = list(items) if jobs > 1 else items
-    pool = _pool(min(jobs, len(items)), function, shared) if jobs > 1 else None
+    rest = iter(items)
+    first = list(islice(rest, jobs)) if jobs > 1 else []  # as many workers as these
+    items = chain(first, rest)
+    pool = _pool(len(first), function, shared)
     if pool is None:
         for item in items:
             yield function(item, *shared)
@@ -36,15 +40,24 @@ def mapped(
     from multiprocessing import active_children
 
     children_before = set(active_children())
+    sent: list = []  # what the pool took of them, for the work done here should it fail
     try:
         try:
-            results = pool.map(_call, items)  # each worker process starts here
+            # The workers start with the first item and work while the rest are made.
+            results = pool.map(_call, _noted(items, sent))
         except OSError:  # no process could be made (out of processes): work here instead
             _stop_started(pool, children_before)
-            results = (function(item, *shared) for item in items)
+            results = (function(item, *shared) for item in chain(sent, items))
         yield from results
     finally:  # also on an interrupt or an error: queued pieces are dropped, not worked
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _noted(items: Iterator[Item], sent: list) -> Iterator[Item]:
+    """The items, each noted in ``sent`` as it is taken."""
+    for item in items:
+        sent.append(item)
+        yield item
 
 
 def _pool(jobs: int, function: Callable, shared: tuple) -> Any:

@@ -77,11 +77,7 @@ def parse_rule_file(
         statements, comments = _parser().parse(text, spans)
     except (UnexpectedInput, InputLimit):
         return parse_by_statement(text, path, first_line, first_column)
-    if whole:
-        found = [(token.value, token.line, token.column) for token in comments]
-    else:
-        found = [_shifted(token, at) for token in comments]
-    return RuleFile(statements, path, _comments(found, text, at))
+    return RuleFile(statements, path, _comments(comments, text, at))
 
 
 def parse_selector(text: str, origin: str) -> Selector:
@@ -137,7 +133,7 @@ def parse_partially(
         errors.extend(found.errors)
     if cache is not None:
         cache.keep(parsed)
-    return RuleFile(tuple(statements), path, _comments(comments, text, at)), errors
+    return RuleFile(tuple(statements), path, tuple(comments)), errors
 
 
 def _known(
@@ -161,7 +157,7 @@ class ChunkParse:
 
     line: int
     statements: tuple[Statement, ...]
-    comments: tuple[tuple[str, int, int], ...] = ()
+    comments: tuple[Comment, ...] = ()
     errors: tuple[Diagnostic, ...] = ()
 
     def at_line(self, line: int) -> ChunkParse:
@@ -169,7 +165,7 @@ class ChunkParse:
         lines = line - self.line
         if lines == 0:
             return self
-        comments = tuple((text, at + lines, column) for text, at, column in self.comments)
+        comments = tuple(Comment(c.text, c.line + lines, c.trailing) for c in self.comments)
         moved_ = moved((self.statements, self.errors), lines)
         return ChunkParse(line, moved_[0], comments, moved_[1])
 
@@ -182,8 +178,7 @@ def parse_chunk(chunk: Chunk, path: str | None) -> ChunkParse:
         return ChunkParse(chunk.line, (), (), (syntax_diagnostic(exc, chunk, path),))
     except InputLimit as exc:
         return ChunkParse(chunk.line, (), (), (_limit_diagnostic(exc, chunk, path),))
-    comments = tuple(_shifted(c, chunk) for c in chunk_comments)
-    return ChunkParse(chunk.line, tuple(found), comments)
+    return ChunkParse(chunk.line, tuple(found), _comments(chunk_comments, chunk.text, chunk))
 
 
 class StatementCache:
@@ -218,23 +213,18 @@ def _limit_diagnostic(exc: InputLimit, chunk: Chunk, path: str | None) -> Diagno
     return Diagnostic("E104", Severity.ERROR, exc.message, span=span, hint=exc.hint)
 
 
-def _shifted(token: Token, chunk: Chunk) -> tuple[str, int, int]:
-    """A comment's (text, line, column) in the file."""
-    return (token.value, *chunk.absolute(token.line, token.column))
-
-
-def _comments(found: list[tuple[str, int, int]], text: str, at: Chunk) -> tuple[Comment, ...]:
-    """Comments from (text, line, column) triples in the file, of which ``text`` is the piece
-    starting at ``at``."""
-    lines = text.split("\n")  # as the lexer counts lines; splitlines() also splits at \f etc.
+def _comments(tokens: list[Token], text: str, at: Chunk) -> tuple[Comment, ...]:
+    """The comment tokens the lexer met in ``text`` (a file, or the piece or statement of one
+    starting at ``at``) as the file's comments, each trailing when code stands before it on
+    its line."""
     out = []
-    for comment, line, column in found:
-        row = line - at.line
-        if row == 0 and at.column > 1:  # the piece's first line: a ';' stands before it
-            out.append(Comment(comment.rstrip(), line, True))
-            continue
-        before = lines[row][: column - 1] if row < len(lines) else ""
-        out.append(Comment(comment.rstrip(), line, bool(before.strip())))
+    for token in tokens:
+        start = token.start_pos
+        if token.line == 1 and at.column > 1:  # the text's first line: a ';' stands before it
+            trailing = True
+        else:  # the lexer counts lines at "\n" alone (a "\r" ends the line before)
+            trailing = bool(text[text.rfind("\n", 0, start) + 1 : start].strip())
+        out.append(Comment(token.value.rstrip(), at.line + token.line - 1, trailing))
     return tuple(out)
 
 

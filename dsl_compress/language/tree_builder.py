@@ -52,6 +52,8 @@ def spans_in(path: str | None) -> SpanMaker:
 def spans_in_chunk(path: str | None, chunk: Chunk) -> SpanMaker:
     """Spans in a file of which only ``chunk`` is parsed: a token's position is in the chunk's
     text and is moved to the file's; a span of a node built before is in the file already."""
+    if chunk.column == 1:
+        return _spans_lines_below(path, chunk.line - 1)
     absolute = chunk.absolute
 
     def span(first: Position, last: Position) -> Span:
@@ -62,6 +64,18 @@ def spans_in_chunk(path: str | None, chunk: Chunk) -> SpanMaker:
         if isinstance(last, Token):
             end_line, end_column = absolute(end_line, end_column)
         return Span(path, line, column, end_line, end_column)
+
+    return span
+
+
+def _spans_lines_below(path: str | None, lines: int) -> SpanMaker:
+    """Spans in a chunk that starts a line (a file's piece, as a rule): a token moves down
+    ``lines`` lines and keeps its columns."""
+
+    def span(first: Position, last: Position) -> Span:
+        line = first.line + lines if type(first) is Token else first.line
+        end_line = last.end_line + lines if type(last) is Token else last.end_line
+        return Span(path, line, first.column, end_line, last.end_column)
 
     return span
 
@@ -140,24 +154,16 @@ class SyntaxBuilder(Transformer):
         return Path((segment,), pattern, self.span(regex, segment.span))
 
     def glob_path(self, kids: list) -> Path:
+        if len(kids) == 1 and type(kids[0]) is Token:  # one run of segments: its span is the path's
+            whole = self.span(kids[0], kids[0])
+            return Path(_run_segments(kids[0].value, whole), None, whole)
         segments: list[Segment] = []
         for part in kids[::2]:  # PATTERN runs and set segments, between the DOTs
-            if isinstance(part, Token):
-                segments.extend(self._run_segments(part))
+            if type(part) is Token:
+                segments.extend(_run_segments(part.value, self.span(part, part)))
             else:
                 segments.append(part)
         return Path(tuple(segments), None, self.span(segments[0].span, segments[-1].span))
-
-    def _run_segments(self, run: Token) -> list[Segment]:
-        """The segments of one PATTERN token (``layer1.*.conv1``), each with its own span:
-        a run never spans lines, so a segment's columns are the run's, offset."""
-        whole = self.span(run, run)
-        column, found = whole.column, []
-        for word in run.value.split("."):
-            span = Span(whole.file, whole.line, column, whole.line, column + len(word))
-            found.append(Segment((intern(word),), False, span))
-            column += len(word) + 1
-        return found
 
     def pattern_segment(self, kids: list) -> Segment:
         token = kids[0]
@@ -187,6 +193,19 @@ class SyntaxBuilder(Transformer):
 
     def list(self, kids: list) -> ListValue:
         return ListValue(tuple(kids[1:-1:2]), self.span(kids[0], kids[-1]))
+
+
+def _run_segments(run: str, whole: Span) -> tuple[Segment, ...]:
+    """The segments of one PATTERN token (``layer1.*.conv1``) at ``whole``, each with its own
+    span: a run never spans lines, so a segment's columns are the run's, offset."""
+    if "." not in run:
+        return (Segment((intern(run),), False, whole),)
+    file, line, column, found = whole.file, whole.line, whole.column, []
+    for word in run.split("."):
+        span = Span(file, line, column, line, column + len(word))
+        found.append(Segment((intern(word),), False, span))
+        column += len(word) + 1
+    return tuple(found)
 
 
 def _tail(kids: list) -> tuple[tuple, tuple]:

@@ -33,6 +33,7 @@ import math
 from bisect import bisect_right
 from dataclasses import dataclass, field
 from itertools import accumulate
+from operator import attrgetter
 from typing import Iterable, Iterator
 
 from dsl_compress.diagnostics import CompressionError, Diagnostic
@@ -211,8 +212,10 @@ def render_path(path: Path) -> str:
 
 # --- layout: comments and blank lines --------------------------------------------------------
 
+_line_of = attrgetter("line")
 
-@dataclass(eq=False)  # identity: two closing braces on one line are still two lines
+
+@dataclass(eq=False, slots=True)  # identity: two closing braces on one line are still two lines
 class _Line:
     """One line of code in the output, the source lines it came from, and its comments."""
 
@@ -239,7 +242,7 @@ class _Layout:
         # (a scan per comment made formatting quadratic: 200,000 statements never finished).
         self.starts = [line.start for line in self.code]
         self.last_end = list(accumulate((line.end for line in self.code), max))
-        for comment in sorted(rule_file.comments, key=lambda c: c.line):
+        for comment in sorted(rule_file.comments, key=_line_of):
             self._attach(comment)
 
     def _add(self, statement: Statement) -> None:
@@ -316,7 +319,9 @@ class _Layout:
         """(text, first source line, last source line, may follow a blank) per output line."""
         after_open = False
         for line in self.code:
-            leading = sorted(line.leading + line.trailing[:-1], key=lambda c: c.line)
+            leading = line.leading
+            if len(line.trailing) > 1 or len(leading) > 1:
+                leading = sorted(leading + line.trailing[:-1], key=_line_of)
             indent = INDENT if line.closes_block else line.indent  # comments inside the block
             for comment in leading:
                 where = min(comment.line, line.start)
@@ -325,7 +330,7 @@ class _Layout:
             text = line.indent + line.text
             if line.trailing:
                 text += COMMENT_GAP + line.trailing[-1].text
-            end = max([line.end] + [c.line for c in line.trailing])
+            end = max(line.end, line.trailing[-1].line) if line.trailing else line.end
             yield text, line.start, end, not (after_open or line.closes_block)
             after_open = line.opens_block
         for comment in self.end_comments:

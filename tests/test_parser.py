@@ -367,6 +367,48 @@ def test_empty_and_comment_only_files_have_no_statements(text):
     assert len(rule_file.comments) == text.count("#")
 
 
+@pytest.mark.parametrize("newline", ["\n", "\r\n"])
+@pytest.mark.parametrize("blanks", ["", " ", "\t\f "])
+def test_lines_of_blanks_and_comments_end_nothing_and_keep_their_comments(newline, blanks):
+    lines = [
+        "prune a.weight sparse_ratio=0.5",
+        f"{blanks}# one",
+        blanks,
+        f"{blanks}#",
+        "align bn.weight with conv.weight dims=[",
+        f"{blanks}# inside a list",
+        blanks,
+        "  0]",
+        "register prune M {",
+        f"{blanks}# inside a block",
+        blanks,
+        "  p1 granularity=[1,-1]",
+        "}",
+        f"{blanks}# ends with a backslash \\",
+        f"{blanks}# after it",
+    ]
+    rule_file = parse_rule_file(newline.join(lines) + newline)
+    assert [s.span.line for s in rule_file.statements] == [1, 5, 9]
+    assert rule_file.statements[1].span.end_line == 8
+    assert rule_file.statements[2].targets[0].span.line == 12
+    comments = [(c.text, c.line, c.trailing) for c in rule_file.comments]
+    own_lines = [(line.strip(), n) for n, line in enumerate(lines, 1) if "#" in line]
+    assert comments == [(text, n, False) for text, n in own_lines]
+
+
+@pytest.mark.parametrize("newline", ["\n", "\r\n"])
+@pytest.mark.parametrize("between", ["# a comment", "", "  "])
+def test_a_continued_line_ends_at_the_next_line_break_even_before_a_comment_line(newline, between):
+    # "\" continues a statement onto the next line only: a comment or blank line there ends it,
+    # so the setting two lines down stands alone (and is an error).
+    text = f"prune a.weight \\{newline}{between}{newline}sparse_ratio=0.5{newline}"
+    with pytest.raises(CompressionError) as caught:
+        parse_rule_file(text)
+    assert [d.span.line for d in caught.value.diagnostics] == [3]
+    continued = parse_rule_file(f"prune a.weight \\{newline}  sparse_ratio=0.5{newline}")
+    assert continued.statements[0].settings[0].span.line == 2
+
+
 def test_separators_may_repeat():
     statements = parse_rule_file("prune a.b x=1;;\n;\n\nprune c.d y=2;").statements
     assert statements == (

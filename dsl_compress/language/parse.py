@@ -49,7 +49,8 @@ class _Parser:
         return self.lark.parse(text, start=start), self.comments
 
     def _collect_comment(self, token: Token) -> Token:
-        self.comments.append(token)
+        if "#" in token.value:  # not a blank line
+            self.comments.append(token)
         return token
 
 
@@ -224,7 +225,8 @@ def _comments(tokens: list[Token], text: str, at: Chunk) -> tuple[Comment, ...]:
             trailing = True
         else:  # the lexer counts lines at "\n" alone (a "\r" ends the line before)
             trailing = bool(text[text.rfind("\n", 0, start) + 1 : start].strip())
-        out.append(Comment(token.value.rstrip(), at.line + token.line - 1, trailing))
+        text_ = token.value.strip()  # a blank line's token holds blanks and a line break
+        out.append(Comment(text_, at.line + token.line - 1, trailing))
     return tuple(out)
 
 

@@ -577,11 +577,12 @@ def counted_model() -> torch.nn.Module:
     return torch.nn.Sequential(torch.nn.Linear(4, 4))
 
 
-@pytest.mark.parametrize("out", ["", ".", "./"])
+@pytest.mark.parametrize("out", [".", "./", "../{here}"])
 def test_out_naming_the_working_folder_is_refused_before_any_work(
     capsys, tmp_path, monkeypatch, out
 ):
     monkeypatch.chdir(tmp_path)
+    out = out.format(here=tmp_path.name)
     (tmp_path / "r.rules").write_text("prune Linear.weight sparse_ratio=0.5\n")
     BUILT.clear()
     code = main(["apply", "r.rules", "--model", f"{__name__}:counted_model", "--out", out])

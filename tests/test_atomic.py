@@ -4,8 +4,10 @@ folder is never moved over anything it was not told to replace."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import stat
+import threading
 
 import pytest
 
@@ -162,6 +164,24 @@ def test_every_rewritten_file_survives_a_full_disk(tmp_path, capsys, monkeypatch
     assert str(path) in result.err and "Traceback" not in result.err
     assert path.read_text() == before
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+@pytest.mark.parametrize("command", ["compile -o", "manifest -o"])
+def test_an_output_that_is_a_pipe_is_written_into_not_replaced(tmp_path, capsys, command):
+    """-o /dev/stdout, /dev/null or a named pipe: a rename would put a file in its place."""
+    from cli_runner import run
+
+    argv, path = _rewriting_commands(tmp_path)[command]
+    path.unlink(missing_ok=True)
+    os.mkfifo(path)
+    received = []
+    reader = threading.Thread(target=lambda: received.append(path.read_text()), daemon=True)
+    reader.start()
+    result = run(capsys, *argv)
+    reader.join(timeout=60)
+    assert result.code == 0 and stat.S_ISFIFO(os.lstat(path).st_mode)
+    assert received and json.loads(received[0])  # the whole output came through the pipe
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["r.rules", path.name])
 
 
 # ----- folders ------------------------------------------------------------------------------------

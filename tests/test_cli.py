@@ -566,3 +566,47 @@ def test_pre_commit_hooks_run_clean_on_the_bundled_rules(capsys):
     for entry in entries:
         result = run(capsys, *entry.split(), *files)
         assert result.code == 0, (entry, result.out, result.err)
+
+
+# The least each command needs to parse; the option under test is added with an empty value.
+BASE_ARGV = {
+    "example": [],
+    "apply": ["r.rules", "--model", "m.py:build", "--out", "out"],
+    "lint": ["r.rules"],
+    "manifest": ["--model", "m.py:build", "-o", "m.json"],
+    "explain": ["E101"],
+    "compile": ["r.rules"],
+    "fmt": ["r.rules"],
+    "lsp": [],
+    "convert": ["c.json", "-o", "c.rules"],
+}
+
+
+def _options_taking_a_value() -> list[tuple[str, str]]:
+    from dsl_compress.cli.args import build_parser
+
+    _, commands = build_parser()
+    return [
+        (name, action.option_strings[-1])
+        for name, command in commands.items()
+        for action in command._actions
+        if action.option_strings and action.nargs != 0 and action.choices is None
+    ]
+
+
+@pytest.mark.parametrize("command, option", _options_taking_a_value())
+def test_an_option_given_an_empty_value_is_a_usage_error(capsys, command, option):
+    """An unset shell variable (--manifest "$M") must not read as the option left out."""
+    argv = BASE_ARGV[command]
+    if option in argv:
+        argv = argv[: argv.index(option)] + argv[argv.index(option) + 2 :]
+    code, _, err = exit_of(capsys, command, *argv, option, "")
+    assert code == 2 and option.lstrip("-") in err and "usage:" in err
+
+
+@pytest.mark.parametrize(
+    "argv", [["lint", ""], ["explain", ""], ["convert", "", "-o", "c.rules"], ["fmt", "a", ""]]
+)
+def test_a_positional_argument_given_empty_is_a_usage_error(capsys, argv):
+    code, _, err = exit_of(capsys, *argv)
+    assert code == 2 and "empty string" in err

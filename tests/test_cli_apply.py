@@ -569,6 +569,27 @@ def test_out_that_holds_the_working_folder_is_refused(capsys, tmp_path, monkeypa
     assert "holds the working folder" in capsys.readouterr().err
 
 
+BUILT: list[str] = []
+
+
+def counted_model() -> torch.nn.Module:
+    BUILT.append("model")
+    return torch.nn.Sequential(torch.nn.Linear(4, 4))
+
+
+@pytest.mark.parametrize("out", [".", "./", "../{here}"])
+def test_out_naming_the_working_folder_is_refused_before_any_work(
+    capsys, tmp_path, monkeypatch, out
+):
+    monkeypatch.chdir(tmp_path)
+    out = out.format(here=tmp_path.name)
+    (tmp_path / "r.rules").write_text("prune Linear.weight sparse_ratio=0.5\n")
+    BUILT.clear()
+    code = main(["apply", "r.rules", "--model", f"{__name__}:counted_model", "--out", out])
+    assert code == 2 and "holds the working folder" in capsys.readouterr().err
+    assert BUILT == []  # refused before the model was built, not after a whole run
+
+
 def test_prune_only_apply_writes_a_readable_quant_file(capsys, tmp_path):
     out = tmp_path / "out"
     code = main(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -256,8 +257,23 @@ class Payload:
         return (LOADED.append, ("ran",))
 
 
-def test_pickled_objects_are_refused(tmp_path: Path):
-    torch.save({"fc.weight": Payload()}, tmp_path / "w.pt")
+class Call:
+    """Unpickling it calls ``function(*args)``."""
+
+    def __init__(self, function, *args):
+        self.function, self.args = function, args
+
+    def __reduce__(self):
+        return (self.function, self.args)
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [Payload(), Call(eval, "1"), Call(os.getpid), Call(sys.exit, 0)],
+    ids=["a test's callable", "builtin", "of a module torch blocks (os)", "sys"],
+)
+def test_pickled_objects_are_refused_and_named(tmp_path: Path, payload):
+    torch.save({"fc.weight": payload}, tmp_path / "w.pt")
     model = example_model("cnn")[0]
     expect_error("L102", "holds a pickled", load_weights, model, str(tmp_path / "w.pt"))
     assert LOADED == []

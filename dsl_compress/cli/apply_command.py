@@ -49,7 +49,7 @@ def apply_command(args) -> ExitStatus:
             subject="torchrun",
             hint="add --stream, or run apply as one process",
         )
-    if args.out and not follower():
+    if args.out is not None and not follower():  # "" is the working folder: refused
         report_warnings(check_destination(Path(args.out), args.overwrite, inputs))
     model = model_from_args(args, skeleton=stream)
     locate = list
@@ -62,7 +62,7 @@ def apply_command(args) -> ExitStatus:
         with gc_paused():
             rules = load(args.rules, args.include_root)
             inputs += rules.files
-            if args.out:
+            if args.out is not None:
                 refuse_inputs_inside(Path(args.out), rules.files)
             compiled = rules.compile(model)
         _refuse_unmatched(compiled.diagnostics, args.allow_unmatched)

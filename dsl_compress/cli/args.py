@@ -26,7 +26,24 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     args, leftover = parser.parse_known_args(argv)
     if leftover:
         commands[args.command].error(f"unrecognized arguments: {' '.join(leftover)}")
+    empty = _first_empty(args)
+    if empty:
+        commands[args.command].error(f"argument {empty}: expected a value, not an empty string")
     return args
+
+
+# The positional arguments, by the name the usage shows them under.
+_POSITIONALS = {"rules": "RULES", "subject": "RULES|CODE", "source": "SOURCE"}
+
+
+def _first_empty(args: argparse.Namespace) -> str | None:
+    """The first argument given as an empty string: an unset shell variable (--weights "$W",
+    --manifest "$M") must not read as the option left out, which would lint without the model
+    or compress the model's initial weights."""
+    for name, value in vars(args).items():
+        if "" in (value if isinstance(value, list) else [value]):
+            return _POSITIONALS.get(name, "--" + name.replace("_", "-"))
+    return None
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:

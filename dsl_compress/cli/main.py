@@ -7,6 +7,7 @@ model, so `fmt`, `lint` without a model and `explain CODE` start without loading
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -90,6 +91,24 @@ def run_example() -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        return _run_command(argv)
+    except BrokenPipeError:  # the reader of our output left (`| head`): not a bug to report
+        _stop_writing()
+        return ExitStatus.ERROR
+
+
+def _stop_writing() -> None:
+    """Point stdout and stderr at the null device, so that the interpreter's last flush does
+    not fail again on the closed pipe."""
+    null = os.open(os.devnull, os.O_WRONLY)
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(null, stream.fileno())
+    os.close(null)
+
+
+def _run_command(argv: Sequence[str] | None) -> int:
     args = parse_arguments(argv)
     handler: Callable = COMMANDS[args.command]
     try:
@@ -103,7 +122,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CompressionError as exc:
         print_diagnostics(exc.diagnostics)
         return ExitStatus.ERROR
-    except SystemExit:
+    except (SystemExit, BrokenPipeError):
         raise
     except BaseException as exc:  # the last resort: whatever escaped is a bug, never a traceback
         print(internal_error_line(exc, args.command), file=sys.stderr)

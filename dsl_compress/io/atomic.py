@@ -1,6 +1,7 @@
 """Writing files and folders atomically: the one place that stages output and moves it into place.
 
-A file is written to a temporary file beside it and renamed over it; a folder is filled in a
+A file is written to a temporary file beside it and renamed over it (a device or pipe, such as
+``/dev/stdout``, is written into instead: a rename would replace it); a folder is filled in a
 staging folder beside it and renamed into place. Readers see the old content or the new,
 never a part; on any failure the staging is removed and the destination is as it was. Every
 failure to write is one L105 diagnostic naming the path and the reason.
@@ -39,8 +40,12 @@ _OCCUPIED = (errno.EEXIST, errno.ENOTEMPTY, errno.ENOTDIR, errno.EISDIR)
 def write_text_atomically(path: Path, text: str) -> None:
     """Replace ``path`` with ``text`` (UTF-8) in one rename, keeping an existing file's mode;
     a new file gets the user's normal mode (the umask). A symlink stays a link: the file it
-    points to is the one replaced."""
+    points to is the one replaced. A device, pipe or socket (``/dev/stdout``, ``/dev/null``) is
+    written into, never replaced by a file."""
     path = Path(path)
+    if _is_stream(path):
+        _write_into(path, text)
+        return
     target = published_path(path)
     mode = _mode_of(target)
     temp = None
@@ -56,6 +61,24 @@ def write_text_atomically(path: Path, text: str) -> None:
         if temp is not None:
             Path(temp).unlink(missing_ok=True)
         raise write_error(path, OSError(exc.errno, exc.strerror)) from None  # not the temp's name
+
+
+def _is_stream(path: Path) -> bool:
+    """True for an existing path that is neither a file nor a folder (links followed, so
+    ``/dev/stdout`` is the pipe or terminal it stands for)."""
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):
+        return False
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
+
+
+def _write_into(path: Path, text: str) -> None:
+    try:
+        with open(path, "w", encoding="utf-8", newline="") as handle:
+            handle.write(text)
+    except OSError as exc:
+        raise write_error(path, OSError(exc.errno, exc.strerror)) from None
 
 
 def published_path(out: Path) -> Path:

@@ -4,7 +4,6 @@ read lazily (headers up front, each tensor read into memory of its own when aske
 from __future__ import annotations
 
 import errno
-import json
 import os
 from pathlib import Path
 from typing import Any, Iterator
@@ -14,6 +13,7 @@ import torch
 from dsl_compress.diagnostics import fail
 from dsl_compress.io.safetensors_header import FileHeader, TensorInfo, read_header
 from dsl_compress.io.specs import listing
+from dsl_compress.schema.config_text import bounded_json
 
 __all__ = ["Checkpoint", "TensorInfo", "is_checkpoint", "open_checkpoint"]
 
@@ -179,7 +179,7 @@ def _from_index(index: Path) -> Checkpoint:
 
 def _weight_map(index: Path) -> dict[str, str]:
     try:
-        data = json.loads(index.read_text("utf-8"), object_pairs_hook=_unique_keys)
+        data = bounded_json(index.read_text("utf-8"), object_pairs_hook=_unique_keys)
     except OSError as exc:
         fail("L102", f"cannot read '{index}': {exc.strerror or exc}", subject=str(index))
     except (UnicodeDecodeError, ValueError) as exc:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,6 +10,7 @@ from typing import Any, NoReturn
 import torch
 
 from dsl_compress.diagnostics import fail
+from dsl_compress.schema.config_text import bounded_json
 
 # safetensors refuses headers over 100 MB; a larger length is a file of another format.
 MAX_HEADER_BYTES = 100 * 1024 * 1024
@@ -66,7 +66,7 @@ def read_header(file: Path) -> FileHeader:
     so that reading any tensor afterwards cannot fail on the file's layout."""
     raw, data_size = _header_bytes(file)
     try:
-        header = json.loads(raw.decode("utf-8"))
+        header = bounded_json(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as exc:
         _malformed(file, f"its header is not JSON ({exc})")
     if not isinstance(header, dict):

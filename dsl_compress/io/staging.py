@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dsl_compress.diagnostics import Diagnostic, Severity
+from dsl_compress.schema.config_text import bounded_json
 
 OWNER_FILE = "owner.json"
 NEW = "new"
@@ -123,7 +124,7 @@ def _recover(folder: Path, out: Path, owner: Owner) -> Diagnostic:
 def read_owner(folder: Path) -> Owner | None:
     """The owner record of a staging folder; None when missing or not one of ours."""
     try:
-        record = json.loads((folder / OWNER_FILE).read_text(encoding="utf-8"))
+        record = bounded_json((folder / OWNER_FILE).read_text(encoding="utf-8"))
         pid, host, started = record["pid"], record["host"], record.get("started")
     except (OSError, ValueError, TypeError, KeyError, AttributeError):
         return None

@@ -302,7 +302,8 @@ def _load_group(model: torch.nn.Module, names: list[str], value: torch.Tensor) -
 
 def _refused(path: str, text: str, code: str) -> None:
     """torch.load(weights_only=True) refused the file: a pickled object, or not a torch file."""
-    found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+    # torch words it two ways: a global not allowed, or one of a module it blocks (os, sys).
+    found = re.search(r"unsupported (?:global: )?GLOBAL ([\w.]+)", text, re.IGNORECASE)
     if found:
         fail(
             code,

@@ -81,8 +81,11 @@ def _read_toml(path: Path) -> dict[str, Any]:
     try:
         return tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        hint = 'it names the manifest as manifest = "manifest.json"'
-        raise CompressionError([error("L104", f"cannot read {path}: {exc}", hint=hint)]) from None
+        reason = str(exc)
+    except RecursionError:  # tomllib reads nested arrays and tables recursively
+        reason = "it nests arrays or tables too deeply to read"
+    hint = 'it names the manifest as manifest = "manifest.json"'
+    raise CompressionError([error("L104", f"cannot read {path}: {reason}", hint=hint)])
 
 
 def _modified(path: Path) -> float:

@@ -58,9 +58,22 @@ def parse_located_json(text: str, file: str | None) -> LocatedJson:
 
 
 # Deeper JSON overflows the stack of json.loads (10^5 levels raised RecursionError); a
-# config_list or a manifest is a few levels deep.
+# config_list, a manifest, a safetensors header or index is a few levels deep.
 MAX_JSON_DEPTH = 64
 _JSON_BRACKETS = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]')
+
+
+def bounded_json(text: str, **options: Any) -> Any:
+    """``json.loads`` for a file from outside: nesting deeper than MAX_JSON_DEPTH is a
+    ValueError naming where it starts, like json's own errors (json.loads would overflow the
+    stack), so every reader that handles invalid JSON handles it too."""
+    deep = too_deep(text)
+    if deep is not None:
+        raise ValueError(
+            f"nests arrays and objects deeper than {MAX_JSON_DEPTH} levels "
+            f"at line {deep[0]} column {deep[1]}"
+        )
+    return json.loads(text, **options)
 
 
 def too_deep(text: str) -> tuple[int, int] | None:

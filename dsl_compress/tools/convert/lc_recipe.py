@@ -55,6 +55,14 @@ def read_recipe(text: str, path: str) -> tuple[tuple[Modifier, ...], tuple[Diagn
             "reading an llm-compressor recipe needs PyYAML",
             hint="pip install 'dsl-compress[convert]'",
         )
+    try:
+        return _read_modifiers(yaml, text, path)
+    except RecursionError:  # PyYAML composes, serializes and loads nested values recursively
+        fail("K150", f"{path}: the recipe nests its values too deeply to read")
+    raise AssertionError("unreachable")
+
+
+def _read_modifiers(yaml: Any, text: str, path: str) -> tuple[tuple, tuple]:
     root = _compose(yaml, text, path)
     if root is None or not isinstance(root, yaml.MappingNode):
         fail("K150", f"{path}: a recipe is a YAML mapping of '<x>_stage' keys")

@@ -6,10 +6,10 @@ attributes in .rules terms, or why they have none."""
 from __future__ import annotations
 
 import ast
-import json
 from typing import Any, Mapping
 
 from dsl_compress.diagnostics import Diagnostic, fail
+from dsl_compress.schema.config_text import bounded_json
 from dsl_compress.tools.convert.modelopt_match import QUANTIZERS, Entry, module_regex
 from dsl_compress.tools.convert.part import note
 
@@ -20,12 +20,14 @@ def read_config(text: str, path: str) -> tuple[Any, tuple[Diagnostic, ...]]:
     """The quant_cfg of a JSON or Python-literal text (a whole config's ``quant_cfg`` taken
     from it, its ``algorithm`` reported)."""
     try:
-        value = json.loads(text)
+        value = bounded_json(text)
     except ValueError:
         try:
             value = ast.literal_eval(text.strip())
         except (ValueError, SyntaxError) as problem:
             fail("K150", f"{path}: not JSON nor a Python literal ({problem})")
+        except (RecursionError, MemoryError):  # Python's parser overflows on deep nesting
+            fail("K150", f"{path}: not JSON, and nested too deeply to read as a Python literal")
     notes = ()
     if isinstance(value, dict) and "quant_cfg" in value:
         if value.get("algorithm") not in (None, "max"):

@@ -3,9 +3,8 @@ command is not told (`--from`)."""
 
 from __future__ import annotations
 
-import json
-
 from dsl_compress.diagnostics import CompressionError, error
+from dsl_compress.schema.config_text import bounded_json
 from dsl_compress.tools.convert.conversion import Converter
 from dsl_compress.tools.convert.llmcompressor import convert_llmcompressor
 from dsl_compress.tools.convert.modelopt import convert_modelopt
@@ -32,7 +31,7 @@ def guess_source(text: str, path: str) -> str:
         if "quant_cfg" in text:
             return "modelopt"
         try:
-            data = json.loads(text)
+            data = bounded_json(text)
         except ValueError:
             data = None
         if isinstance(data, dict) and data and set(data) <= {"prune", "quantize", "distill"}:

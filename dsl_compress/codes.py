@@ -125,6 +125,17 @@ CODES: dict[str, CodeInfo] = _table(
         "A register statement whose template is not valid for its kind.",
         "Follow the NNI template keys of the kind.",
     ),
+    (
+        "E224",
+        "selector-too-costly",
+        "A selector whose pattern could not be matched against the model's module names in "
+        "bounded time (2 s): a regex or glob that can split a name in very many ways, such as "
+        're"(a|a)*b" or *a*a*a*a*a*a*.x, backtracks exponentially. Patterns of at most two '
+        "unbounded repetitions, no repeated group and no inline flags are matched directly; "
+        "others under the deadline.",
+        "Write the pattern so that a name splits one way only: no repeated group, fewer "
+        "wildcards in one segment, or an exact name.",
+    ),
     # .rules lint (model-aware)
     (
         "W301",

@@ -209,8 +209,9 @@ def test_selectors_match_what_a_scan_of_every_name_matches(statement):
     expected = {}
     for name in index.modules:
         typed = selector.type_name is None or index.type_names[name] == selector.type_name
-        scoped = selector.scope_regex is None or selector.scope_regex.fullmatch(name)
-        named = selector.name_regex is None or selector.name_regex.fullmatch(name)
+        scope, pattern = selector.scope_pattern, selector.name_pattern
+        scoped = scope is None or re.fullmatch(scope, name)
+        named = pattern is None or re.fullmatch(pattern, name)
         if typed and scoped and named:
             expected.setdefault(index.canonical[name], None)
     assert [m.module for m in selector.matches(index)] == list(expected)

@@ -3,6 +3,7 @@ as the statement reads it, for hover."""
 
 from __future__ import annotations
 
+from dsl_compress.diagnostics import CompressionError
 from dsl_compress.language.syntax import Selector
 from dsl_compress.resolve.check import target_words
 from dsl_compress.resolve.model_index import ModelIndex
@@ -19,8 +20,12 @@ def selected_tensors(selector: Selector, mode: Mode | None, index: ModelIndex) -
     compiled, _ = compile_selector(selector, words)
     if compiled is None:
         return []
+    try:
+        modules = compiled.names(index)
+    except CompressionError:  # E224: a pattern too costly to match; lint reports it
+        return []
     found = []
-    for module in compiled.names(index):
+    for module in modules:
         targets = compiled.targets or _template_targets(index, module, modes)
         found.extend(f"{module}.{t}" for t in targets if has_target(index, module, t))
     return found

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import re
 from dataclasses import dataclass, replace
-from typing import Iterable, NamedTuple
+from typing import Iterable, Iterator, NamedTuple
 
-from dsl_compress.diagnostics import Diagnostic, error
+from dsl_compress.diagnostics import CompressionError, Diagnostic, error
 from dsl_compress.resolve.model_index import ModelIndex
+from dsl_compress.resolve.pattern_cost import PatternTooCostly, deadline, name_matcher
 from dsl_compress.language.syntax import Path, Segment, Selector
 from dsl_compress.vocab import expand_bare_target
 
@@ -45,14 +47,6 @@ class CompiledSelector:
     scope_prefix: str = ""
 
     @property
-    def name_regex(self) -> re.Pattern | None:
-        return None if self.name_pattern is None else compiled_regex(self.name_pattern)
-
-    @property
-    def scope_regex(self) -> re.Pattern | None:
-        return None if self.scope_pattern is None else compiled_regex(self.scope_pattern)
-
-    @property
     def type_wide(self) -> bool:
         """Whether it selects every module of one type: no name pattern, no scope."""
         return self.type_name is not None and self.scope_pattern is None
@@ -65,29 +59,38 @@ class CompiledSelector:
         return twin
 
     def names(self, index: ModelIndex) -> list[str]:
-        """The matched modules' names (see matches), without what the wildcards captured."""
+        """The matched modules' names (see matches), without what the wildcards captured;
+        CompressionError (E224) where the pattern takes too long to match."""
         if self.exact_name is not None:
             return [m.module for m in self.matches(index)]
         names = self._candidates(index)
-        for regex in (self.scope_regex, self.name_regex):
-            if regex is not None:
-                names = [name for name in names if regex.fullmatch(name) is not None]
+        until = deadline()
+        with self._bounded():
+            for pattern in (self.scope_pattern, self.name_pattern):
+                if pattern is not None:
+                    match = name_matcher(pattern)
+                    names = [name for name in names if match(name, until) is not None]
         return index.first_names(names)
 
     def matches(self, index: ModelIndex) -> list[Match]:
-        """Matches in model order; aliases collapse onto the first name of each module."""
+        """Matches in model order; aliases collapse onto the first name of each module;
+        CompressionError (E224) where the pattern takes too long to match."""
         if self.exact_name is not None:
             names: Iterable[str] = [self.exact_name] if self.exact_name in index.modules else []
-        else:
-            names = self._candidates(index)
+            return self._matches(names, index.canonical, deadline())
+        with self._bounded():
+            return self._matches(self._candidates(index), index.canonical, deadline())
+
+    def _matches(self, names: Iterable[str], canonical: dict, until: float) -> list[Match]:
         found: dict[str, Match] = {}
-        canonical, scope, regex = index.canonical, self.scope_regex, self.name_regex
+        scope = None if self.scope_pattern is None else name_matcher(self.scope_pattern)
+        regex = None if self.name_pattern is None else name_matcher(self.name_pattern)
         for name in names:
-            if scope is not None and scope.fullmatch(name) is None:
+            if scope is not None and scope(name, until) is None:
                 continue
             captures: tuple[str, ...] = ()
             if regex is not None:
-                hit = regex.fullmatch(name)
+                hit = regex(name, until)
                 if hit is None:
                     continue
                 captures = tuple(g or "" for g in hit.groups())
@@ -95,6 +98,14 @@ class CompiledSelector:
             if first not in found:
                 found[first] = Match(first, captures)
         return list(found.values())
+
+    @contextlib.contextmanager
+    def _bounded(self) -> Iterator[None]:
+        """PatternTooCostly as the E224 error of this selector."""
+        try:
+            yield
+        except PatternTooCostly as exc:
+            raise CompressionError([too_costly(self.source, exc)]) from None
 
     def _candidates(self, index: ModelIndex) -> Iterable[str]:
         """Names that can match, in model order: those under the longest literal prefix (of
@@ -201,7 +212,7 @@ class SelectorCache:
 
 @functools.lru_cache(maxsize=65536)
 def compiled_regex(pattern: str) -> re.Pattern:
-    """One compiled regex per distinct pattern (re's own cache holds only 512)."""
+    """One compiled regex per distinct pattern, to check it (re's own cache holds only 512)."""
     return re.compile(pattern)
 
 
@@ -254,6 +265,18 @@ def regex_prefix(pattern: str) -> str:
     if i < len(pattern) and pattern[i] in "*?{" and out:
         out.pop()  # a quantifier makes the last literal optional
     return "".join(out)
+
+
+def too_costly(selector: Selector, problem: PatternTooCostly) -> Diagnostic:
+    """E224: a selector whose pattern could not be matched against the model in bounded time."""
+    found = error(
+        "E224",
+        f"the selector's pattern cannot be matched against the model's module names in "
+        f"bounded time: {problem.reason}",
+        hint="write it so that a name splits one way only: no repeated group ((a|a)*), fewer "
+        "wildcards in one segment, or an exact name",
+    )
+    return replace(found, span=selector.span)
 
 
 def _bad_regex(exc: re.error) -> Diagnostic:

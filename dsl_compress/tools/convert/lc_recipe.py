@@ -59,7 +59,6 @@ def read_recipe(text: str, path: str) -> tuple[tuple[Modifier, ...], tuple[Diagn
         return _read_modifiers(yaml, text, path)
     except RecursionError:  # PyYAML composes, serializes and loads nested values recursively
         fail("K150", f"{path}: the recipe nests its values too deeply to read")
-    raise AssertionError("unreachable")
 
 
 def _read_modifiers(yaml: Any, text: str, path: str) -> tuple[tuple, tuple]:

@@ -129,7 +129,7 @@ CODES: dict[str, CodeInfo] = _table(
         "E224",
         "selector-too-costly",
         "A selector whose pattern could not be matched against the model's module names in "
-        "bounded time (2 s): a regex or glob that can split a name in very many ways, such as "
+        "bounded time (2 s, and 1 ms more for each name): a regex or glob that can split a name in very many ways, such as "
         're"(a|a)*b" or *a*a*a*a*a*a*.x, backtracks exponentially. Patterns of at most two '
         "unbounded repetitions, no repeated group and no inline flags are matched directly; "
         "others under the deadline.",

@@ -79,7 +79,7 @@ _PIECES = ["a", "b", ".", "a*", "(a|ab)", "(a)", "[ab]+", "a?", "(?:a|b)*", r"\.
 )
 def test_both_matchers_give_what_re_gives(pattern: str, name: str):
     expected = re.fullmatch(pattern, name)
-    found = name_matcher(pattern)(name, pattern_cost.deadline())
+    found = name_matcher(pattern)(name, pattern_cost.deadline(1))
     assert (found is None) == (expected is None)
     if expected is not None:
         assert found.groups() == expected.groups()
@@ -98,12 +98,23 @@ STALLING_RULES = 'prune fc.weight sparse_ratio=0.5\nprune re"(a|a)*b".weight spa
 
 def test_a_stalling_selector_is_an_error_at_its_span(monkeypatch):
     monkeypatch.setattr(pattern_cost, "MATCH_SECONDS", 0.05)
+    monkeypatch.setattr(pattern_cost, "PER_NAME_SECONDS", 0.0)
     with pytest.raises(CompressionError) as caught:
         dc.parse(STALLING_RULES, path="stall.rules").compile(stalling_model())
     (found,) = caught.value.diagnostics
     assert found.code == "E224"
     assert (found.span.file, found.span.line, found.span.column) == ("stall.rules", 2, 7)
-    assert "aaaaaaaaaacb" in found.message and "0.05 s" in found.message
+    assert "deadline (at module 'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaacb')" in found.message
+
+
+def test_the_deadline_grows_with_the_names_matched(monkeypatch):
+    # A legitimate pattern on a model of millions of modules must not pass the deadline that
+    # suffices for a small one: each name adds its own allowance.
+    monkeypatch.setattr(pattern_cost.time, "monotonic", lambda: 100.0)
+    small, large = pattern_cost.deadline(10), pattern_cost.deadline(2_000_000)
+    expected = 100.0 + pattern_cost.MATCH_SECONDS + 10 * pattern_cost.PER_NAME_SECONDS
+    assert small == pytest.approx(expected)
+    assert large - small == pytest.approx((2_000_000 - 10) * pattern_cost.PER_NAME_SECONDS)
 
 
 def test_lint_and_apply_report_a_stalling_selector_instead_of_hanging(tmp_path):
@@ -143,6 +154,6 @@ def test_a_pattern_the_bounded_matcher_cannot_read_is_refused_not_matched_unboun
     name_matcher.cache_clear()
     try:
         with pytest.raises(pattern_cost.PatternTooCostly, match="cannot read it"):
-            name_matcher("(a|a)*b")("aab", pattern_cost.deadline())
+            name_matcher("(a|a)*b")("aab", pattern_cost.deadline(1))
     finally:
         name_matcher.cache_clear()

@@ -16,9 +16,12 @@ import re
 import time
 from typing import Any, Callable
 
-# What matching one selector against one model's module names may take: a pattern that
-# needs more backtracks without bound (a real one takes milliseconds for thousands of names).
+# What matching one selector against one model's module names may take: MATCH_SECONDS, and
+# PER_NAME_SECONDS more for each name matched. A pattern that needs more backtracks without
+# bound; a real one takes a few microseconds a name (the regex module under a deadline
+# about 2.5), so a model of millions of modules gets its time too.
 MATCH_SECONDS = 2.0
+PER_NAME_SECONDS = 0.001
 
 _UNBOUNDED = frozenset("*+{")
 # A repeated group: each repetition may split the text anew ((a|a)*, (a+)+, (x?){9}).
@@ -39,9 +42,10 @@ class PatternTooCostly(Exception):
         self.pattern, self.reason = pattern, reason
 
 
-def deadline() -> float:
-    """The deadline of one selector's matching, begun now (``time.monotonic`` seconds)."""
-    return time.monotonic() + MATCH_SECONDS
+def deadline(names: int) -> float:
+    """The deadline of one selector's matching against ``names`` names, begun now
+    (``time.monotonic`` seconds)."""
+    return time.monotonic() + MATCH_SECONDS + names * PER_NAME_SECONDS
 
 
 def may_backtrack(pattern: str) -> bool:
@@ -87,7 +91,7 @@ def name_matcher(pattern: str) -> Matcher:
             return compiled.fullmatch(name, timeout=max(until - time.monotonic(), 0.0))
         except TimeoutError:
             shown = name if len(name) <= 60 else name[:57] + "..."
-            reason = f"matching it took over {MATCH_SECONDS:g} s (at module '{shown}')"
+            reason = f"matching it passed its deadline (at module '{shown}')"
             raise PatternTooCostly(pattern, reason) from None
 
     return bounded

@@ -6,7 +6,7 @@ import contextlib
 import functools
 import re
 from dataclasses import dataclass, replace
-from typing import Iterable, Iterator, NamedTuple
+from typing import Iterator, NamedTuple
 
 from dsl_compress.diagnostics import CompressionError, Diagnostic, error
 from dsl_compress.resolve.model_index import ModelIndex
@@ -64,7 +64,7 @@ class CompiledSelector:
         if self.exact_name is not None:
             return [m.module for m in self.matches(index)]
         names = self._candidates(index)
-        until = deadline()
+        until = deadline(len(names))
         with self._bounded():
             for pattern in (self.scope_pattern, self.name_pattern):
                 if pattern is not None:
@@ -76,12 +76,13 @@ class CompiledSelector:
         """Matches in model order; aliases collapse onto the first name of each module;
         CompressionError (E224) where the pattern takes too long to match."""
         if self.exact_name is not None:
-            names: Iterable[str] = [self.exact_name] if self.exact_name in index.modules else []
-            return self._matches(names, index.canonical, deadline())
+            names = [self.exact_name] if self.exact_name in index.modules else []
+            return self._matches(names, index.canonical)
         with self._bounded():
-            return self._matches(self._candidates(index), index.canonical, deadline())
+            return self._matches(self._candidates(index), index.canonical)
 
-    def _matches(self, names: Iterable[str], canonical: dict, until: float) -> list[Match]:
+    def _matches(self, names: list[str], canonical: dict) -> list[Match]:
+        until = deadline(len(names))
         found: dict[str, Match] = {}
         scope = None if self.scope_pattern is None else name_matcher(self.scope_pattern)
         regex = None if self.name_pattern is None else name_matcher(self.name_pattern)
@@ -107,7 +108,7 @@ class CompiledSelector:
         except PatternTooCostly as exc:
             raise CompressionError([too_costly(self.source, exc)]) from None
 
-    def _candidates(self, index: ModelIndex) -> Iterable[str]:
+    def _candidates(self, index: ModelIndex) -> list[str]:
         """Names that can match, in model order: those under the longest literal prefix (of
         the selector's type, if it has one)."""
         prefix = max(self.prefix, self.scope_prefix, key=len)

@@ -164,7 +164,7 @@ def test_bad_model_specs(spec: str, fragment: str):
         ("exits", "raised SystemExit: 3"),
         ("not_module", "returned a list, not a torch.nn.Module"),
         ("the_class", "returned the class Net"),
-        ("NUMBER", "is a int, not a callable"),
+        ("NUMBER", "is an int, not a callable"),
         ("mak", "did you mean 'make'"),
     ],
 )
@@ -341,7 +341,7 @@ def test_calib_from_a_callable(user_file: Path):
     [
         ("failing_batches", "iterating the batches of"),
         ("failing_batches", "raised RuntimeError: disk gone"),
-        ("number", "returned a int, not an iterable of batches"),
+        ("number", "returned an int, not an iterable of batches"),
         ("no_batches", "returned no batches"),
         ("broken", "raised ValueError: no weights here"),
         ("nothing_here", "has no attribute 'nothing_here'"),

@@ -127,7 +127,11 @@ def exc_text(exc: BaseException) -> str:
 
 
 def kind_of(value: Any) -> str:
-    return "None" if value is None else f"a {type(value).__name__}"
+    """What ``value`` is, in words: "None", "an int", "a list"."""
+    if value is None:
+        return "None"
+    name = type(value).__name__
+    return f"{'an' if name[:1].lower() in 'aeiou' else 'a'} {name}"
 
 
 def listing(items: list[str]) -> str:

@@ -73,8 +73,8 @@ class BracketNewlines:
 
 def build_parser(builder: Transformer, on_comment: Callable[[Token], Token]) -> Lark:
     """A parser that reduces with ``builder`` (Lark's inline transformer) and hands each comment
-    (or line of blanks and perhaps a comment) to ``on_comment``; the grammar analysis is read from the cache folder when it is there.
-    """
+    (or line of blanks and perhaps a comment) to ``on_comment``; the grammar analysis is read
+    from the cache folder when it is there."""
     grammar = grammar_path().read_text(encoding="utf-8")
     options = dict(
         # `selector` alone: how the command reads a selector given as an option (explain --target).

@@ -225,8 +225,8 @@ def _comments(tokens: list[Token], text: str, at: Chunk) -> tuple[Comment, ...]:
             trailing = True
         else:  # the lexer counts lines at "\n" alone (a "\r" ends the line before)
             trailing = bool(text[text.rfind("\n", 0, start) + 1 : start].strip())
-        text_ = token.value.strip()  # a blank line's token holds blanks and a line break
-        out.append(Comment(text_, at.line + token.line - 1, trailing))
+        comment = token.value.strip()  # a blank line's token holds blanks and a line break
+        out.append(Comment(comment, at.line + token.line - 1, trailing))
     return tuple(out)
 
 

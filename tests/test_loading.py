@@ -293,6 +293,43 @@ def test_unreadable_weights(tmp_path: Path, name: str, content: bytes, fragment:
     expect_error("L102", fragment, load_weights, model, str(tmp_path / name))
 
 
+@pytest.mark.parametrize("garbled", [False, True])
+def test_a_pickle_of_another_protocol_is_named_in_the_error_not_in_torchs_remark(
+    tmp_path: Path, garbled: bool
+):
+    import warnings
+
+    model = example_model("cnn")[0]
+    path = tmp_path / "w.pt"
+    torch.save(state_copy(model), path, pickle_protocol=4)  # weights_only reads protocol 2
+    if garbled:
+        path.write_bytes(b"\x80\x04" + bytes(range(97, 160)))
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        fragment = "cannot read" if garbled else "pickled with protocol 4"
+        error = expect_error("L102", fragment, load_weights, model, str(path))
+    if not garbled:
+        hint = "save it with torch.save's default protocol, or as .safetensors"
+        assert error.diagnostics[0].hint == hint
+    assert not [w for w in seen if "pickle protocol" in str(w.message)]
+
+
+def test_torchs_other_warnings_while_loading_are_shown(tmp_path: Path, monkeypatch):
+    import warnings
+
+    model = example_model("cnn")[0]
+    torch.save(state_copy(model), tmp_path / "w.pt")
+    real_load = torch.load
+
+    def remarking_load(*args, **options):
+        warnings.warn("a remark of torch's", UserWarning)
+        return real_load(*args, **options)
+
+    monkeypatch.setattr(torch, "load", remarking_load)
+    with pytest.warns(UserWarning, match="a remark of torch's"):
+        load_weights(model, str(tmp_path / "w.pt"))
+
+
 def test_weights_file_must_hold_a_state_dict(tmp_path: Path):
     model = example_model("cnn")[0]
     torch.save(torch.zeros(3), tmp_path / "t.pt")

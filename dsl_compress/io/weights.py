@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import pickle
 import re
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
@@ -84,14 +85,15 @@ def read_tensor_file(path: str, code: str, what: str) -> Any:
             subject=path,
             hint="save tensors with safetensors.torch.save_file or torch.save",
         )
+    protocols: list[int] = []
     try:
         if suffix == ".safetensors":
             from safetensors.torch import load_file
 
             return load_file(file, device="cpu")
-        return torch.load(file, map_location="cpu", weights_only=True)
+        return _torch_load(file, protocols)
     except pickle.UnpicklingError as exc:
-        _refused(path, str(exc), code)
+        _refused(path, str(exc), code, protocols)
     except Exception as exc:  # noqa: BLE001 - every reader error becomes one diagnostic
         fail(code, f"cannot read '{path}': {exc_text(exc)}", subject=path)
     raise AssertionError("unreachable")
@@ -300,7 +302,36 @@ def _load_group(model: torch.nn.Module, names: list[str], value: torch.Tensor) -
 # ----- wording ------------------------------------------------------------------------------------
 
 
-def _refused(path: str, text: str, code: str) -> None:
+_PROTOCOL_REMARK = re.compile(r"Detected pickle protocol (\d+)")
+
+
+def _torch_load(file: Path, protocols: list[int]) -> Any:
+    """``torch.load`` of tensors only. torch remarks on a pickle protocol other than its own
+    (2) with a warning: that remark goes to ``protocols`` (an error names it), not to stderr;
+    any other warning is shown as usual."""
+    remarks: list[warnings.WarningMessage] = []
+    try:
+        return _recording_warnings(file, remarks)
+    finally:
+        for remark in remarks:
+            found = _PROTOCOL_REMARK.search(str(remark.message))
+            if found:
+                protocols.append(int(found.group(1)))
+            else:
+                message, category = remark.message, remark.category
+                warnings.warn_explicit(message, category, remark.filename, remark.lineno)
+
+
+def _recording_warnings(file: Path, remarks: list[warnings.WarningMessage]) -> Any:
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        try:
+            return torch.load(file, map_location="cpu", weights_only=True)
+        finally:
+            remarks.extend(seen)
+
+
+def _refused(path: str, text: str, code: str, protocols: list[int]) -> None:
     """torch.load(weights_only=True) refused the file: a pickled object, or not a torch file."""
     # torch words it two ways: a global not allowed, or one of a module it blocks (os, sys).
     found = re.search(r"unsupported (?:global: )?GLOBAL ([\w.]+)", text, re.IGNORECASE)
@@ -313,7 +344,11 @@ def _refused(path: str, text: str, code: str) -> None:
         )
     detail = re.search(r"WeightsUnpickler error:\s*(.+)", text)
     reason = detail.group(1).strip() if detail else "not a torch.save file"
-    fail(code, f"cannot read '{path}': {reason}", subject=path)
+    hint = None
+    if protocols:
+        reason += f" (it is pickled with protocol {protocols[0]})"
+        hint = "save it with torch.save's default protocol, or as .safetensors"
+    fail(code, f"cannot read '{path}': {reason}", subject=path, hint=hint)
 
 
 def _counted(keys: list[str], one: str, many: str) -> str:

@@ -20,9 +20,9 @@ PACKAGE = Path(__file__).resolve().parents[1] / "dsl_compress"
 DEPTH = 100_000
 DEEP_ARRAY = "[" * DEPTH + "]" * DEPTH
 # Modules that may call json.loads themselves: the bounded reader and the config_list reader
-# (both check the depth first), the manifest reader (checks it too), and the source folder's
-# config.json, which transformers has read before.
-RAW_JSON_READERS = {"schema/config_text.py", "io/manifest_read.py", "io/ct_folder.py"}
+# (both check the depth first), and the source folder's config.json, which transformers has
+# read before.
+RAW_JSON_READERS = {"schema/config_text.py", "io/ct_folder.py"}
 
 
 def tiny() -> torch.nn.Module:

@@ -9,7 +9,7 @@ from typing import Iterable
 
 from dsl_compress.diagnostics import CompressionError, Diagnostic, fail
 from dsl_compress.io.manifest_check import check_manifest, make_signature
-from dsl_compress.schema.config_text import MAX_JSON_DEPTH, too_deep
+from dsl_compress.schema.config_text import bounded_json
 from dsl_compress.stand_in import StandInModule, StandInTensor, stand_in_class
 
 
@@ -17,14 +17,7 @@ def load_manifest(path: str | Path) -> dict:
     """Read and check a manifest file; every problem is an L104 diagnostic naming where it is."""
     file = Path(path)
     try:
-        text = file.read_text(encoding="utf-8")
-        deep = too_deep(text)
-        if deep is not None:
-            message = (
-                f"nests deeper than {MAX_JSON_DEPTH} levels at line {deep[0]} column {deep[1]}"
-            )
-            fail("L104", f"'{path}' {message}", subject=str(path))
-        manifest = json.loads(text)
+        manifest = bounded_json(file.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         fail(
             "L104",
@@ -33,7 +26,7 @@ def load_manifest(path: str | Path) -> dict:
         )
     except FileNotFoundError:
         fail("L104", f"no manifest file '{path}'", subject=str(path))
-    except (OSError, ValueError) as exc:  # ValueError: not UTF-8, an integer of 4,300+ digits
+    except (OSError, ValueError) as exc:  # ValueError: not UTF-8, too deep, 4,300+ digits
         fail("L104", f"cannot read '{path}': {exc}", subject=str(path))
     raise_all(check_manifest(manifest, str(path)))
     return manifest

@@ -73,10 +73,17 @@ def may_backtrack(pattern: str) -> bool:
 
 
 @functools.lru_cache(maxsize=65536)
+def compiled_regex(pattern: str) -> re.Pattern:
+    """One compiled regex per distinct pattern (re's own cache holds only 512); re.error for
+    an invalid one."""
+    return re.compile(pattern)
+
+
+@functools.lru_cache(maxsize=65536)
 def name_matcher(pattern: str) -> Matcher:
     """``fullmatch`` of ``pattern`` (a valid ``re`` pattern) against a name, before a deadline."""
     if not may_backtrack(pattern):
-        fullmatch = re.compile(pattern).fullmatch
+        fullmatch = compiled_regex(pattern).fullmatch
         return lambda name, _deadline: fullmatch(name)
     import regex  # only for a pattern that needs it
 

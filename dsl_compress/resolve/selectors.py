@@ -10,7 +10,12 @@ from typing import Iterator, NamedTuple
 
 from dsl_compress.diagnostics import CompressionError, Diagnostic, error
 from dsl_compress.resolve.model_index import ModelIndex
-from dsl_compress.resolve.pattern_cost import PatternTooCostly, deadline, name_matcher
+from dsl_compress.resolve.pattern_cost import (
+    PatternTooCostly,
+    compiled_regex,
+    deadline,
+    name_matcher,
+)
 from dsl_compress.language.syntax import Path, Segment, Selector
 from dsl_compress.vocab import expand_bare_target
 
@@ -209,12 +214,6 @@ class SelectorCache:
         if compiled is not None and compiled.source is not selector:
             compiled = compiled.with_source(selector)
         return compiled, list(found)
-
-
-@functools.lru_cache(maxsize=65536)
-def compiled_regex(pattern: str) -> re.Pattern:
-    """One compiled regex per distinct pattern, to check it (re's own cache holds only 512)."""
-    return re.compile(pattern)
 
 
 def _path_pattern(path: Path) -> str:

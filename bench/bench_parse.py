@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import shutil
 import statistics
 import subprocess
@@ -19,7 +18,7 @@ from pathlib import Path
 import dsl_compress as dc
 from dsl_compress.cli.gc_pause import gc_paused
 from dsl_compress.tools.lint import lint
-from measure import median_time, print_table, write_results
+from measure import median_time, print_table, process_seconds, write_results
 from rules_workloads import rules_text
 
 # In-process lint of the large file with the collector paused, as the command runs it (the
@@ -152,18 +151,10 @@ def _lint_process(run: ProcessRun, cache: Path) -> tuple[float, float]:
     """Wall and CPU seconds of one lint process."""
     command = [sys.executable, "-m", "dsl_compress", "lint", "--format", "concise", str(run.rules)]
     env = {**os.environ, "PYTHONPATH": str(run.tree), "DSL_COMPRESS_CACHE_DIR": str(cache)}
-    before = _children_cpu()
-    start = time.perf_counter()
-    done = subprocess.run(command, env=env, capture_output=True, text=True)
-    wall = time.perf_counter() - start
+    wall, cpu, done = process_seconds(command, env)
     if done.returncode not in (0, 1):  # 1: findings
         raise RuntimeError(f"{run.name}: lint failed\n{done.stderr}")
-    return wall, _children_cpu() - before
-
-
-def _children_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
+    return wall, cpu
 
 
 def _ratios(processes: dict[str, dict]) -> dict[str, tuple[float, float]]:

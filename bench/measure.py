@@ -7,6 +7,7 @@ import os
 import platform
 import resource
 import statistics
+import subprocess
 import time
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
@@ -39,6 +40,23 @@ def interleaved(
         for name, fn in fns.items():
             times[name].append(median_time(fn, repeats, warmup))
     return {name: statistics.median(values) for name, values in times.items()}
+
+
+def process_seconds(
+    command: Sequence[str], env: Mapping[str, str]
+) -> tuple[float, float, subprocess.CompletedProcess]:
+    """Wall and CPU seconds (user + system, the process's own children included) of one
+    process run to its end, and the process (its output captured as text, not shown)."""
+    before = _children_cpu()
+    start = time.perf_counter()
+    done = subprocess.run(list(command), env=dict(env), capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    return wall, _children_cpu() - before, done
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def rss_mib() -> float:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
+import re
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path as FilePath
@@ -18,7 +19,7 @@ from dsl_compress.diagnostics import CompressionError, Span
 from dsl_compress.language.format import format_file
 from dsl_compress.language.lark_parser import MAX_LIST_DEPTH
 from dsl_compress.language.parse import parse_by_statement, parse_rule_file
-from dsl_compress.language.syntax import ListValue, Literal, Segment
+from dsl_compress.language.syntax import ListValue, Literal, Segment, Setting
 from test_formatter import PLAIN_CHARS, messy_spelling, rule_files
 
 ROOT = FilePath(__file__).resolve().parent.parent
@@ -66,22 +67,35 @@ def check_parser(text: str, path: str | None = "x.rules") -> None:
     for statement in rule_file.statements:
         assert statement.span.file == path
         assert parse_rule_file(span_text(text, statement.span)).statements == (statement,)
-    for segment in segments_in(rule_file.statements):
+    for segment in nodes_in(rule_file.statements, Segment):
         written = span_text(text, segment.span)  # a set may be spelt with spaces: { a , b }
         assert "".join(written.split()) == segment.text, (written, segment)
+    for setting in nodes_in(rule_file.statements, Setting):
+        check_setting_spans(text, setting)
 
 
-def segments_in(node) -> list[Segment]:
-    """Every path segment of a tree: those of a dotted run (one token) each have their own span."""
-    if isinstance(node, Segment):
+def nodes_in(node, kind: type) -> list:
+    """Every node of ``kind`` in a tree, outermost first (a path segment of a dotted run, one
+    token, and a setting written without blanks, one token, each have their own span)."""
+    if isinstance(node, kind):
         return [node]
     if isinstance(node, tuple):
-        return [found for item in node for found in segments_in(item)]
+        return [found for item in node for found in nodes_in(item, kind)]
     if dataclasses.is_dataclass(node):
-        return [
-            found for f in dataclasses.fields(node) for found in segments_in(getattr(node, f.name))
-        ]
+        fields = dataclasses.fields(node)
+        return [found for f in fields for found in nodes_in(getattr(node, f.name), kind)]
     return []
+
+
+def check_setting_spans(text: str, setting: Setting) -> None:
+    """A setting's span runs from its key to the end of its value; a value's holds the value."""
+    written, value = span_text(text, setting.span), setting.value
+    value_text = span_text(text, value.span)
+    assert written.startswith(setting.key) and written.endswith(value_text), (written, setting)
+    between = written[len(setting.key) : len(written) - len(value_text)]
+    assert re.sub(r"\\\r?\n", "", between).strip(" \t\f") == "=", (written, setting)
+    if isinstance(value, Literal):
+        assert parse_rule_file(f"let v = {value_text}").statements[0].value == value
 
 
 def check_diagnostics(exc: CompressionError, text: str) -> None:

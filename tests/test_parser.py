@@ -515,3 +515,58 @@ def test_raw_name_check_catches_terminal_names():
         "_SEMICOLON",
         "PATTERN",
     ]
+
+
+# A setting written without blanks is one SETTING token, which the builder splits; spelt any
+# other way it is three tokens or more. The two spellings must mean the same.
+SETTING_SPELLINGS = [
+    ("sparse_ratio=0.5", "sparse_ratio = 0.5"),
+    ("quant_dtype=int8", "quant_dtype =int8"),
+    ('mask_structure="2:4"', 'mask_structure= "2:4"'),
+    ('apply_method="a\\"b"', 'apply_method = "a\\"b"'),
+    ("lambda=-1.5e-3", "lambda = -1.5e-3"),
+    ("dims=+3", "dims \\\n= +3"),
+]
+
+
+def _token_types(text: str) -> list[str]:
+    """The tokens the parser takes for ``text``, through Lark's interactive parser."""
+    from dsl_compress.language.lark_parser import build_parser
+    from dsl_compress.language.tree_builder import SyntaxBuilder
+
+    parser = build_parser(SyntaxBuilder(), lambda token: token)
+    return [token.type for token in parser.parse_interactive(text, start="start").iter_parse()]
+
+
+@pytest.mark.parametrize("together, apart", SETTING_SPELLINGS)
+def test_a_setting_means_the_same_written_together_or_apart(together, apart):
+    for head, tail in [("prune a.weight ", ""), ("register prune X { p1 ", " }")]:
+        joined = parse_rule_file(f"{head}{together} x=1{tail}\n").statements
+        spaced = parse_rule_file(f"{head}{apart} x = 1{tail}\n").statements
+        assert joined == spaced
+
+
+def test_a_setting_written_together_is_one_token():
+    text = 'prune a.weight sparse_ratio=0.5 metric=l1 group="g"\n'
+    assert _token_types(text) == ["PRUNE", "PATTERN"] + ["SETTING"] * 3 + ["_NEWLINE"]
+    spaced = _token_types("prune a.weight sparse_ratio = 0.5 dims=[0]\n")
+    assert spaced == ["PRUNE", "PATTERN", "NAME", "EQUALS", "NUMBER"] + [
+        "NAME",
+        "EQUALS",
+        "LBRACKET",
+        "NUMBER",
+        "RBRACKET",
+        "_NEWLINE",
+    ]
+
+
+@pytest.mark.parametrize("keyword", ["in", "except", "with", "from", "prune", "let"])
+def test_a_keyword_before_equals_reads_as_the_keyword_in_either_spelling(keyword):
+    """A keyword is never a SETTING's key: `in=1` is read as `in = 1` is."""
+    results = []
+    for text in (f"prune a.weight {keyword}=1\n", f"prune a.weight {keyword} = 1\n"):
+        try:
+            results.append(("parsed", parse_rule_file(text).statements))
+        except CompressionError as exc:
+            results.append(("error", [(d.code, d.message) for d in exc.diagnostics]))
+    assert results[0] == results[1]

@@ -15,6 +15,7 @@ from dsl_compress.codes import CODES
 from dsl_compress.diagnostics import CompressionError, render_all
 from dsl_compress import diagnostics as diagnostics_module
 from dsl_compress.language.includes import MAX_INCLUDE_DEPTH
+from dsl_compress.language.parse import parse_rule_file
 from dsl_compress.language.lark_parser import MAX_NUMBER_LENGTH
 from dsl_compress.resolve.check import MAX_PER_STATEMENT
 from dsl_compress.schema.config_text import MAX_JSON_DEPTH
@@ -177,6 +178,21 @@ def test_e104_is_located_at_the_token(tmp_path):
     ok = tmp_path / "ok.rules"
     ok.write_text("prune Conv2d.weight sparse_ratio=0." + "5" * (MAX_NUMBER_LENGTH - 2) + "\n")
     assert dc.load(ok).compile().diagnostics == ()
+
+
+@pytest.mark.parametrize("equals", ["=", " = "], ids=["together", "apart"])
+def test_a_long_number_in_a_setting_is_e104_at_the_number_once_the_key_is_taken(equals):
+    digits = "9" * (MAX_NUMBER_LENGTH + 1)
+    with pytest.raises(CompressionError) as info:
+        parse_rule_file(f"prune a.weight  k{equals}{digits}\n")
+    (diag,) = info.value.diagnostics
+    column = len(f"prune a.weight  k{equals}") + 1
+    assert (diag.code, diag.span.column, diag.span.end_column) == ("E104", column, column + 1)
+    # A key the parser does not take is the error, not the number after it.
+    with pytest.raises(CompressionError) as info:
+        parse_rule_file(f"prune a.weight except b.weight k{equals}{digits}\n")
+    (diag,) = info.value.diagnostics
+    assert (diag.code, diag.message, diag.span.column) == ("E101", "unexpected 'k'", 32)
 
 
 def test_include_depth_limit(tmp_path):

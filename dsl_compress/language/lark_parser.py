@@ -59,16 +59,31 @@ class BracketNewlines:
                     message = f"lists nested deeper than {MAX_LIST_DEPTH} levels"
                     raise InputLimit(token, message, "write the list flatter")
             elif kind == "NUMBER" and len(token.value) > MAX_NUMBER_LENGTH:
-                message = (
-                    f"a number literal of {len(token.value)} characters "
-                    f"(at most {MAX_NUMBER_LENGTH})"
-                )
-                raise InputLimit(token, message, "write it shorter, with an exponent (1e30)")
+                check_number(token)
             elif kind == "RBRACKET":
                 depth = max(0, depth - 1)
             elif kind == "_NEWLINE" and depth:
                 continue
             yield token
+
+
+def check_number(token: Token) -> None:
+    """InputLimit at a number literal too long: a NUMBER token as it is lexed, or the value of
+    a SETTING token (``key=value``, on one line) as the parser takes it, which is where the
+    NUMBER of the setting spelt apart would be lexed."""
+    number, at = token.value, 0
+    if token.type == "SETTING":
+        at = token.value.index("=") + 1
+        number = token.value[at:]
+        if number[0] not in "+-.0123456789":  # a string or a name
+            return
+    if len(number) <= MAX_NUMBER_LENGTH:
+        return
+    start, column = token.start_pos + at, token.column + at
+    end_column, end = column + len(number), start + len(number)
+    found = Token("NUMBER", number, start, token.line, column, token.line, end_column, end)
+    message = f"a number literal of {len(number)} characters (at most {MAX_NUMBER_LENGTH})"
+    raise InputLimit(found, message, "write it shorter, with an exponent (1e30)")
 
 
 def build_parser(builder: Transformer, on_comment: Callable[[Token], Token]) -> Lark:

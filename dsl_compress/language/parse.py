@@ -46,7 +46,8 @@ class _Parser:
         skipped."""
         self.builder.span = spans
         self.comments = []
-        return self.lark.parse(text, start=start), self.comments
+        found = self.lark.parse(text, start=start)
+        return (tuple(found) if start == "start" else found), self.comments
 
     def _collect_comment(self, token: Token) -> Token:
         if "#" in token.value:  # not a blank line

@@ -13,6 +13,7 @@ from dsl_compress.language.statement_split import Chunk
 # How terminals are named in error messages: words a user recognises, never __ANON_0.
 TERMINAL_WORDS = {
     "NAME": "a name",
+    "SETTING": "a name",
     "PATTERN": "a module name, type or pattern",
     "WORD": "a module name, type or pattern",
     "NUMBER": "a number",
@@ -53,7 +54,7 @@ def syntax_diagnostic(
     elif getattr(exc, "token", None) is None or exc.token.type == "$END":
         code, message, width = "E103", f"the {what} ends too early", 1
     else:
-        token = exc.token
+        token = _as_spelt_apart(exc.token)
         code, message, width = "E101", f"unexpected {_describe(token)}", max(1, len(str(token)))
         hint = _keyword_hint(token, expected) or hint
         keyword = _keyword_fix(token, expected)
@@ -63,6 +64,18 @@ def syntax_diagnostic(
     fixes = (replacing(span, str(token), keyword),) if keyword and not spaced else ()
     return Diagnostic(
         code, Severity.ERROR, message, span=span, subject=path, hint=hint, fixes=fixes
+    )
+
+
+def _as_spelt_apart(token: Token) -> Token:
+    """The token an error names: a SETTING token (``key=value``, lexed as one) is named by its
+    key, as the key alone would be were the setting spelt with blanks."""
+    if token.type != "SETTING":
+        return token
+    key = token.value.partition("=")[0]
+    end_column, end = token.column + len(key), token.start_pos + len(key)
+    return Token(
+        "NAME", key, token.start_pos, token.line, token.column, token.line, end_column, end
     )
 
 

@@ -1,7 +1,8 @@
 """Syntax nodes from grammar rules: Lark's inline transformer, one method per rule, spans from tokens.
 
 Lark calls a method on each reduction with the rule's children: tokens (named terminals only;
-'_' terminals are left out and '_' rules spliced in) and the nodes the sub-rules returned. A
+'_' terminals are left out and '_' rules spliced in) and the nodes the sub-rules returned; a
+method named after a terminal (SETTING), on each such token the parser takes. A
 node's span runs from its first token to its last, as Lark's ``propagate_positions`` would
 set it; Token and Span spell those positions alike (line, column, end_line, end_column).
 """
@@ -15,6 +16,7 @@ from typing import Callable, Union
 from lark import Token, Transformer
 
 from dsl_compress.diagnostics import Span
+from dsl_compress.language.lark_parser import MAX_NUMBER_LENGTH, check_number
 from dsl_compress.language.statement_split import Chunk
 from dsl_compress.language.syntax import (
     Align,
@@ -87,8 +89,15 @@ class SyntaxBuilder(Transformer):
         super().__init__()
         self.span: SpanMaker = spans_in(None)
 
-    def start(self, kids: list) -> tuple:
-        return tuple(kids)
+    def start(self, kids: list) -> list:
+        """The file's statements so far, in one list (the rule is left-recursive: a statement
+        is added to the list before it, where a `*` would splice a tree of each into the parent)."""
+        if kids and type(kids[0]) is list:
+            found = kids[0]
+            if len(kids) > 1:
+                found.append(kids[1])
+            return found
+        return kids
 
     def let_stmt(self, kids: list) -> Let:
         keyword, name, _, value = kids
@@ -122,7 +131,7 @@ class SyntaxBuilder(Transformer):
         return Register(mode, name, tuple(kids[4:-1]), self.span(kids[0], kids[-1]))
 
     def register_target(self, kids: list) -> RegisterTarget:
-        name, settings = kids[0], tuple(kids[1:])
+        name, settings = kids[0], tuple(kids[1]) if len(kids) > 1 else ()
         last = settings[-1].span if settings else name
         return RegisterTarget(name.value, settings, self.span(name, last))
 
@@ -173,26 +182,51 @@ class SyntaxBuilder(Transformer):
         options = tuple(dict.fromkeys(token.value for token in kids[1:-1:2]))
         return Segment(options, True, self.span(kids[0], kids[-1]))
 
-    def setting(self, kids: list) -> Setting:
+    def settings(self, kids: list) -> list[Setting]:
+        """A statement's settings so far, in one list (left-recursive, as ``start``)."""
+        if type(kids[0]) is list:
+            found = kids[0]
+            found.append(self._setting(kids[1:]))
+            return found
+        return [self._setting(kids)]
+
+    def _setting(self, kids: list) -> Setting:
+        if len(kids) == 1:  # written without blanks: one SETTING token
+            return self._setting_token(kids[0])
         key, _, value = kids
         return Setting(intern(key.value), value, self.span(key, value.span))
 
-    def number(self, kids: list) -> Literal:
-        token = kids[0]
-        text = token.value
-        value = int(text) if _INTEGER.match(text) else float(text)
-        return Literal(value, False, self.span(token, token))
+    def SETTING(self, token: Token) -> Token:
+        """Lark calls a method named after a terminal as the parser takes such a token: a number
+        too long in a setting stops the parse there, as its NUMBER would spelt apart."""
+        if len(token.value) > MAX_NUMBER_LENGTH:
+            check_number(token)
+        return token
 
-    def string(self, kids: list) -> Literal:
-        token = kids[0]
-        return Literal(unquote(token.value), False, self.span(token, token))
+    def _setting_token(self, token: Token) -> Setting:
+        """A SETTING token (``key=value``, one line) as the node three tokens would give."""
+        whole = self.span(token, token)
+        key, _, text = token.value.partition("=")
+        column = whole.column + len(key) + 1
+        at = Span(whole.file, whole.line, column, whole.line, whole.end_column)
+        return Setting(intern(key), _literal(text, at), whole)
 
-    def name(self, kids: list) -> Literal:
+    def literal(self, kids: list) -> Literal:
         token = kids[0]
-        return Literal(intern(token.value), True, self.span(token, token))
+        return _literal(token.value, self.span(token, token))
 
     def list(self, kids: list) -> ListValue:
         return ListValue(tuple(kids[1:-1:2]), self.span(kids[0], kids[-1]))
+
+
+def _literal(text: str, span: Span) -> Literal:
+    """The value a NUMBER, STRING or NAME token's text stands for, at ``span``."""
+    first = text[0]
+    if first == '"':
+        return Literal(unquote(text), False, span)
+    if first.isalpha() or first == "_":
+        return Literal(intern(text), True, span)
+    return Literal(int(text) if _INTEGER.match(text) else float(text), False, span)
 
 
 def _run_segments(run: str, whole: Span) -> tuple[Segment, ...]:
@@ -209,10 +243,14 @@ def _run_segments(run: str, whole: Span) -> tuple[Segment, ...]:
 
 
 def _tail(kids: list) -> tuple[tuple, tuple]:
-    """Settings, then the except clause's selectors (a tuple) if there is one."""
-    if kids and type(kids[-1]) is tuple:
-        return tuple(kids[:-1]), kids[-1]
-    return tuple(kids), ()
+    """The settings (a list, if any), then the except clause's selectors (a tuple, if any)."""
+    settings, excepts = (), ()
+    for kid in kids:
+        if type(kid) is list:
+            settings = tuple(kid)
+        else:
+            excepts = kid
+    return settings, excepts
 
 
 def _last_span(before: Selector, settings: tuple, excepts: tuple) -> Span:

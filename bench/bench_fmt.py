@@ -80,7 +80,9 @@ def _in_turns(command: list[str], trees: dict[str, Path], rounds: int) -> dict[s
     for round_ in range(rounds + 1):
         for name, tree in trees.items():
             env = {**os.environ, "PYTHONPATH": str(tree), "NO_COLOR": "1"}
-            wall, cpu, done = process_seconds([sys.executable, "-m", "dsl_compress", *command], env)
+            wall, cpu, done = process_seconds(
+                [sys.executable, "-m", "dsl_compress", *command], env, tree
+            )
             if done.returncode not in (0, 1) or "Traceback" in done.stderr:
                 raise SystemExit(f"{name}: {command} failed\n{done.stderr[-2000:]}")
             if round_:

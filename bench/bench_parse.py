@@ -151,7 +151,7 @@ def _lint_process(run: ProcessRun, cache: Path) -> tuple[float, float]:
     """Wall and CPU seconds of one lint process."""
     command = [sys.executable, "-m", "dsl_compress", "lint", "--format", "concise", str(run.rules)]
     env = {**os.environ, "PYTHONPATH": str(run.tree), "DSL_COMPRESS_CACHE_DIR": str(cache)}
-    wall, cpu, done = process_seconds(command, env)
+    wall, cpu, done = process_seconds(command, env, run.tree)
     if done.returncode not in (0, 1):  # 1: findings
         raise RuntimeError(f"{run.name}: lint failed\n{done.stderr}")
     return wall, cpu

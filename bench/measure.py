@@ -43,13 +43,15 @@ def interleaved(
 
 
 def process_seconds(
-    command: Sequence[str], env: Mapping[str, str]
+    command: Sequence[str], env: Mapping[str, str], cwd: Path
 ) -> tuple[float, float, subprocess.CompletedProcess]:
     """Wall and CPU seconds (user + system, the process's own children included) of one
-    process run to its end, and the process (its output captured as text, not shown)."""
+    process run to its end in folder ``cwd``, and the process (its output captured as text,
+    not shown). ``python -m`` puts its folder first on the import path, before PYTHONPATH:
+    a checkout compared with another runs from its own folder."""
     before = _children_cpu()
     start = time.perf_counter()
-    done = subprocess.run(list(command), env=dict(env), capture_output=True, text=True)
+    done = subprocess.run(list(command), env=dict(env), cwd=cwd, capture_output=True, text=True)
     wall = time.perf_counter() - start
     return wall, _children_cpu() - before, done
 

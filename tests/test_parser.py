@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 from pathlib import Path as FilePath
 
@@ -530,12 +531,19 @@ SETTING_SPELLINGS = [
 
 
 def _token_types(text: str) -> list[str]:
-    """The tokens the parser takes for ``text``, through Lark's interactive parser."""
+    """The tokens the parser takes for ``text``, through Lark's interactive parser: up to a
+    syntax error, that token too, if there is one."""
+    from lark.exceptions import UnexpectedInput
+
     from dsl_compress.language.lark_parser import build_parser
     from dsl_compress.language.tree_builder import SyntaxBuilder
 
     parser = build_parser(SyntaxBuilder(), lambda token: token)
-    return [token.type for token in parser.parse_interactive(text, start="start").iter_parse()]
+    types = []
+    with contextlib.suppress(UnexpectedInput):
+        for token in parser.parse_interactive(text, start="start").iter_parse():
+            types.append(token.type)
+    return types
 
 
 @pytest.mark.parametrize("together, apart", SETTING_SPELLINGS)
@@ -570,3 +578,32 @@ def test_a_keyword_before_equals_reads_as_the_keyword_in_either_spelling(keyword
         except CompressionError as exc:
             results.append(("error", [(d.code, d.message) for d in exc.diagnostics]))
     assert results[0] == results[1]
+
+
+@pytest.mark.parametrize(
+    "together, apart",
+    [
+        ("a.{b,c}.weight", "a.{ b, c }.weight"),
+        ("Linear.{_input_,_output_}", "Linear.{ _input_ , _output_ }"),
+        ("s.block{1,2}.{conv,bn}*.{weight,bias}", "s.block{1,2}.{conv,bn}*.{weight ,bias}"),
+        ("a.{b,b,c}.x", "a.{b, b, c}.x"),
+    ],
+)
+def test_a_set_in_a_dotted_run_means_what_it_means_spelt_apart(together, apart):
+    """A {a,b} set standing alone after a dot is part of the PATTERN token (the builder splits
+    it); spelt with blanks it is a set_segment of its own. Both build the same nodes."""
+    joined = parse_rule_file(f"prune {together} sparse_ratio=0.5\n").statements
+    assert joined == parse_rule_file(f"prune {apart} sparse_ratio=0.5\n").statements
+    assert _token_types(f"prune {together}\n") == ["PRUNE", "PATTERN", "_NEWLINE"]
+
+
+@pytest.mark.parametrize("path", ["{a,b}.weight", "a.{with,b}", "a.{in}", "a.{b,,c}"])
+def test_a_set_the_run_does_not_take_is_read_as_before(path):
+    """A set at a path's start is set_segment's (it may be a target set: {weight,bias}); a set
+    holding a keyword or an empty word is not a run's part, and is an error where it was."""
+    assert "LBRACE" in _token_types(f"prune {path}\n")
+    if path.startswith("{"):
+        assert parse_rule_file(f"prune {path}\n").statements[0].selector.path.segments[0].braced
+    else:
+        with pytest.raises(CompressionError):
+            parse_rule_file(f"prune {path}\n")

@@ -230,14 +230,19 @@ def _literal(text: str, span: Span) -> Literal:
 
 
 def _run_segments(run: str, whole: Span) -> tuple[Segment, ...]:
-    """The segments of one PATTERN token (``layer1.*.conv1``) at ``whole``, each with its own
-    span: a run never spans lines, so a segment's columns are the run's, offset."""
+    """The segments of one PATTERN token (``layer1.*.conv1``, ``layer1.{q,k}.weight``) at
+    ``whole``, each with its own span: a run never spans lines, so a segment's columns are the
+    run's, offset. A part that is one {a,b} set and nothing else is a set segment."""
     if "." not in run:
         return (Segment((intern(run),), False, whole),)
     file, line, column, found = whole.file, whole.line, whole.column, []
     for word in run.split("."):
         span = Span(file, line, column, line, column + len(word))
-        found.append(Segment((intern(word),), False, span))
+        if word[0] == "{" and word[-1] == "}" and word.count("{") == 1:
+            options = tuple(dict.fromkeys(word[1:-1].split(",")))
+            found.append(Segment(options, True, span))
+        else:
+            found.append(Segment((intern(word),), False, span))
         column += len(word) + 1
     return tuple(found)
 

@@ -129,13 +129,15 @@ def _process_times(runs: list[ProcessRun], cache: Path, rounds: int) -> dict[str
     """Median wall and CPU seconds of each lint process, the runs taking turns round by round so
     that a noisy machine's drift hits every side of a ratio alike (CPU time, user + system, is
     the steadier figure on a shared machine). One unmeasured round first warms the cache and the
-    OS's file cache."""
+    OS's file cache. A cold run empties a cache folder of its own, not the warm runs' (a
+    baseline of another grammar keeps its cache file there too)."""
     times: dict[str, list[tuple[float, float]]] = {run.name: [] for run in runs}
     for round_ in range(rounds + 1):
         for run in runs:
+            folder = cache / ("cold" if run.cold else "warm")
             if run.cold:
-                shutil.rmtree(cache, ignore_errors=True)
-            measured = _lint_process(run, cache)
+                shutil.rmtree(folder, ignore_errors=True)
+            measured = _lint_process(run, folder)
             if round_:
                 times[run.name].append(measured)
     return {

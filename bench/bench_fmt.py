@@ -22,19 +22,22 @@ from measure import print_table, process_seconds, write_results
 from rules_workloads import rules_text
 
 REPO = Path(__file__).resolve().parent.parent
-TARGET_S = 5.0  # "a few seconds" each, on this 2-CPU machine: at most 5 s
+# "In a few seconds each", our reading on this 2-CPU machine: at most 5 s, for the issue's own
+# workloads (statements with comments, as in its report of fmt's quadratic cost; bad lines);
+# the realistic mix, ours and harder, is tracked without a target.
+TARGET_S = 5.0
 
 
 def plain_statements(n: int) -> str:
     return "".join(f"prune conv{i}.weight sparse_ratio=0.5\n" for i in range(n))
 
 
-# (name, text maker, command): sizes from the command line
-WORKLOADS: list[tuple[str, Callable[[int], str], list[str], str]] = [
-    ("fmt: plain statements", plain_statements, ["fmt", "--check"], "statements"),
-    ("fmt: commented statements", commented_statements, ["fmt", "--check"], "statements"),
-    ("fmt: realistic mix", rules_text, ["fmt", "--check"], "statements"),
-    ("lint: bad lines", bad_lines, ["lint", "--format", "concise"], "bad_lines"),
+# (name, text maker, command, the option giving its size, whether the target applies)
+WORKLOADS: list[tuple[str, Callable[[int], str], list[str], str, bool]] = [
+    ("fmt: plain statements", plain_statements, ["fmt", "--check"], "statements", True),
+    ("fmt: commented statements", commented_statements, ["fmt", "--check"], "statements", True),
+    ("fmt: realistic mix", rules_text, ["fmt", "--check"], "statements", False),
+    ("lint: bad lines", bad_lines, ["lint", "--format", "concise"], "bad_lines", True),
 ]
 
 
@@ -50,7 +53,7 @@ def main() -> None:
         trees["baseline"] = args.baseline_tree.resolve()
     rows, records = [], []
     with tempfile.TemporaryDirectory() as folder:
-        for name, make, command, size_option in WORKLOADS:
+        for name, make, command, size_option, targeted in WORKLOADS:
             size = getattr(args, size_option)
             path = Path(folder) / "input.rules"
             path.write_text(make(size), encoding="utf-8")
@@ -59,12 +62,13 @@ def main() -> None:
             base = times.get("baseline")
             ratio = mine["wall"] / base["wall"] if base else None
             megabytes = path.stat().st_size / 1e6
-            met = "met" if mine["wall"] <= TARGET_S else "not met"
+            met = ("met" if mine["wall"] <= TARGET_S else "not met") if targeted else "-"
             baseline_wall = base["wall"] if base else None
             rows.append(
                 [name, size, megabytes, mine["wall"], mine["cpu"], baseline_wall, ratio, met]
             )
-            records.append({"workload": name, "size": size, "file_mb": megabytes, **times})
+            record = {"workload": name, "size": size, "file_mb": megabytes, "target": targeted}
+            records.append({**record, **times})
     header = ["workload", "size", "file MB", "wall s", "cpu s", "baseline wall s", "ratio"]
     print_table(header + [f"<= {TARGET_S:g} s"], rows)
     payload = {"target_s": TARGET_S, "rounds": args.rounds, "workloads": records}

@@ -30,6 +30,17 @@ _SPECIAL = re.compile(r'["#\\\n;\[\]{}]')
 
 def split_statements(text: str) -> Iterator[Chunk]:
     """Chunks ending at ';' or a newline outside brackets, braces, strings and comments."""
+    for start, end, line, column in statement_bounds(text):
+        yield Chunk(text[start:end].removesuffix("\r"), line, column, start)
+
+
+# Where a chunk's text holds more than blanks: its first character that is not one.
+_NOT_BLANK = re.compile(r"\S")
+
+
+def statement_bounds(text: str) -> Iterator[tuple[int, int, int, int]]:
+    """Where each chunk of :func:`split_statements` is, without its text: its start and end
+    offsets, its line and its column."""
     start, depth = 0, 0
     line, line_start = 1, 0
     start_line, start_column = 1, 1
@@ -52,13 +63,13 @@ def split_statements(text: str) -> Iterator[Chunk]:
         if char == "\n":
             line, line_start = line + 1, i + 1
         if char in ";\n" and depth == 0:
-            if text[start:i].strip():
-                yield Chunk(text[start:i].removesuffix("\r"), start_line, start_column, start)
+            if _NOT_BLANK.search(text, start, i):
+                yield start, i, start_line, start_column
             start = i + 1
             start_line, start_column = line, start - line_start + 1
         found = _SPECIAL.search(text, i + 1)
-    if text[start:].strip():
-        yield Chunk(text[start:], start_line, start_column, start)
+    if _NOT_BLANK.search(text, start):
+        yield start, len(text), start_line, start_column
 
 
 def _line_break_length(text: str, i: int) -> int:
@@ -89,20 +100,32 @@ def split_pieces(text: str, statements: int) -> Iterator[Chunk]:
     parses and formats on its own: a piece starts where a statement starts outside any
     other, at the start of a line or after a ';' (a file of one long line is cut too), but
     never at a comment after a ';' (it belongs to the code before it)."""
-    return pieces_of(text, split_statements(text), statements)
+    starts = ((start, line, column) for start, _, line, column in statement_bounds(text))
+    return _pieces(text, starts, statements)
 
 
 def pieces_of(text: str, chunks: Iterable[Chunk], statements: int) -> Iterator[Chunk]:
     """:func:`split_pieces` from the text's chunks (a caller may look at each on the way)."""
+    starts = ((chunk.offset, chunk.line, chunk.column) for chunk in chunks)
+    return _pieces(text, starts, statements)
+
+
+# Blanks before a chunk's first word, on its line.
+_LINE_BLANKS = re.compile(r"[ \t\f]*")
+
+
+def _pieces(text: str, starts: Iterable[tuple[int, int, int]], statements: int) -> Iterator[Chunk]:
+    """The pieces, from where each statement chunk starts: (offset, line, column)."""
     start, line, column, count = 0, 1, 1, 0
-    for chunk in chunks:
-        if count >= statements and _starts_a_piece(chunk):
-            yield Chunk(text[start : chunk.offset], line, column, start)
-            start, line, column, count = chunk.offset, chunk.line, chunk.column, 0
+    for offset, chunk_line, chunk_column in starts:
+        if count >= statements and _starts_a_piece(text, offset, chunk_column):
+            yield Chunk(text[start:offset], line, column, start)
+            start, line, column, count = offset, chunk_line, chunk_column, 0
         count += 1
     if start < len(text) or start == 0:
         yield Chunk(text[start:], line, column, start)
 
 
-def _starts_a_piece(chunk: Chunk) -> bool:
-    return chunk.column == 1 or not chunk.text.lstrip(" \t\f").startswith("#")
+def _starts_a_piece(text: str, offset: int, column: int) -> bool:
+    """A chunk may start a piece unless it is a comment after a ';' on its line."""
+    return column == 1 or not text.startswith("#", _LINE_BLANKS.match(text, offset).end())

@@ -15,7 +15,7 @@ from dsl_compress.diagnostics import CompressionError
 from dsl_compress.language import format as formatter
 from dsl_compress.language import worker_pool
 from dsl_compress.language.parse import parse_rule_file
-from dsl_compress.language.statement_split import split_pieces, split_statements
+from dsl_compress.language.statement_split import pieces_of, split_pieces, split_statements
 from test_formatter import PLAIN_CHARS, messy_spelling, rule_files
 from test_fuzz import FUZZ, TEXTS, shuffled_examples
 
@@ -93,6 +93,15 @@ def test_a_generated_large_file_formats_alike_in_pieces(monkeypatch):
 def test_fuzzed_texts_format_alike_in_pieces(text: str):
     with pytest.MonkeyPatch.context() as monkeypatch:
         check_pieces_agree(text, monkeypatch)
+
+
+@FUZZ
+@given(TEXTS)
+def test_lints_pieces_from_chunks_are_fmts_pieces_from_the_text(text: str):
+    """lint cuts pieces from the statement chunks it also reads; fmt from where they start."""
+    for size in (1, 2, 5):
+        from_chunks = list(pieces_of(text, split_statements(text), size))
+        assert from_chunks == list(split_pieces(text, size))
 
 
 @PROPERTY

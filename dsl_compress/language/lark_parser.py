@@ -71,19 +71,27 @@ def check_number(token: Token) -> None:
     """InputLimit at a number literal too long: a NUMBER token as it is lexed, or the value of
     a SETTING token (``key=value``, on one line) as the parser takes it, which is where the
     NUMBER of the setting spelt apart would be lexed."""
-    number, at = token.value, 0
-    if token.type == "SETTING":
-        at = token.value.index("=") + 1
-        number = token.value[at:]
-        if number[0] not in "+-.0123456789":  # a string or a name
-            return
-    if len(number) <= MAX_NUMBER_LENGTH:
+    number = setting_parts(token)[1] if token.type == "SETTING" else token
+    if number.type != "NUMBER" or len(number.value) <= MAX_NUMBER_LENGTH:
         return
+    message = f"a number literal of {len(number.value)} characters (at most {MAX_NUMBER_LENGTH})"
+    raise InputLimit(number, message, "write it shorter, with an exponent (1e30)")
+
+
+def setting_parts(token: Token) -> tuple[Token, Token]:
+    """A SETTING token's key and value as the tokens the setting spelt apart would lex to: a
+    NAME, and a NUMBER, STRING or NAME (for errors; the builder splits the text itself)."""
+    key, _, value = token.value.partition("=")
+    first = value[0]
+    kind = "STRING" if first == '"' else "NAME" if first.isalpha() or first == "_" else "NUMBER"
+    return _part(token, "NAME", key, 0), _part(token, kind, value, len(key) + 1)
+
+
+def _part(token: Token, kind: str, text: str, at: int) -> Token:
+    """``text``, ``at`` characters into one-line ``token``, as a token of its own."""
     start, column = token.start_pos + at, token.column + at
-    end_column, end = column + len(number), start + len(number)
-    found = Token("NUMBER", number, start, token.line, column, token.line, end_column, end)
-    message = f"a number literal of {len(number)} characters (at most {MAX_NUMBER_LENGTH})"
-    raise InputLimit(found, message, "write it shorter, with an exponent (1e30)")
+    end_column, end = column + len(text), start + len(text)
+    return Token(kind, text, start, token.line, column, token.line, end_column, end)
 
 
 def build_parser(builder: Transformer, on_comment: Callable[[Token], Token]) -> Lark:

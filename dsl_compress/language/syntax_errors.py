@@ -8,6 +8,7 @@ from lark import Token
 from lark.exceptions import UnexpectedCharacters, UnexpectedInput
 
 from dsl_compress.diagnostics import Diagnostic, Severity, Span, did_you_mean, replacing, sole_match
+from dsl_compress.language.lark_parser import setting_parts
 from dsl_compress.language.statement_split import Chunk
 
 # How terminals are named in error messages: words a user recognises, never __ANON_0.
@@ -70,13 +71,7 @@ def syntax_diagnostic(
 def _as_spelt_apart(token: Token) -> Token:
     """The token an error names: a SETTING token (``key=value``, lexed as one) is named by its
     key, as the key alone would be were the setting spelt with blanks."""
-    if token.type != "SETTING":
-        return token
-    key = token.value.partition("=")[0]
-    end_column, end = token.column + len(key), token.start_pos + len(key)
-    return Token(
-        "NAME", key, token.start_pos, token.line, token.column, token.line, end_column, end
-    )
+    return setting_parts(token)[0] if token.type == "SETTING" else token
 
 
 def _bad_character(exc: UnexpectedCharacters, text: str, hint: str | None):
